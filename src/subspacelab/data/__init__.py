@@ -1,0 +1,1 @@
+"""Datasets: embedded ones that need no network, and real downloaders checked by SHA-256."""

@@ -1,0 +1,176 @@
+"""Real downloads for the ``full`` profiles: streamed, SHA-256 checked, safely extracted.
+
+A file whose checksum does not match is removed and the error names the file, the expected and
+the actual digest. Archives are extracted member by member, refusing absolute paths, ``..``,
+links and device files, so a hostile archive cannot write outside its target directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from subspacelab.io import atomic_path, sha256_file
+
+
+class DownloadError(ValueError):
+    """A download failed, or a file is corrupt (checksum mismatch) or unsafe to extract."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One remote file: where it lives, the local file name and its published checksum.
+
+    ``sha256`` is preferred. Some datasets publish only an MD5 (CIFAR, MNIST): then ``md5`` is
+    checked and the SHA-256 computed on the first fetch is recorded by the caller.
+    """
+
+    url: str
+    filename: str
+    sha256: str | None = None
+    md5: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.sha256 or self.md5):
+            raise DownloadError(f"{self.filename}: a sha256 (or published md5) must be pinned")
+
+
+def _digest(path: Path, algo: str) -> str:
+    if algo == "sha256":
+        return sha256_file(path)
+    h = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _mismatch(path: Path, resource: Resource) -> str | None:
+    for algo in ("sha256", "md5"):
+        expected = getattr(resource, algo)
+        if expected and _digest(path, algo) != expected.lower():
+            return f"{algo} mismatch (expected {expected.lower()}, got {_digest(path, algo)})"
+    return None
+
+
+def verify(path: Path, resource: Resource) -> Path:
+    """Check a file's checksum; a mismatching file is deleted and DownloadError raised."""
+    if not path.is_file():
+        raise DownloadError(f"{path}: missing")
+    problem = _mismatch(path, resource)
+    if problem:
+        path.unlink()
+        raise DownloadError(
+            f"{path}: {problem}; the corrupt file was removed, run the stage again to re-download"
+        )
+    return path
+
+
+def fetch(
+    resource: Resource,
+    dest_dir: Path,
+    progress: Callable[[str], None] = lambda _msg: None,
+    chunk: int = 1 << 20,
+) -> Path:
+    """Download ``resource`` into ``dest_dir`` (skipped if a verified copy is there)."""
+    dest = dest_dir / resource.filename
+    if dest.is_file():
+        try:
+            return verify(dest, resource)
+        except DownloadError:
+            progress(f"{dest.name}: existing copy is corrupt, downloading again")
+    if not resource.url.startswith(("https://", "http://", "file://")):
+        raise DownloadError(f"{resource.url}: only http(s) and file URLs are allowed")
+    progress(f"downloading {resource.url}")
+    with atomic_path(dest) as tmp:
+        try:
+            with urllib.request.urlopen(resource.url, timeout=60) as resp, tmp.open("wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0)
+                done = 0
+                next_report = 0.0
+                while block := resp.read(chunk):
+                    out.write(block)
+                    done += len(block)
+                    if total and done / total >= next_report:
+                        progress(f"{dest.name}: {100 * done / total:5.1f}% of {total >> 20} MiB")
+                        next_report += 0.1
+        except OSError as exc:
+            raise DownloadError(f"{resource.url}: download failed ({exc})") from None
+        problem = _mismatch(tmp, resource)
+        if problem:
+            raise DownloadError(f"{resource.url}: {problem}; nothing was kept")
+    return dest
+
+
+def _safe_target(dest: Path, name: str) -> Path:
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts or not name.strip():
+        raise DownloadError(f"unsafe path in archive: {name!r}")
+    target = (dest / pure).resolve()
+    if not target.is_relative_to(dest.resolve()):
+        raise DownloadError(f"unsafe path in archive: {name!r}")
+    return target
+
+
+def safe_extract(archive: Path, dest: Path) -> list[Path]:
+    """Extract a tar(.gz/.bz2/.xz) or zip archive into ``dest`` without path traversal.
+
+    Only regular files and directories are extracted; links and special files are refused.
+    Extraction goes to a temporary sibling directory that is renamed into place at the end.
+    """
+    tmp = dest.parent / f".{dest.name}.extract-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    written: list[Path] = []
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    target = _safe_target(tmp, info.filename)
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    mode = (info.external_attr >> 16) & 0o170000
+                    if mode not in (0, 0o100000):
+                        raise DownloadError(
+                            f"{archive}: refusing non-regular member {info.filename!r}"
+                        )
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, target.open("wb") as out:
+                        shutil.copyfileobj(src, out)
+                    written.append(target)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                for member in tf:
+                    target = _safe_target(tmp, member.name)
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    if not member.isfile():
+                        raise DownloadError(
+                            f"{archive}: refusing link or special member {member.name!r}"
+                        )
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(member)
+                    if src is None:
+                        raise DownloadError(f"{archive}: unreadable member {member.name!r}")
+                    with src, target.open("wb") as out:
+                        shutil.copyfileobj(src, out)
+                    written.append(target)
+        else:
+            raise DownloadError(f"{archive}: not a tar or zip archive")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return [dest / p.relative_to(tmp) for p in written]

@@ -1,0 +1,1 @@
+"""Small backbones and the shared Lightning training entry point."""

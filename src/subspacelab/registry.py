@@ -1,0 +1,285 @@
+"""The study registry: one :class:`Study` per paper, from which everything else is derived.
+
+A study declares its steps (download -> features -> fit -> evaluate, and transfer or merge where
+the paper has one), which config sections each step reads, and the claims its metrics must show.
+The DVC stages (dvc.yaml), the Prefect flows, the MLflow runs and the report are generated from
+these declarations; nothing about a study is written down twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import pkgutil
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
+
+    from subspacelab.config import LabConfig
+
+StepKind = Literal["data", "models", "report"]
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A metric over seeds: its values, mean and sample standard deviation."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        """Mean over seeds."""
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (0 for a single value)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: mean, std, n and the values."""
+        return {"mean": self.mean, "std": self.std, "n": len(self.values), "values": self.values}
+
+
+class Metrics(Mapping[str, Stat]):
+    """Read-only metrics of one study, each a :class:`Stat` over seeds."""
+
+    def __init__(self, values: Mapping[str, Sequence[float] | float]) -> None:
+        self._stats: dict[str, Stat] = {}
+        for name, vals in values.items():
+            seq = [vals] if isinstance(vals, int | float) else list(vals)
+            if not seq or not all(isinstance(v, int | float) for v in seq):
+                raise ValueError(f"metric {name!r}: expected numbers, got {vals!r}")
+            self._stats[name] = Stat(tuple(float(v) for v in seq))
+
+    def __getitem__(self, name: str) -> Stat:
+        if name not in self._stats:
+            raise KeyError(f"metric {name!r} not recorded; have: {', '.join(sorted(self._stats))}")
+        return self._stats[name]
+
+    def __iter__(self):
+        return iter(self._stats)
+
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        """JSON form: name -> {mean, std, n, values}."""
+        return {name: stat.to_json() for name, stat in sorted(self._stats.items())}
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """Whether a claim holds and the numbers behind the verdict."""
+
+    holds: bool
+    measured: dict[str, float | Stat]
+
+    def measured_json(self) -> dict[str, Any]:
+        """The measured numbers in JSON form."""
+        return {
+            k: v.to_json() if isinstance(v, Stat) else _finite_or_none(v)
+            for k, v in self.measured.items()
+        }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(float(value)) else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A relation from the spec's miniature section, checked on the study's metrics.
+
+    ``paper`` is the paper's own claim or number; ``statement`` the miniature relation exactly as
+    the spec words it; ``check`` computes it from metrics averaged over seeds.
+    """
+
+    id: str
+    statement: str
+    paper: str
+    check: Callable[[Metrics], ClaimResult]
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What a step returns besides the files it wrote: scalars logged to MLflow."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a study's last step returns: per-seed metrics and figures for reports/<slug>/plots/."""
+
+    metrics: dict[str, Sequence[float] | float]
+    figures: dict[str, Figure] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """Everything a step may use. Only the config sections it declares are readable."""
+
+    study: Study
+    step: Step
+    cfg: Any
+    lab: LabConfig
+    root: Path
+    out: Path
+    inputs: dict[str, Path]
+    device: torch.device
+    progress: Callable[[str], None]
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds this study's claims average over."""
+        return list(self.cfg.seeds)
+
+    @property
+    def profile(self) -> str:
+        """The active profile, mini or full."""
+        return self.lab.profile
+
+
+StepFn = Callable[[StepContext], "StepOutput | Report | None"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of a study's chain.
+
+    ``reads`` names the config sections (fields of the study's config dataclass) the step uses;
+    they become the stage's DVC params, and reading any other section fails loudly.
+    ``kind`` places its directory: data/<slug>/<name>/ or models/<slug>/<name>/; the study's
+    last step is the ``report`` step and writes reports/<slug>/.
+    """
+
+    name: str
+    run: StepFn
+    needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    kind: StepKind = "data"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    """One paper of the catalogue, as a chain of steps and the claims its metrics must show."""
+
+    slug: str
+    title: str
+    arxiv: str
+    group: str
+    config: type
+    steps: tuple[Step, ...]
+    claims: tuple[Claim, ...]
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"study {self.slug}: duplicate step names {names}")
+        for i, st in enumerate(self.steps):
+            unknown = [n for n in st.needs if n not in names[:i]]
+            if unknown:
+                raise ValueError(f"study {self.slug}: step {st.name} needs {unknown}, not earlier")
+            is_last = i == len(self.steps) - 1
+            if (st.kind == "report") != is_last:
+                raise ValueError(f"study {self.slug}: exactly the last step must be kind='report'")
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``; a KeyError naming the allowed steps otherwise."""
+        for st in self.steps:
+            if st.name == name:
+                return st
+        allowed = ", ".join(s.name for s in self.steps)
+        raise KeyError(f"study {self.slug} has no step {name!r}; steps: {allowed}")
+
+    @property
+    def run_module(self) -> str:
+        """The module that defines the study's step functions."""
+        return self.steps[0].run.__module__
+
+    @property
+    def report_step(self) -> Step:
+        """The last step, which writes reports/<slug>/."""
+        return self.steps[-1]
+
+    def stage_name(self, step: str) -> str:
+        """The DVC stage name of a step: ``<slug>_<step>``."""
+        return f"{self.slug}_{step}"
+
+    def upstream(self, step: str) -> list[Step]:
+        """All steps ``step`` depends on, transitively, in chain order."""
+        wanted: set[str] = set()
+        stack = list(self.step(step).needs)
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack.extend(self.step(name).needs)
+        return [s for s in self.steps if s.name in wanted]
+
+
+def step_dir(root: Path, study: Study, step: Step) -> Path:
+    """Fixed output directory of a data/models step."""
+    if step.kind == "report":
+        return root / "reports" / study.slug
+    return root / step.kind / study.slug / step.name
+
+
+def report_paths(root: Path, slug: str) -> dict[str, Path]:
+    """The fixed report outputs of a study."""
+    base = root / "reports" / slug
+    return {
+        "metrics": base / "metrics.json",
+        "claims": base / "claims.json",
+        "plots": base / "plots",
+    }
+
+
+_REGISTRY: dict[str, Study] = {}
+
+
+PLUGINS_ENV = "SUBSPACELAB_STUDIES"
+
+
+def studies() -> dict[str, Study]:
+    """All registered studies by slug.
+
+    Discovered from ``subspacelab.studies.<slug>.study`` (its ``STUDY``), plus studies kept
+    outside the package, named as ``module:ATTR`` in the comma-separated SUBSPACELAB_STUDIES.
+    """
+    if not _REGISTRY:
+        import subspacelab.studies as pkg
+
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+            if not info.ispkg:
+                continue
+            module = f"subspacelab.studies.{info.name}.study"
+            study: Study = importlib.import_module(module).STUDY
+            if study.slug != info.name:
+                raise ValueError(f"study package {info.name} declares slug {study.slug}")
+            _REGISTRY[study.slug] = study
+        for spec in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
+            module, _, attr = spec.strip().partition(":")
+            study = getattr(importlib.import_module(module), attr or "STUDY")
+            if study.slug in _REGISTRY:
+                raise ValueError(f"{PLUGINS_ENV}: study {study.slug!r} is already registered")
+            _REGISTRY[study.slug] = study
+    return dict(_REGISTRY)
+
+
+def get_study(slug: str) -> Study:
+    """One study by slug; a KeyError naming the known slugs otherwise."""
+    all_studies = studies()
+    if slug not in all_studies:
+        raise KeyError(f"unknown study {slug!r}; known: {', '.join(sorted(all_studies))}")
+    return all_studies[slug]

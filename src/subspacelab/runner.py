@@ -1,0 +1,312 @@
+"""Execute one step of one study: validate, check inputs, compute into a staging area, commit.
+
+The order guarantees the quality bar: params and inputs are checked before any compute; outputs
+are written under ``.stage-tmp/`` and moved into place only when the step has finished, so a
+killed stage leaves nothing half-written where DVC looks; MLflow is logged last and may fail
+without losing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subspacelab import tracking
+from subspacelab.config import (
+    LabConfig,
+    ParamsError,
+    lab_config,
+    read_params,
+    study_config,
+    to_flat_dict,
+)
+from subspacelab.io import read_json, replace_dir, sha256_file, write_json
+from subspacelab.registry import (
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    get_study,
+    report_paths,
+    step_dir,
+)
+
+META = "_meta.json"
+STAGING = ".stage-tmp"
+
+
+class MissingInputError(FileNotFoundError):
+    """An upstream step's output is missing or incomplete."""
+
+
+class _Undeclared:
+    """Stands in for a config section a step did not declare in ``reads``."""
+
+    def __init__(self, slug: str, step: str, section: str) -> None:
+        self._where = (slug, step, section)
+
+    def __getattr__(self, name: str) -> Any:
+        slug, step, section = self._where
+        raise AttributeError(
+            f"step {slug}.{step} reads config section {section!r} without declaring it; "
+            f"add {section!r} to the step's reads= so DVC tracks it"
+        )
+
+
+def restricted_config(cfg: object, study: Study, step: Step) -> object:
+    """A copy of ``cfg`` in which only ``seeds`` and the step's declared sections are readable."""
+    hidden = {
+        f.name: _Undeclared(study.slug, step.name, f.name)
+        for f in dataclasses.fields(cfg)  # type: ignore[arg-type]
+        if f.name != "seeds" and f.name not in step.reads
+    }
+    return dataclasses.replace(cfg, **hidden)  # type: ignore[type-var]
+
+
+def resolve_device(lab: LabConfig) -> torch.device:
+    """lab.device: auto takes the GPU when there is one."""
+    if lab.device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError(
+            "lab.device: got 'cuda' but no CUDA device is visible; allowed: auto, cpu"
+        )
+    if lab.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(lab.device)
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_configs(root: Path, study: Study) -> tuple[LabConfig, Any, dict[str, Any]]:
+    """Validated lab config, the study's active config and the raw params."""
+    params = read_params(root / "params.yaml")
+    lab = lab_config(params)
+    cfg = study_config(study.config, params, study.slug, lab.profile)
+    return lab, cfg, params
+
+
+def params_digest(params: Mapping[str, Any], study: Study) -> str:
+    """Short hash of the lab section and the study's section."""
+    blob = json.dumps(
+        {"lab": params.get("lab"), study.slug: params.get(study.slug)}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def check_inputs(root: Path, study: Study, step: Step) -> dict[str, Path]:
+    """Directories of the steps this one needs; MissingInputError if one is absent or partial."""
+    inputs = {}
+    for name in step.needs:
+        up = study.step(name)
+        path = step_dir(root, study, up)
+        if not (path / META).is_file():
+            raise MissingInputError(
+                f"{path}: missing or incomplete output of step {name}; "
+                f"run `dvc repro {study.stage_name(name)}` first"
+            )
+        inputs[name] = path
+    return inputs
+
+
+def _progress(stage: str) -> Any:
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"[{stage} {time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _claims(study: Study, metrics: Metrics) -> list[dict[str, Any]]:
+    out = []
+    for claim in study.claims:
+        try:
+            result = claim.check(metrics)
+        except KeyError as exc:
+            raise RuntimeError(f"claim {study.slug}.{claim.id}: {exc.args[0]}") from None
+        if not isinstance(result, ClaimResult):
+            raise TypeError(f"claim {study.slug}.{claim.id} must return a ClaimResult")
+        out.append(
+            {
+                "id": claim.id,
+                "statement": claim.statement,
+                "paper": claim.paper,
+                "holds": bool(result.holds),
+                "measured": result.measured_json(),
+            }
+        )
+    return out
+
+
+def _timings(root: Path, study: Study) -> dict[str, float]:
+    times = {}
+    for st in study.steps[:-1]:
+        meta = step_dir(root, study, st) / META
+        if meta.is_file():
+            times[st.name] = float(read_json(meta)["wall_s"])
+    return times
+
+
+def _write_report(
+    root: Path, study: Study, staged: Path, result: Report, lab: LabConfig, wall_s: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    metrics = Metrics(result.metrics)
+    claims = _claims(study, metrics)
+    plots = staged / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt
+
+    for name, fig in result.figures.items():
+        fig.savefig(plots / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    for name, table in result.tables.items():
+        (plots / f"{name}.md").write_text(table.rstrip() + "\n")
+    timing = {**_timings(root, study), study.report_step.name: wall_s}
+    timing["total"] = sum(timing.values())
+    doc = {
+        "study": study.slug,
+        "title": study.title,
+        "arxiv": study.arxiv,
+        "group": study.group,
+        "profile": lab.profile,
+        "metrics": metrics.to_json(),
+        "timing_s": timing,
+        "claims_holding": sum(c["holds"] for c in claims),
+        "claims_total": len(claims),
+    }
+    write_json(staged / "metrics.json", doc)
+    write_json(staged / "claims.json", claims)
+    return doc, claims
+
+
+def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
+    if step.kind != "report":
+        final = step_dir(root, study, step)
+        replace_dir(staged / "out", final)
+        return [final]
+    paths = report_paths(root, study.slug)
+    paths["metrics"].parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(staged / "plots", paths["plots"])
+    os.replace(staged / "claims.json", paths["claims"])
+    os.replace(staged / "metrics.json", paths["metrics"])
+    return [paths["metrics"], paths["claims"], paths["plots"]]
+
+
+def run_step(root: Path, slug: str, step_name: str) -> Path:
+    """Run one step of one study under ``root`` (the repository); returns its output location."""
+    study = get_study(slug)
+    step = study.step(step_name)
+    stage = study.stage_name(step_name)
+    lab, cfg, params = load_configs(root, study)  # all validation before any compute
+    device = resolve_device(lab)
+    inputs = check_inputs(root, study, step)
+
+    staging = root / STAGING / stage
+    if staging.exists():
+        shutil.rmtree(staging)  # leftovers of a killed run
+    out = staging / ("out" if step.kind != "report" else "plots")
+    out.mkdir(parents=True)
+    torch.set_num_threads(lab.threads)  # determinism in training: Lightning's deterministic flag
+    seed_all(cfg.seeds[0])
+    say = _progress(stage)
+    ctx = StepContext(
+        study=study,
+        step=step,
+        cfg=restricted_config(cfg, study, step),
+        lab=lab,
+        root=root,
+        out=out,
+        inputs=inputs,
+        device=device,
+        progress=say,
+    )
+    start_ms = tracking.now_ms()
+    t0 = time.perf_counter()
+    try:
+        result = step.run(ctx)
+        wall_s = time.perf_counter() - t0
+        logged: dict[str, float] = {}
+        if step.kind == "report":
+            if not isinstance(result, Report):
+                raise TypeError(f"the last step of {slug} must return a Report")
+            doc, claims = _write_report(root, study, staging, result, lab, wall_s)
+            logged = {f"{k}.mean": v["mean"] for k, v in doc["metrics"].items()}
+            logged.update({f"claim.{c['id']}.holds": float(c["holds"]) for c in claims})
+        else:
+            if isinstance(result, StepOutput):
+                logged = dict(result.metrics)
+            write_json(
+                out / META,
+                {
+                    "study": slug,
+                    "step": step_name,
+                    "wall_s": wall_s,
+                    "profile": lab.profile,
+                    "files": _manifest(out),
+                },
+            )
+        committed = _commit(root, study, step, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    say(f"done in {wall_s:.1f}s -> {', '.join(str(p.relative_to(root)) for p in committed)}")
+
+    flat = {f"cfg.{k}": v for k, v in to_flat_dict(cfg).items()}
+    flat.update({f"lab.{k}": v for k, v in to_flat_dict(lab).items()})
+    commit = tracking.git_commit(root)
+    record = tracking.RunRecord(
+        study=slug,
+        step=step_name,
+        stage=stage,
+        chain_key=f"{commit}:{params_digest(params, study)}",
+        tags={
+            "git_commit": commit,
+            "subspacelab.study": slug,
+            "subspacelab.step": step_name,
+            "subspacelab.role": "stage",
+            "dvc_stage": stage,
+            "profile": lab.profile,
+            "device": str(device),
+            "inputs": ",".join(str(p.relative_to(root)) for p in inputs.values()),
+        },
+        params=tracking.stringify(flat),
+        metrics={**logged, "wall_s": wall_s},
+        artifacts=_artifacts(committed),
+        final=step.kind == "report",
+        start_ms=start_ms,
+        end_ms=tracking.now_ms(),
+    )
+    tracking.log_run(record, root)
+    return committed[0]
+
+
+def _manifest(out: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file a step wrote: the model/data reference MLflow records."""
+    return {
+        str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _artifacts(committed: list[Path]) -> list[str]:
+    """Report files are logged whole; for data/models only their _meta.json (DVC holds files)."""
+    return [str(p / META) if p.is_dir() and (p / META).is_file() else str(p) for p in committed]

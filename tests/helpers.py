@@ -1,0 +1,109 @@
+"""Test helpers: tiny workspaces and whole-chain runs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from subspacelab import dvcgen, registry
+from subspacelab.io import read_json
+from subspacelab.registry import get_study, report_paths
+from subspacelab.runner import run_step
+from tests.fake_study import FAKE, FAKE2, FAKE_PARAMS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "tiny_params.yaml"
+LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``, recursively."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def tiny_params(slugs: list[str] | None = None) -> dict[str, Any]:
+    """params.yaml with each study's mini profile shrunk by tests/tiny_params.yaml."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    tiny = yaml.safe_load(TINY.read_text()) or {}
+    for slug, over in tiny.items():
+        if slug in params:
+            params[slug]["mini"] = deep_merge(params[slug]["mini"], over)
+    if slugs is not None:
+        params = {k: v for k, v in params.items() if k == "lab" or k in slugs}
+    return params
+
+
+def make_workspace(root: Path, params: Mapping[str, Any], *, with_code: bool = False) -> Path:
+    """A directory that looks like the repository: params.yaml (and optionally the code)."""
+    root.mkdir(parents=True, exist_ok=True)
+    if with_code:
+        for name in ("src", "stages", "pyproject.toml"):
+            src = REPO / name
+            if src.is_dir():
+                shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, root / name)
+    (root / "params.yaml").write_text(yaml.safe_dump(dict(params), sort_keys=False))
+    return root
+
+
+def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        registry.PLUGINS_ENV: "tests.fake_study:FAKE,tests.fake_study:FAKE2",
+        "PYTHONPATH": f"{root / 'src'}:{root}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def dvc_workspace(tmp_path: Path) -> Path:
+    """A git + DVC repository holding a copy of the code with only the fake studies."""
+    ws = make_workspace(
+        tmp_path / "ws",
+        {"lab": LAB, "fake": FAKE_PARAMS, "fake2": copy.deepcopy(FAKE_PARAMS)},
+        with_code=True,
+    )
+    shutil.copytree(REPO / "tests", ws / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    # the workspace runs its own copy of the code, with only the fake studies registered
+    for pkg in (ws / "src/subspacelab/studies").iterdir():
+        if pkg.is_dir():
+            shutil.rmtree(pkg)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@t"],
+        ["git", "config", "user.name", "t"],
+    ):
+        subprocess.run(cmd, cwd=ws, check=True)
+    dvc(ws, "init", "-q")
+    dvcgen.write(ws, {"fake": FAKE, "fake2": FAKE2})
+    return ws
+
+
+def run_chain(root: Path, slug: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run every step of a study in order; returns (metrics.json, claims.json)."""
+    for step in get_study(slug).steps:
+        run_step(root, slug, step.name)
+    paths = report_paths(root, slug)
+    return read_json(paths["metrics"]), read_json(paths["claims"])

@@ -1,0 +1,69 @@
+"""The DAG: dvc.yaml is derived from the registry, and DVC reruns exactly what changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from subspacelab import dvcgen, registry
+from tests.helpers import REPO, dvc, dvc_workspace
+
+LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
+
+
+def test_dvc_yaml_is_up_to_date() -> None:
+    """Fails when a study changed and `python -m subspacelab dvc-yaml` was not rerun."""
+    assert (REPO / "dvc.yaml").read_text() == dvcgen.render(REPO), (
+        "dvc.yaml drifted from the registry: run `python -m subspacelab dvc-yaml`"
+    )
+
+
+def test_every_stage_is_named_for_its_study_and_has_fixed_outputs() -> None:
+    stages = dvcgen.dvc_yaml(REPO)["stages"]
+    for slug, study in registry.studies().items():
+        for step in study.steps:
+            stage = stages[f"{slug}_{step.name}"]
+            assert "stages/__main__.py" in stage["deps"]
+            assert any(d.startswith(f"src/subspacelab/studies/{slug}") for d in stage["deps"])
+            assert all(p.startswith(f"{slug}.") or p == "lab" for p in stage["params"])
+            outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+            assert all(o.split("/")[1] == slug for o in outs)
+    assert "summary" in stages
+
+
+def test_import_closure_follows_relative_and_absolute_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "src/subspacelab"
+    (pkg / "studies/demo").mkdir(parents=True)
+    (pkg / "geometry").mkdir()
+    for f in ("__init__.py", "studies/__init__.py", "geometry/__init__.py", "tracking.py"):
+        (pkg / f).write_text("")
+    (pkg / "geometry/pca.py").write_text("import math\n")
+    (pkg / "studies/demo/__init__.py").write_text("")
+    (pkg / "studies/demo/core.py").write_text("from subspacelab.geometry import pca\n")
+    (pkg / "studies/demo/study.py").write_text("from .core import x\nimport subspacelab.tracking\n")
+    files = dvcgen.import_closure(tmp_path, ["subspacelab.studies.demo.study"])
+    rel = {p.relative_to(tmp_path).as_posix() for p in files}
+    assert "src/subspacelab/studies/demo/core.py" in rel
+    assert "src/subspacelab/geometry/pca.py" in rel
+    assert "src/subspacelab/tracking.py" not in rel  # never changes a number
+
+
+@pytest.mark.slow
+def test_repro_then_nothing_then_only_what_changed(tmp_path: Path) -> None:
+    dvc_ws = dvc_workspace(tmp_path)
+    out = dvc(dvc_ws, "repro").stdout
+    for stage in ("fake_download", "fake_fit", "fake_report", "fake2_report", "summary"):
+        assert f"Running stage '{stage}'" in out
+    assert (dvc_ws / "reports/SUMMARY.md").is_file()
+    assert "Data and pipelines are up to date" in dvc(dvc_ws, "status").stdout
+    second = dvc(dvc_ws, "repro").stdout
+    assert "Running stage" not in second
+
+    params = yaml.safe_load((dvc_ws / "params.yaml").read_text())
+    params["fake"]["mini"]["fit"]["ridge"] = 0.5
+    (dvc_ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = dvc(dvc_ws, "repro").stdout
+    ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}
+    assert ran == {"fake_fit", "fake_report", "summary"}

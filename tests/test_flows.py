@@ -1,0 +1,38 @@
+"""Prefect flows run the registry's chains through DVC: same outputs, one cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from subspacelab import registry
+from tests.fake_study import FAKE, FAKE2
+from tests.helpers import dvc, dvc_workspace
+
+
+@pytest.mark.slow
+def test_lab_flow_leaves_what_dvc_repro_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.lab import lab_flow
+
+    ws = dvc_workspace(tmp_path)
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": FAKE, "fake2": FAKE2})  # in this process
+    monkeypatch.setenv(registry.PLUGINS_ENV, "tests.fake_study:FAKE,tests.fake_study:FAKE2")
+    monkeypatch.setenv("PYTHONPATH", f"{ws / 'src'}:{ws}")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    with prefect_test_harness(server_startup_timeout=120):
+        results = lab_flow(root=str(ws))
+    assert results == [
+        {"study": "fake", "holding": 1, "claims": 1},
+        {"study": "fake2", "holding": 1, "claims": 1},
+    ]
+    assert (ws / "reports/fake/metrics.json").is_file()
+    assert (ws / "reports/SUMMARY.md").is_file()
+    # DVC recorded the flow's outputs as its own: nothing is left to run
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout

@@ -1,0 +1,117 @@
+"""Atomic writes, safetensors provenance, downloads and safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from subspacelab.data.download import DownloadError, Resource, fetch, safe_extract, verify
+from subspacelab.io import ModelFileError, atomic_path, load_tensors, save_tensors, write_json
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text().strip().startswith("{")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_tensors_round_trip_and_refuse_other_study(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_tensors(
+        path, {"w": torch.arange(6.0).reshape(2, 3), "b": np.ones(2)}, study="gcr", kind="model"
+    )
+    tensors, header = load_tensors(path, study="gcr", kind="model")
+    assert torch.equal(tensors["w"], torch.arange(6.0).reshape(2, 3))
+    assert header["subspacelab.study"] == "gcr"
+    with pytest.raises(ModelFileError, match=r"written by study 'gcr'.*'subspacead'"):
+        load_tensors(path, study="subspacead")
+    with pytest.raises(ModelFileError, match="expected 'features'"):
+        load_tensors(path, study="gcr", kind="features")
+
+
+def test_corrupt_and_missing_model_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(ModelFileError, match="not a readable safetensors"):
+        load_tensors(bad, study="gcr")
+    with pytest.raises(ModelFileError, match="missing"):
+        load_tensors(tmp_path / "none.safetensors", study="gcr")
+
+
+def _resource(path: Path, payload: bytes, *, good: bool = True) -> Resource:
+    digest = hashlib.sha256(payload if good else b"other").hexdigest()
+    return Resource(url=path.as_uri(), filename="file.bin", sha256=digest)
+
+
+def test_fetch_verifies_sha256(tmp_path: Path) -> None:
+    src = tmp_path / "remote.bin"
+    src.write_bytes(b"payload")
+    dest = tmp_path / "dl"
+    got = fetch(_resource(src, b"payload"), dest)
+    assert got.read_bytes() == b"payload"
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        fetch(_resource(src, b"payload", good=False), tmp_path / "dl2")
+    assert not (tmp_path / "dl2" / "file.bin").exists()
+
+
+def test_corrupt_local_copy_is_removed(tmp_path: Path) -> None:
+    f = tmp_path / "file.bin"
+    f.write_bytes(b"tampered")
+    res = Resource(
+        url="https://example.invalid/f", filename="file.bin", md5=hashlib.md5(b"x").hexdigest()
+    )
+    with pytest.raises(DownloadError, match=r"md5 mismatch.*removed"):
+        verify(f, res)
+    assert not f.exists()
+
+
+def test_resource_needs_a_checksum() -> None:
+    with pytest.raises(DownloadError, match="must be pinned"):
+        Resource(url="https://example.invalid/f", filename="f")
+
+
+def _tar_with(tmp_path: Path, name: str, kind: bytes = tarfile.REGTYPE) -> Path:
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        data = b"x"
+        info.size = len(data) if kind == tarfile.REGTYPE else 0
+        if kind == tarfile.SYMTYPE:
+            info.linkname = "/etc/passwd"
+        tf.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return path
+
+
+def test_safe_extract_ok(tmp_path: Path) -> None:
+    files = safe_extract(_tar_with(tmp_path, "dir/ok.txt"), tmp_path / "out")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in files] == ["dir/ok.txt"]
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
+def test_safe_extract_refuses_traversal(tmp_path: Path, name: str) -> None:
+    with pytest.raises(DownloadError, match="unsafe path"):
+        safe_extract(_tar_with(tmp_path, name), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_safe_extract_refuses_links_and_zip_traversal(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="link or special"):
+        safe_extract(_tar_with(tmp_path, "link", tarfile.SYMTYPE), tmp_path / "out")
+    z = tmp_path / "a.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    with pytest.raises(DownloadError, match="unsafe path"):
+        safe_extract(z, tmp_path / "out")

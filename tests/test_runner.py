@@ -1,0 +1,176 @@
+"""The runner's guarantees, on a fake three-step study: validation before compute, atomic
+outputs that survive a kill, determinism, MLflow outages, and provenance checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from subspacelab import registry
+from subspacelab.config import ParamsError
+from subspacelab.io import ModelFileError, save_tensors
+from subspacelab.runner import MissingInputError, run_step
+from subspacelab.tracking import replay
+from tests.fake_study import FAKE, FAKE_PARAMS
+from tests.helpers import REPO, deep_merge, make_workspace, run_chain
+
+LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
+
+
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": FAKE})
+
+
+@pytest.fixture
+def ws(tmp_path: Path, fake_registry: None) -> Path:
+    return make_workspace(tmp_path / "ws", {"lab": LAB, "fake": FAKE_PARAMS})
+
+
+def test_chain_writes_reports(ws: Path) -> None:
+    metrics, claims = run_chain(ws, "fake")
+    assert metrics["metrics"]["trace"]["n"] == 2
+    assert set(metrics["timing_s"]) == {"download", "fit", "report", "total"}
+    assert claims == [
+        {
+            "id": "a",
+            "statement": "trace > 0",
+            "paper": "n/a",
+            "holds": True,
+            "measured": {"trace": metrics["metrics"]["trace"]},
+        }
+    ]
+    meta = json.loads((ws / "data/fake/download/_meta.json").read_text())
+    assert set(meta["files"]) == {"x_0.safetensors", "x_1.safetensors"}
+    assert not (ws / ".stage-tmp" / "fake_download").exists()
+
+
+def test_same_seed_same_metrics(ws: Path, tmp_path: Path, fake_registry: None) -> None:
+    first, _ = run_chain(ws, "fake")
+    other = make_workspace(tmp_path / "ws2", {"lab": LAB, "fake": FAKE_PARAMS})
+    second, _ = run_chain(other, "fake")
+    assert first["metrics"] == second["metrics"]
+
+
+def test_bad_param_stops_before_compute(ws: Path) -> None:
+    bad = {"lab": LAB, "fake": deep_merge(FAKE_PARAMS, {"mini": {"data": {"n": -3}}})}
+    make_workspace(ws, bad)
+    with pytest.raises(ParamsError, match=r"fake\.mini\.data\.n"):
+        run_step(ws, "fake", "download")
+    assert not (ws / "data").exists()
+    assert not (ws / ".stage-tmp" / "fake_download").exists()
+
+
+def test_missing_input_names_the_stage(ws: Path) -> None:
+    with pytest.raises(MissingInputError, match="dvc repro fake_download"):
+        run_step(ws, "fake", "fit")
+
+
+def test_model_from_another_study_is_refused(ws: Path) -> None:
+    run_step(ws, "fake", "download")
+    save_tensors(
+        ws / "data/fake/download/x_0.safetensors", {"x": torch.ones(2, 3)}, study="gcr", kind="data"
+    )
+    with pytest.raises(ModelFileError, match="written by study 'gcr'"):
+        run_step(ws, "fake", "fit")
+    assert not (ws / "models/fake/fit").exists()
+
+
+def test_step_reading_undeclared_section_fails(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def sneaky(ctx):  # reads `fit` while declaring only `data`
+        return ctx.cfg.fit.ridge
+
+    step = registry.Step("download", sneaky, reads=("data",))
+    study = registry.Study(**{**FAKE.__dict__, "steps": (step, *FAKE.steps[1:])})
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": study})
+    with pytest.raises(AttributeError, match="without declaring it"):
+        run_step(ws, "fake", "download")
+
+
+def test_mlflow_down_still_writes_results(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("SUBSPACELAB_TRACKING", "sync")
+    with pytest.warns(UserWarning, match="not reachable"):
+        metrics, _ = run_chain(ws, "fake")
+    assert metrics["claims_holding"] == 1
+    spooled = sorted((ws / ".mlflow-spool").glob("*.json"))
+    assert len(spooled) == 3
+    # once the store is back, the spooled runs are sent, exactly once
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'back.db'}")
+    assert replay(ws) == (3, 0)
+    assert replay(ws) == (0, 0)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("fake")
+    assert len(client.search_runs([exp.experiment_id])) == 4  # the chain and three stages
+
+
+def test_mlflow_runs_nested_and_tagged(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("SUBSPACELAB_TRACKING", "sync")
+    run_chain(ws, "fake")
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("fake")
+    runs = client.search_runs([exp.experiment_id])
+    chains = [r for r in runs if r.data.tags.get("subspacelab.role") == "chain"]
+    stages = [r for r in runs if r.data.tags.get("subspacelab.role") == "stage"]
+    assert len(chains) == 1 and chains[0].info.status == "FINISHED"
+    assert {r.data.tags["dvc_stage"] for r in stages} == {
+        "fake_download",
+        "fake_fit",
+        "fake_report",
+    }
+    for r in stages:
+        assert r.data.tags["mlflow.parentRunId"] == chains[0].info.run_id
+        assert r.data.tags["git_commit"]
+        assert r.data.params["cfg.data.n"] == "50"
+    report = next(r for r in stages if r.data.tags["subspacelab.step"] == "report")
+    assert report.data.metrics["claim.a.holds"] == 1.0
+    arts = {a.path for a in client.list_artifacts(report.info.run_id)}
+    assert {"metrics.json", "claims.json", "plots"} <= arts
+
+
+def _stage_subprocess(ws: Path, step: str, env: dict[str, str]) -> subprocess.Popen:
+    code = (
+        "import sys; from pathlib import Path; from subspacelab import registry;"
+        "from tests.fake_study import FAKE; registry._REGISTRY['fake'] = FAKE;"
+        "from subspacelab.runner import run_step; run_step(Path(sys.argv[1]), 'fake', sys.argv[2])"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(ws), step],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_killed_stage_leaves_no_partial_output(ws: Path) -> None:
+    run_step(ws, "fake", "download")
+    before = (ws / "data/fake/download/_meta.json").read_text()
+    proc = _stage_subprocess(ws, "download", {"FAKE_HANG": "1"})
+    partial = ws / ".stage-tmp/fake_download/out/partial.txt"
+    deadline = time.time() + 60
+    while not partial.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert partial.exists(), "the stage never started writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # the previous complete output is still in place, untouched; nothing partial in it
+    assert (ws / "data/fake/download/_meta.json").read_text() == before
+    assert not (ws / "data/fake/download/partial.txt").exists()
+    # the rerun completes and clears the leftovers
+    run_step(ws, "fake", "download")
+    assert not (ws / ".stage-tmp/fake_download").exists()
+    assert not (ws / "data/fake/download/partial.txt").exists()
