@@ -174,3 +174,39 @@ def test_killed_stage_leaves_no_partial_output(ws: Path) -> None:
     run_step(ws, "fake", "download")
     assert not (ws / ".stage-tmp/fake_download").exists()
     assert not (ws / "data/fake/download/partial.txt").exists()
+
+
+def _consume(ctx: registry.StepContext) -> registry.Report:
+    files = sorted(ctx.inputs["fake.fit"].glob("cov_*.safetensors"))
+    return registry.Report(metrics={"files": float(len(files))})
+
+
+CONSUMER = registry.Study(
+    slug="consumer",
+    title="Reads another study's models",
+    arxiv="0000.00001",
+    group="tests",
+    config=FAKE.config,
+    steps=(registry.Step("report", _consume, uses=("fake.fit",), kind="report"),),
+    claims=(),
+    kind="comparison",
+)
+
+
+def test_cross_study_inputs(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from subspacelab import dvcgen
+
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": FAKE, "consumer": CONSUMER})
+    make_workspace(ws, {"lab": LAB, "fake": FAKE_PARAMS, "consumer": FAKE_PARAMS})
+    with pytest.raises(MissingInputError, match="dvc repro fake_fit"):
+        run_step(ws, "consumer", "report")
+    run_chain(ws, "fake")
+    metrics, claims = run_chain(ws, "consumer")
+    assert metrics["metrics"]["files"]["mean"] == 2.0 and claims == []
+    stage = dvcgen.dvc_yaml(REPO, {"fake": FAKE, "consumer": CONSUMER})["stages"]["consumer_report"]
+    assert "models/fake/fit" in stage["deps"]
+
+
+def test_paper_study_must_declare_claims() -> None:
+    with pytest.raises(ValueError, match="declares its claims"):
+        registry.Study(**{**CONSUMER.__dict__, "kind": "paper"})

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from subspacelab.config import PROFILES
-from subspacelab.registry import Study, report_paths, step_dir, studies
+from subspacelab.registry import Study, report_paths, resolve_use, step_dir, studies
 
 SRC = Path("src")
 # Framework modules every stage runs through: they shape outputs, so they are deps.
@@ -121,6 +121,7 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
                     step_dir(Path("."), study, study.step(n)).as_posix()
                     for n in _needs_of(study, st.name)
                 ),
+                *(step_dir(Path("."), *resolve_use(ref)).as_posix() for ref in st.uses),
             ],
             "params": ["lab", *(f"{study.slug}.{p}.{r}" for p in PROFILES for r in reads)],
         }
@@ -128,7 +129,7 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
             stage["desc"] = st.description
         if st.kind == "report":
             paths = {k: v.as_posix() for k, v in report_paths(Path("."), study.slug).items()}
-            stage["outs"] = [{paths["claims"]: {"cache": False}}]
+            stage["outs"] = [{paths[k]: {"cache": False}} for k in ("claims", "tables")]
             stage["metrics"] = [{paths["metrics"]: {"cache": False}}]
             stage["plots"] = [{paths["plots"]: {"cache": False}}]
         else:

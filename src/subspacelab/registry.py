@@ -117,7 +117,11 @@ class StepOutput:
 
 @dataclass(frozen=True)
 class Report:
-    """What a study's last step returns: per-seed metrics and figures for reports/<slug>/plots/."""
+    """What a study's last step returns.
+
+    ``metrics``: name -> value per seed (or one value); ``figures`` go to reports/<slug>/plots/;
+    ``tables`` (name -> Markdown) go to reports/<slug>/tables.md and into the summary.
+    """
 
     metrics: dict[str, Sequence[float] | float]
     figures: dict[str, Figure] = field(default_factory=dict)
@@ -160,6 +164,8 @@ class Step:
     they become the stage's DVC params, and reading any other section fails loudly.
     ``kind`` places its directory: data/<slug>/<name>/ or models/<slug>/<name>/; the study's
     last step is the ``report`` step and writes reports/<slug>/.
+    ``uses`` names other studies' steps as ``"<slug>.<step>"`` (a shared task zoo, models to
+    probe); their directories become DVC deps and ``ctx.inputs["<slug>.<step>"]``.
     """
 
     name: str
@@ -168,11 +174,16 @@ class Step:
     reads: tuple[str, ...] = ()
     kind: StepKind = "data"
     description: str = ""
+    uses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Study:
-    """One paper of the catalogue, as a chain of steps and the claims its metrics must show."""
+    """One paper of the catalogue, as a chain of steps and the claims its metrics must show.
+
+    ``kind="comparison"`` marks a cross-paper comparison (methods of several papers and their
+    baselines on the same inputs): it reports tables and may declare no claims.
+    """
 
     slug: str
     title: str
@@ -181,12 +192,18 @@ class Study:
     config: type
     steps: tuple[Step, ...]
     claims: tuple[Claim, ...]
+    kind: Literal["paper", "comparison"] = "paper"
 
     def __post_init__(self) -> None:
+        if self.kind == "paper" and not self.claims:
+            raise ValueError(f"study {self.slug}: a paper's study declares its claims")
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"study {self.slug}: duplicate step names {names}")
         for i, st in enumerate(self.steps):
+            bad = [u for u in st.uses if u.count(".") != 1 or u.startswith(f"{self.slug}.")]
+            if bad:
+                raise ValueError(f"study {self.slug}: step {st.name} uses {bad}; want 'slug.step'")
             unknown = [n for n in st.needs if n not in names[:i]]
             if unknown:
                 raise ValueError(f"study {self.slug}: step {st.name} needs {unknown}, not earlier")
@@ -241,6 +258,7 @@ def report_paths(root: Path, slug: str) -> dict[str, Path]:
     return {
         "metrics": base / "metrics.json",
         "claims": base / "claims.json",
+        "tables": base / "tables.md",
         "plots": base / "plots",
     }
 
@@ -275,6 +293,13 @@ def studies() -> dict[str, Study]:
                 raise ValueError(f"{PLUGINS_ENV}: study {study.slug!r} is already registered")
             _REGISTRY[study.slug] = study
     return dict(_REGISTRY)
+
+
+def resolve_use(ref: str) -> tuple[Study, Step]:
+    """The study and step named by a ``"<slug>.<step>"`` reference."""
+    slug, _, step = ref.partition(".")
+    study = get_study(slug)
+    return study, study.step(step)
 
 
 def get_study(slug: str) -> Study:

@@ -52,7 +52,11 @@ def collect(root: Path) -> list[dict[str, Any]]:
         claims_path = metrics_path.with_name("claims.json")
         if not claims_path.is_file():
             continue
-        rows.append({"metrics": read_json(metrics_path), "claims": read_json(claims_path)})
+        tables_path = metrics_path.with_name("tables.md")
+        tables = tables_path.read_text() if tables_path.is_file() else ""
+        rows.append(
+            {"metrics": read_json(metrics_path), "claims": read_json(claims_path), "tables": tables}
+        )
     return sorted(rows, key=lambda r: (r["metrics"].get("group", ""), r["metrics"]["study"]))
 
 
@@ -103,6 +107,12 @@ def render(rows: list[dict[str, Any]]) -> str:
                 f"{_cell(fmt_measured(c['measured']))} | {'yes' if c['holds'] else '**no**'} | "
                 f"{m['timing_s']['total']:.0f} s |"
             )
+    with_tables = [r for r in rows if r["tables"].strip()]
+    if with_tables:
+        lines += ["", "## Tables", ""]
+        for r in with_tables:
+            body = ("\n" + r["tables"].strip()).replace("\n### ", "\n#### ").strip()
+            lines += [f"### {r['metrics']['study']}", "", body, ""]
     lines += ["", "## Plots", ""]
     for r in rows:
         slug = r["metrics"]["study"]

@@ -43,6 +43,7 @@ from subspacelab.registry import (
     Study,
     get_study,
     report_paths,
+    resolve_use,
     step_dir,
 )
 
@@ -124,6 +125,15 @@ def check_inputs(root: Path, study: Study, step: Step) -> dict[str, Path]:
                 f"run `dvc repro {study.stage_name(name)}` first"
             )
         inputs[name] = path
+    for ref in step.uses:
+        other, up = resolve_use(ref)
+        path = step_dir(root, other, up)
+        if not (path / META).is_file():
+            raise MissingInputError(
+                f"{path}: missing or incomplete output of {ref}, which {study.slug}.{step.name} "
+                f"uses; run `dvc repro {other.stage_name(up.name)}` first"
+            )
+        inputs[ref] = path
     return inputs
 
 
@@ -178,8 +188,8 @@ def _write_report(
     for name, fig in result.figures.items():
         fig.savefig(plots / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-    for name, table in result.tables.items():
-        (plots / f"{name}.md").write_text(table.rstrip() + "\n")
+    tables = "".join(f"### {name}\n\n{table.strip()}\n\n" for name, table in result.tables.items())
+    (staged / "tables.md").write_text(tables)
     timing = {**_timings(root, study), study.report_step.name: wall_s}
     timing["total"] = sum(timing.values())
     doc = {
@@ -206,9 +216,9 @@ def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
     paths = report_paths(root, study.slug)
     paths["metrics"].parent.mkdir(parents=True, exist_ok=True)
     replace_dir(staged / "plots", paths["plots"])
-    os.replace(staged / "claims.json", paths["claims"])
-    os.replace(staged / "metrics.json", paths["metrics"])
-    return [paths["metrics"], paths["claims"], paths["plots"]]
+    for name in ("tables", "claims", "metrics"):  # metrics last: it marks the report complete
+        os.replace(staged / paths[name].name, paths[name])
+    return [paths["metrics"], paths["claims"], paths["tables"], paths["plots"]]
 
 
 def run_step(root: Path, slug: str, step_name: str) -> Path:

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (outside the test suite): `python -m benchmarks`."""
