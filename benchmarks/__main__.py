@@ -31,7 +31,7 @@ def pca_section() -> list[str]:
         f"Floor: {floor['gflops']:.0f} GFLOP/s measured on this CPU (float32 matmul). "
         "Peak memory is each process's maximum RSS minus that of a process holding only the data.",
         "",
-        "| method | time (s) | × floor | peak memory above data (MiB) | max |EVR − ours| (top 10) |",
+        r"| method | time (s) | × floor | peak MiB above data | max \|EVR − ours\| (top 10) |",
         "|---|---|---|---|---|",
     ]
     base_rss = base["peak_rss_mib"]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 
-def in_subprocess(module: str, func: str, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401
+def in_subprocess(module: str, func: str, **kwargs: Any) -> dict[str, Any]:
     """Run ``module.func(**kwargs)`` in a new interpreter; its dict result plus peak RSS (MiB).
 
     The function must return a JSON-serialisable dict; peak RSS is the child's ru_maxrss.
