@@ -1,0 +1,540 @@
+"""SubspaceAD study: download -> features -> fit -> evaluate (arXiv:2602.23013).
+
+Steps only wire files to the maths in :mod:`core` (and :mod:`textures`, :mod:`datasets`):
+
+* download — mini: one procedural texture-AD dataset per seed; full: MVTec-AD (manual archive,
+  SHA-256 checked) and VisA (downloaded, re-split with its 1cls protocol).
+* features — frozen backbone tokens of the k-shot train images (+ augmentations) and of the test
+  images, stored fp16 per seed and category, with the GT masks at map resolution.
+* fit — per seed and category: float64 streaming moments -> eigh -> k by explained variance,
+  saved as SubspaceAD module buffers for the main ``pca_ev`` and every ablation value; plus the
+  kNN baseline's memory bank.
+* evaluate — maps, image/pixel AUROC and AUPRO; means over categories per seed; claims and plots.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from subspacelab.geometry import StreamingMoments
+from subspacelab.io import load_tensors, read_json, save_tensors, write_json
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.subspacead import core, datasets, plots
+from subspacelab.studies.subspacead.config import (
+    ABLATION_EVS,
+    EvalConfig,
+    FeaturesConfig,
+    SubspaceADConfig,
+)
+from subspacelab.studies.subspacead.textures import make_dataset
+
+SLUG = "subspacead"
+METHOD_METRICS = ("image_auroc", "pixel_auroc", "aupro")
+_SCORE_BATCH = 16  # test images scored at once
+
+
+def _key(dataset: str, category: str) -> str:
+    return f"{dataset}__{category}"
+
+
+def _ev_name(ev: float) -> str:
+    return f"ev{ev:g}"
+
+
+def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Resize a uint8 image or mask to ``size``×``size`` (no-op when it already is)."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    from PIL import Image
+
+    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(img).resize((size, size), mode))
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _download(ctx: StepContext) -> StepOutput:
+    d = ctx.cfg.data
+    index: dict[str, dict[str, Any]] = {}
+    if d.datasets == ["textures"]:
+        for seed in ctx.seeds:
+            sets = make_dataset(
+                {c: d.defects[c] for c in d.categories},
+                size=d.image_size,
+                k_shot=d.k_shot,
+                n_good=d.n_test_good,
+                n_defect=d.n_test_defect,
+                seed=seed,
+            )
+            tensors = {
+                f"{cat}.{field}": getattr(s, field)
+                for cat, s in sets.items()
+                for field in ("train", "test", "masks", "labels", "defect")
+            }
+            save_tensors(
+                ctx.out / f"textures_seed{seed}.safetensors", tensors, study=SLUG, kind="textures"
+            )
+            ctx.progress(f"seed {seed}: generated {len(sets)} texture categories")
+        index["textures"] = {"categories": list(d.categories)}
+    else:
+        archive_dir = ctx.root / d.archive_dir
+        for name in d.datasets:
+            dest = ctx.out / name
+            if name == "mvtec_ad":
+                cats = datasets.prepare_mvtec(archive_dir / d.mvtec_archive, d.mvtec_sha256, dest)
+            else:
+                cats = datasets.prepare_visa(
+                    d.visa_url, d.visa_sha256, archive_dir, dest, ctx.progress
+                )
+            index[name] = {"categories": [c for c in cats if not d.categories or c in d.categories]}
+            ctx.progress(f"{name}: {len(index[name]['categories'])} categories")
+        unknown = set(d.categories) - {c for v in index.values() for c in v["categories"]}
+        if unknown:
+            raise ValueError(f"data.categories: {sorted(unknown)} not found in {d.datasets}")
+    write_json(ctx.out / "index.json", {"datasets": index})
+    n_cat = sum(len(v["categories"]) for v in index.values())
+    return StepOutput(metrics={"categories": float(n_cat)})
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _backbone(f: FeaturesConfig, device: torch.device) -> Callable[[Tensor], Tensor]:
+    if f.backbone == "random_cnn":
+        return core.RandomPatchCNN(f.cnn_channels, f.cnn_mean_stages, f.cnn_seed).to(device)
+    return datasets.DinoV2Tokens(f.hf_model, f.hf_revision, f.layers, device)
+
+
+def _load_category(
+    download: Path, dataset: str, category: str, seed: int, cfg: SubspaceADConfig
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    """(k-shot train images, test images, masks, labels) at ``features.image_res``."""
+    res = cfg.features.image_res
+    if dataset == "textures":
+        t, _ = load_tensors(
+            download / f"textures_seed{seed}.safetensors", study=SLUG, kind="textures"
+        )
+        train = [_resize(x, res) for x in t[f"{category}.train"].numpy()]
+        test = [_resize(x, res) for x in t[f"{category}.test"].numpy()]
+        masks = np.stack([_resize(m, res, nearest=True) for m in t[f"{category}.masks"].numpy()])
+        return train, test, masks, t[f"{category}.labels"].numpy()
+    files = datasets.category_files(download / dataset, category)
+    shots = datasets.sample_shots(files.train, cfg.data.k_shot, seed)
+    train = [datasets.load_image(p, res) for p in shots]
+    test = [datasets.load_image(p, res) for p in files.test]
+    masks = np.stack([datasets.load_mask(p, res) for p in files.masks])
+    return train, test, masks, files.labels
+
+
+def _features(ctx: StepContext) -> StepOutput:
+    cfg: SubspaceADConfig = ctx.cfg
+    f = cfg.features
+    index = read_json(ctx.inputs["download"] / "index.json")
+    backbone = _backbone(f, ctx.device)
+    shapes: dict[str, int] = {}
+    n_tokens = 0
+    for seed in ctx.seeds:
+        seed_all(seed)
+        for dataset, info in index["datasets"].items():
+            for cat in info["categories"]:
+                train, test, masks, labels = _load_category(
+                    ctx.inputs["download"], dataset, cat, seed, cfg
+                )
+                mode = f.aug_overrides.get(cat, f.aug_default)
+                rng = np.random.default_rng([seed, zlib.crc32(_key(dataset, cat).encode())])
+                train_tokens = torch.cat(
+                    [
+                        core.extract_tokens(
+                            backbone,
+                            core.augment(
+                                img.astype(np.float64) / 255.0,
+                                mode,
+                                f.aug_count,
+                                rng,
+                                rotate_range=(f.rotate_range[0], f.rotate_range[1]),
+                                flip_max_deg=f.flip_max_deg,
+                                fill=f.aug_fill,
+                            ),
+                            f.batch_size,
+                            torch.float16,
+                        )
+                        for img in train
+                    ]
+                )
+                test_tokens = core.extract_tokens(backbone, test, f.batch_size, torch.float16)
+                thumbs = np.stack([_resize(x, f.thumb_size) for x in test])
+                save_tensors(
+                    ctx.out / f"seed{seed}" / f"{_key(dataset, cat)}.safetensors",
+                    {
+                        "train_tokens": train_tokens,
+                        "test_tokens": test_tokens,
+                        "masks": masks.astype(np.uint8),
+                        "labels": labels.astype(np.int64),
+                        "thumbs": thumbs,
+                    },
+                    study=SLUG,
+                    kind="tokens",
+                    meta={"augmentation": mode},
+                )
+                n_tokens += train_tokens.shape[0] * train_tokens.shape[1] * train_tokens.shape[2]
+                shapes = {"grid": int(test_tokens.shape[1]), "dim": int(test_tokens.shape[-1])}
+                ctx.progress(
+                    f"seed {seed} {dataset}/{cat}: {train_tokens.shape[0]} train images ({mode}), "
+                    f"{test_tokens.shape[0]} test, tokens {tuple(test_tokens.shape[1:])}"
+                )
+    write_json(
+        ctx.out / "index.json",
+        {
+            "datasets": index["datasets"],
+            "thumb_size": f.thumb_size,
+            **shapes,
+        },
+    )
+    return StepOutput(metrics={"train_tokens_total": float(n_tokens)})
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _fit(ctx: StepContext) -> StepOutput:
+    fit = ctx.cfg.fit
+    index = read_json(ctx.inputs["features"] / "index.json")
+    evs = sorted({fit.pca_ev, *fit.ablation_ev})
+    models: dict[str, dict[str, Any]] = {}
+    for seed in ctx.seeds:
+        for dataset, info in index["datasets"].items():
+            for cat in info["categories"]:
+                key = _key(dataset, cat)
+                tok, _ = load_tensors(
+                    ctx.inputs["features"] / f"seed{seed}" / f"{key}.safetensors",
+                    study=SLUG,
+                    kind="tokens",
+                )
+                train = tok["train_tokens"]
+                dim = train.shape[-1]
+                moments = StreamingMoments()
+                for chunk in train.split(8):  # streamed 8 images at a time, float64 inside
+                    moments.update(chunk.reshape(-1, dim))
+                ks = {}
+                for ev in evs:
+                    model = core.SubspaceAD.from_moments(moments, ev)
+                    ks[_ev_name(ev)] = model.k
+                    save_tensors(
+                        ctx.out / f"seed{seed}" / f"{key}__{_ev_name(ev)}.safetensors",
+                        model.state_dict(),
+                        study=SLUG,
+                        kind="model/subspacead",
+                        meta={"pca_ev": f"{ev:g}", "k": str(model.k)},
+                    )
+                bank = core.KNNBank(train)
+                save_tensors(
+                    ctx.out / f"seed{seed}" / f"{key}__knn.safetensors",
+                    {"bank": bank.bank.half()},
+                    study=SLUG,
+                    kind="model/knn",
+                )
+                models[f"seed{seed}/{key}"] = {"k": ks, "n_train_tokens": moments.count, "dim": dim}
+                ctx.progress(f"seed {seed} {key}: k = {ks} of d = {dim}, N = {moments.count}")
+    write_json(
+        ctx.out / "index.json",
+        {"datasets": index["datasets"], "evs": evs, "pca_ev": fit.pca_ev, "models": models},
+    )
+    main = [m["k"][_ev_name(fit.pca_ev)] for m in models.values()]
+    return StepOutput(metrics={"k_mean": float(np.mean(main))})
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class _Scored:
+    """One scorer on one category: metrics, image scores and (when kept) the pixel maps."""
+
+    metrics: dict[str, float]
+    image_scores: np.ndarray
+    maps: Tensor | None
+
+
+def _score(
+    scorer: torch.nn.Module,
+    tokens: Tensor,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    e: EvalConfig,
+    ctx: StepContext,
+    keep_maps: bool,
+) -> _Scored:
+    scores = core.score_tokens(scorer.to(ctx.device), tokens, ctx.device, _SCORE_BATCH)
+    maps = core.anomaly_maps(scores, masks.shape[-1], e.blur_kernel, e.blur_sigma)
+    metrics, img = core.category_metrics(maps, masks, labels, e.top_frac, e.aupro_fpr_limit)
+    return _Scored(metrics, img, maps if keep_maps else None)
+
+
+def _evaluate(ctx: StepContext) -> Report:
+    e = ctx.cfg.eval
+    feats, fitted = ctx.inputs["features"], ctx.inputs["fit"]
+    findex = read_json(feats / "index.json")
+    mindex = read_json(fitted / "index.json")
+    thumb = int(findex["thumb_size"])
+    evs, main = list(mindex["evs"]), _ev_name(float(mindex["pca_ev"]))
+    multi = len(findex["datasets"]) > 1
+    per_seed: dict[str, list[float]] = {}
+    table: dict[str, dict[str, list[float]]] = {}
+    examples: dict[str, list[plots.MapExample]] = {}
+    rocs: list[plots.RocCurves] = []
+    first = ctx.seeds[0]
+    for seed in ctx.seeds:
+        rows: dict[str, list[float]] = {}
+        for dataset, info in findex["datasets"].items():
+            for cat in info["categories"]:
+                key, name = _key(dataset, cat), f"{dataset}/{cat}"
+                tok, _ = load_tensors(
+                    feats / f"seed{seed}" / f"{key}.safetensors", study=SLUG, kind="tokens"
+                )
+                masks, labels = tok["masks"].numpy(), tok["labels"].numpy()
+                fit_info = mindex["models"][f"seed{seed}/{key}"]
+                scored: dict[str, _Scored] = {}
+                for ev in evs:
+                    state, _ = load_tensors(
+                        fitted / f"seed{seed}" / f"{key}__{_ev_name(ev)}.safetensors",
+                        study=SLUG,
+                        kind="model/subspacead",
+                    )
+                    scored[_ev_name(ev)] = _score(
+                        core.SubspaceAD.from_state(state),
+                        tok["test_tokens"],
+                        masks,
+                        labels,
+                        e,
+                        ctx,
+                        keep_maps=seed == first and _ev_name(ev) == main,
+                    )
+                bank, _ = load_tensors(
+                    fitted / f"seed{seed}" / f"{key}__knn.safetensors", study=SLUG, kind="model/knn"
+                )
+                scored["knn"] = _score(
+                    core.KNNBank(bank["bank"]),
+                    tok["test_tokens"],
+                    masks,
+                    labels,
+                    e,
+                    ctx,
+                    keep_maps=seed == first,
+                )
+                k_main, dim = int(fit_info["k"][main]), int(fit_info["dim"])
+                row = {
+                    **scored[main].metrics,
+                    **{f"knn_{n}": v for n, v in scored["knn"].metrics.items()},
+                    "pca_k": float(k_main),
+                    "subspacead_stored": float(k_main * dim),
+                    "knn_stored": float(int(fit_info["n_train_tokens"]) * dim),
+                }
+                for ev in evs:
+                    ev_name = _ev_name(ev)
+                    row.update({f"{ev_name}_{n}": v for n, v in scored[ev_name].metrics.items()})
+                    row[f"{ev_name}_k"] = float(fit_info["k"][ev_name])
+                for metric, value in row.items():
+                    rows.setdefault(metric, []).append(value)
+                    if multi:
+                        rows.setdefault(f"{dataset}.{metric}", []).append(value)
+                    table.setdefault(name, {}).setdefault(metric, []).append(value)
+                if seed == first:
+                    examples[name] = _examples(
+                        tok, scored[main], scored["knn"], labels, e.n_plot, thumb
+                    )
+                    rocs.append(_roc(name, labels, scored[main], scored["knn"]))
+                ctx.progress(
+                    f"seed {seed} {name}: image {row['image_auroc']:.3f} "
+                    f"pixel {row['pixel_auroc']:.3f} aupro {row['aupro']:.3f} k {k_main} | "
+                    f"kNN image {row['knn_image_auroc']:.3f} pixel {row['knn_pixel_auroc']:.3f}"
+                )
+        for metric, values in rows.items():
+            per_seed.setdefault(metric, []).append(float(np.mean(values)))
+    figures = {
+        "anomaly_maps": plots.maps_grid(dict(list(examples.items())[: e.plot_max_categories])),
+        "roc_image": plots.roc_figure(rocs[: e.plot_max_categories], first),
+        "pca_ev_ablation": plots.ablation_figure(
+            evs,
+            {n: [per_seed[f"{_ev_name(ev)}_{n}"] for ev in evs] for n in METHOD_METRICS},
+            [per_seed[f"{_ev_name(ev)}_k"] for ev in evs],
+        ),
+    }
+    return Report(metrics=per_seed, figures=figures, tables={"per_category": _table(table)})
+
+
+def _examples(
+    tok: dict[str, Tensor], sub: _Scored, knn: _Scored, labels: np.ndarray, n: int, thumb: int
+) -> list[plots.MapExample]:
+    """The first ``n`` defective test images with both maps and the GT, at thumbnail size."""
+    idx = torch.as_tensor(np.flatnonzero(labels == 1)[:n])
+
+    def small(x: Tensor, mode: str) -> np.ndarray:
+        sel = x[idx][:, None].float()
+        return F.interpolate(sel, size=(thumb, thumb), mode=mode)[:, 0].numpy()
+
+    if sub.maps is None or knn.maps is None:
+        raise ValueError("maps of the first seed must be kept for the plots")
+    maps_s, maps_k = small(sub.maps, "area"), small(knn.maps, "area")
+    masks = small(tok["masks"], "nearest")
+    images = tok["thumbs"][idx].numpy()
+    return [plots.MapExample(images[j], maps_s[j], maps_k[j], masks[j]) for j in range(len(idx))]
+
+
+def _roc(name: str, labels: np.ndarray, sub: _Scored, knn: _Scored) -> plots.RocCurves:
+    from sklearn.metrics import roc_curve
+
+    curves = {}
+    for label, scored in (("SubspaceAD", sub), ("kNN (1-NN cosine)", knn)):
+        fpr, tpr, _ = roc_curve(labels, scored.image_scores)
+        curves[label] = (fpr, tpr, scored.metrics["image_auroc"])
+    return plots.RocCurves(name, curves)
+
+
+def _table(table: dict[str, dict[str, list[float]]]) -> str:
+    cols = (
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "knn_image_auroc",
+        "knn_pixel_auroc",
+        "knn_aupro",
+        "pca_k",
+    )
+    lines = [
+        "| category | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for cat, vals in table.items():
+        cells = []
+        for c in cols:
+            v = np.asarray(vals[c])
+            std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            cells.append(
+                f"{v.mean():.1f} ± {std:.1f}" if c == "pca_k" else f"{v.mean():.3f} ± {std:.3f}"
+            )
+        lines.append(f"| {cat} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claim_a(m: Metrics) -> ClaimResult:
+    """(a) image AUROC ≥ 0.90 and pixel AUROC ≥ 0.90 (means over categories and seeds)."""
+    img, pix = m["image_auroc"], m["pixel_auroc"]
+    return ClaimResult(
+        img.mean >= 0.90 and pix.mean >= 0.90, {"image_auroc": img, "pixel_auroc": pix}
+    )
+
+
+def claim_b(m: Metrics) -> ClaimResult:
+    """(b) SubspaceAD image AUROC ≥ kNN − 0.01 while storing k·d < N·d numbers."""
+    sub, knn = m["image_auroc"], m["knn_image_auroc"]
+    stored, bank = m["subspacead_stored"], m["knn_stored"]
+    holds = sub.mean >= knn.mean - 0.01 and stored.mean < bank.mean
+    return ClaimResult(
+        holds,
+        {
+            "image_auroc": sub,
+            "knn_image_auroc": knn,
+            "margin": sub.mean - knn.mean,
+            "pixel_auroc": m["pixel_auroc"],
+            "knn_pixel_auroc": m["knn_pixel_auroc"],
+            "stored_k_times_d": stored,
+            "stored_N_times_d": bank,
+        },
+    )
+
+
+def claim_c(m: Metrics) -> ClaimResult:
+    """(c) image AUROC at pca_ev 0.99 > at 0.9 and > at 0.9999 (means over seeds)."""
+    lo, mid, hi = (m[f"{_ev_name(ev)}_image_auroc"] for ev in ABLATION_EVS)
+    measured: dict[str, Any] = {}
+    for ev in ABLATION_EVS:
+        for n in (*METHOD_METRICS, "k"):
+            measured[f"{_ev_name(ev)}_{n}"] = m[f"{_ev_name(ev)}_{n}"]
+    return ClaimResult(mid.mean > lo.mean and mid.mean > hi.mean, measured)
+
+
+STUDY = Study(
+    slug=SLUG,
+    title="SubspaceAD: Training-Free Few-Shot Anomaly Detection via Subspace Modeling",
+    arxiv="2602.23013",
+    group="anomaly-detection",
+    config=SubspaceADConfig,
+    steps=(
+        Step(
+            "download",
+            _download,
+            reads=("data",),
+            description="texture-AD per seed / MVTec-AD + VisA",
+        ),
+        Step(
+            "features",
+            _features,
+            needs=("download",),
+            reads=("data", "features"),
+            description="frozen-backbone patch tokens of k-shot (+augmented) train and test images",
+        ),
+        Step(
+            "fit",
+            _fit,
+            needs=("features",),
+            reads=("fit",),
+            kind="models",
+            description="float64 streaming PCA per category (+ ev ablation) and the kNN bank",
+        ),
+        Step(
+            "evaluate",
+            _evaluate,
+            needs=("features", "fit"),
+            reads=("eval",),
+            kind="report",
+            description="maps, image/pixel AUROC, AUPRO, claims and plots",
+        ),
+    ),
+    claims=(
+        Claim(
+            "a",
+            "SubspaceAD image AUROC ≥ 0.90 and pixel AUROC ≥ 0.90",
+            "1-shot MVTec-AD image/pixel AUROC 97.1/97.5; VisA 93.4/98.2",
+            claim_a,
+        ),
+        Claim(
+            "b",
+            "SubspaceAD ≥ a kNN patch memory bank on identical features (AnomalyDINO-style: "
+            "1-NN cosine distance to all train patches) − 1 pt, while storing k·d numbers "
+            "instead of N·d",
+            "1-shot image AUROC: SubspaceAD 97.1 vs AnomalyDINO 96.6 on MVTec-AD (VisA 93.4 vs "
+            "87.4), without a memory bank",
+            claim_b,
+        ),
+        Claim(
+            "c",
+            "an ablation shows pca_ev 0.99 beats both 0.9 and 0.9999, or state honestly if it "
+            "does not",
+            "pca_ev = 0.99 is the paper's default, chosen by its explained-variance ablation",
+            claim_c,
+        ),
+    ),
+)
