@@ -1,0 +1,550 @@
+"""The ``gcr`` study: steps, claims and wiring (Wang, Li & Zhang, ICCV 2023, arXiv:2308.01547).
+
+download -> features -> fit -> evaluate -> transfer.
+
+* mini: MNIST-1D (and sklearn digits as a second check) split by class: pretrain on the source
+  classes, transfer to the target classes with a few-shot linear probe.
+* full: ImageNet-1K pretraining of a ResNet50-D, transfer to CIFAR-10/100 with a linear probe on
+  frozen features.
+
+Each head (softmax, cosine softmax, GCR with k-dim class subspaces) is trained for every seed;
+the report compares source error, transfer accuracy and class separation R² over seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from subspacelab.data import embedded
+from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
+from subspacelab.io import load_tensors, read_json, save_tensors, sha256_file, write_json
+from subspacelab.nets.training import make_trainer, state_dict_cpu
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.gcr import core
+from subspacelab.studies.gcr.config import DataConfig, GcrConfig, ModelConfig
+
+SLUG = "gcr"
+MAIN_TASKS = ("mnist1d", "imagenet")  # metrics without a prefix; others get "<task>/"
+
+
+def _tasks(data: DataConfig) -> list[str]:
+    """Pretraining tasks: ImageNet (full) or MNIST-1D plus optionally digits (mini)."""
+    if data.imagenet is not None:
+        return ["imagenet"]
+    return ["mnist1d"] + (["digits"] if data.digits is not None else [])
+
+
+def _targets(data: DataConfig, task: str) -> list[str]:
+    """Transfer sets of a task: its own target classes (mini) or the CIFAR sets (full)."""
+    return list(data.transfer_sets) if task == "imagenet" else [task]
+
+
+def _prefix(task: str) -> str:
+    return "" if task in MAIN_TASKS else f"{task}/"
+
+
+def _model_name(task: str, head: str, seed: int) -> str:
+    return f"{task}_{head}_s{seed}"
+
+
+def _resolve(ctx: StepContext, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else ctx.root / p
+
+
+# ---------------------------------------------------------------------------------- download
+
+
+def download(ctx: StepContext) -> StepOutput:
+    """mini: generate MNIST-1D and load digits; full: verify/unpack ImageNet, fetch CIFAR."""
+    data = ctx.cfg.data
+    if data.imagenet is not None:
+        return _download_full(ctx, data)
+    splits = {
+        "mnist1d": embedded.mnist1d(
+            data.mnist1d.num_samples, data.mnist1d.seed, data.mnist1d.train_split
+        )
+    }
+    if data.digits is not None:
+        splits["digits"] = embedded.digits(data.digits.test_size, data.digits.seed)
+    for name, split in splits.items():
+        arrays = {
+            "x_train": split.x_train,
+            "y_train": split.y_train,
+            "x_test": split.x_test,
+            "y_test": split.y_test,
+        }
+        save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="dataset")
+        ctx.progress(f"{name}: {len(split.y_train)} train, {len(split.y_test)} test")
+    return StepOutput(
+        {f"{n}_examples": float(len(s.y_train) + len(s.y_test)) for n, s in splits.items()}
+    )
+
+
+def _download_full(ctx: StepContext, data: DataConfig) -> StepOutput:
+    from subspacelab.studies.gcr.full import prepare_imagenet, verify_archives
+
+    root = _resolve(ctx, data.imagenet.root)
+    manifest: dict[str, Any] = verify_archives(root, data.imagenet.checksums, ctx.progress)
+    counts = prepare_imagenet(root, ctx.out / "imagenet", ctx.progress)
+    for name in data.transfer_sets:
+        fetch_cifar(name, ctx.out / "transfer", ctx.progress)
+        archive = ctx.out / "transfer" / CIFAR_RESOURCES[name].filename
+        manifest[name] = {
+            "url": CIFAR_RESOURCES[name].url,
+            "md5": CIFAR_RESOURCES[name].md5,
+            "sha256": sha256_file(archive),  # recorded: only the MD5 is published
+            "bytes": archive.stat().st_size,
+        }
+        archive.unlink()  # the extracted batches are what later steps read
+    write_json(ctx.out / "manifest.json", {"archives": manifest, "imagenet_images": counts})
+    return StepOutput({f"imagenet_{k}_images": float(v) for k, v in counts.items()})
+
+
+# ---------------------------------------------------------------------------------- features
+
+
+def _probe_indices(
+    y: np.ndarray, n_train: int, shots: int | None, seeds: list[int]
+) -> dict[str, np.ndarray]:
+    """Per seed: the labelled probe indices and the test indices into the target pool.
+
+    The pool is the target data's train part followed by its test part. With ``shots`` each
+    seed draws that many labelled examples per class from the whole pool and tests on the rest;
+    without, the probe uses the train part and tests on the test part (the same for all seeds).
+    """
+    out = {}
+    for seed in seeds:
+        if shots is None:
+            train, test = np.arange(n_train), np.arange(n_train, y.size)
+        else:
+            train, test = core.sample_shots(y, shots, np.random.default_rng(seed))
+        out[f"train_idx/{seed}"], out[f"test_idx/{seed}"] = train, test
+    return out
+
+
+def features(ctx: StepContext) -> StepOutput:
+    """Class splits and input standardisation (mini); the probe splits of every target set."""
+    data, probe = ctx.cfg.data, ctx.cfg.probe
+    stats: dict[str, float] = {}
+    if data.imagenet is not None:
+        for name in data.transfer_sets:
+            split = load_cifar(ctx.inputs["download"] / "transfer" / name, name)
+            y = np.concatenate([split.y_train, split.y_test])
+            arrays = {
+                "target_y": y,
+                **_probe_indices(y, len(split.y_train), probe.shots, ctx.seeds),
+            }
+            save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="probe")
+            stats[f"{name}_examples"] = float(y.size)
+        return StepOutput(stats)
+    for task in _tasks(data):
+        raw, _ = load_tensors(
+            ctx.inputs["download"] / f"{task}.safetensors", study=SLUG, kind="dataset"
+        )
+        x_tr, y_tr, x_te, y_te = (
+            raw[k].numpy() for k in ("x_train", "y_train", "x_test", "y_test")
+        )
+        xs_tr, ys_tr = core.select_classes(x_tr, y_tr, data.source_classes)
+        xs_te, ys_te = core.select_classes(x_te, y_te, data.source_classes)
+        xt_tr, yt_tr = core.select_classes(x_tr, y_tr, data.target_classes)
+        xt_te, yt_te = core.select_classes(x_te, y_te, data.target_classes)
+        mean, std = core.input_stats(xs_tr)  # the source pipeline's statistics, used everywhere
+        yt = np.concatenate([yt_tr, yt_te])
+        arrays = {
+            "source_x_train": (xs_tr - mean) / std,
+            "source_y_train": ys_tr,
+            "source_x_test": (xs_te - mean) / std,
+            "source_y_test": ys_te,
+            "target_x": (np.concatenate([xt_tr, xt_te]) - mean) / std,
+            "target_y": yt,
+            **_probe_indices(yt, len(yt_tr), probe.shots, ctx.seeds),
+        }
+        save_tensors(ctx.out / f"{task}.safetensors", arrays, study=SLUG, kind="split")
+        ctx.progress(f"{task}: source {len(ys_tr)}/{len(ys_te)}, target pool {len(yt)}")
+        stats[f"{task}_source_train"] = float(len(ys_tr))
+    return StepOutput(stats)
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def _source_set(ctx: StepContext, task: str, *, train: bool) -> tuple[Dataset, int]:
+    """The source training (or test) set and the number of source classes."""
+    data = ctx.cfg.data
+    if task == "imagenet":
+        from subspacelab.studies.gcr.full import imagenet_split
+
+        im = data.imagenet
+        dataset = imagenet_split(
+            ctx.inputs["download"] / "imagenet",
+            "train" if train else "val",
+            im.image_size,
+            im.resize_size,
+        )
+        return dataset, len(dataset.classes)
+    arrays, _ = load_tensors(
+        ctx.inputs["features"] / f"{task}.safetensors", study=SLUG, kind="split"
+    )
+    part = "train" if train else "test"
+    dataset = TensorDataset(arrays[f"source_x_{part}"], arrays[f"source_y_{part}"])
+    return dataset, len(data.source_classes)
+
+
+def _target_set(ctx: StepContext, task: str, target: str) -> Dataset:
+    """The target pool (train part then test part), in the order of the probe indices."""
+    if task == "imagenet":
+        from subspacelab.studies.gcr.full import ResizedImages
+
+        split = load_cifar(ctx.inputs["download"] / "transfer" / target, target)
+        return ResizedImages(
+            np.concatenate([split.x_train, split.x_test]),
+            np.concatenate([split.y_train, split.y_test]),
+            ctx.cfg.data.imagenet.image_size,
+        )
+    arrays, _ = load_tensors(
+        ctx.inputs["features"] / f"{task}.safetensors", study=SLUG, kind="split"
+    )
+    return TensorDataset(arrays["target_x"], arrays["target_y"])
+
+
+def _build_net(model: ModelConfig, head: str, num_classes: int) -> core.Classifier:
+    if model.cnn is not None:
+        cnn = model.cnn
+        trunk: torch.nn.Module = core.ConvTrunk(cnn.channels, cnn.kernel_size, cnn.stride)
+    else:
+        from subspacelab.studies.gcr.full import TimmTrunk
+
+        trunk = TimmTrunk(model.backbone)
+    spec = core.parse_head(head)
+    return core.Classifier(
+        trunk, core.build_head(spec, trunk.feature_dim, num_classes, model.gamma)
+    )
+
+
+# ---------------------------------------------------------------------------------- fit
+
+
+def fit(ctx: StepContext) -> StepOutput:
+    """Train trunk + head for every task, head and seed; save each as safetensors."""
+    from subspacelab.studies.gcr.lightning import GCRModule
+
+    cfg: GcrConfig = ctx.cfg
+    tr = cfg.train
+    log: dict[str, dict[str, float]] = {}
+    for task in _tasks(cfg.data):
+        train_set, num_classes = _source_set(ctx, task, train=True)
+        epochs = cfg.data.digits.epochs if task == "digits" else tr.epochs
+        for head in cfg.model.heads:
+            for seed in ctx.seeds:
+                name = _model_name(task, head, seed)
+                seed_all(seed)
+                net = _build_net(cfg.model, head, num_classes)
+                module = GCRModule(
+                    net,
+                    lr=tr.lr,
+                    momentum=tr.momentum,
+                    weight_decay=tr.weight_decay,
+                    lr_factor=tr.lr_factor,
+                    reorth_every=tr.reorth_every,
+                    epochs=epochs,
+                )
+                loader = DataLoader(
+                    train_set,
+                    batch_size=tr.batch_size,
+                    shuffle=True,
+                    num_workers=tr.num_workers,
+                    generator=torch.Generator().manual_seed(seed),
+                )
+                trainer, progress = make_trainer(ctx, max_epochs=epochs, label=name, every=epochs)
+                trainer.fit(module, loader)
+                if trainer.is_global_zero:
+                    save_tensors(
+                        ctx.out / f"{name}.safetensors",
+                        state_dict_cpu(net),
+                        study=SLUG,
+                        kind="model",
+                        meta={
+                            "task": task,
+                            "head": head,
+                            "seed": str(seed),
+                            "num_classes": str(num_classes),
+                        },
+                    )
+                log[name] = progress.history[-1]
+    write_json(ctx.out / "train_log.json", log)
+    return StepOutput({f"{n}.train_loss": v["train_loss"] for n, v in log.items()})
+
+
+def _load_net(ctx: StepContext, task: str, head: str, seed: int) -> core.Classifier:
+    path = ctx.inputs["fit"] / f"{_model_name(task, head, seed)}.safetensors"
+    state, meta = load_tensors(path, study=SLUG, kind="model")
+    net = _build_net(ctx.cfg.model, head, int(meta["num_classes"]))
+    net.load_state_dict(state)
+    return net.to(ctx.device).eval()
+
+
+@torch.no_grad()
+def _infer(
+    net: core.Classifier, dataset: Dataset, ctx: StepContext
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Penultimate features, logits and labels of a whole dataset (CPU tensors)."""
+    ev = ctx.cfg.eval
+    loader = DataLoader(dataset, batch_size=ev.batch_size, num_workers=ev.num_workers)
+    feats, logits, labels = [], [], []
+    for x, y in loader:
+        f = net.trunk(x.to(ctx.device))
+        feats.append(f.float().cpu())
+        logits.append(net.head(f).float().cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(logits), torch.cat(labels)
+
+
+# ---------------------------------------------------------------------------------- evaluate
+
+
+def evaluate(ctx: StepContext) -> StepOutput:
+    """Source top-1 error, class separation R², class-subspace angles; dump target features."""
+    cfg: GcrConfig = ctx.cfg
+    summary: dict[str, dict[str, float]] = {}
+    for task in _tasks(cfg.data):
+        test_set, _ = _source_set(ctx, task, train=False)
+        targets = {t: _target_set(ctx, task, t) for t in _targets(cfg.data, task)}
+        for head in cfg.model.heads:
+            spec = core.parse_head(head)
+            for seed in ctx.seeds:
+                name = _model_name(task, head, seed)
+                net = _load_net(ctx, task, head, seed)
+                feats, logits, labels = _infer(net, test_set, ctx)
+                row = {
+                    "source_err": core.top1_error(logits, labels),
+                    "r2": core.class_separation_r2(feats, labels),
+                }
+                arrays: dict[str, torch.Tensor] = {}
+                if spec.is_subspace:
+                    angles = core.pairwise_class_angles(net.head.bases().cpu())
+                    arrays["angles"] = angles
+                    row["mean_angle_deg"] = float(torch.rad2deg(angles).mean())
+                for target, dataset in targets.items():
+                    arrays[f"features/{target}"] = _infer(net, dataset, ctx)[0]
+                save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="features")
+                summary[name] = row
+                ctx.progress(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    write_json(ctx.out / "summary.json", summary)
+    return StepOutput({f"{n}.{k}": v for n, row in summary.items() for k, v in row.items()})
+
+
+# ---------------------------------------------------------------------------------- transfer
+
+
+class _Collected:
+    """What the probe loop gathers for the report: metrics, angles, chosen C values."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, list[float]] = {}
+        self.angles: dict[str, dict[str, list[np.ndarray]]] = {}
+        self.chosen_c: dict[str, list[str]] = {}
+
+    def add(self, key: str, value: float) -> None:
+        self.metrics.setdefault(key, []).append(value)
+
+
+def _probe_task(ctx: StepContext, task: str, summary: dict[str, Any], out: _Collected) -> None:
+    """Probe every head and seed of one task on each of its target sets."""
+    cfg: GcrConfig = ctx.cfg
+    probe, pre = cfg.probe, _prefix(task)
+    targets = _targets(cfg.data, task)
+    splits = {
+        t: load_tensors(ctx.inputs["features"] / f"{t}.safetensors", study=SLUG)[0] for t in targets
+    }
+    for head in cfg.model.heads:
+        for seed in ctx.seeds:
+            name = _model_name(task, head, seed)
+            feats, _ = load_tensors(
+                ctx.inputs["evaluate"] / f"{name}.safetensors", study=SLUG, kind="features"
+            )
+            accs = []
+            for target in targets:
+                x = feats[f"features/{target}"].double().numpy()
+                y = splits[target]["target_y"].numpy()
+                tr = splits[target][f"train_idx/{seed}"].numpy()
+                te = splits[target][f"test_idx/{seed}"].numpy()
+                res = core.linear_probe(
+                    x[tr],
+                    y[tr],
+                    x[te],
+                    y[te],
+                    c_grid=probe.c_grid,
+                    val_fraction=probe.val_fraction,
+                    max_iter=probe.max_iter,
+                    seed=seed,
+                )
+                accs.append(res.accuracy)
+                tag = f"{res.c:g}" if len(targets) == 1 else f"{target}:{res.c:g}"
+                out.chosen_c.setdefault(f"{task}/{head}", []).append(tag)
+                if len(targets) > 1:
+                    out.add(f"{pre}transfer_acc/{target}/{head}", res.accuracy)
+            out.add(f"{pre}transfer_acc/{head}", float(np.mean(accs)))
+            out.add(f"{pre}source_err/{head}", summary[name]["source_err"])
+            out.add(f"{pre}r2/{head}", summary[name]["r2"])
+            if "angles" in feats:
+                deg = torch.rad2deg(feats["angles"]).numpy().ravel()
+                out.angles.setdefault(task, {}).setdefault(head, []).append(deg)
+                out.add(f"{pre}mean_angle_deg/{head}", summary[name]["mean_angle_deg"])
+            ctx.progress(f"{name}: transfer {np.mean(accs):.2f}%")
+
+
+def transfer(ctx: StepContext) -> Report:
+    """Linear probe on frozen target features; metrics per head and seed, claims, plots."""
+    from subspacelab.studies.gcr.plots import angle_histogram, head_panels, results_table
+
+    cfg: GcrConfig = ctx.cfg
+    summary = read_json(ctx.inputs["evaluate"] / "summary.json")
+    out = _Collected()
+    tasks = _tasks(cfg.data)
+    with threadpool_limits(limits=ctx.lab.threads):  # BLAS threads as torch's (lab.threads)
+        for task in tasks:
+            _probe_task(ctx, task, summary, out)
+    heads = list(cfg.model.heads)
+    prefixes = [_prefix(t) for t in tasks]
+    angles = {t: {h: np.concatenate(v) for h, v in hs.items()} for t, hs in out.angles.items()}
+    return Report(
+        metrics=out.metrics,
+        figures={
+            "heads": head_panels(out.metrics, tasks, heads, prefixes),
+            "principal_angles": angle_histogram(angles),
+        },
+        tables={"results": results_table(out.metrics, tasks, heads, prefixes, out.chosen_c)},
+    )
+
+
+# ---------------------------------------------------------------------------------- claims
+
+GCR_HEADS = ("gcr4", "gcr8")
+
+
+def _present(m: Metrics, metric: str) -> list[str]:
+    heads = [h for h in GCR_HEADS if f"{metric}/{h}" in m]
+    if not heads:
+        raise KeyError(f"metric {metric}/gcr4 or {metric}/gcr8 not recorded")
+    return heads
+
+
+def check_transfer(m: Metrics) -> ClaimResult:
+    """(a): the better of GCR k=4, k=8 beats softmax's transfer accuracy by more than 1 pt."""
+    soft = m["transfer_acc/softmax"]
+    gcr = {h: m[f"transfer_acc/{h}"] for h in _present(m, "transfer_acc")}
+    best = max(s.mean for s in gcr.values())
+    return ClaimResult(
+        holds=best > soft.mean + 1.0,
+        measured={"softmax": soft, **gcr, "best_gcr_minus_softmax_pt": best - soft.mean},
+    )
+
+
+def check_r2(m: Metrics) -> ClaimResult:
+    """(b): class separation R² of GCR k=8 below that of softmax."""
+    soft, gcr8 = m["r2/softmax"], m["r2/gcr8"]
+    return ClaimResult(
+        holds=gcr8.mean < soft.mean,
+        measured={"softmax": soft, "gcr8": gcr8, "gcr8_minus_softmax": gcr8.mean - soft.mean},
+    )
+
+
+def check_error(m: Metrics) -> ClaimResult:
+    """(c): every GCR head (k=4 and k=8) within 0.3 pt of softmax's source error, or better."""
+    soft = m["source_err/softmax"]
+    gcr = {h: m[f"source_err/{h}"] for h in _present(m, "source_err")}
+    worst = max(s.mean for s in gcr.values())
+    return ClaimResult(
+        holds=worst <= soft.mean + 0.3,
+        measured={"softmax": soft, **gcr, "worst_gcr_minus_softmax_pt": worst - soft.mean},
+    )
+
+
+CLAIMS = (
+    Claim(
+        id="a_transfer",
+        statement="transfer acc(GCR k=4 or 8) > transfer acc(softmax) + 1 pt",
+        paper="ResNet50-D, linear transfer averaged over 6 datasets: 77.98 (softmax) -> "
+        "79.70 (GCR k=8)",
+        check=check_transfer,
+    ),
+    Claim(
+        id="b_variability",
+        statement="R²(GCR, k=8) < R²(softmax) (more variability)",
+        paper="intra-class feature variability grows with k (less neural collapse) than with "
+        "the softmax head",
+        check=check_r2,
+    ),
+    Claim(
+        id="c_error",
+        statement="source error(GCR) ≤ error(softmax) + 0.3 pt",
+        paper="ImageNet-1K top-1, ResNet50-D: 78.05 (softmax) -> 79.26 (GCR k=8), a 5.6% "
+        "relative error reduction",
+        check=check_error,
+    ),
+)
+
+STUDY = Study(
+    slug=SLUG,
+    title="Get the Best of Both Worlds: Improving Accuracy and Transferability by Grassmann "
+    "Class Representation",
+    arxiv="2308.01547",
+    group="subspace classifiers",
+    config=GcrConfig,
+    steps=(
+        Step(
+            "download",
+            download,
+            reads=("data",),
+            description="mnist1d + digits (mini); ImageNet archives + CIFAR (full)",
+        ),
+        Step(
+            "features",
+            features,
+            needs=("download",),
+            reads=("data", "probe"),
+            description="source/target class split, standardisation, probe splits per seed",
+        ),
+        Step(
+            "fit",
+            fit,
+            needs=("download", "features"),
+            reads=("data", "model", "train"),
+            kind="models",
+            description="trunk + head per head and seed (RSGD for subspaces)",
+        ),
+        Step(
+            "evaluate",
+            evaluate,
+            needs=("download", "features", "fit"),
+            reads=("data", "model", "eval"),
+            description="source error, R², subspace angles, target features",
+        ),
+        Step(
+            "transfer",
+            transfer,
+            needs=("features", "evaluate"),
+            reads=("data", "model", "probe"),
+            kind="report",
+            description="linear probe on frozen features; claims and plots",
+        ),
+    ),
+    claims=CLAIMS,
+)

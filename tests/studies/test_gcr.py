@@ -1,0 +1,456 @@
+"""GCR study (arXiv 2308.01547): core maths, training integration, claims, full-profile loaders."""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import sys
+import tarfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.utils.data import DataLoader, TensorDataset
+
+from subspacelab.config import ParamsError, build, study_config
+from subspacelab.data.download import DownloadError
+from subspacelab.geometry import RiemannianSGD, orthonormality_error, weight_to_bases
+from subspacelab.registry import Metrics
+from subspacelab.studies.gcr import core, full
+from subspacelab.studies.gcr.config import IMAGENET_ARCHIVES, GcrConfig
+from subspacelab.studies.gcr.lightning import GCRModule
+from subspacelab.studies.gcr.study import CLAIMS, STUDY, check_error, check_r2, check_transfer
+from tests.helpers import REPO
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+# ------------------------------------------------------------------------------------ core
+
+
+def test_parse_head() -> None:
+    assert core.parse_head("softmax") == core.HeadSpec("softmax", "softmax", 1)
+    assert core.parse_head("gcr16") == core.HeadSpec("gcr16", "gcr", 16)
+    assert core.parse_head("gcr8").is_subspace and not core.parse_head("cosine").is_subspace
+    for bad in ("gcr0", "gcr", "arcface", "gcr04"):
+        with pytest.raises(ValueError, match="unknown head"):
+            core.parse_head(bad)
+
+
+def test_r2_matches_pairwise_definition() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0] * 5 + [1] * 7 + [2] * 4)
+    feats = torch.rand(16, 6, generator=gen) + labels[:, None].float() * torch.eye(6)[labels]
+    unit = torch.nn.functional.normalize(feats.double(), dim=1)
+    dist = 1.0 - unit @ unit.T
+    classes = [labels == c for c in range(3)]
+    within = np.mean([dist[m][:, m].mean() for m in classes])
+    overall = np.mean([dist[a][:, b].mean() for a in classes for b in classes])
+    assert core.class_separation_r2(feats, labels) == pytest.approx(1 - within / overall, abs=1e-12)
+
+
+def test_r2_extremes() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    collapsed = torch.eye(3)[labels] * torch.tensor([1.0, 2.0, 1.0, 3.0, 0.5, 1.0])[:, None]
+    assert core.class_separation_r2(collapsed, labels) == pytest.approx(1.0)
+    same = torch.rand(2, 4).repeat(3, 1)  # every class holds the same two points
+    assert core.class_separation_r2(
+        same, torch.tensor([0, 0, 1, 1, 2, 2])[[0, 2, 4, 1, 3, 5]]
+    ) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="two classes"):
+        core.class_separation_r2(torch.rand(3, 2), torch.zeros(3, dtype=torch.long))
+
+
+def test_pairwise_class_angles() -> None:
+    eye = torch.eye(6, dtype=torch.float64)
+    bases = torch.stack([eye[:, 0:2], eye[:, 2:4], eye[:, [1, 0]]])
+    angles = core.pairwise_class_angles(bases)
+    assert angles.shape == (3, 2)
+    torch.testing.assert_close(angles[0], torch.full((2,), math.pi / 2, dtype=torch.float64))
+    torch.testing.assert_close(angles[1], torch.zeros(2, dtype=torch.float64), atol=1e-7, rtol=0)
+
+
+def test_heads_known_values_and_invariance() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 6)
+    gcr = core.build_head(core.parse_head("gcr3"), 6, 2, gamma=25.0)
+    bases = gcr.bases()
+    assert float(orthonormality_error(bases).max()) < 1e-6
+    logits = gcr(x)
+    x_hat = torch.nn.functional.normalize(x, dim=1)
+    expected = 25.0 * torch.stack([(x_hat @ bases[i]).norm(dim=1) for i in range(2)], dim=1)
+    torch.testing.assert_close(logits, expected)
+    rot, _ = torch.linalg.qr(torch.randn(3, 3))
+    with torch.no_grad():
+        gcr.weight.copy_(torch.cat([(bases[i] @ rot).T for i in range(2)]))
+    torch.testing.assert_close(gcr(x), logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gcr(3.0 * x), logits)  # features are L2-normalised
+    cos = core.build_head(core.parse_head("cosine"), 6, 3, gamma=25.0)
+    assert cos(x).abs().max() <= 25.0 + 1e-5
+    torch.testing.assert_close(cos(2.0 * x), cos(x))
+    assert isinstance(core.build_head(core.parse_head("softmax"), 6, 3, 25.0), core.LinearHead)
+    with pytest.raises(ValueError, match="exceeds the feature dimension"):
+        core.build_head(core.parse_head("gcr7"), 6, 3, 25.0)
+
+
+def test_trunk_shape_and_size() -> None:
+    trunk = core.ConvTrunk([32, 64, 64], kernel_size=5, stride=2)
+    assert trunk(torch.randn(3, 40)).shape == (3, 64) and trunk.feature_dim == 64
+    assert trunk(torch.randn(2, 64)).shape == (2, 64)  # digits as length-64 signals
+    assert 20_000 < sum(p.numel() for p in trunk.parameters()) < 35_000
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in trunk.modules())
+
+
+def test_splits_and_shots() -> None:
+    x = np.arange(12.0)[:, None]
+    y = np.array([0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 9])
+    xs, ys = core.select_classes(x, y, [9, 5])
+    assert ys.tolist() == [1, 1, 0, 0] and xs[:, 0].tolist() == [5, 6, 10, 11]
+    labels = np.repeat(np.arange(3), 10)
+    tr, te = core.sample_shots(labels, 4, np.random.default_rng(0))
+    assert np.bincount(labels[tr]).tolist() == [4, 4, 4]
+    assert sorted(np.concatenate([tr, te]).tolist()) == list(range(30))
+    again, _ = core.sample_shots(labels, 4, np.random.default_rng(0))
+    np.testing.assert_array_equal(tr, again)
+    with pytest.raises(ValueError, match="need more than 10 shots"):
+        core.sample_shots(labels, 10, np.random.default_rng(0))
+    assert core.input_stats(np.array([1.0, 3.0])) == (2.0, 1.0)
+    with pytest.raises(ValueError, match="constant"):
+        core.input_stats(np.ones(4))
+    assert core.cosine_schedule(0, 10) == 1.0 and core.cosine_schedule(5, 10) == pytest.approx(0.5)
+
+
+def test_linear_probe_learns_and_picks_c() -> None:
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(3, 5)) * 4
+    y_tr, y_te = np.repeat(np.arange(3), 20), np.repeat(np.arange(3), 50)
+    x_tr = means[y_tr] + rng.normal(size=(60, 5))
+    x_te = means[y_te] + rng.normal(size=(150, 5))
+    kw = {"c_grid": [10.0, 0.01, 1.0], "val_fraction": 0.25, "max_iter": 500, "seed": 0}
+    res = core.linear_probe(x_tr, y_tr, x_te, y_te, **kw)
+    assert res.accuracy > 95.0 and res.c in kw["c_grid"]
+    assert core.linear_probe(x_tr, y_tr, x_te, y_te, **kw) == res
+    noise = core.linear_probe(x_tr, rng.permutation(y_tr), x_te, y_te, **kw)
+    assert noise.accuracy < 60.0
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def _train(
+    head: str, *, reorth_every: int, epochs: int = 2, seed: int = 0
+) -> tuple[GCRModule, dict[str, torch.Tensor]]:
+    torch.manual_seed(seed)
+    x, y = torch.randn(96, 20), torch.randint(0, 3, (96,))
+    net = core.Classifier(
+        core.ConvTrunk([4, 8], 3, 2), core.build_head(core.parse_head(head), 8, 3, 25.0)
+    )
+    initial = {k: v.clone() for k, v in net.state_dict().items()}
+    module = GCRModule(
+        net,
+        lr=0.5,
+        momentum=0.9,
+        weight_decay=0.1,
+        lr_factor=2.0,
+        reorth_every=reorth_every,
+        epochs=epochs,
+    )
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=16,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        deterministic=True,
+    )
+    trainer.fit(module, loader)
+    return module, initial
+
+
+def test_gcr_training_keeps_subspaces_orthonormal_without_weight_decay() -> None:
+    module, initial = _train("gcr4", reorth_every=10_000)  # no QR: the geodesic steps alone
+    head = module.net.head
+    assert (head.weight - initial["head.weight"]).abs().max() > 1e-2  # the subspaces moved
+    assert float(orthonormality_error(weight_to_bases(head.weight.detach(), 3, 4)).max()) < 1e-5
+    sgd, rsgd = (o.optimizer for o in module.optimizers())
+    assert isinstance(sgd, torch.optim.SGD) and isinstance(rsgd, RiemannianSGD)
+    sgd_params = {id(p) for g in sgd.param_groups for p in g["params"]}
+    assert id(head.weight) not in sgd_params  # the trunk's weight decay never reaches S
+    assert {id(p) for g in rsgd.param_groups for p in g["params"]} == {id(head.weight)}
+    assert sgd_params | {id(head.weight)} == {id(p) for p in module.net.parameters()}
+    # per-epoch cosine schedule on both, the subspaces at lr * lr_factor
+    factor = core.cosine_schedule(2, 2)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.5 * factor, abs=1e-12)
+    assert rsgd.param_groups[0]["lr"] == pytest.approx(1.0 * factor, abs=1e-12)
+
+
+def test_vector_heads_use_one_optimiser_and_training_is_deterministic() -> None:
+    first, _ = _train("cosine", reorth_every=1)
+    opts = first.optimizers()
+    assert not isinstance(opts, list) and isinstance(opts.optimizer, torch.optim.SGD)
+    second, _ = _train("cosine", reorth_every=1)
+    for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    (a, _), (b, _) = _train("gcr8", reorth_every=1), _train("gcr8", reorth_every=1)
+    torch.testing.assert_close(a.net.head.weight, b.net.head.weight, atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------------ claims
+
+
+def _metrics(**means: float) -> Metrics:
+    return Metrics({k.replace("__", "/"): [v - 0.1, v, v + 0.1] for k, v in means.items()})
+
+
+def test_claim_a_transfer_both_ways() -> None:
+    holds = check_transfer(
+        _metrics(transfer_acc__softmax=83.5, transfer_acc__gcr4=84.6, transfer_acc__gcr8=83.0)
+    )
+    assert holds.holds and holds.measured["best_gcr_minus_softmax_pt"] == pytest.approx(1.1)
+    fails = check_transfer(
+        _metrics(transfer_acc__softmax=83.5, transfer_acc__gcr4=84.4, transfer_acc__gcr8=84.5)
+    )
+    assert not fails.holds
+    with pytest.raises(KeyError):
+        check_transfer(_metrics(transfer_acc__softmax=83.5))
+
+
+def test_claim_b_r2_both_ways() -> None:
+    assert check_r2(_metrics(r2__softmax=0.48, r2__gcr8=0.38)).holds
+    assert not check_r2(_metrics(r2__softmax=0.48, r2__gcr8=0.48)).holds
+
+
+def test_claim_c_error_both_ways() -> None:
+    assert check_error(
+        _metrics(source_err__softmax=1.56, source_err__gcr4=1.8, source_err__gcr8=1.46)
+    ).holds
+    result = check_error(
+        _metrics(source_err__softmax=1.56, source_err__gcr4=1.9, source_err__gcr8=1.2)
+    )
+    assert not result.holds  # every GCR head must be within 0.3 pt
+    assert result.measured["worst_gcr_minus_softmax_pt"] == pytest.approx(0.34)
+
+
+def test_claim_statements_are_the_spec_wording() -> None:
+    assert [c.statement for c in CLAIMS] == [
+        "transfer acc(GCR k=4 or 8) > transfer acc(softmax) + 1 pt",
+        "R²(GCR, k=8) < R²(softmax) (more variability)",
+        "source error(GCR) ≤ error(softmax) + 0.3 pt",
+    ]
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def _section(profile: str) -> dict:
+    return yaml.safe_load(yaml.safe_dump(PARAMS["gcr"][profile]))
+
+
+def test_both_profiles_validate() -> None:
+    mini = study_config(GcrConfig, PARAMS, "gcr", "mini")
+    assert mini.data.imagenet is None and mini.model.cnn is not None
+    fullcfg = study_config(GcrConfig, PARAMS, "gcr", "full")
+    assert set(fullcfg.data.imagenet.checksums) == set(IMAGENET_ARCHIVES)
+
+
+@pytest.mark.parametrize(
+    ("profile", "path", "value", "key"),
+    [
+        ("mini", ("data", "imagenet"), _section("full")["data"]["imagenet"], "imagenet"),
+        ("mini", ("data", "target_classes"), [4, 5, 6], "target_classes"),
+        ("mini", ("model", "heads"), ["softmax", "gcr0"], "heads"),
+        ("mini", ("model", "cnn"), None, "cnn"),
+        ("mini", ("data", "transfer_sets"), ["cifar10"], "transfer_sets"),
+        (
+            "full",
+            ("data", "imagenet", "checksums", "ILSVRC2012_img_val.tar"),
+            "md5:xyz",
+            "checksums",
+        ),
+        ("full", ("data", "transfer_sets"), [], "transfer_sets"),
+        ("full", ("data", "imagenet", "resize_size"), 200, "resize_size"),
+    ],
+)
+def test_config_errors_name_the_key(profile: str, path: tuple, value: object, key: str) -> None:
+    raw = _section(profile)
+    node = raw
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    with pytest.raises(ParamsError, match=rf"gcr\.{profile}\..*{key}"):
+        build(GcrConfig, raw, f"gcr.{profile}")
+
+
+def test_study_declares_chain() -> None:
+    assert [s.name for s in STUDY.steps] == ["download", "features", "fit", "evaluate", "transfer"]
+    assert STUDY.steps[-1].kind == "report" and STUDY.arxiv == "2308.01547"
+
+
+# ------------------------------------------------------------------------------------ full profile
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tf:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def _tiny_imagenet_archives(root: Path) -> None:
+    from scipy.io import savemat
+
+    root.mkdir(parents=True, exist_ok=True)
+    synsets = np.array(
+        [(1, "n01440764", 0), (2, "n01443537", 0), (3, "n00001740", 2)],
+        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")],
+    )
+    meta = io.BytesIO()
+    savemat(meta, {"synsets": synsets})
+    data = "ILSVRC2012_devkit_t12/data/"
+    _tar(
+        root / IMAGENET_ARCHIVES[2],
+        {
+            data + "meta.mat": meta.getvalue(),
+            data + "ILSVRC2012_validation_ground_truth.txt": b"2\n1\n2\n",
+        },
+    )
+    _tar(
+        root / IMAGENET_ARCHIVES[1],
+        {f"ILSVRC2012_val_0000000{i}.JPEG": f"val{i}".encode() for i in (1, 2, 3)},
+    )
+    inner = {}
+    for wnid in ("n01440764", "n01443537"):
+        buf = root / f"{wnid}.tar"
+        _tar(buf, {f"{wnid}_{j}.JPEG": b"jpeg" for j in range(2)})
+        inner[f"{wnid}.tar"] = buf.read_bytes()
+        buf.unlink()
+    _tar(root / IMAGENET_ARCHIVES[0], inner)
+
+
+def test_prepare_imagenet_imagefolder_layout(tmp_path: Path) -> None:
+    _tiny_imagenet_archives(tmp_path / "arch")
+    counts = full.prepare_imagenet(tmp_path / "arch", tmp_path / "prep")
+    assert counts == {"train": 4, "val": 3}
+    prep = tmp_path / "prep"
+    assert sorted(p.name for p in (prep / "val" / "n01443537").iterdir()) == [
+        "ILSVRC2012_val_00000001.JPEG",
+        "ILSVRC2012_val_00000003.JPEG",
+    ]
+    assert (prep / "val" / "n01440764" / "ILSVRC2012_val_00000002.JPEG").read_bytes() == b"val2"
+    assert len(list((prep / "train" / "n01440764").iterdir())) == 2
+    assert not (prep / ".prepare").exists()
+
+
+def test_verify_archives_records_sha256_and_never_deletes(tmp_path: Path) -> None:
+    import hashlib
+
+    _tiny_imagenet_archives(tmp_path)
+    sums = {
+        n: "md5:" + hashlib.md5((tmp_path / n).read_bytes(), usedforsecurity=False).hexdigest()
+        for n in IMAGENET_ARCHIVES
+    }
+    manifest = full.verify_archives(tmp_path, sums)
+    val = IMAGENET_ARCHIVES[1]
+    assert manifest[val]["sha256"] == hashlib.sha256((tmp_path / val).read_bytes()).hexdigest()
+    with pytest.raises(DownloadError, match="md5 mismatch"):
+        full.verify_archives(tmp_path, {**sums, val: "md5:" + "0" * 32})
+    assert (tmp_path / val).is_file()
+    (tmp_path / val).unlink()
+    with pytest.raises(DownloadError, match=r"missing ILSVRC2012_img_val\.tar.*image-net\.org"):
+        full.verify_archives(tmp_path, sums)
+
+
+def test_resized_images_and_lazy_optional_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = full.ResizedImages(np.full((2, 3, 32, 32), 0.5, np.float32), np.array([3, 1]), 64)
+    img, label = ds[1]
+    assert img.shape == (3, 64, 64) and label == 1
+    expected = (0.5 - torch.tensor(full.IMAGENET_MEAN)) / torch.tensor(full.IMAGENET_STD)
+    torch.testing.assert_close(img[:, 10, 10], expected)
+    monkeypatch.setitem(sys.modules, "timm", None)
+    with pytest.raises(ImportError, match=r"subspacelab\[full\]"):
+        full.TimmTrunk("resnet50d")
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    with pytest.raises(ImportError, match=r"subspacelab\[full\]"):
+        full.imagenet_split(Path("."), "val", 224, 256)
+
+
+def _tiny_cifar100(path: Path, n_train: int, n_test: int) -> Path:
+    rng = np.random.default_rng(0)
+
+    def batch(n: int) -> bytes:
+        data = {
+            b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            b"fine_labels": [int(v) for v in rng.integers(0, 100, size=n)],
+            b"coarse_labels": [0] * n,
+        }
+        return pickle.dumps(data, protocol=3).replace(
+            b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"
+        )
+
+    return _tar(
+        path, {"cifar-100-python/train": batch(n_train), "cifar-100-python/test": batch(n_test)}
+    )
+
+
+def test_full_profile_download_and_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from subspacelab import registry
+    from subspacelab.data import cifar
+    from subspacelab.data.download import Resource
+    from subspacelab.io import load_tensors, read_json
+    from subspacelab.runner import run_step
+    from tests.helpers import make_workspace
+
+    monkeypatch.setattr(registry, "_REGISTRY", {"gcr": STUDY})
+    archives = tmp_path / "archives"
+    _tiny_imagenet_archives(archives)
+    tarball = _tiny_cifar100(tmp_path / "cifar-100-python.tar.gz", 6, 4)
+    md5 = hashlib.md5(tarball.read_bytes(), usedforsecurity=False).hexdigest()
+    monkeypatch.setitem(
+        cifar.CIFAR_RESOURCES, "cifar100", Resource(tarball.as_uri(), tarball.name, md5=md5)
+    )
+    section = _section("full")
+    section["seeds"] = [0, 1]
+    section["data"]["transfer_sets"] = ["cifar100"]
+    section["data"]["imagenet"]["root"] = str(archives)
+    section["data"]["imagenet"]["checksums"] = {
+        n: "md5:" + hashlib.md5((archives / n).read_bytes(), usedforsecurity=False).hexdigest()
+        for n in IMAGENET_ARCHIVES
+    }
+    lab = {**PARAMS["lab"], "profile": "full", "device": "cpu"}
+    root = make_workspace(
+        tmp_path / "ws", {"lab": lab, "gcr": {"mini": PARAMS["gcr"]["mini"], "full": section}}
+    )
+    run_step(root, "gcr", "download")
+    out = root / "data" / "gcr" / "download"
+    assert len(list((out / "imagenet" / "train" / "n01443537").iterdir())) == 2
+    manifest = read_json(out / "manifest.json")
+    assert len(manifest["archives"][IMAGENET_ARCHIVES[0]]["sha256"]) == 64
+    assert manifest["archives"]["cifar100"]["md5"] == md5
+    sha = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    assert manifest["archives"]["cifar100"]["sha256"] == sha
+    assert not (out / "transfer" / tarball.name).exists()  # only the extracted batches stay
+    run_step(root, "gcr", "features")
+    probe, _ = load_tensors(
+        root / "data" / "gcr" / "features" / "cifar100.safetensors", study="gcr", kind="probe"
+    )
+    assert probe["target_y"].shape == (10,)
+    for seed in (0, 1):  # shots: null -> the set's own train/test split
+        assert probe[f"train_idx/{seed}"].tolist() == list(range(6))
+        assert probe[f"test_idx/{seed}"].tolist() == list(range(6, 10))
