@@ -115,3 +115,17 @@ def test_safe_extract_refuses_links_and_zip_traversal(tmp_path: Path) -> None:
         zf.writestr("../evil.txt", "x")
     with pytest.raises(DownloadError, match="unsafe path"):
         safe_extract(z, tmp_path / "out")
+
+
+def test_same_tensors_same_bytes(tmp_path: Path) -> None:
+    tensors = {f"t{i}": torch.full((3, i + 1), float(i)) for i in range(12)}
+    meta = {f"m{i}": str(i) for i in range(12)}
+    blobs = set()
+    for name in ("a", "b", "c"):
+        path = tmp_path / f"{name}.safetensors"
+        save_tensors(path, tensors, study="gcr", kind="model", meta=meta)
+        blobs.add(path.read_bytes())
+        loaded, header = load_tensors(path, study="gcr")
+        assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+        assert header["m11"] == "11"
+    assert len(blobs) == 1

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 
 class ModelFileError(ValueError):
@@ -101,7 +101,21 @@ def save_tensors(
     }
     header = {"subspacelab.study": study, "subspacelab.kind": kind, **(meta or {})}
     with atomic_path(path) as tmp:
-        save_file(data, str(tmp), metadata=header)
+        tmp.write_bytes(_canonical(save(data, metadata=header)))
+
+
+def _canonical(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, so the key order (and the file's bytes) change
+    from run to run; sorted, identical tensors give identical files and stable DVC hashes.
+    Offsets in the header are relative to the data section, so re-serialising is safe.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8-byte alignment
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def load_tensors(

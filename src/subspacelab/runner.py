@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from subspacelab import tracking
 from subspacelab.config import (
@@ -229,15 +230,17 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     lab, cfg, params = load_configs(root, study)  # all validation before any compute
     device = resolve_device(lab)
     inputs = check_inputs(root, study, step)
+    rank = process_rank(lab)
 
-    staging = root / STAGING / stage
+    # under multi-process training every rank runs this step; each has its own scratch area
+    staging = root / STAGING / (stage if rank == 0 else f"{stage}.rank{rank}")
     if staging.exists():
         shutil.rmtree(staging)  # leftovers of a killed run
     out = staging / ("out" if step.kind != "report" else "plots")
     out.mkdir(parents=True)
     torch.set_num_threads(lab.threads)  # determinism in training: Lightning's deterministic flag
     seed_all(cfg.seeds[0])
-    say = _progress(stage)
+    say = _progress(stage) if rank == 0 else _silent
     ctx = StepContext(
         study=study,
         step=step,
@@ -252,8 +255,11 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     start_ms = tracking.now_ms()
     t0 = time.perf_counter()
     try:
-        result = step.run(ctx)
+        with threadpool_limits(lab.threads):  # BLAS in numpy/scipy/sklearn too, not only torch
+            result = step.run(ctx)
         wall_s = time.perf_counter() - t0
+        if _finish_ranks(rank) != 0:
+            return step_dir(root, study, step)  # rank 0 commits and logs; this rank's scratch goes
         logged: dict[str, float] = {}
         if step.kind == "report":
             if not isinstance(result, Report):
@@ -306,6 +312,40 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     )
     tracking.log_run(record, root)
     return committed[0]
+
+
+def process_rank(lab: LabConfig) -> int:
+    """Global rank of this process in a multi-process training run; 0 when there is none.
+
+    Lightning's ``ddp`` strategy reruns the stage's command line (``python -m stages <step>
+    <study>``) once per extra device with LOCAL_RANK and NODE_RANK set; torchrun sets RANK, and
+    Slurm's ``srun`` with several tasks SLURM_PROCID.
+    """
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env["SLURM_PROCID"])
+    node, local = int(env.get("NODE_RANK", "0")), int(env.get("LOCAL_RANK", "0"))
+    return node * lab.accelerator_devices + local
+
+
+def _finish_ranks(rank: int) -> int:
+    """After a step that trained with several processes: wait until every rank has finished it
+    (rank 0 commits only then) and return this process's rank in the process group."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return rank
+    dist.barrier()
+    if dist.get_rank() != rank:
+        raise RuntimeError(
+            f"process rank {dist.get_rank()} in the process group, {rank} from the environment"
+        )
+    return rank
+
+
+def _silent(msg: str) -> None:
+    """Progress of ranks other than 0: rank 0 speaks for the step."""
 
 
 def _manifest(out: Path) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,684 @@
+"""The ``intrinsic_dim`` study: steps, claims and wiring (Li et al., ICLR 2018, arXiv:1804.08838).
+
+download -> features -> fit -> evaluate.
+
+* mini: the toy problem of §2; FC 64-W-W-10 nets on sklearn digits trained in the full space and
+  in random subspaces over a grid of d, also on shuffled labels. An MLP against a 1-D CNN on
+  MNIST-1D is supported (``data.mnist1d`` + ``compare``) but off in the mini params (time).
+* full: the paper's FC 784-W-W-10 family on MNIST (real and shuffled labels) and FC against LeNet
+  on MNIST and CIFAR-10.
+
+d_int90 is the smallest d whose subspace solution reaches 90% of the baseline's test accuracy
+(training accuracy for shuffled labels, where it measures memorisation as in the paper's code),
+interpolated linearly between grid points. Only θ_d and the seeds of θ₀ and P are saved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from subspacelab.data import embedded
+from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
+from subspacelab.data.mnist import MNIST_RESOURCES, fetch_mnist, load_mnist
+from subspacelab.geometry import SubspaceModel, make_projection, toy_min_loss
+from subspacelab.io import load_tensors, read_json, save_tensors, sha256_file, write_json
+from subspacelab.nets.training import make_trainer
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Stat,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.intrinsic_dim import core
+from subspacelab.studies.intrinsic_dim.config import IntrinsicDimConfig, used_datasets
+from subspacelab.studies.intrinsic_dim.experiments import Job, ModelSpec, build, plan
+from subspacelab.studies.intrinsic_dim.lightning import JointTraining
+from subspacelab.studies.intrinsic_dim.plots import (
+    Curve,
+    accuracy_panels,
+    results_table,
+    toy_figure,
+)
+
+SLUG = "intrinsic_dim"
+TOY_TOL = 1e-8  # claim (a): "final loss < 1e-8 iff d >= 10"
+TOY_CODIM = 10
+ACC_TOL = 2e-3  # rebuilt vs trained accuracy (see _agree)
+
+
+# ---------------------------------------------------------------------------------- download
+
+
+def download(ctx: StepContext) -> StepOutput:
+    """Generate digits / MNIST-1D; fetch (MD5-checked) MNIST and CIFAR-10 when named."""
+    cfg: IntrinsicDimConfig = ctx.cfg
+    manifest: dict[str, Any] = {}
+    stats: dict[str, float] = {}
+    for name in used_datasets(cfg.family, cfg.compare):
+        if name == "digits":
+            split = embedded.digits(cfg.data.digits.test_size, cfg.data.digits.seed)
+        elif name == "mnist1d":
+            m1 = cfg.data.mnist1d
+            split = embedded.mnist1d(m1.num_samples, m1.seed, m1.train_split)
+        elif name == "mnist":
+            folder = fetch_mnist(ctx.out / "mnist", ctx.progress)
+            manifest["mnist"] = {
+                r.filename: {"url": r.url, "md5": r.md5, "sha256": sha256_file(folder / r.filename)}
+                for r in MNIST_RESOURCES.values()
+            }
+            stats["mnist_train"] = float(len(load_mnist(folder).y_train))
+            continue
+        else:
+            resource = CIFAR_RESOURCES["cifar10"]
+            fetch_cifar("cifar10", ctx.out / "cifar", ctx.progress)
+            archive = ctx.out / "cifar" / resource.filename
+            manifest["cifar10"] = {
+                resource.filename: {
+                    "url": resource.url,
+                    "md5": resource.md5,
+                    "sha256": sha256_file(archive),
+                }
+            }
+            archive.unlink()  # the extracted batches are what features reads
+            continue
+        _save_split(ctx.out / f"{name}.safetensors", split, kind="dataset")
+        stats[f"{name}_train"] = float(len(split.y_train))
+        ctx.progress(f"{name}: {len(split.y_train)} train, {len(split.y_test)} test")
+    write_json(ctx.out / "manifest.json", manifest)
+    return StepOutput(stats)
+
+
+def _save_split(path: Path, split: embedded.Split, kind: str, **extra: np.ndarray) -> None:
+    arrays = {
+        "x_train": split.x_train,
+        "y_train": split.y_train,
+        "x_test": split.x_test,
+        "y_test": split.y_test,
+        **extra,
+    }
+    save_tensors(path, arrays, study=SLUG, kind=kind)
+
+
+def _raw_split(folder: Path, name: str) -> embedded.Split:
+    """A dataset as the download step left it, inputs in their natural shape."""
+    if name == "mnist":
+        return load_mnist(folder / "mnist")
+    if name == "cifar10":
+        return load_cifar(folder / "cifar" / "cifar10", "cifar10")
+    raw, _ = load_tensors(folder / f"{name}.safetensors", study=SLUG, kind="dataset")
+    x_tr, y_tr, x_te, y_te = (raw[k].numpy() for k in ("x_train", "y_train", "x_test", "y_test"))
+    if name == "mnist1d":  # length-40 signals, one channel, for the 1-D CNN
+        x_tr, x_te = x_tr[:, None, :], x_te[:, None, :]
+    return embedded.Split(x_tr, y_tr, x_te, y_te)
+
+
+# ---------------------------------------------------------------------------------- features
+
+
+def features(ctx: StepContext) -> StepOutput:
+    """Standardise inputs (training statistics); shuffled training labels for the width family.
+
+    The shuffled labels are a seeded permutation per training seed (the paper shuffles MNIST's
+    labels once, for training and test; only training labels matter for memorisation).
+    """
+    cfg: IntrinsicDimConfig = ctx.cfg
+    stats: dict[str, float] = {}
+    for name in used_datasets(cfg.family, cfg.compare):
+        split = _raw_split(ctx.inputs["download"], name)
+        x_tr, x_te = core.standardize(split.x_train, split.x_test)
+        extra = {}
+        if name == cfg.family.dataset:
+            extra = {
+                f"y_train_shuffled/{seed}": core.shuffle_labels(
+                    split.y_train, core.derive_seed(seed, "shuffle", name)
+                )
+                for seed in ctx.seeds
+            }
+        _save_split(
+            ctx.out / f"{name}.safetensors",
+            embedded.Split(x_tr, split.y_train, x_te, split.y_test),
+            kind="features",
+            **extra,
+        )
+        stats[f"{name}_input_dim"] = float(np.prod(x_tr.shape[1:]))
+        ctx.progress(f"{name}: inputs {tuple(x_tr.shape[1:])} standardised")
+    return StepOutput(stats)
+
+
+def _features(folder: Path, name: str) -> dict[str, Tensor]:
+    arrays, _ = load_tensors(folder / f"{name}.safetensors", study=SLUG, kind="features")
+    return arrays
+
+
+def _train_labels(arrays: dict[str, Tensor], job: Job, seed: int) -> Tensor:
+    return arrays[f"y_train_shuffled/{seed}"] if job.shuffled else arrays["y_train"]
+
+
+# ---------------------------------------------------------------------------------- fit
+
+
+class _FullBatch(Dataset):
+    """The whole training set as one batch (full-batch training: one step per epoch)."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.x, self.y
+
+
+class _Ticks(Dataset):
+    """``n`` empty batches: the toy problem has no data, an epoch is ``n`` steps."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def _loader(ctx: StepContext, x: Tensor, y: Tensor, seed: int) -> DataLoader:
+    train = ctx.cfg.train
+    if train.batch_size is None:
+        return DataLoader(_FullBatch(x, y), batch_size=None)
+    return DataLoader(
+        TensorDataset(x, y),
+        batch_size=train.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=train.num_workers,
+        persistent_workers=train.num_workers > 0,
+    )
+
+
+def _fit_toy(ctx: StepContext, seed: int) -> dict[str, float]:
+    """Adam in float64 on every d of the toy grid at once; saves θ_d and the seeds."""
+    toy = ctx.cfg.toy
+    theta_seed = core.derive_seed(seed, "toy", "theta0")
+    theta0 = core.toy_theta0(theta_seed, toy.init_std)
+    nets = {
+        f"d{d}": SubspaceModel(
+            core.ToyParameters(theta0), d=d, kind="dense", seed=_toy_proj_seed(seed, d)
+        )
+        for d in toy.d_grid
+    }
+    module = JointTraining(nets, task="toy", lr=toy.lr, weight_decay=0.0, schedule=toy.schedule)
+    trainer, _ = make_trainer(
+        ctx,
+        max_epochs=-(-toy.steps // toy.log_every),
+        max_steps=toy.steps,
+        label=f"toy s{seed}",
+    )
+    trainer.fit(module, DataLoader(_Ticks(toy.log_every), batch_size=None))
+    tensors: dict[str, Tensor] = {"theta0_seed": torch.tensor([theta_seed])}
+    losses = {}
+    for d in toy.d_grid:
+        net = module.nets[f"d{d}"].cpu()
+        tensors[f"d{d}/theta_d"] = net.theta_d.detach()
+        tensors[f"d{d}/proj_seed"] = torch.tensor([_toy_proj_seed(seed, d)])
+        with torch.no_grad():
+            losses[f"d{d}"] = float(net())
+    save_tensors(ctx.out / f"toy_s{seed}.safetensors", tensors, study=SLUG, kind="toy")
+    ctx.progress(f"toy s{seed}: " + ", ".join(f"{k} {v:.1e}" for k, v in losses.items()))
+    return losses
+
+
+def _toy_proj_seed(seed: int, d: int) -> int:
+    return core.derive_seed(seed, "toy", "proj", d)
+
+
+def _chunks(specs: Sequence[ModelSpec], size: int) -> list[Sequence[ModelSpec]]:
+    return [specs[i : i + size] for i in range(0, len(specs), size)]
+
+
+def _fit_job(ctx: StepContext, job: Job, seed: int, arrays: dict[str, Tensor]) -> dict:
+    """Train every model of a job (in chunks of ``max_joint``), save θ_d / weights and seeds."""
+    train = ctx.cfg.train
+    x, y = arrays["x_train"], _train_labels(arrays, job, seed)
+    shape = tuple(x.shape[1:])
+    tensors: dict[str, Tensor] = {}
+    summary: dict[str, dict[str, float]] = {}
+    for i, chunk in enumerate(_chunks(job.specs, train.max_joint)):
+        seed_all(core.derive_seed(seed, "train", job.name, i))
+        nets = {spec.name: build(spec, shape, train.projection) for spec in chunk}
+        module = JointTraining(
+            nets,
+            task="classify",
+            lr=train.lr,
+            weight_decay=train.weight_decay,
+            schedule=train.schedule,
+        )
+        trainer, _ = make_trainer(
+            ctx,
+            max_epochs=train.epochs,
+            label=f"{job.name} s{seed} [{len(chunk)} models]",
+            every=train.log_every,
+        )
+        trainer.fit(module, _loader(ctx, x, y, core.derive_seed(seed, "batches", job.name, i)))
+        for spec in chunk:
+            net = module.nets[spec.name].to(ctx.device)
+            summary[spec.name] = {
+                "train_acc": core.accuracy(net, x, y, ctx.cfg.eval.batch_size, ctx.device),
+                "D": float(core.count_parameters(net)),
+            }
+            tensors.update(_model_tensors(spec, net))
+    save_tensors(
+        ctx.out / f"{job.name}_s{seed}.safetensors",
+        tensors,
+        study=SLUG,
+        kind="subspace-models",
+        meta={"projection": train.projection},
+    )
+    return summary
+
+
+def _model_tensors(spec: ModelSpec, net: nn.Module) -> dict[str, Tensor]:
+    """θ_d (subspace) or the full weights (baseline), plus the seeds that rebuild the rest."""
+    out = {
+        f"{spec.name}/init_seed": torch.tensor([spec.init_seed]),
+        f"{spec.name}/proj_seed": torch.tensor([spec.proj_seed]),
+    }
+    if isinstance(net, SubspaceModel):
+        out[f"{spec.name}/theta_d"] = net.theta_d.detach().cpu().clone()
+    else:
+        out.update(
+            {
+                f"{spec.name}/weights/{k}": v.detach().cpu().clone()
+                for k, v in net.state_dict().items()
+            }
+        )
+    return out
+
+
+def fit(ctx: StepContext) -> StepOutput:
+    """The toy sweep, then every job of every seed; a summary of training accuracies."""
+    cfg: IntrinsicDimConfig = ctx.cfg
+    summary: dict[str, Any] = {}
+    for seed in ctx.seeds:
+        summary[f"toy/{seed}"] = _fit_toy(ctx, seed)
+        for job in plan(cfg.family, cfg.compare, seed):
+            arrays = _features(ctx.inputs["features"], job.dataset)
+            summary[f"{job.name}/{seed}"] = _fit_job(ctx, job, seed, arrays)
+    write_json(ctx.out / "summary.json", summary)
+    return StepOutput({"models": float(sum(len(v) for v in summary.values()))})
+
+
+# ---------------------------------------------------------------------------------- evaluate
+
+
+def _load_model(
+    spec: ModelSpec, tensors: dict[str, Tensor], shape: tuple[int, ...], projection: str
+) -> nn.Module:
+    """Rebuild a trained model from its seeds and θ_d (or weights); checks the seeds match."""
+    for key, want in (("init_seed", spec.init_seed), ("proj_seed", spec.proj_seed)):
+        stored = int(tensors[f"{spec.name}/{key}"])
+        if stored != want:
+            raise ValueError(
+                f"{spec.name}: stored {key} {stored} differs from the planned {want}; "
+                "the fit outputs belong to other params — rerun the fit stage"
+            )
+    net = build(spec, shape, projection)
+    if isinstance(net, SubspaceModel):
+        net.theta_d.data.copy_(tensors[f"{spec.name}/theta_d"])
+    else:
+        prefix = f"{spec.name}/weights/"
+        net.load_state_dict(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        )
+    return net
+
+
+def _evaluate_toy(ctx: StepContext, seed: int, fitted: dict[str, float]) -> dict[str, float]:
+    """Final toy loss of each saved θ_d and the closed-form minimum over the same subspace."""
+    toy = ctx.cfg.toy
+    tensors, _ = load_tensors(
+        ctx.inputs["fit"] / f"toy_s{seed}.safetensors", study=SLUG, kind="toy"
+    )
+    theta0 = core.toy_theta0(int(tensors["theta0_seed"]), toy.init_std)
+    out = {}
+    for d in toy.d_grid:
+        proj = make_projection(
+            "dense", core.TOY_DIM, d, int(tensors[f"d{d}/proj_seed"]), torch.float64
+        )
+        theta = theta0 + proj(tensors[f"d{d}/theta_d"])
+        loss = float(core.toy_objective(theta))
+        _agree(loss, fitted[f"d{d}"], f"toy d{d} s{seed} loss", tol=1e-6)
+        out[f"toy/loss/d{d}"] = loss
+        out[f"toy/floor/d{d}"] = toy_min_loss(proj, theta0)
+    return out
+
+
+def _agree(recomputed: float, fitted: float, what: str, tol: float) -> None:
+    """The rebuilt model must reproduce the number the fit step measured on the trained one.
+
+    A θ₀ or P regenerated differently gives a different model altogether; ``tol`` only absorbs
+    the non-determinism of accelerator kernels (an argmax flipping on a near tie).
+    """
+    if abs(recomputed - fitted) > tol * max(1.0, abs(fitted)):
+        raise RuntimeError(
+            f"{what}: rebuilt from its seeds gives {recomputed!r}, the fit step measured "
+            f"{fitted!r}; θ₀ or P was not regenerated identically"
+        )
+
+
+def _curve_metrics(
+    prefix: str, dims: Sequence[int], accs: Sequence[float], base: float, D: int, fraction: float
+) -> dict[str, float]:
+    c = core.crossing(dims, accs, fraction * base)
+    out = {f"{prefix}/acc/d{d}": a for d, a in zip(dims, accs, strict=True)}
+    out.update(
+        {
+            f"{prefix}/D": float(D),
+            f"{prefix}/base_acc": base,
+            f"{prefix}/threshold": fraction * base,
+            f"{prefix}/d_int90": c.d_int,
+            f"{prefix}/d_int90_grid": c.d_grid,
+            f"{prefix}/above_grid": float(c.above_grid),
+            f"{prefix}/below_grid": float(c.below_grid),
+            f"{prefix}/frac_of_D": c.d_int / D,
+            f"{prefix}/compression": D / c.d_int,
+        }
+    )
+    return out
+
+
+def _metric_prefix(group: str) -> str:
+    """Metric prefix of a group: fc/w<W>, shuffled/w<W> or arch/<dataset>/<mlp|cnn>."""
+    if m := re.fullmatch(r"fc_w(\d+)_shuffled", group):
+        return f"shuffled/w{m.group(1)}"
+    if m := re.fullmatch(r"fc_w(\d+)", group):
+        return f"fc/w{m.group(1)}"
+    dataset, arch = group.rsplit("_", 1)
+    return f"arch/{dataset}/{arch}"
+
+
+def _evaluate_job(
+    ctx: StepContext, job: Job, seed: int, fitted: dict[str, dict[str, float]]
+) -> tuple[dict[str, float], dict[str, tuple[list[int], int]]]:
+    """Accuracy of every rebuilt model; d_int90 per group. Returns metrics and (dims, D)."""
+    cfg: IntrinsicDimConfig = ctx.cfg
+    arrays = _features(ctx.inputs["features"], job.dataset)
+    tensors, header = load_tensors(
+        ctx.inputs["fit"] / f"{job.name}_s{seed}.safetensors", study=SLUG, kind="subspace-models"
+    )
+    projection = header.get("projection", cfg.train.projection)
+    x_tr, y_tr = arrays["x_train"], _train_labels(arrays, job, seed)
+    x_te, y_te = arrays["x_test"], arrays["y_test"]
+    shape = tuple(x_tr.shape[1:])
+    bs = cfg.eval.batch_size
+    by_group: dict[str, list[tuple[ModelSpec, float, int]]] = defaultdict(list)
+    for spec in job.specs:
+        net = _load_model(spec, tensors, shape, projection).to(ctx.device)
+        train_acc = core.accuracy(net, x_tr, y_tr, bs, ctx.device)
+        _agree(
+            train_acc,
+            fitted[spec.name]["train_acc"],
+            f"{spec.name} s{seed} train accuracy",
+            ACC_TOL,
+        )
+        acc = train_acc if job.shuffled else core.accuracy(net, x_te, y_te, bs, ctx.device)
+        by_group[spec.group].append((spec, acc, int(fitted[spec.name]["D"])))
+    metrics: dict[str, float] = {}
+    shapes: dict[str, tuple[list[int], int]] = {}
+    for group, rows in by_group.items():
+        prefix = _metric_prefix(group)
+        base = next(acc for spec, acc, _ in rows if spec.d is None)
+        subs = sorted((spec.d, acc) for spec, acc, _ in rows if spec.d is not None)
+        D = rows[0][2]
+        dims = [d for d, _ in subs]
+        metrics.update(
+            _curve_metrics(prefix, dims, [a for _, a in subs], base, D, cfg.eval.fraction)
+        )
+        shapes[prefix] = (dims, D)
+        ctx.progress(
+            f"{prefix} s{seed}: base {base:.3f}, d_int90 {metrics[f'{prefix}/d_int90']:.0f} "
+            f"of D = {D}"
+        )
+    return metrics, shapes
+
+
+def evaluate(ctx: StepContext) -> Report:
+    """Rebuild every model, read acc(d), d_int90 and compression; claims, plots and a table."""
+    cfg: IntrinsicDimConfig = ctx.cfg
+    fitted = read_json(ctx.inputs["fit"] / "summary.json")
+    per_seed: list[dict[str, float]] = []
+    shapes: dict[str, tuple[list[int], int]] = {}
+    for seed in ctx.seeds:
+        metrics = _evaluate_toy(ctx, seed, fitted[f"toy/{seed}"])
+        for job in plan(cfg.family, cfg.compare, seed):
+            job_metrics, job_shapes = _evaluate_job(ctx, job, seed, fitted[f"{job.name}/{seed}"])
+            metrics.update(job_metrics)
+            shapes.update(job_shapes)
+        per_seed.append(metrics)
+    collected = {k: [m[k] for m in per_seed] for k in per_seed[0]}
+    return Report(
+        metrics=collected,
+        figures={
+            "accuracy_vs_d": accuracy_panels(
+                [
+                    _curve(prefix, dims, D, collected, cfg.eval.fraction)
+                    for prefix, (dims, D) in shapes.items()
+                ]
+            ),
+            "toy_loss": toy_figure(
+                cfg.toy.d_grid,
+                np.array([[m[f"toy/loss/d{d}"] for d in cfg.toy.d_grid] for m in per_seed]),
+                np.array([[m[f"toy/floor/d{d}"] for d in cfg.toy.d_grid] for m in per_seed]),
+                TOY_TOL,
+                TOY_CODIM,
+            ),
+        },
+        tables={"d_int90": results_table(_table_rows(shapes, collected))},
+    )
+
+
+def _curve(
+    prefix: str, dims: list[int], D: int, m: dict[str, list[float]], fraction: float
+) -> Curve:
+    shuffled = prefix.startswith("shuffled/")
+    titles = {"fc": "FC width {}", "shuffled": "FC width {}, shuffled labels"}
+    head, _, rest = prefix.partition("/")
+    title = titles[head].format(rest[1:]) if head in titles else rest.replace("/", " ")
+    return Curve(
+        title=title,
+        D=D,
+        dims=dims,
+        acc=np.array([m[f"{prefix}/acc/d{d}"] for d in dims]).T,
+        base=np.array(m[f"{prefix}/base_acc"]),
+        d_int90=np.array(m[f"{prefix}/d_int90"]),
+        above_grid=np.array(m[f"{prefix}/above_grid"]) > 0,
+        fraction=fraction,
+        metric="train accuracy" if shuffled else "test accuracy",
+    )
+
+
+def _table_rows(
+    shapes: dict[str, tuple[list[int], int]], m: dict[str, list[float]]
+) -> dict[str, dict[str, str]]:
+    rows = {}
+    for prefix, (dims, D) in shapes.items():
+        stat = Stat(tuple(m[f"{prefix}/d_int90"]))
+        censored = any(v > 0 for v in m[f"{prefix}/above_grid"])
+        rows[prefix] = {
+            "D": f"{D:,}",
+            "baseline acc": f"{Stat(tuple(m[f'{prefix}/base_acc'])).mean:.4f}",
+            "d grid": f"{dims[0]}-{dims[-1]}",
+            "d_int90 (interpolated)": f"{'> ' if censored else ''}{stat.mean:.1f} ± {stat.std:.1f}",
+            "d_int90 / D": f"{stat.mean / D:.2%}",
+            "compression D/d_int90": f"{D / stat.mean:.0f}x",
+        }
+    return rows
+
+
+# ---------------------------------------------------------------------------------- claims
+
+
+def _groups(m: Metrics, pattern: str) -> dict[str, str]:
+    """Metric prefixes matching ``pattern`` (a regex with one group naming the run)."""
+    out = {}
+    for key in m:
+        if hit := re.fullmatch(pattern + r"/d_int90", key):
+            out[hit.group(1)] = key.removesuffix("/d_int90")
+    if not out:
+        raise KeyError(f"no metric matches {pattern}/d_int90")
+    return dict(sorted(out.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+
+def check_toy(m: Metrics) -> ClaimResult:
+    """(a): the final toy loss is below 1e-8 exactly for the d ≥ 10 of the grid."""
+    dims = sorted(int(hit.group(1)) for k in m if (hit := re.fullmatch(r"toy/loss/d(\d+)", k)))
+    if not dims:
+        raise KeyError("metric toy/loss/d<d> not recorded")
+    solved = {d: m[f"toy/loss/d{d}"].mean < TOY_TOL for d in dims}
+    holds = all(solved[d] == (d >= TOY_CODIM) for d in dims)
+    first = min((d for d in dims if solved[d]), default=float("nan"))
+    measured: dict[str, float | Stat] = {"smallest_solved_d": first}
+    measured.update({f"loss_d{d}": m[f"toy/loss/d{d}"] for d in dims})
+    return ClaimResult(holds=holds, measured=measured)
+
+
+def check_fraction(m: Metrics) -> ClaimResult:
+    """(b): d_int90 ≤ 5% of D for every width (a d_int90 above the grid is not established)."""
+    groups = _groups(m, r"fc/(w\d+)")
+    measured: dict[str, float | Stat] = {}
+    holds = True
+    for name, prefix in groups.items():
+        d90, D = m[f"{prefix}/d_int90"], m[f"{prefix}/D"].mean
+        censored = m[f"{prefix}/above_grid"].mean > 0
+        measured[f"{name}_d_int90"] = d90
+        measured[f"{name}_D"] = D
+        measured[f"{name}_frac_of_D"] = d90.mean / D
+        holds &= (not censored) and d90.mean / D <= 0.05
+    return ClaimResult(holds=holds, measured=measured)
+
+
+def check_width(m: Metrics) -> ClaimResult:
+    """(c): max/min over widths of the mean d_int90 ≤ 2 (needs every d_int90 inside the grid)."""
+    groups = _groups(m, r"fc/(w\d+)")
+    d90 = {name: m[f"{p}/d_int90"] for name, p in groups.items()}
+    Ds = [m[f"{p}/D"].mean for p in groups.values()]
+    censored = any(
+        m[f"{p}/above_grid"].mean > 0 or m[f"{p}/below_grid"].mean > 0 for p in groups.values()
+    )
+    ratio = max(s.mean for s in d90.values()) / min(s.mean for s in d90.values())
+    measured: dict[str, float | Stat] = {f"{k}_d_int90": v for k, v in d90.items()}
+    measured.update({"d_int90_max_over_min": ratio, "D_max_over_min": max(Ds) / min(Ds)})
+    return ClaimResult(holds=(not censored) and ratio <= 2.0, measured=measured)
+
+
+def check_shuffled(m: Metrics) -> ClaimResult:
+    """(d): shuffled-label d_int90 ≥ 3× the real-label one, for every shuffled width.
+
+    A shuffled d_int90 above the grid is a lower bound, so the ratio is one too and may still
+    establish the claim; a real-label one above the grid, or a shuffled one at or below the
+    smallest grid value, leaves it unestablished.
+    """
+    groups = _groups(m, r"shuffled/(w\d+)")
+    measured: dict[str, float | Stat] = {}
+    holds = True
+    for name, prefix in groups.items():
+        real = f"fc/{name}"
+        shuf, ref = m[f"{prefix}/d_int90"], m[f"{real}/d_int90"]
+        ratio = shuf.mean / ref.mean
+        censored = m[f"{prefix}/above_grid"].mean > 0
+        valid = m[f"{real}/above_grid"].mean == 0 and m[f"{prefix}/below_grid"].mean == 0
+        measured[f"{name}_shuffled_d_int90"] = shuf
+        measured[f"{name}_shuffled_censored_above_grid"] = float(censored)
+        measured[f"{name}_real_d_int90"] = ref
+        measured[f"{name}_ratio{'_lower_bound' if censored else ''}"] = ratio
+        holds &= valid and ratio >= 3.0
+    return ClaimResult(holds=holds, measured=measured)
+
+
+CLAIMS = (
+    Claim(
+        id="a_toy",
+        statement="toy d_int = 10 exactly (final loss < 1e-8 iff d ≥ 10)",
+        paper="§2 toy: D = 1000 and 10 block-sum constraints, a solution set of codimension 10, "
+        "so d_int = 10 exactly",
+        check=check_toy,
+    ),
+    Claim(
+        id="b_fraction",
+        statement="digits: d_int90 ≤ 5% of D for every W",
+        paper="Table 1: MNIST FC 784-200-200-10 (D = 199,210) d_int90 ≈ 750, 0.38% of D (about "
+        "260x compression); MNIST LeNet (D = 44,426) ≈ 290, 0.65% of D",
+        check=check_fraction,
+    ),
+    Claim(
+        id="c_width",
+        statement="max/min of d_int90 across W ≤ 2 while D varies 9×",
+        paper="MNIST FC nets of widths 50-400 and depths 1-5 all have d_int90 near 750 while D "
+        "ranges from 39,760 to 959,610 (24x)",
+        check=check_width,
+    ),
+    Claim(
+        id="d_shuffled",
+        statement="the shuffled-label variant has d_int90 at least 3× larger",
+        paper="memorising shuffled labels needs a far larger subspace, read on training accuracy: "
+        "the official sweep of FC 784-400-400-10 on shuffled MNIST crosses 90% of its baseline "
+        "at d = 70,000, against ≈ 750 with real labels",
+        check=check_shuffled,
+    ),
+)
+
+STUDY = Study(
+    slug=SLUG,
+    title="Measuring the Intrinsic Dimension of Objective Landscapes",
+    arxiv="1804.08838",
+    group="random subspaces",
+    config=IntrinsicDimConfig,
+    steps=(
+        Step(
+            "download",
+            download,
+            reads=("data", "family", "compare"),
+            description="digits + MNIST-1D generated (mini); MNIST + CIFAR-10, MD5-checked (full)",
+        ),
+        Step(
+            "features",
+            features,
+            needs=("download",),
+            reads=("data", "family", "compare"),
+            description="standardised inputs; seeded shuffled training labels per seed",
+        ),
+        Step(
+            "fit",
+            fit,
+            needs=("features",),
+            reads=("toy", "family", "compare", "train", "eval"),
+            kind="models",
+            description="toy sweep; baselines and subspace runs over the d grids (θ_d + seeds)",
+        ),
+        Step(
+            "evaluate",
+            evaluate,
+            needs=("features", "fit"),
+            reads=("toy", "family", "compare", "train", "eval"),
+            kind="report",
+            description="rebuild from seeds; acc(d), interpolated d_int90, compression, claims",
+        ),
+    ),
+    claims=CLAIMS,
+)
