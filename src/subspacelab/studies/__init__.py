@@ -1,0 +1,1 @@
+"""One package per paper: config.py (schema), core.py (maths), study.py (steps and claims)."""
