@@ -4,44 +4,40 @@ Each task reproduces one DVC stage (``dvc --wait-for-lock repro --single-item <s
 flow leaves exactly the outputs ``dvc repro`` would, DVC stays the one cache, and a stage whose
 inputs did not change is skipped by DVC. Run locally they need no server: Prefect starts a
 temporary one in process. ``python -m flows [study ...]`` runs them from the command line.
+
+With a work pool (``deployment`` names the study-worker deployment, see prefect.yaml and
+docs/CLUSTER.md) the lab flow fans one flow run out per study instead, retries a run that crashed
+or failed, and merges each worker's dvc.lock entries and reports into its own workspace.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
+from prefect.deployments import run_deployment
 from prefect.logging import get_run_logger
 
+from flows.cluster import (
+    checkout_merged,
+    close_lab_run,
+    git_head,
+    lock_entries,
+    merge_result,
+    open_lab_run,
+    study_stages,
+    upstream_stages,
+)
+from flows.tasks import dvc_stage
 from subspacelab.io import read_json
 from subspacelab.registry import get_study, report_paths, studies
+from subspacelab.tracking import tracking_uri
 
-
-def _env() -> dict[str, str]:
-    """The stage commands' `python` must be this interpreter (the project's venv)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-@task(name="dvc-stage", task_run_name="{stage}")
-def dvc_stage(stage: str, root: str) -> str:
-    """Reproduce one DVC stage (skipped by DVC when nothing it depends on changed)."""
-    logger = get_run_logger()
-    cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
-    proc = subprocess.run(cmd, cwd=root, env=_env(), capture_output=True, text=True, check=False)
-    for line in (proc.stdout + proc.stderr).splitlines():
-        if line.strip():
-            logger.info("%s", line)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"dvc stage {stage} failed (exit {proc.returncode}): {proc.stderr[-2000:]}"
-        )
-    return stage
+__all__ = ["dvc_stage", "lab_flow", "study_flow"]
 
 
 @flow(name="study", flow_run_name="study-{slug}")
@@ -56,10 +52,96 @@ def study_flow(slug: str, root: str = ".") -> dict[str, Any]:
 
 
 @flow(name="lab")
-def lab_flow(slugs: list[str] | None = None, root: str = ".") -> list[dict[str, Any]]:
-    """Every study, then the summary; or only the studies named (the summary needs them all)."""
+def lab_flow(
+    slugs: list[str] | None = None,
+    root: str = ".",
+    deployment: str | None = None,
+    retries: int = 1,
+    poll_s: float = 2.0,
+) -> list[dict[str, Any]]:
+    """Every study, then the summary; or only the studies named (the summary needs them all).
+
+    ``deployment`` (``study-worker/<name>``): run each study on the work pool instead of here,
+    with up to ``retries`` new flow runs for a study whose run crashed or failed.
+    """
     chosen = slugs or sorted(studies())
-    results = [study_flow(slug, root) for slug in chosen]
+    root_path = Path(root).resolve()
+    if deployment:
+        results = _fan_out(chosen, root_path, deployment, retries, poll_s)
+    else:
+        results = [study_flow(slug, root) for slug in chosen]
     if set(chosen) >= set(studies()):
-        dvc_stage("summary", str(Path(root).resolve()))
+        dvc_stage("summary", str(root_path))
     return results
+
+
+def _fan_out(
+    chosen: list[str], root: Path, deployment: str, retries: int, poll_s: float
+) -> list[dict[str, Any]]:
+    """One flow run of ``deployment`` per study, started once the studies it uses (``uses=``)
+    are merged; each result is merged as it completes, a crashed or failed run is retried."""
+    logger = get_run_logger()
+    flow_run = get_run_context().flow_run
+    parent = open_lab_run(root, chosen, git_head(root), flow_run.name if flow_run else "lab")
+    uri = tracking_uri(root)
+    params = {"parent_run_id": parent, "tracking_uri": uri if uri.startswith("http") else None}
+    after = {slug: _used_studies(slug) & set(chosen) for slug in chosen}
+
+    def submit(slug: str, attempt: int) -> tuple[Any, int]:
+        upstream = lock_entries(root, upstream_stages(slug))  # as merged so far
+        run = run_deployment(
+            deployment,
+            parameters={"slug": slug, "upstream_lock": upstream, **params},
+            timeout=0,
+            tags=[f"attempt-{attempt}"],
+        )
+        logger.info("%s: flow run %s (attempt %d) on %s", slug, run.name, attempt, deployment)
+        return run.id, attempt
+
+    waiting = list(chosen)
+    pending: dict[str, tuple[Any, int]] = {}
+    done: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    ok = False
+    try:
+        with get_client(sync_client=True) as client:
+            while waiting or pending:
+                for slug in list(waiting):
+                    if after[slug] & set(failed):
+                        waiting.remove(slug)
+                        failed[slug] = f"not run: {sorted(after[slug] & set(failed))} failed"
+                    elif after[slug] <= set(done):
+                        waiting.remove(slug)
+                        pending[slug] = submit(slug, 1)
+                if not pending:
+                    continue
+                time.sleep(poll_s)
+                for slug, (run_id, attempt) in list(pending.items()):
+                    state = client.read_flow_run(run_id).state
+                    if state is None or not state.is_final():
+                        continue
+                    del pending[slug]
+                    if state.is_completed():
+                        result = state.result()
+                        merge_result(root, result)
+                        done[slug] = {k: result[k] for k in ("study", "holding", "claims")}
+                    elif attempt <= retries:
+                        kind = state.type.value
+                        logger.warning("%s: run %s ended %s; retrying", slug, run_id, kind)
+                        pending[slug] = submit(slug, attempt + 1)
+                    else:
+                        failed[slug] = f"{state.type.value}: {state.message}"
+        merged = [stage for slug in done for stage in study_stages(slug)]
+        if merged:
+            checkout_merged(root, merged)
+        ok = not failed
+    finally:
+        close_lab_run(root, parent, ok=ok)
+    if failed:
+        raise RuntimeError(f"studies failed on {deployment}: {failed}")
+    return [done[slug] for slug in chosen]
+
+
+def _used_studies(slug: str) -> set[str]:
+    """The other studies whose steps this study uses."""
+    return {ref.partition(".")[0] for step in get_study(slug).steps for ref in step.uses}

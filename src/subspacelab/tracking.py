@@ -122,9 +122,11 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
             record.study, artifact_location=_artifact_location(uri, root, record.study)
         )
     )
-    found = client.search_runs(
-        [exp_id], filter_string=f"tags.`subspacelab.chain_key` = '{record.chain_key}'"
-    )
+    parent = os.environ.get("SUBSPACELAB_PARENT_RUN_ID")
+    chain_filter = f"tags.`subspacelab.chain_key` = '{record.chain_key}'"
+    if parent:  # one chain run per outer run: a later lab run's chain gets its own
+        chain_filter += f" and tags.`mlflow.parentRunId` = '{parent}'"
+    found = client.search_runs([exp_id], filter_string=chain_filter)
     if found:
         chain_id = found[0].info.run_id
     else:
@@ -135,7 +137,6 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
             "subspacelab.role": "chain",
             "git_commit": record.tags.get("git_commit", "unknown"),
         }
-        parent = os.environ.get("SUBSPACELAB_PARENT_RUN_ID")
         if parent:
             chain_tags["mlflow.parentRunId"] = parent
         chain_id = client.create_run(
