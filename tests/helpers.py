@@ -107,3 +107,19 @@ def run_chain(root: Path, slug: str) -> tuple[dict[str, Any], list[dict[str, Any
         run_step(root, slug, step.name)
     paths = report_paths(root, slug)
     return read_json(paths["metrics"]), read_json(paths["claims"])
+
+
+def upstream_studies(slug: str) -> list[str]:
+    """The studies ``slug`` uses (through ``Step.uses``), transitively, dependencies first."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for step in get_study(name).steps:
+            for ref in step.uses:
+                other = ref.partition(".")[0]
+                if other not in order:
+                    visit(other)
+                    order.append(other)
+
+    visit(slug)
+    return order

@@ -1,0 +1,27 @@
+"""Adapters that change a trained network through a subspace.
+
+* :mod:`~subspacelab.adapters.lora` — LoRA (Hu et al., arXiv:2106.09685) on any linear or conv
+  layer (conv kernels reshaped to ``out × in/groups·k_h·k_w``).
+* :mod:`~subspacelab.adapters.flora` — FLoRA (Si et al., arXiv:2405.14739): a Tucker core and
+  one factor per weight mode.
+* :mod:`~subspacelab.adapters.oca` — OCA's orthogonal layer and losses (Ricci et al.,
+  arXiv:2408.08793), with BCT (Shen et al., CVPR 2020, arXiv:2003.11942) as a baseline.
+* :mod:`~subspacelab.adapters.training` — the small full-batch-free training loop all use.
+"""
+
+from subspacelab.adapters.flora import FLoRA, flora_param_count, tucker_delta
+from subspacelab.adapters.lora import LoRA, lora_param_count, trainable_count, wrap_layers
+from subspacelab.adapters.oca import OrthogonalLayer, bct_loss, oca_loss
+
+__all__ = [
+    "FLoRA",
+    "LoRA",
+    "OrthogonalLayer",
+    "bct_loss",
+    "flora_param_count",
+    "lora_param_count",
+    "oca_loss",
+    "trainable_count",
+    "tucker_delta",
+    "wrap_layers",
+]

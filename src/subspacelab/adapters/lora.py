@@ -1,0 +1,83 @@
+"""LoRA (Hu et al., arXiv:2106.09685) wrapping any ``nn.Linear`` or ``nn.Conv{1,2}d``.
+
+``ΔW = s · B A`` with ``A ∈ R^{r × fan_in}`` (Kaiming-uniform) and ``B ∈ R^{out × r}`` (zeros);
+for a conv, ``fan_in = in/groups · Π kernel`` and ΔW is reshaped to the kernel's shape. The base
+layer is frozen; the forward adds the same op (stride, padding, dilation, groups) with ΔW.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Wrappable = nn.Linear | nn.Conv1d | nn.Conv2d
+
+
+def apply_delta(base: Wrappable, x: Tensor, delta: Tensor) -> Tensor:
+    """``op(x; ΔW)`` with the base layer's geometry and no bias."""
+    if isinstance(base, nn.Linear):
+        return F.linear(x, delta)
+    conv = F.conv1d if isinstance(base, nn.Conv1d) else F.conv2d
+    return conv(x, delta, None, base.stride, base.padding, base.dilation, base.groups)
+
+
+def _fan_in(base: Wrappable) -> int:
+    return int(base.weight[0].numel())
+
+
+def lora_param_count(base: Wrappable, rank: int) -> int:
+    """Exact trainable parameters of a rank-``rank`` LoRA on ``base``: ``r (out + fan_in)``."""
+    return rank * (int(base.weight.shape[0]) + _fan_in(base))
+
+
+class LoRA(nn.Module):
+    """A frozen layer plus a trainable rank-``rank`` update ``s · B A``."""
+
+    def __init__(self, base: Wrappable, rank: int, scale: float = 1.0) -> None:
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.scale = scale
+        self.lora_a = nn.Parameter(torch.empty(rank, _fan_in(base)))
+        self.lora_b = nn.Parameter(torch.zeros(base.weight.shape[0], rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+
+    def delta(self) -> Tensor:
+        """ΔW in the base weight's shape."""
+        return (self.scale * self.lora_b @ self.lora_a).reshape(self.base.weight.shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``base(x) + op(x; ΔW)``."""
+        return self.base(x) + apply_delta(self.base, x, self.delta())
+
+
+def wrap_layers(
+    model: nn.Module, factory: Callable[[Wrappable], nn.Module], names: list[str] | None = None
+) -> nn.Module:
+    """Replace each linear/conv submodule (or only those in ``names``) by ``factory(layer)``,
+    in place; returns ``model``."""
+    targets = [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and (names is None or n in names)
+    ]
+    if names is not None and len(targets) != len(names):
+        missing = set(names) - {n for n, _ in targets}
+        raise KeyError(f"no linear/conv layer named {sorted(missing)}")
+    for name, layer in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, factory(layer))
+    return model
+
+
+def trainable_count(model: nn.Module) -> int:
+    """Number of trainable (requires_grad) parameter entries."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

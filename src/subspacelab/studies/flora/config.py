@@ -1,0 +1,61 @@
+"""Typed schema of the ``flora`` section of params.yaml (FLoRA, arXiv:2405.14739)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subspacelab.config import param
+
+TASKS = ("relabel", "invert", "rot90", "bandpass")
+
+
+@dataclass
+class FloraData:
+    """sklearn digits upsampled; pretraining on ``pretrain_classes``; 10-way downstream tasks."""
+
+    size: int = param(ge=8)
+    pretrain_classes: list[int] = param(ge=0, le=9, min_len=2)
+    tasks: list[str] = param(choices=TASKS, min_len=1)
+    n_train: int = param(ge=10)
+    n_test: int = param(ge=10)
+    max_shift: int = param(ge=0)
+
+
+@dataclass
+class FloraModel:
+    """CNN of 3×3 convs (stride per layer), GAP, linear head; FLoRA scale s."""
+
+    channels: list[int] = param(ge=1, min_len=1)
+    strides: list[int] = param(ge=1, min_len=1)
+    scale: float = param(gt=0)
+    spatial_rank: int = param(ge=1)  # r = [r_c, r_c, spatial, spatial]
+    budgets: list[float] = param(gt=0, lt=1, min_len=1)  # fractions of the conv parameters
+
+    def check(self) -> dict[str, str]:
+        """One stride per conv."""
+        return (
+            {"strides": "one stride per channel entry"}
+            if len(self.strides) != len(self.channels)
+            else {}
+        )
+
+
+@dataclass
+class FloraTrain:
+    """Pretraining and adaptation."""
+
+    pretrain_epochs: int = param(ge=1)
+    epochs: int = param(ge=1)
+    lr: float = param(gt=0)
+    peft_lr: float = param(gt=0)
+    batch_size: int = param(ge=1)
+
+
+@dataclass
+class FloraConfig:
+    """The whole ``flora`` section of one profile."""
+
+    seeds: list[int] = param(min_len=1)
+    data: FloraData = param()
+    model: FloraModel = param()
+    train: FloraTrain = param()

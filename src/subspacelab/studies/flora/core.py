@@ -1,0 +1,117 @@
+"""FLoRA miniature: the CNN, the digits tasks and budget matching (arXiv:2405.14739)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+from torch import Tensor, nn
+
+from subspacelab.adapters import FLoRA, LoRA, flora_param_count, lora_param_count
+
+
+class SmallCNN(nn.Module):
+    """3×3 convs with ReLU (padding 1), global average pooling, a linear head."""
+
+    def __init__(self, channels: list[int], strides: list[int], n_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out, s in zip([1, *channels[:-1]], channels, strides, strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=s, padding=1), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels[-1], n_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Pooled features."""
+        return self.features(x).mean(dim=(2, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits."""
+        return self.head(self.embed(x))
+
+
+def convs(model: SmallCNN) -> list[nn.Conv2d]:
+    """The conv layers, in order."""
+    return [m for m in model.features if isinstance(m, nn.Conv2d)]
+
+
+def conv_param_count(model: SmallCNN) -> int:
+    """Conv weights (no biases): the reference of the budgets."""
+    return sum(c.weight.numel() for c in convs(model))
+
+
+def flora_ranks(conv: nn.Conv2d, r_c: int, spatial: int) -> list[int]:
+    """``[r_c, r_c, s, s]`` capped at each mode's size (modes [in, out, k_h, k_w])."""
+    w = conv.weight
+    return [
+        min(r_c, w.shape[1]),
+        min(r_c, w.shape[0]),
+        min(spatial, w.shape[2]),
+        min(spatial, w.shape[3]),
+    ]
+
+
+def match_budget(layers: list[nn.Conv2d], budget: int, spatial: int) -> tuple[int, int, int, int]:
+    """(FLoRA r_c, its exact count, LoRA rank, its exact count) closest to ``budget``."""
+
+    def fl(r: int) -> int:
+        return sum(flora_param_count(c, flora_ranks(c, r, spatial)) for c in layers)
+
+    def lo(r: int) -> int:
+        return sum(
+            lora_param_count(c, min(r, c.weight.shape[0], c.weight[0].numel())) for c in layers
+        )
+
+    r_f = min(range(1, 129), key=lambda r: abs(fl(r) - budget))
+    r_l = min(range(1, 129), key=lambda r: abs(lo(r) - budget))
+    return r_f, fl(r_f), r_l, lo(r_l)
+
+
+def adapt(model: SmallCNN, arm: str, rank: int, spatial: int, scale: float) -> None:
+    """Freeze the backbone and wrap every conv for ``arm`` (``flora``/``lora``), in place."""
+    model.features.requires_grad_(False)
+    for i, m in enumerate(model.features):
+        if isinstance(m, nn.Conv2d):
+            if arm == "flora":
+                model.features[i] = FLoRA(m, flora_ranks(m, rank, spatial), scale=scale)
+            else:
+                model.features[i] = LoRA(m, min(rank, m.weight.shape[0], m.weight[0].numel()))
+
+
+def upsample(x: np.ndarray, size: int) -> Tensor:
+    """8×8 digits in [0, 1] → (N, 1, size, size), bilinear."""
+    t = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def bandpass_noise(shape: tuple[int, ...], seed: int, amplitude: float = 0.5) -> Tensor:
+    """A band-pass noise texture per image (difference of Gaussians of white noise)."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(shape)
+    band = gaussian_filter(white, sigma=(0, 0, 1, 1)) - gaussian_filter(white, sigma=(0, 0, 2, 2))
+    band /= band.std() + 1e-12
+    return torch.as_tensor(amplitude * band, dtype=torch.float32)
+
+
+def make_task(name: str, x: Tensor, y: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+    """A downstream task's inputs and 10-way labels."""
+    if name == "relabel":
+        return x, (y + 5) % 10  # digits 5-9 and 0-4 under a new head
+    if name == "invert":
+        return 1.0 - x, y
+    if name == "rot90":
+        return torch.rot90(x, 1, (2, 3)), y
+    if name == "bandpass":
+        return x + bandpass_noise(tuple(x.shape), seed), y
+    raise KeyError(f"unknown task {name!r}")
+
+
+def random_shift(max_shift: int) -> object:
+    """Augmentation: roll each batch by a random shift in [−max_shift, max_shift] pixels."""
+
+    def aug(x: Tensor, gen: torch.Generator) -> Tensor:
+        dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
+        return torch.roll(x, (dx, dy), dims=(2, 3))
+
+    return aug

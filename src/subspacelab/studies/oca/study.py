@@ -1,0 +1,244 @@
+"""OCA study: old -> fit -> evaluate (arXiv:2408.08793).
+
+* old — per seed: MNIST-1D, the old model trained on the old classes, and the fixed prototypes
+  (class means of old features over the new training set, all classes).
+* fit — per seed: the new arms (independent, BCT, OCA), each 10-way; the orthogonality error of
+  Q after every optimiser step; leave-one-out retrieval (CMC top-1, mAP) on the test set for
+  every (query model → gallery model) pair.
+* evaluate — means over seeds, claims, the retrieval matrix.
+
+The orthogonal layer keeps its bias (as the official code does), so Q h + b is affine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from subspacelab.adapters import bct_loss, oca_loss
+from subspacelab.adapters.training import predict, train_loop
+from subspacelab.data.embedded import mnist1d
+from subspacelab.io import load_tensors, read_json, save_tensors, write_json
+from subspacelab.merging.plots import bar_figure
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.oca.config import OcaConfig
+from subspacelab.studies.oca.core import Embedder, retrieval
+
+SLUG = "oca"
+ARMS = ("independent", "bct", "oca")
+
+
+def _old(ctx: StepContext) -> StepOutput:
+    cfg: OcaConfig = ctx.cfg
+    d, m, t = cfg.data, cfg.model, cfg.train
+    split = mnist1d(d.num_samples, d.seed, d.train_split)
+    save_tensors(
+        ctx.out / "data.safetensors",
+        {
+            "x_train": split.x_train,
+            "y_train": split.y_train,
+            "x_test": split.x_test,
+            "y_test": split.y_test,
+        },
+        study=SLUG,
+        kind="mnist1d",
+    )
+    x, y = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
+    keep = torch.isin(y, torch.tensor(d.old_classes))
+    remap = torch.full((10,), -1, dtype=torch.long)
+    remap[torch.tensor(d.old_classes)] = torch.arange(len(d.old_classes))
+    for seed in ctx.seeds:
+        seed_all(seed)
+        net = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
+        train_loop(
+            net,
+            _loss(net, "old", torch.zeros(0)),
+            x[keep],
+            remap[y[keep]],
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            seed=seed,
+        )
+        feats = predict(net.embed, x)
+        protos = torch.stack([feats[y == c].mean(0) for c in range(10)])
+        tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+        save_tensors(
+            ctx.out / f"seed{seed}.safetensors",
+            {**tensors, "prototypes": protos},
+            study=SLUG,
+            kind="old",
+        )
+        ctx.progress(f"seed {seed}: old model trained on {int(keep.sum())} samples")
+    return StepOutput()
+
+
+def _fit(ctx: StepContext) -> StepOutput:
+    cfg: OcaConfig = ctx.cfg
+    d, m, t = cfg.data, cfg.model, cfg.train
+    data, _ = load_tensors(ctx.inputs["old"] / "data.safetensors", study=SLUG, kind="mnist1d")
+    x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+    results: dict[str, dict[str, float]] = {}
+    for seed in ctx.seeds:
+        saved, _ = load_tensors(
+            ctx.inputs["old"] / f"seed{seed}.safetensors", study=SLUG, kind="old"
+        )
+        old = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
+        old.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("net.")})
+        protos = saved["prototypes"]
+        feats = {"old": predict(old.embed, xt)}
+        row: dict[str, float] = {}
+        for arm in ARMS:
+            seed_all(seed)
+            dim = m.d_old if arm == "bct" else m.d_old + m.extra_dims
+            net = Embedder(x.shape[1], m.channels, dim, 10, arm == "oca", m.ortho_bias)
+            errors: list[float] = []
+            monitor = _monitor(net, errors) if arm == "oca" else None
+            train_loop(
+                net,
+                _loss(net, arm, protos),
+                x,
+                y,
+                epochs=t.epochs,
+                batch_size=t.batch_size,
+                lr=t.lr,
+                seed=seed,
+                on_step=monitor,
+            )
+            if arm == "oca":
+                row["ortho_error_max"] = max(errors)
+            feats[arm] = predict(net.embed, xt)
+        for q in ("old", *ARMS):
+            for g in {"old", q}:
+                top1, ap = retrieval(feats[q], feats[g], yt)
+                row[f"{q}_to_{g}_map"], row[f"{q}_to_{g}_top1"] = ap, top1
+        results[str(seed)] = row
+        ctx.progress(
+            f"seed {seed}: mAP old→old {row['old_to_old_map']:.3f} "
+            f"OCA→old {row['oca_to_old_map']:.3f} "
+            f"OCA→OCA {row['oca_to_oca_map']:.3f} BCT→BCT {row['bct_to_bct_map']:.3f}"
+        )
+    write_json(ctx.out / "results.json", results)
+    return StepOutput()
+
+
+def _monitor(net: Embedder, errors: list[float]) -> Callable[[], None]:
+    """Record ‖QᵀQ − I‖_F after every optimiser step."""
+
+    def record() -> None:
+        if net.ortho is not None:
+            errors.append(net.ortho.orthogonality_error())
+
+    return record
+
+
+def _loss(net: Embedder, arm: str, protos: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def loss(a: Tensor, b: Tensor) -> Tensor:
+        logits, h = net(a)
+        if arm == "oca":
+            return oca_loss(logits, h, protos, b)
+        if arm == "bct":
+            return bct_loss(logits, h, protos, b)
+        if arm == "old":
+            return F.cross_entropy(logits, b)
+        return F.cross_entropy(logits, b, label_smoothing=0.1)
+
+    return loss
+
+
+def _evaluate(ctx: StepContext) -> Report:
+    results = read_json(ctx.inputs["fit"] / "results.json")
+    metrics: dict[str, list[float]] = {}
+    for seed in ctx.seeds:
+        for k, v in results[str(seed)].items():
+            metrics.setdefault(k, []).append(v)
+    metrics["chance_top1"] = [0.1] * len(ctx.seeds)
+    rows = ["| query → gallery | mAP | CMC top-1 |", "|---|---|---|"]
+    for q in ("old", *ARMS):
+        for g in sorted({"old", q}):
+            rows.append(
+                f"| {q} → {g} | {np.mean(metrics[f'{q}_to_{g}_map']):.3f} | "
+                f"{np.mean(metrics[f'{q}_to_{g}_top1']):.3f} |"
+            )
+    pairs = [f"{q}_to_{g}" for q in ("old", *ARMS) for g in sorted({"old", q})]
+    fig = bar_figure("oca: leave-one-out mAP", "mAP", {p: metrics[f"{p}_map"] for p in pairs})
+    return Report(metrics=metrics, tables={"oca_retrieval": "\n".join(rows)}, figures={"map": fig})
+
+
+def _mean(m: Metrics, name: str) -> float:
+    return m[name].mean
+
+
+def _check_a(m: Metrics) -> ClaimResult:
+    oo, co, io = (
+        _mean(m, "old_to_old_map"),
+        _mean(m, "oca_to_old_map"),
+        _mean(m, "independent_to_old_map"),
+    )
+    return ClaimResult(
+        co > oo and io < oo - 0.20, {"oca_to_old": co, "old_to_old": oo, "independent_to_old": io}
+    )
+
+
+def _check_b(m: Metrics) -> ClaimResult:
+    c, b, i = (
+        _mean(m, "oca_to_oca_map"),
+        _mean(m, "bct_to_bct_map"),
+        _mean(m, "independent_to_independent_map"),
+    )
+    return ClaimResult(c >= b + 0.01 and c >= i - 0.03, {"oca": c, "bct": b, "independent": i})
+
+
+def _check_c(m: Metrics) -> ClaimResult:
+    err = max(m["ortho_error_max"].values)
+    return ClaimResult(err < 1e-4, {"ortho_error_max": err})
+
+
+CLAIMS = (
+    Claim(
+        "compatibility",
+        "mAP(OCA→old) > mAP(old→old), and mAP(independent→old) is near chance (< old→old − 20 pts)",
+        "OCA is compatible (new→old above old→old); an independent model is not",
+        _check_a,
+    ),
+    Claim(
+        "new_model_quality",
+        "mAP(OCA→OCA) ≥ mAP(BCT→BCT) + 1 pt and ≥ mAP(indep→indep) − 3 pts",
+        "OCA's new/new retrieval close to the independent upper bound, above BCT",
+        _check_b,
+    ),
+    Claim(
+        "orthogonality",
+        "‖QᵀQ − I‖_F < 1e-4 throughout",
+        "Q stays orthogonal by construction",
+        _check_c,
+    ),
+)
+
+STUDY = Study(
+    slug=SLUG,
+    title="Backward-Compatible Aligned Representations via an Orthogonal Transformation Layer",
+    arxiv="2408.08793",
+    group="merging",
+    config=OcaConfig,
+    steps=(
+        Step("old", _old, reads=("data", "model", "train"), kind="models"),
+        Step("fit", _fit, needs=("old",), reads=("data", "model", "train"), kind="data"),
+        Step("evaluate", _evaluate, needs=("fit",), kind="report"),
+    ),
+    claims=CLAIMS,
+)

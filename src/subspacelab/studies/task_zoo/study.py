@@ -1,0 +1,232 @@
+"""Task zoo study: data -> zoo -> report (the merge-bench of dc_merge.md §6).
+
+* data — per seed, sklearn digits split into train/val/test, plus the fixed pixel permutation.
+* zoo — per seed: the MLP backbone pretrained on the identity task with its head (H2, the
+  shared frozen head), a frozen linear probe per task on base features (H1), and one fine-tuned
+  backbone per head variant × regime (full FT, LoRA merged into the weights) × task.
+* report — a comparison table of zero-shot and individual (fine-tuned) accuracy per task.
+
+dc_merge and concrete_merge read ``task_zoo.data`` and ``task_zoo.zoo`` through ``uses=``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from subspacelab.adapters import LoRA, wrap_layers
+from subspacelab.adapters.training import train_loop
+from subspacelab.data.embedded import digits
+from subspacelab.io import load_tensors, read_json, save_tensors, write_json
+from subspacelab.merging.bench import (
+    SPLITS,
+    ZOO_SLUG,
+    MLPBackbone,
+    apply_transform,
+    load_zoo,
+    pixel_permutation,
+    task_accuracies,
+)
+from subspacelab.merging.plots import bar_figure
+from subspacelab.registry import Report, Step, StepContext, StepOutput, Study
+from subspacelab.runner import seed_all
+from subspacelab.studies.task_zoo.config import TaskZooConfig, ZooTrain
+
+SLUG = ZOO_SLUG
+
+
+def _data(ctx: StepContext) -> StepOutput:
+    d = ctx.cfg.data
+    full = digits(test_size=0.5, seed=0)
+    x = np.concatenate([full.x_train, full.x_test])
+    y = np.concatenate([full.y_train, full.y_test])
+    perm = pixel_permutation(d.perm_seed)
+    bounds = np.cumsum([0, d.n_train, d.n_val, d.n_test])
+    for seed in ctx.seeds:
+        order = np.random.default_rng(seed).permutation(len(x))
+        tensors: dict[str, np.ndarray] = {"perm": perm}
+        for i, split in enumerate(SPLITS):
+            idx = order[bounds[i] : bounds[i + 1]]
+            tensors[f"x_{split}"], tensors[f"y_{split}"] = x[idx], y[idx]
+        save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=SLUG, kind="digits")
+    return StepOutput(metrics={"n_train": float(d.n_train)})
+
+
+def _ce(model: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    def loss(xb: Tensor, yb: Tensor) -> Tensor:
+        return F.cross_entropy(model(xb), yb)
+
+    return loss
+
+
+def _finetune(
+    base: nn.Module,
+    head: nn.Linear,
+    regime: str,
+    cfg: TaskZooConfig,
+    x: Tensor,
+    y: Tensor,
+    seed: int,
+) -> dict[str, Tensor]:
+    """Fine-tune a copy of ``base`` through the frozen ``head``; returns backbone weights (LoRA
+    updates merged in)."""
+    t: ZooTrain = cfg.train
+    backbone = copy.deepcopy(base)
+    backbone.requires_grad_(regime == "fft")
+    if regime == "lora":
+        wrap_layers(backbone, lambda layer: LoRA(layer, cfg.model.lora_rank, cfg.model.lora_scale))
+    model = nn.Sequential(backbone, head)
+    lr = t.lora_lr if regime == "lora" else t.lr
+    train_loop(
+        model, _ce(model), x, y, epochs=t.finetune_epochs, batch_size=t.batch_size, lr=lr, seed=seed
+    )
+    if regime == "fft":
+        return {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    out = {}
+    for name, module in backbone.named_children():
+        if isinstance(module, LoRA):
+            out[f"{name}.weight"] = (module.base.weight + module.delta()).detach().clone()
+            out[f"{name}.bias"] = module.base.bias.detach().clone()
+    return out
+
+
+def _zoo(ctx: StepContext) -> StepOutput:
+    cfg: TaskZooConfig = ctx.cfg
+    t = cfg.train
+    tasks = cfg.data.tasks
+    for seed in ctx.seeds:
+        seed_all(seed)
+        raw = _load_raw(ctx, seed)
+        xs = {
+            s: [apply_transform(n, raw[f"x_{s}"], raw["perm"].numpy()) for n in tasks]
+            for s in SPLITS
+        }
+        y = {s: raw[f"y_{s}"] for s in SPLITS}
+        base = MLPBackbone(xs["train"][0].shape[1], cfg.model.hidden)
+        shared = nn.Linear(cfg.model.hidden[-1], 10)
+        pre = nn.Sequential(base, shared)
+        ident = xs["train"][tasks.index("identity")] if "identity" in tasks else raw["x_train"]
+        train_loop(
+            pre,
+            _ce(pre),
+            ident,
+            y["train"],
+            epochs=t.pretrain_epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            seed=seed,
+        )
+        for p in pre.parameters():
+            p.requires_grad_(False)
+        tensors = {f"base.{k}": v.clone() for k, v in base.state_dict().items()}
+        tensors.update({f"head.h2.{k}": v.clone() for k, v in shared.state_dict().items()})
+        heads: dict[str, list[nn.Linear]] = {"h2": [shared] * len(tasks), "h1": []}
+        with torch.no_grad():
+            feats = [base(x) for x in xs["train"]]
+        for i, name in enumerate(tasks):
+            probe = nn.Linear(cfg.model.hidden[-1], 10)
+            train_loop(
+                probe,
+                _ce(probe),
+                feats[i],
+                y["train"],
+                epochs=t.probe_epochs,
+                batch_size=t.batch_size,
+                lr=t.probe_lr,
+                seed=seed + i,
+            )
+            probe.requires_grad_(False)
+            heads["h1"].append(probe)
+            tensors.update(
+                {f"head.h1.{name}.{k}": v.clone() for k, v in probe.state_dict().items()}
+            )
+        for h in t.heads:
+            for r in t.regimes:
+                for i, name in enumerate(tasks):
+                    ft = _finetune(base, heads[h][i], r, cfg, xs["train"][i], y["train"], seed + i)
+                    tensors.update({f"ft.{h}.{r}.{name}.{k}": v for k, v in ft.items()})
+                ctx.progress(f"seed {seed}: fine-tuned {len(tasks)} tasks ({h}, {r})")
+        save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=SLUG, kind="zoo")
+    write_json(
+        ctx.out / "index.json",
+        {
+            "tasks": tasks,
+            "heads": t.heads,
+            "regimes": t.regimes,
+            "hidden": cfg.model.hidden,
+            "lora_rank": cfg.model.lora_rank,
+        },
+    )
+    return StepOutput(metrics={"models": float(len(tasks) * len(t.heads) * len(t.regimes))})
+
+
+def _load_raw(ctx: StepContext, seed: int) -> dict[str, Tensor]:
+    raw, _ = load_tensors(ctx.inputs["data"] / f"seed{seed}.safetensors", study=SLUG, kind="digits")
+    return raw
+
+
+def _report(ctx: StepContext) -> Report:
+    index = read_json(ctx.inputs["zoo"] / "index.json")
+    metrics: dict[str, list[float]] = {}
+    for seed in ctx.seeds:
+        zoo = load_zoo(ctx.inputs["data"], ctx.inputs["zoo"], seed)
+        net = zoo.backbone()
+        for h in index["heads"]:
+            zs = task_accuracies(net, zoo.base, zoo.heads[h], zoo.x["test"], zoo.y["test"])
+            metrics.setdefault(f"{h}_zero_shot", []).append(float(np.mean(zs)))
+            for r in index["regimes"]:
+                ind = [
+                    task_accuracies(net, ft, [hd], [x], [y])[0]
+                    for ft, hd, x, y in zip(
+                        zoo.finetuned[(h, r)],
+                        zoo.heads[h],
+                        zoo.x["test"],
+                        zoo.y["test"],
+                        strict=True,
+                    )
+                ]
+                metrics.setdefault(f"{h}_{r}_individual", []).append(float(np.mean(ind)))
+                for name, a in zip(zoo.tasks, ind, strict=True):
+                    metrics.setdefault(f"{h}_{r}_{name}", []).append(a)
+    rows = ["| head | regime | zero-shot | individual (fine-tuned) |", "|---|---|---|---|"]
+    for h in index["heads"]:
+        zs = np.array(metrics[f"{h}_zero_shot"])
+        for r in index["regimes"]:
+            ind = np.array(metrics[f"{h}_{r}_individual"])
+            rows.append(
+                f"| {h} | {r} | {zs.mean():.3f} ± {zs.std():.3f} | "
+                f"{ind.mean():.3f} ± {ind.std():.3f} |"
+            )
+    series = {k: v for k, v in metrics.items() if k.endswith(("_zero_shot", "_individual"))}
+    fig = bar_figure("task zoo: mean test accuracy over tasks", "accuracy", series)
+    return Report(
+        metrics=metrics, tables={"task_zoo_accuracy": "\n".join(rows)}, figures={"accuracy": fig}
+    )
+
+
+STUDY = Study(
+    slug=SLUG,
+    title="Task zoo: the merge-bench shared by dc_merge and concrete_merge",
+    arxiv="2603.06242",
+    group="merging",
+    config=TaskZooConfig,
+    kind="comparison",
+    steps=(
+        Step("data", _data, reads=("data",), kind="data", description="digits splits per seed"),
+        Step(
+            "zoo",
+            _zoo,
+            needs=("data",),
+            reads=("data", "model", "train"),
+            kind="models",
+            description="base, heads and fine-tuned task models",
+        ),
+        Step("report", _report, needs=("data", "zoo"), kind="report"),
+    ),
+    claims=(),
+)

@@ -1,0 +1,22 @@
+"""Run the merging group's chains (task_zoo first: the others use its steps) on tiny params."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from subspacelab import registry
+from tests.helpers import make_workspace, run_chain, tiny_params
+
+CHAIN = ("task_zoo", "dc_merge", "concrete_merge", "flora", "merging_compare")
+
+
+def tiny_merging_chain(tmp_path: Path) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Every study of :data:`CHAIN` run in order in one workspace; (metrics, claims) each."""
+    for slug in CHAIN:  # register directly: unrelated packages may be mid-edit
+        registry._REGISTRY.setdefault(
+            slug, importlib.import_module(f"subspacelab.studies.{slug}.study").STUDY
+        )
+    ws = make_workspace(tmp_path / "ws", tiny_params(list(CHAIN)))
+    return {slug: run_chain(ws, slug) for slug in CHAIN}

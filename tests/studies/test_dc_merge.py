@@ -1,0 +1,46 @@
+"""dc_merge: claim checks both ways, the merge runner on a tiny zoo, the bench helpers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from subspacelab.merging.bench import TRANSFORMS, apply_transform, normalised, pixel_permutation
+from subspacelab.registry import Metrics
+from subspacelab.studies.dc_merge.study import CLAIMS_BY_ID, collect
+
+
+def _m(**norms: float) -> Metrics:
+    return Metrics({f"h1_lora_{k}_norm": [v] for k, v in norms.items()})
+
+
+def test_claims_both_ways() -> None:
+    good = _m(dc=0.92, tsvm=0.921, ta=0.90, ties=0.89, dc_nosmooth=0.91)
+    bad = _m(dc=0.90, tsvm=0.92, ta=0.91, ties=0.93, dc_nosmooth=0.95)
+    for cid in ("dc_ge_tsvm_h1", "svd_beats_ta_ties_h1", "smoothing_h1"):
+        assert CLAIMS_BY_ID[cid].check(good).holds, cid
+        assert not CLAIMS_BY_ID[cid].check(bad).holds, cid
+    # −0.5 pt is the tolerance: 0.6 pt below fails
+    assert not CLAIMS_BY_ID["dc_ge_tsvm_h1"].check(_m(dc=0.914, tsvm=0.92)).holds
+
+
+def test_transforms_and_normalised() -> None:
+    x = torch.arange(64.0).reshape(1, 64) / 64
+    perm = pixel_permutation(0)
+    assert torch.equal(apply_transform("identity", x, perm), x)
+    assert torch.equal(apply_transform("hflip", apply_transform("hflip", x, perm), perm), x)
+    assert torch.equal(apply_transform("permute", x, perm)[0], x[0, torch.as_tensor(perm)])
+    rot = apply_transform("rot90", x, perm)
+    assert torch.equal(rot.reshape(8, 8), torch.rot90(x.reshape(8, 8), 1, (0, 1)))
+    assert len({tuple(apply_transform(t, x, perm)[0].tolist()) for t in TRANSFORMS}) == 8
+    with pytest.raises(KeyError, match="unknown task transform"):
+        apply_transform("blur", x, perm)
+    assert normalised([0.5, 0.9], [1.0, 0.9]) == pytest.approx(0.75)
+
+
+def test_collect_orders_by_seed() -> None:
+    results = {
+        "1/h1/lora": {"ta": {"norm": 0.2, "time_s": 0.5}},
+        "0/h1/lora": {"ta": {"norm": 0.1, "time_s": 0.4}},
+    }  # wall times are not metrics: a rerun must reproduce the metrics exactly
+    assert collect(results, [0, 1]) == {"h1_lora_ta_norm": [0.1, 0.2]}

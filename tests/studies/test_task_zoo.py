@@ -1,0 +1,59 @@
+"""task_zoo and merging_compare: the shared zoo loads back; the comparison tables are built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from subspacelab.config import ParamsError, study_config
+from subspacelab.merging.bench import load_zoo
+from subspacelab.studies.dc_merge.study import CLAIMS_BY_ID as DC_CLAIMS
+from subspacelab.studies.merging_compare.study import adapter_rows, merge_rows
+from subspacelab.studies.task_zoo.config import TaskZooConfig
+from tests.helpers import tiny_params
+from tests.studies.merging_helpers import tiny_merging_chain
+
+
+def test_config_rejects_too_many_samples() -> None:
+    params = tiny_params(["task_zoo"])
+    params["task_zoo"]["mini"]["data"]["n_train"] = 1700
+    with pytest.raises(ParamsError, match="n_train"):
+        study_config(TaskZooConfig, params, "task_zoo", "mini")
+
+
+def test_compare_rows() -> None:
+    dc = {"0/h1/lora": {"ta": {"abs": 0.8, "norm": 0.9, "alpha": 0.3, "time_s": 0.01}}}
+    concrete = {"0/h1": {"cta": {"abs": 0.7, "norm": 0.8, "time_s": 2.0}, "ta": {}}}
+    rows = merge_rows(dc, concrete, ["h1"], ["lora", "fft"])
+    assert len(rows) == 4 and rows[2].startswith("| cta | h1 | fft | 0.700")
+    assert rows[3].startswith("| ta | h1 | lora | 0.800")
+    flora = {"0/a": {"lora_0.02": {"acc": 0.5, "params": 100.0, "budget_frac": 0.02}}}
+    assert adapter_rows(flora)[2].startswith("| lora_0.02 | 0.500")
+
+
+@pytest.mark.slow
+def test_tiny_merging_chain(tmp_path: Path) -> None:
+    """task_zoo, dc_merge, concrete_merge, flora and merging_compare in one workspace."""
+    out = tiny_merging_chain(tmp_path)
+    dc = out["dc_merge"][0]["metrics"]
+    assert 0.0 <= dc["h1_lora_dc_abs"]["mean"] <= 1.0
+    assert np.isfinite(dc["h2_lora_tsvm_dir_energy"]["mean"])
+    assert dc["h1_lora_individual_norm"]["mean"] == pytest.approx(1.0)
+    assert [c["id"] for c in out["dc_merge"][1]] == list(DC_CLAIMS)
+    cm = out["concrete_merge"][0]["metrics"]
+    for method in ("ta", "cta", "cta_discrete", "adamerging", "concrete_adamerging"):
+        assert 0.0 <= cm[f"h1_{method}_abs"]["mean"] <= 1.0
+    assert 0.0 < cm["h1_cta_density"]["mean"] < 1.0
+    assert len(out["flora"][1]) == 2
+    ws = tmp_path / "ws"
+    zoo = load_zoo(ws / "data/task_zoo/data", ws / "models/task_zoo/zoo", 0)
+    assert zoo.tasks == ["identity", "hflip", "invert"] and zoo.lora_rank == 2
+    lora = zoo.finetuned[("h1", "lora")][0]
+    delta = lora["0.weight"] - zoo.base["0.weight"]
+    assert int(torch.linalg.matrix_rank(delta)) <= 2  # LoRA task vectors: rank r
+    assert out["merging_compare"][0]["metrics"]["merge_runs"]["mean"] > 0
+    tables = (ws / "reports/merging_compare/tables.md").read_text()
+    assert "merges_on_the_task_zoo" in tables and "adapters_at_matched_budgets" in tables
