@@ -1,0 +1,47 @@
+"""MCR² coding rates: R(Z) and the membership-weighted R_c(Z, Γ) of MLC.
+
+Ding, Tong, Chan, Dai, Ma & Haeffele, "Unsupervised Manifold Linearizing and Clustering",
+ICCV 2023, arXiv:2301.01805 (coding rates after Yu et al., NeurIPS 2020, arXiv:2006.08558).
+Features are rows here: Z is n×d (the paper writes its transpose).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def coding_rate(z: Tensor, eps2: float) -> Tensor:
+    """R(Z) = ½ logdet(I + d/(n ε²) ZᵀZ) for n samples of dimension d (rows of ``z``)."""
+    n, d = z.shape
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    return 0.5 * torch.linalg.slogdet(eye + (d / (n * eps2)) * z.T @ z)[1]
+
+
+def membership_coding_rate(z: Tensor, gamma: Tensor, eps2: float) -> Tensor:
+    """R_c(Z, Γ) = Σ_j tr(Γ_j)/(2n) · logdet(I + d/(tr(Γ_j) ε²) Zᵀ diag(Γ_j) Z), Γ_j row j.
+
+    ``gamma`` is n_groups×n (rows are soft memberships; a one-hot partition gives the classic
+    MCR² compression term). tr(Γ_j) gets +1e-8 so an empty row does not divide by zero.
+    """
+    n, d = z.shape
+    if gamma.shape[1] != n:
+        raise ValueError(f"gamma must have {n} columns, got {tuple(gamma.shape)}")
+    tr = gamma.sum(dim=1) + 1e-8
+    cov = (gamma[:, :, None] * z[None]).transpose(1, 2) @ z  # Zᵀ diag(Γ_j) Z for every j
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    logdets = torch.linalg.slogdet(eye + (d / (tr * eps2))[:, None, None] * cov)[1]
+    return torch.sum(tr / (2 * n) * logdets)
+
+
+def mlc_loss(z: Tensor, gamma: Tensor, eps2: float, frob: float) -> tuple[Tensor, dict[str, float]]:
+    """MLC objective −R(Z) + R_c(Z, Γ) + (γ/2)‖Γ‖²_F/n and its terms.
+
+    The Frobenius term is divided by n so that γ does not depend on the batch size: for a
+    doubly stochastic Γ (rows summing to 1) ‖Γ‖²_F/n runs from 1/n (uniform) to 1 (Γ = I).
+    """
+    r = coding_rate(z, eps2)
+    rc = membership_coding_rate(z, gamma, eps2)
+    reg = 0.5 * frob * gamma.pow(2).sum() / gamma.shape[0]
+    loss = -r + rc + reg
+    return loss, {"R": float(r.detach()), "Rc": float(rc.detach()), "reg": float(reg.detach())}

@@ -1,0 +1,65 @@
+"""Typed schema of the ``geo_sae`` section of params.yaml (values live only there).
+
+geo_sae: Nagar et al., Advances in Space Research 2024, doi:10.1016/j.asr.2024.09.013.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subspacelab.config import param
+
+
+@dataclass
+class DataConfig:
+    """Procedural scenes per mixing regime (mini) or a real scene export (full)."""
+
+    source: str = param(choices=("procedural", "scene"))
+    regimes: list[str] = param(choices=("nonlinear", "linear"))
+    size: int = param(ge=16)
+    n_units: int = param(ge=2)
+    n_bands: int = param(ge=3)
+    noise: float = param(ge=0)
+    # scene: an .npz export (bands H×W×B, units H×W) or a GeoTIFF pair, with SHA-256 pins
+    scene_url: str = param()
+    scene_file: str = param()
+    scene_sha256: str = param()
+    units_file: str = param()
+    units_sha256: str = param()
+    scene_dir: str = param()
+
+    def check(self) -> dict[str, str]:
+        """Procedural scenes need regimes; a real scene needs its file and pin."""
+        if self.source == "procedural" and not self.regimes:
+            return {"regimes": "at least one of nonlinear, linear"}
+        if self.source == "scene" and not (self.scene_file and self.scene_sha256):
+            return {"scene_sha256": "a pinned SHA-256 for scene_file"}
+        return {}
+
+
+@dataclass
+class ModelConfig:
+    """Encoders (§3) and clustering."""
+
+    pca_variance: float = param(gt=0, le=1)
+    ae_widths: list[int] = param(ge=1, min_len=2)
+    ae_epochs: int = param(ge=1)
+    ae_batch: int = param(ge=1)
+    sae2_widths: list[int] = param(ge=1, min_len=2)  # first width is replaced by 2·B
+    sae3_widths: list[int] = param(ge=1, min_len=2)  # first width is replaced by the input
+    sae_epochs: int = param(ge=1)
+    sae_batch: int = param(ge=1)
+    lr: float = param(gt=0)
+    l1: float = param(ge=0)
+    max_train_pixels: int = param(ge=1)
+    k: int = param(ge=2)
+    filter_size: int = param(ge=1)
+
+
+@dataclass
+class GeoSAEConfig:
+    """The geo_sae study."""
+
+    seeds: list[int] = param(min_len=1)
+    data: DataConfig = param()
+    model: ModelConfig = param()

@@ -1,0 +1,160 @@
+"""MLC maths (Ding et al., ICCV 2023, arXiv:2301.01805): trunk with subspace and cluster heads,
+the total-coding-rate warm-up, the doubly stochastic membership Γ = n·Sinkhorn_η(|CCᵀ|) and the
+MLC objective (toolkit :func:`~subspacelab.clustering.mlc_loss`). Full-batch-sized mini-batches
+in a plain torch loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from subspacelab.clustering import coding_rate, mlc_loss, sinkhorn
+
+
+class MLCNet(nn.Module):
+    """MLP trunk (Linear-BN-ReLU blocks), then two linear heads: subspace z and cluster c, both
+    L2-normalised."""
+
+    def __init__(self, in_dim: int, hidden: list[int], z_dim: int, backbone: str = "mlp") -> None:
+        super().__init__()
+        if backbone == "resnet18":  # full profile: images in, torchvision imported lazily
+            from torchvision.models import resnet18
+
+            net = resnet18(weights=None)
+            net.fc = nn.Identity()
+            self.trunk: nn.Module = net
+            prev = 512
+        else:
+            layers: list[nn.Module] = []
+            prev = in_dim
+            for width in hidden:
+                layers += [nn.Linear(prev, width), nn.BatchNorm1d(width), nn.ReLU()]
+                prev = width
+            self.trunk = nn.Sequential(*layers)
+        self.subspace = nn.Linear(prev, z_dim)
+        self.cluster = nn.Linear(prev, z_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(z, c), unit rows."""
+        h = self.trunk(x)
+        return F.normalize(self.subspace(h), dim=1), F.normalize(self.cluster(h), dim=1)
+
+
+def membership(c: Tensor, eta: float, iters: int) -> Tensor:
+    """Γ = n·Sinkhorn_η(|CCᵀ|): rows and columns summing to 1."""
+    return c.shape[0] * sinkhorn((c @ c.T).abs(), eta, iters)
+
+
+def augment(x: Tensor, shift: int, noise: float, side: int | None, gen: torch.Generator) -> Tensor:
+    """Random shifts of up to ``shift`` pixels (flat images of ``side``×``side``, or NCHW
+    images; no shift for vectors, ``side`` None) and Gaussian noise of std ``noise``."""
+    out = x
+    if (side is not None or x.ndim == 4) and shift > 0:
+        imgs = x if x.ndim == 4 else x.reshape(-1, side, side)
+        dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
+        out = torch.roll(imgs, shifts=(dx, dy), dims=(-2, -1)).reshape(x.shape)
+    return out + noise * torch.randn(x.shape, generator=gen)
+
+
+@dataclass(frozen=True)
+class MLCSchedule:
+    """Optimisation settings of the warm-up and of MLC."""
+
+    warmup_steps: int
+    steps: int
+    batch: int
+    eps2: float
+    eta: float
+    sinkhorn_iters: int
+    gamma: float
+    inv_weight: float
+    lr: float
+    lr_cluster: float
+    momentum: float
+    wd: float
+    wd_cluster: float
+    shift: int
+    noise: float
+
+
+def warmup(
+    model: MLCNet, x: Tensor, side: int | None, s: MLCSchedule, seed: int
+) -> dict[str, float]:
+    """TCR warm-up: maximise R(Z) of two augmented views plus their cosine agreement
+    (NMCE/EMP-SSL style), SGD on the trunk and subspace head. Returns the last TCR."""
+    gen = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    trunk_params = [*model.trunk.parameters(), *model.subspace.parameters()]
+    opt = torch.optim.SGD(trunk_params, lr=s.lr, momentum=s.momentum, weight_decay=s.wd)
+    model.train()
+    last: dict[str, float] = {}
+    for _ in range(s.warmup_steps):
+        idx = torch.randperm(n, generator=gen)[: s.batch]
+        z1, _ = model(augment(x[idx], s.shift, s.noise, side, gen))
+        z2, _ = model(augment(x[idx], s.shift, s.noise, side, gen))
+        tcr = 0.5 * (coding_rate(z1, s.eps2) + coding_rate(z2, s.eps2))
+        loss = -tcr + s.inv_weight * (1.0 - (z1 * z2).sum(dim=1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        last["warmup_tcr"] = float(tcr.detach())
+    return last
+
+
+def copy_subspace_to_cluster(model: MLCNet) -> None:
+    """One-shot init: the cluster head starts as the subspace head, so Γ starts from ZᵀZ."""
+    with torch.no_grad():
+        model.cluster.weight.copy_(model.subspace.weight)
+        model.cluster.bias.copy_(model.subspace.bias)
+
+
+def fit_mlc(
+    model: MLCNet, x: Tensor, side: int | None, s: MLCSchedule, seed: int
+) -> dict[str, float]:
+    """The MLC stage: joint SGD of trunk + subspace head and (own settings) the cluster head."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    n = x.shape[0]
+    opt = torch.optim.SGD(
+        [
+            {
+                "params": [*model.trunk.parameters(), *model.subspace.parameters()],
+                "lr": s.lr,
+                "weight_decay": s.wd,
+                "momentum": s.momentum,
+            },
+            {
+                "params": model.cluster.parameters(),
+                "lr": s.lr_cluster,
+                "weight_decay": s.wd_cluster,
+                "momentum": s.momentum,
+            },
+        ]
+    )
+    model.train()
+    terms: dict[str, float] = {}
+    for _ in range(s.steps):
+        idx = torch.randperm(n, generator=gen)[: s.batch]
+        z, c = model(augment(x[idx], s.shift, s.noise, side, gen))
+        gamma = membership(c, s.eta, s.sinkhorn_iters)
+        loss, terms = mlc_loss(z, gamma, s.eps2, s.gamma)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return terms
+
+
+@torch.no_grad()
+def embed(model: MLCNet, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(z, c) of all samples in eval mode, no augmentation."""
+    model.eval()
+    return model(x)
+
+
+def numerical_rank(z: np.ndarray, rel: float) -> int:
+    """Number of singular values above ``rel`` times the largest."""
+    s = np.linalg.svd(z, compute_uv=False)
+    return int((s > rel * s[0]).sum())

@@ -1,0 +1,80 @@
+"""Full-profile loaders of the clustering group, on small files written in the real formats."""
+
+from __future__ import annotations
+
+import collections
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from subspacelab.clustering.datasets import load_mat_images, load_planetoid, load_scene
+
+
+def _write_planetoid(root: Path, name: str) -> None:
+    """A 6-node graph: 2 train (x), 4 in allx, 2 test nodes listed out of order (ids 5, 4)."""
+    feats = np.eye(6, 3)
+    labels = np.eye(2)[[0, 0, 1, 1, 0, 1]]
+    parts = {
+        "x": sp.csr_matrix(feats[:2]),
+        "y": labels[:2],
+        "allx": sp.csr_matrix(feats[:4]),
+        "ally": labels[:4],
+        "tx": sp.csr_matrix(feats[[5, 4]]),  # rows in test.index order
+        "ty": labels[[5, 4]],
+        "graph": collections.defaultdict(
+            list, {0: [1], 1: [0, 2], 2: [1], 3: [4], 4: [3, 5], 5: [4]}
+        ),
+    }
+    for part, obj in parts.items():
+        with (root / f"ind.{name}.{part}").open("wb") as fh:
+            pickle.dump(obj, fh, protocol=4)
+    (root / f"ind.{name}.test.index").write_text("5\n4\n")
+
+
+def test_load_planetoid_reorders_test_nodes(tmp_path: Path) -> None:
+    _write_planetoid(tmp_path, "cora")
+    g = load_planetoid(tmp_path, "cora")
+    assert g.labels.tolist() == [0, 0, 1, 1, 0, 1]
+    np.testing.assert_allclose(g.features.toarray(), np.eye(6, 3))
+    assert g.adjacency.nnz == 8 and (g.adjacency != g.adjacency.T).nnz == 0
+
+
+def test_load_planetoid_refuses_foreign_globals(tmp_path: Path) -> None:
+    _write_planetoid(tmp_path, "cora")
+    with (tmp_path / "ind.cora.x").open("wb") as fh:
+        pickle.dump(Path("/etc"), fh)
+    with pytest.raises(pickle.UnpicklingError):
+        load_planetoid(tmp_path, "cora")
+
+
+def test_load_mat_images(tmp_path: Path) -> None:
+    imgs = np.arange(2 * 16, dtype=np.float64).reshape(2, 4, 4)
+    fea = imgs.transpose(0, 2, 1).reshape(2, 16)  # MATLAB column-major
+    scipy.io.savemat(tmp_path / "COIL20.mat", {"fea": fea, "gnd": np.array([[3], [7]])})
+    x, y = load_mat_images(tmp_path / "COIL20.mat", 4)
+    assert x.shape == (2, 1, 4, 4) and y.tolist() == [0, 1]
+    np.testing.assert_allclose(x[:, 0], imgs / imgs.max())
+    with pytest.raises(ValueError, match="columns"):
+        load_mat_images(tmp_path / "COIL20.mat", 5)
+    scipy.io.savemat(tmp_path / "bad.mat", {"X": fea})
+    with pytest.raises(ValueError, match="fea"):
+        load_mat_images(tmp_path / "bad.mat", 4)
+
+
+def test_load_scene_npz_and_errors(tmp_path: Path) -> None:
+    bands = np.random.default_rng(0).random((5, 6, 4)).astype(np.float32)
+    units = np.arange(30).reshape(5, 6) % 3
+    np.savez(tmp_path / "scene.npz", bands=bands, units=units)
+    b, u = load_scene(tmp_path / "scene.npz")
+    np.testing.assert_array_equal(b, bands) and np.testing.assert_array_equal(u, units)
+    np.savez(tmp_path / "bad.npz", bands=bands, units=units[:4])
+    with pytest.raises(ValueError, match="do not match"):
+        load_scene(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match=r"npz or \.tif"):
+        load_scene(tmp_path / "scene.png")
+    with pytest.raises(ValueError, match="units_path"):
+        load_scene(tmp_path / "scene.tif")

@@ -1,0 +1,23 @@
+"""clustering_compare: the backbone, the image view for LIHF, every method registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subspacelab.studies.clustering_compare.study import METHODS, STUDY, _as_images, train_backbone
+
+
+def test_backbone_codes_and_image_view() -> None:
+    x = np.random.default_rng(0).random((20, 64)).astype(np.float32)
+    _, codes = train_backbone(x, 8, 16, 2, 1e-3, seed=0)
+    assert codes.shape == (20, 16)
+    img = _as_images(codes)
+    assert tuple(img.shape) == (20, 1, 4, 4) and float(img.min()) == 0.0
+    with pytest.raises(ValueError):
+        _as_images(np.zeros((3, 10)))
+
+
+def test_comparison_declares_every_group_method() -> None:
+    assert STUDY.kind == "comparison" and not STUDY.claims
+    assert {"mlc", "lihf_dsc", "s2cag", "geo_sae", "lsr", "ssc", "lrr"} <= set(METHODS)

@@ -1,0 +1,85 @@
+"""LIHF-DSC study: self-expression terms, stopping rule, plateau gap, claims both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subspacelab.registry import Metrics
+from subspacelab.studies.lihf_dsc import core
+from subspacelab.studies.lihf_dsc.study import STUDY, digits_subset, plateau_gap
+
+
+def test_self_expression_ignores_diagonal() -> None:
+    v = torch.eye(3)
+    assert float(core.self_expression([v], torch.eye(3))) == pytest.approx(3.0)  # C − diag = 0
+    swap = torch.tensor([[0.0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    x = torch.tensor([[1.0, 2], [1, 2], [5, 5]])
+    assert float(core.self_expression([x], swap)) == pytest.approx(50.0)  # only row 3 is missed
+
+
+def test_structured_norm_counts_cross_cluster_mass() -> None:
+    c = torch.tensor([[0.0, 4.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    same = core.structured_norm(c, np.array([0, 0, 1]))
+    split = core.structured_norm(c, np.array([0, 1, 1]))
+    assert float(same) == pytest.approx(0.0, abs=1e-4)
+    assert float(split) == pytest.approx(2 * 2.0, rel=1e-4)  # W = sqrt(4) both ways, cut twice
+
+
+def test_relative_change_and_plateau_gap() -> None:
+    assert core.relative_change(10.0, 9.0) == pytest.approx(0.1)
+    assert plateau_gap([10, 20, 30], [0.5, 0.8, 0.8], 20) == pytest.approx(0.0)
+    assert plateau_gap([10, 20, 30], [0.5, 0.8, 0.8], 10) == pytest.approx(0.375)
+
+
+def test_fit_runs_and_convae_shapes() -> None:
+    images, _ = digits_subset(3, seed=0)
+    assert images.shape == (30, 1, 8, 8)
+    recon, acts = core.ConvAE([1, 4, 8], 3)(torch.from_numpy(images))
+    assert recon.shape == images.shape and [a.shape[1] for a in acts] == [64, 32]
+    r = core.fit_lihf(
+        torch.from_numpy(images),
+        10,
+        channels=[1, 4],
+        kernel=3,
+        lr=1e-3,
+        pretrain_epochs=1,
+        max_epochs=4,
+        stage2_epochs=2,
+        stage2_weight=10.0,
+        eps=1e9,
+        check_every=2,
+        top_k=3,
+        layers="all",
+        seed=0,
+        acc_of=lambda p: float(len(p)),
+    )
+    assert r.stopped and r.stop_stage1 == 4 and r.coef_stage2.shape == (30, 30)
+
+
+def _m(
+    lihf: float, stage1: float, last: float, med: float, best: float, gap: float, stopped: float
+) -> Metrics:
+    m = {
+        "d_lihf_acc": [lihf],
+        "d_stage1_acc": [stage1],
+        "d_last_layer_acc": [last],
+        "d_plateau_gap": [gap],
+        "d_stop_stage1": [50.0],
+        "d_self_stopped": [stopped],
+    }
+    for b in ("lsr", "ssc", "lrr"):
+        m[f"d_{b}_median_acc"] = med
+        m[f"d_{b}_best_acc"] = best
+    return Metrics(m)
+
+
+def test_claims_both_ways() -> None:
+    checks = {c.id: c.check for c in STUDY.claims}
+    good = _m(0.8, 0.8, 0.7, 0.7, 0.84, 0.05, 1.0)
+    bad = _m(0.6, 0.7, 0.75, 0.7, 0.9, 0.2, 1.0)
+    for cid in ("R1", "R2", "R3", "R4"):
+        assert checks[cid](good).holds, cid
+        assert not checks[cid](bad).holds, cid
+    assert not checks["R4"](_m(0.8, 0.8, 0.7, 0.7, 0.84, 0.05, 0.0)).holds  # never stopped

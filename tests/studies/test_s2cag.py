@@ -1,0 +1,108 @@
+"""S2CAG study: solver pieces against known answers, claim checks both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from subspacelab.clustering import cluster_accuracy, csbm
+from subspacelab.registry import Metrics
+from subspacelab.studies.s2cag import core
+from subspacelab.studies.s2cag.study import STUDY
+
+
+def test_nsr_closed_form_and_path() -> None:
+    p = sp.identity(3, format="csr")
+    x = sp.csr_matrix(np.eye(3))
+    # with P = I: f_T = (α^T + Σ_{t=1..T} α^t) X, scaled by c = 1/Σ_{t=0..T} α^t
+    alpha, steps = 0.5, 4
+    expected = (alpha**steps + sum(alpha**t for t in range(1, steps + 1))) / sum(
+        alpha**t for t in range(steps + 1)
+    )
+    np.testing.assert_allclose(core.nsr(p, x, steps, alpha), expected * np.eye(3))
+    np.testing.assert_allclose(core.nsr(p, x, 3, 1.0), np.eye(3))  # (1 + 3) / (T + 1)
+    path = core.nsr_path(p, x, [0, 2], 1.5)
+    np.testing.assert_allclose(path[0], np.eye(3))
+    np.testing.assert_allclose(path[2], (1.5**2 + 1.5 + 1.5**2) / (1 + 1.5 + 1.5**2) * np.eye(3))
+
+
+def test_propagation_rows_sum_to_one() -> None:
+    a = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float))
+    p = core.propagation(a)
+    np.testing.assert_allclose(np.asarray(p.sum(axis=1)).ravel(), 1.0)
+    d = core.attribute_degree_normalise(sp.csr_matrix(np.array([[1.0, 0], [1, 1]])))
+    # degrees: x_i · (Σ_j x_j) = [2, 3]
+    np.testing.assert_allclose(d.toarray(), [[1 / np.sqrt(2), 0], [1 / np.sqrt(3)] * 2])
+
+
+def test_snem_fixed_point_on_block_indicator() -> None:
+    q = np.kron(np.eye(3), np.ones((4, 1))) / 2.0
+    labels = core.snem(q)
+    assert cluster_accuracy(np.repeat(np.arange(3), 4), labels) == 1.0
+
+
+def test_solvers_recover_easy_csbm() -> None:
+    g = csbm(300, 3, 12.0, 8.0, 60, 20, 0.5, seed=0)
+    x_hat = core.attribute_degree_normalise(core.tfidf(g.features))
+    z = core.nsr(core.propagation(g.adjacency), x_hat, 5, 0.9)
+    assert cluster_accuracy(g.labels, core.s2cag(z, 3, 7, seed=0)) > 0.9
+    assert cluster_accuracy(g.labels, core.m_s2cag(z, 3, 1.0, 30, seed=0)) > 0.9
+
+
+def _metrics(
+    s2: float,
+    mod: float,
+    feat: float,
+    graph: float,
+    sgc: float,
+    sagsc: float,
+    cond_s: float,
+    cond_k: float,
+) -> Metrics:
+    vals = {
+        "s2cag": s2,
+        "m_s2cag": mod,
+        "feature_kmeans": feat,
+        "graph_spectral": graph,
+        "sgc_kmeans": sgc,
+        "sagsc": sagsc,
+    }
+    m = {f"g_{k}_acc": [v, v] for k, v in vals.items()}
+    m["g_s2cag_conductance_zz"] = [cond_s]
+    m["g_feature_kmeans_conductance_zz"] = [cond_k]
+    return Metrics(m)
+
+
+def test_claims_both_ways() -> None:
+    checks = {c.id: c.check for c in STUDY.claims}
+    good = _metrics(0.9, 0.91, 0.8, 0.6, 0.905, 0.9, 0.2, 0.3)
+    bad = _metrics(0.8, 0.7, 0.78, 0.6, 0.85, 0.9, 0.4, 0.3)
+    for cid in ("R1", "R2", "R3", "R4"):
+        assert checks[cid](good).holds, cid
+        assert not checks[cid](bad).holds, cid
+
+
+def test_csbm_rejects_bad_sizes() -> None:
+    with pytest.raises(ValueError):
+        csbm(5, 3, 2.0, 2.0, 10, 5, 0.1, seed=0)
+
+
+def test_fit_graph_is_deterministic() -> None:
+    from subspacelab.studies.s2cag.config import ModelConfig
+    from subspacelab.studies.s2cag.study import fit_graph
+
+    g = csbm(200, 3, 8.0, 4.0, 40, 10, 0.3, seed=1)
+    model = ModelConfig(
+        steps_grid=[2, 4],
+        alpha_grid=[0.9],
+        power_iters_sub=3,
+        power_iters_mod=5,
+        gamma=1.0,
+        sgc_steps=2,
+        sagsc_lam=1.0,
+    )
+    a, b = fit_graph(g, model, seed=0), fit_graph(g, model, seed=0)
+    assert {k: v for k, v in a.items() if not k.endswith("_time")} == {
+        k: v for k, v in b.items() if not k.endswith("_time")
+    }
