@@ -1,0 +1,87 @@
+"""Curvature probes (Sagun et al., arXiv:1706.04454): Lanczos against the full Hessian, and a
+Hessian-vector product's cost against a gradient's.
+
+Networks are the hessian miniature's tanh MLPs ``10 → W → W → 5`` in float64 on 200 Gaussian-
+blob examples, one thread. For each width: the exact Hessian (``torch.func.hessian``) and its
+``eigvalsh`` versus the top-5 eigenvalues by Lanczos (``eigsh`` over HVPs), with the largest
+relative error of those five; then the median time of one full-batch gradient and of one HVP.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from subspacelab.probes import hessian as hs
+from subspacelab.studies.hessian.core import blobs, mlp
+
+WIDTHS_EXACT = (8, 16, 32, 48)
+WIDTHS_COST = (16, 64, 256)
+TOP_K, N, REPEATS = 5, 200, 20
+
+
+def _median_time(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def lanczos_vs_exact(width: int) -> dict[str, float]:
+    """Times and the top-k relative error of Lanczos vs the exact spectrum at one width."""
+    x, y = blobs(N, 10, 5, 3.0, 5.0, 0)
+    fn, theta = hs.flat_model(mlp(10, width, 5, 0))
+    t = time.perf_counter()
+    exact = torch.linalg.eigvalsh(hs.exact_hessian(fn, theta, x, y, "ce")).flip(0)[:TOP_K]
+    t_exact = time.perf_counter() - t
+    t = time.perf_counter()
+    approx = torch.from_numpy(
+        hs.lanczos_top(hs.hvp_fn(fn, theta, x, y, "ce"), theta.numel(), TOP_K).copy()
+    )
+    t_lanczos = time.perf_counter() - t
+    err = float(((approx - exact).abs() / exact.abs()).max())
+    return {"P": theta.numel(), "exact_s": t_exact, "lanczos_s": t_lanczos, "rel_err": err}
+
+
+def hvp_vs_grad(width: int) -> dict[str, float]:
+    """Median seconds of one full-batch gradient and one HVP at one width."""
+    x, y = blobs(N, 10, 5, 3.0, 5.0, 0)
+    fn, theta = hs.flat_model(mlp(10, width, 5, 0))
+    grad = torch.func.grad(hs.full_loss(fn, x, y, "ce"))
+    hvp = hs.hvp_fn(fn, theta, x, y, "ce")
+    v = torch.randn_like(theta)
+    return {
+        "P": theta.numel(),
+        "grad_s": _median_time(lambda: grad(theta)),
+        "hvp_s": _median_time(lambda: hvp(v)),
+    }
+
+
+def section() -> list[str]:
+    """Markdown lines for benchmarks/RESULTS.md."""
+    torch.set_num_threads(1)
+    lines = [
+        f"## Hessian probes: Lanczos top-{TOP_K} vs the full Hessian (tanh MLP, N={N}, "
+        "float64, 1 thread)",
+        "",
+        "| W | P | exact H + eigvalsh (s) | Lanczos top-5 (s) | max rel. error |",
+        "|---|---|---|---|---|",
+    ]
+    for w in WIDTHS_EXACT:
+        r = lanczos_vs_exact(w)
+        lines.append(
+            f"| {w} | {r['P']:,} | {r['exact_s']:.2f} | {r['lanczos_s']:.2f} | {r['rel_err']:.1e} |"
+        )
+    lines += ["", "| W | P | gradient (ms) | HVP (ms) | HVP / gradient |", "|---|---|---|---|---|"]
+    for w in WIDTHS_COST:
+        r = hvp_vs_grad(w)
+        lines.append(
+            f"| {w} | {r['P']:,} | {1e3 * r['grad_s']:.2f} | {1e3 * r['hvp_s']:.2f} | "
+            f"{r['hvp_s'] / r['grad_s']:.1f} |"
+        )
+    return [*lines, ""]

@@ -1,0 +1,171 @@
+"""Curvature probes: Hessian-vector products, Lanczos top eigenvalues, the Gauss-Newton split.
+
+After Sagun, Evci, Güney, Dauphin & Bottou, "Empirical Analysis of the Hessian of
+Over-Parametrized Neural Networks" (ICLR 2018 workshop, arXiv:1706.04454):
+``∇²L = G + R`` with ``G = (1/N) Σ_i J_iᵀ (∇²_f ℓ) J_i`` the generalised Gauss-Newton matrix
+and ``R`` the residual term. Small networks get the exact matrices (``torch.func``); large ones
+get the top of the spectrum by Lanczos (``scipy.sparse.linalg.eigsh``) on Hessian-vector
+products, which is checked against the exact spectrum in the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
+from torch import Tensor, nn
+from torch.func import functional_call, hessian, jacrev, jvp, vjp
+
+OutputFn = Callable[[Tensor, Tensor], Tensor]  # (flat params, inputs) -> outputs (n, k)
+LOSSES = ("mse", "ce")
+
+
+def flat_model(model: nn.Module) -> tuple[OutputFn, Tensor]:
+    """A pure function ``f(theta, x)`` of a flat parameter vector, and the model's current one.
+
+    Buffers (BatchNorm statistics) are held fixed at their current values: put the model in eval
+    mode first (spec pitfall).
+    """
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    buffers = dict(model.named_buffers())
+    theta0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def fn(theta: Tensor, x: Tensor) -> Tensor:
+        parts = torch.split(theta, sizes)
+        params = {n: t.reshape(s) for n, t, s in zip(names, parts, shapes, strict=True)}
+        return functional_call(model, {**params, **buffers}, (x,))
+
+    return fn, theta0
+
+
+def loss_of_outputs(out: Tensor, y: Tensor, loss: str) -> Tensor:
+    """Mean loss over samples: ``mse`` is ``½‖f − onehot(y)‖²`` (so ∇²_f ℓ = I), ``ce`` softmax
+    cross-entropy (∇²_f ℓ = diag(p) − ppᵀ)."""
+    if loss == "mse":
+        target = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+        return 0.5 * (out - target).square().sum(dim=-1).mean()
+    if loss == "ce":
+        return nn.functional.cross_entropy(out, y)
+    raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+
+
+def full_loss(fn: OutputFn, x: Tensor, y: Tensor, loss: str) -> Callable[[Tensor], Tensor]:
+    """The full-batch training loss as a function of the flat parameters."""
+    return lambda theta: loss_of_outputs(fn(theta, x), y, loss)
+
+
+def exact_hessian(fn: OutputFn, theta: Tensor, x: Tensor, y: Tensor, loss: str) -> Tensor:
+    """The full (P, P) Hessian of the full-batch loss (small networks only)."""
+    h = hessian(full_loss(fn, x, y, loss))(theta)
+    return 0.5 * (h + h.T)
+
+
+def output_hessian(out: Tensor, loss: str) -> Tensor:
+    """Per-sample Hessians of the loss in the outputs, shape (n, k, k)."""
+    n, k = out.shape
+    if loss == "mse":
+        return torch.eye(k, dtype=out.dtype).expand(n, k, k)
+    if loss == "ce":
+        p = out.softmax(dim=-1)
+        return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+    raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+
+
+def gauss_newton(fn: OutputFn, theta: Tensor, x: Tensor, loss: str) -> Tensor:
+    """The generalised Gauss-Newton matrix ``G = (1/N) Σ_i J_iᵀ (∇²_f ℓ) J_i``, shape (P, P)."""
+    jac = jacrev(lambda t: fn(t, x))(theta)  # (n, k, P)
+    hf = output_hessian(fn(theta, x).detach(), loss)
+    weighted = torch.einsum("nkl,nlq->nkq", hf, jac).reshape(-1, theta.numel())
+    g = jac.reshape(-1, theta.numel()).T @ weighted / x.shape[0]
+    return 0.5 * (g + g.T)
+
+
+def hvp_fn(
+    fn: OutputFn, theta: Tensor, x: Tensor, y: Tensor, loss: str
+) -> Callable[[Tensor], Tensor]:
+    """``v ↦ H v`` for the full-batch loss (forward-over-reverse, one gradient's graph)."""
+    grad = torch.func.grad(full_loss(fn, x, y, loss))
+
+    def hvp(v: Tensor) -> Tensor:
+        return jvp(grad, (theta,), (v,))[1]
+
+    return hvp
+
+
+def gnvp_fn(fn: OutputFn, theta: Tensor, x: Tensor, loss: str) -> Callable[[Tensor], Tensor]:
+    """``v ↦ G v`` without forming G: ``Jᵀ (∇²_f ℓ) J v / N`` by one jvp and one vjp."""
+    out, pullback = vjp(lambda t: fn(t, x), theta)
+    hf = output_hessian(out.detach(), loss)
+
+    def gnvp(v: Tensor) -> Tensor:
+        jv = jvp(lambda t: fn(t, x), (theta,), (v,))[1]
+        return pullback(torch.einsum("nkl,nl->nk", hf, jv) / x.shape[0])[0]
+
+    return gnvp
+
+
+def lanczos_top(
+    matvec: Callable[[Tensor], Tensor],
+    dim: int,
+    k: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    tol: float = 1e-8,
+    seed: int = 0,
+) -> np.ndarray:
+    """The ``k`` largest (algebraic) eigenvalues of a symmetric operator, descending.
+
+    Implicitly restarted Lanczos (ARPACK via ``scipy.sparse.linalg.eigsh``) over torch
+    matrix-vector products; the start vector is drawn from ``seed`` so results repeat.
+    """
+    if not 1 <= k < dim:
+        raise ValueError(f"k: got {k}; allowed: 1 <= k < dim ({dim})")
+
+    def mv(v: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(v.reshape(-1))).to(dtype)
+        return matvec(t).detach().to(torch.float64).numpy()
+
+    op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(dim)
+    vals = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
+    return np.sort(vals)[::-1]
+
+
+def bulk_fraction(eigvals: Tensor, rel: float) -> float:
+    """Fraction of eigenvalues with ``|λ| < rel · λ_max`` (the bulk near zero)."""
+    lam_max = float(eigvals.max())
+    return float((eigvals.abs() < rel * lam_max).double().mean())
+
+
+def gap_outliers(eigvals: Tensor, max_count: int) -> int:
+    """Outlier count by the largest gap of ``log|λ|`` among the top ``max_count + 1`` positive
+    eigenvalues (the spec's gap rule)."""
+    top = torch.sort(eigvals[eigvals > 0], descending=True).values[: max_count + 1]
+    if top.numel() < 2:
+        return int(top.numel())
+    gaps = top[:-1].log() - top[1:].log()
+    return int(torch.argmax(gaps)) + 1
+
+
+def threshold_outliers(eigvals: Tensor, quantile: float, margin: float) -> int:
+    """Outlier count by threshold: ``λ > margin · q``, with ``q`` the ``quantile`` of ``|λ|``
+    (the bulk edge)."""
+    edge = float(torch.quantile(eigvals.abs(), quantile))
+    return int((eigvals > margin * edge).sum())
+
+
+def subspace_overlap(ua: Tensor, ub: Tensor) -> float:
+    """Mean squared cosine ``‖U_aᵀ U_b‖²_F / k`` between two (P, k) orthonormal bases."""
+    return float((ua.T @ ub).square().sum() / ua.shape[1])
+
+
+def top_overlap(a: Tensor, b: Tensor, k: int) -> float:
+    """:func:`subspace_overlap` of the top-``k`` eigenspaces of two symmetric matrices
+    (1 = the same subspace)."""
+    return subspace_overlap(
+        torch.linalg.eigh(a).eigenvectors[:, -k:], torch.linalg.eigh(b).eigenvectors[:, -k:]
+    )

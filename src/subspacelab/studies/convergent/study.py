@@ -1,0 +1,284 @@
+"""The ``convergent`` study: steps, claims and wiring (Li et al., arXiv:1511.07543).
+
+data -> fit -> evaluate. One 1-D CNN per seed (plus an untrained null net) on MNIST-1D; per
+layer and per pair of nets: bipartite and semi matching of unit correlations over (signal,
+position) samples, sparse (Lasso) vs one-to-one prediction on held-out signals, spectral
+clustering of the units of both nets, linear CKA and SVCCA.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from subspacelab.data import embedded
+from subspacelab.io import load_tensors, save_tensors, write_json
+from subspacelab.nets.training import state_dict_cpu
+from subspacelab.probes import similarity as sim
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.convergent import core
+from subspacelab.studies.convergent.config import ConvergentConfig
+
+SLUG = "convergent"
+LAYERS = ("conv1", "conv2")
+CURVE_POINTS = 32
+
+
+def data(ctx: StepContext) -> StepOutput:
+    """MNIST-1D, generated locally."""
+    d = ctx.cfg.data
+    s = embedded.mnist1d(d.num_samples, d.seed, d.train_split)
+    arrays = {"x_train": s.x_train, "y_train": s.y_train, "x_test": s.x_test, "y_test": s.y_test}
+    save_tensors(ctx.out / "mnist1d.safetensors", arrays, study=SLUG, kind="dataset")
+    return StepOutput({"train": float(len(s.y_train)), "test": float(len(s.y_test))})
+
+
+def _data(ctx: StepContext) -> dict[str, torch.Tensor]:
+    return load_tensors(ctx.inputs["data"] / "mnist1d.safetensors", study=SLUG, kind="dataset")[0]
+
+
+def _net(ctx: StepContext, length: int) -> core.Net1D:
+    return core.Net1D(length, ctx.cfg.train.channels, 10)
+
+
+def fit(ctx: StepContext) -> StepOutput:
+    """One net per seed, and the untrained null net; test accuracies."""
+    tr = ctx.cfg.train
+    d = _data(ctx)
+    acc = {}
+    for seed in [*ctx.seeds, None]:
+        seed_all(tr.untrained_seed if seed is None else seed)
+        net = _net(ctx, d["x_train"].shape[1])
+        name = "untrained" if seed is None else f"s{seed}"
+        if seed is not None:
+            core.train(
+                net,
+                d["x_train"],
+                d["y_train"].long(),
+                lr=tr.lr,
+                wd=tr.weight_decay,
+                epochs=tr.epochs,
+                batch=tr.batch_size,
+                seed=seed,
+            )
+        with torch.no_grad():
+            acc[name] = float((net(d["x_test"]).argmax(1) == d["y_test"]).float().mean())
+        save_tensors(ctx.out / f"{name}.safetensors", state_dict_cpu(net), study=SLUG, kind="model")
+        ctx.progress(f"net {name}: test accuracy {acc[name]:.3f}")
+    write_json(ctx.out / "accuracy.json", acc)
+    return StepOutput({f"{k}.test_acc": v for k, v in acc.items()})
+
+
+def evaluate(ctx: StepContext) -> Report:
+    """Per layer and pair: matching, prediction, clustering, CKA/SVCCA; plots."""
+    cfg: ConvergentConfig = ctx.cfg
+    an = cfg.analysis
+    d = _data(ctx)
+    x = d["x_test"][: an.n_signals]
+    acts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    metrics: dict[str, list[float]] = {}
+    for name in [f"s{s}" for s in ctx.seeds] + ["untrained"]:
+        state, _ = load_tensors(ctx.inputs["fit"] / f"{name}.safetensors", study=SLUG, kind="model")
+        net = _net(ctx, x.shape[1])
+        net.load_state_dict(state)
+        with torch.no_grad():
+            acts[name] = tuple(core.unit_samples(a) for a in net.activations(x))
+        if name != "untrained":
+            with torch.no_grad():
+                acc = float((net(d["x_test"]).argmax(1) == d["y_test"]).float().mean())
+            metrics.setdefault("test_acc", []).append(acc)
+    curves: dict[str, list[np.ndarray]] = {layer: [] for layer in LAYERS}
+    for li, layer in enumerate(LAYERS):
+        n_half = acts[f"s{ctx.seeds[0]}"][li].shape[0] // 2
+        for sa, sb in itertools.combinations(ctx.seeds, 2):
+            a, b = acts[f"s{sa}"][li], acts[f"s{sb}"][li]
+            row = core.analyse_pair(a, b, n_half, an.alphas, an.clusters, sa)
+            for k, v in row.items():
+                metrics.setdefault(f"{layer}/{k}", []).append(v)
+            la, lb = a[:, sim.live_units(a)], b[:, sim.live_units(b)]
+            matched = sim.bipartite_match(sim.cross_correlation(la, lb))[1]
+            # a fixed-length quantile curve: pairs may have different numbers of live units
+            curves[layer].append(np.quantile(matched, np.linspace(0.0, 1.0, CURVE_POINTS)))
+            ctx.progress(f"{layer} s{sa}-s{sb}: matched {row['bipartite_mean']:.3f}")
+        for s in ctx.seeds:
+            a, u = acts[f"s{s}"][li], acts["untrained"][li]
+            a, u = a[:, sim.live_units(a)], u[:, sim.live_units(u)]
+            matched = sim.bipartite_match(sim.cross_correlation(a, u))[1]
+            metrics.setdefault(f"{layer}/untrained_bipartite_mean", []).append(matched.mean())
+            metrics.setdefault(f"{layer}/dead_units", []).append(
+                float((~sim.live_units(acts[f"s{s}"][li])).sum())
+            )
+    return Report(metrics=metrics, figures=_figures(cfg, curves, metrics))
+
+
+def _figures(
+    cfg: ConvergentConfig, curves: dict[str, list[np.ndarray]], metrics: dict[str, list[float]]
+) -> dict[str, Figure]:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for layer, cs in curves.items():
+        axes[0].plot(np.mean(cs, axis=0)[::-1], label=layer)
+    axes[0].set(
+        xlabel="unit (sorted)",
+        ylabel="bipartite-matched correlation",
+        title="matched correlations (mean over pairs)",
+    )
+    axes[0].legend()
+    for layer in LAYERS:
+        r2 = [np.mean(metrics[f"{layer}/lasso_r2/a{a:g}"]) for a in cfg.analysis.alphas]
+        nnz = [np.mean(metrics[f"{layer}/lasso_nnz/a{a:g}"]) for a in cfg.analysis.alphas]
+        line = axes[1].plot(nnz, r2, marker="o", label=f"{layer} Lasso")[0]
+        axes[1].plot(
+            [1],
+            [np.mean(metrics[f"{layer}/one_to_one_r2"])],
+            marker="x",
+            color=line.get_color(),
+            ls="",
+            label=f"{layer} one-to-one",
+        )
+    axes[1].set(
+        xlabel="non-zero weights per predicted unit",
+        ylabel="held-out R²",
+        title="sparse prediction",
+    )
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return {"matching_and_prediction": fig}
+
+
+# ---------------------------------------------------------------------------------- claims
+
+
+def check_r1(m: Metrics) -> ClaimResult:
+    """(R1) conv1 top-quartile mean ≥ 0.85, bottom-quartile mean ≤ 0.6."""
+    top, bottom = m["conv1/bipartite_top_quartile"], m["conv1/bipartite_bottom_quartile"]
+    return ClaimResult(
+        top.mean >= 0.85 and bottom.mean <= 0.6, {"top quartile": top, "bottom quartile": bottom}
+    )
+
+
+def check_r2(m: Metrics) -> ClaimResult:
+    """(R2) matched (trained, trained) ≥ (trained, untrained) + 0.08 at both layers."""
+    measured: dict[str, float] = {}
+    holds = True
+    for layer in LAYERS:
+        gap = m[f"{layer}/bipartite_mean"].mean - m[f"{layer}/untrained_bipartite_mean"].mean
+        measured[f"{layer} gap"] = gap
+        holds &= gap >= 0.08
+    return ClaimResult(holds, measured)
+
+
+def check_r3(m: Metrics) -> ClaimResult:
+    """(R3) semi ≥ bipartite, and the matched correlation drops from conv1 to conv2."""
+    semi_ok = all(m[f"{la}/semi_mean"].mean >= m[f"{la}/bipartite_mean"].mean for la in LAYERS)
+    c1, c2 = m["conv1/bipartite_mean"], m["conv2/bipartite_mean"]
+    return ClaimResult(
+        semi_ok and c2.mean < c1.mean,
+        {
+            "conv1 bipartite": c1,
+            "conv2 bipartite": c2,
+            "conv1 semi": m["conv1/semi_mean"],
+            "conv2 semi": m["conv2/semi_mean"],
+        },
+    )
+
+
+def make_check_r4(alpha: float) -> ClaimResult:
+    """(R4) R²(sparse all-to-one) − R²(one-to-one) ≥ 0.15 at both layers."""
+
+    def check(m: Metrics) -> ClaimResult:
+        gaps = {
+            la: m[f"{la}/lasso_r2/a{alpha:g}"].mean - m[f"{la}/one_to_one_r2"].mean for la in LAYERS
+        }
+        return ClaimResult(
+            all(g >= 0.15 for g in gaps.values()), {f"{la} R² gap": g for la, g in gaps.items()}
+        )
+
+    return check
+
+
+def check_r5(m: Metrics) -> ClaimResult:
+    """(R5) ≥ 30% of spectral clusters contain units from both nets."""
+    vals = {la: m[f"{la}/both_nets_cluster_fraction"] for la in LAYERS}
+    return ClaimResult(
+        all(v.mean >= 0.3 for v in vals.values()), {f"{la} fraction": v for la, v in vals.items()}
+    )
+
+
+ALPHA_MAIN = 0.01  # the spec's Lasso strength for R4; analysis.alphas must include it
+CLAIMS = (
+    Claim(
+        "r1_spread",
+        "(R1) conv1 matched correlations are spread out: top-quartile mean ≥ "
+        "0.85, bottom-quartile mean ≤ 0.6",
+        "Li et al. (1): some units have a near-perfect partner, others none",
+        check_r1,
+    ),
+    Claim(
+        "r2_above_null",
+        "(R2) mean matched correlation (trained, trained) ≥ (trained, "
+        "untrained) + 0.08 at both layers",
+        "Li et al.: trained nets share features beyond chance",
+        check_r2,
+    ),
+    Claim(
+        "r3_semi_and_depth",
+        "(R3) semi-matching ≥ bipartite, and the mean matched "
+        "correlation drops from conv1 to conv2",
+        "Li et al.: deeper layers match worse",
+        check_r3,
+    ),
+    Claim(
+        "r4_subspace_sharing",
+        "(R4) subspace sharing: R²(sparse all-to-one) − R²(one-to-one) ≥ 0.15 at both layers",
+        "Li et al. (2): shared subspaces, not shared bases",
+        make_check_r4(ALPHA_MAIN),
+    ),
+    Claim(
+        "r5_mixed_clusters",
+        "(R5) ≥ 30% of spectral clusters contain units from both nets",
+        "Li et al.: many-to-many groups span both nets",
+        check_r5,
+    ),
+)
+
+STUDY = Study(
+    slug=SLUG,
+    title="Convergent Learning: Do different neural networks learn the same representations?",
+    arxiv="1511.07543",
+    group="geometry of trained networks",
+    config=ConvergentConfig,
+    steps=(
+        Step("data", data, reads=("data",), description="MNIST-1D generated locally"),
+        Step(
+            "fit",
+            fit,
+            needs=("data",),
+            reads=("train",),
+            kind="models",
+            description="one 1-D CNN per seed and an untrained null net",
+        ),
+        Step(
+            "evaluate",
+            evaluate,
+            needs=("data", "fit"),
+            reads=("train", "analysis"),
+            kind="report",
+            description="matching, sparse prediction, clustering, CKA/SVCCA",
+        ),
+    ),
+    claims=CLAIMS,
+)

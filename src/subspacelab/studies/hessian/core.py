@@ -1,0 +1,118 @@
+"""Core of the ``hessian`` study (Sagun et al., arXiv:1706.04454): blobs, MLPs, matched-loss
+training, spectra and the small-batch/large-batch line. Pure and IO-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.datasets import make_blobs
+from torch import Tensor, nn
+
+from subspacelab.probes import hessian as hs
+
+
+def blobs(
+    n: int, dim: int, clusters: int, std: float, box: float, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Gaussian blobs (labels = cluster), float64 inputs and int64 labels."""
+    x, y = make_blobs(
+        n_samples=n,
+        n_features=dim,
+        centers=clusters,
+        cluster_std=std,
+        center_box=(-box, box),
+        random_state=seed,
+    )
+    return torch.from_numpy(x).double(), torch.from_numpy(y).long()
+
+
+def mlp(dim: int, width: int, classes: int, seed: int) -> nn.Module:
+    """``dim → W → W → k`` with tanh, float64, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(dim, width),
+        nn.Tanh(),
+        nn.Linear(width, width),
+        nn.Tanh(),
+        nn.Linear(width, classes),
+    ).double()
+
+
+def train_to_loss(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    loss: str,
+    target: float,
+    *,
+    lr: float,
+    max_steps: int,
+    batch_size: int,
+    seed: int,
+) -> tuple[float, int]:
+    """Adam until the full-batch training loss reaches ``target`` (checked each epoch).
+
+    Returns the final full-batch loss and the number of optimiser steps taken.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    n, steps = x.shape[0], 0
+    while steps < max_steps:
+        for idx in torch.randperm(n, generator=g).split(batch_size):
+            opt.zero_grad()
+            hs.loss_of_outputs(model(x[idx]), y[idx], loss).backward()
+            opt.step()
+            steps += 1
+        with torch.no_grad():
+            current = float(hs.loss_of_outputs(model(x), y, loss))
+        if current <= target:
+            break
+    return current, steps
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Exact spectra of H and G at one trained network, and their summaries."""
+
+    h_eigs: Tensor
+    g_eigs: Tensor
+    overlap: float
+    top_rel_error: float
+    residual_ratio: float
+
+
+def spectrum(model: nn.Module, x: Tensor, y: Tensor, loss: str, k: int) -> Spectrum:
+    """Exact H and G of the full-batch loss; top-``k`` overlap and eigenvalue error of G vs H,
+    and ``‖H − G‖_F / ‖H‖_F``."""
+    fn, theta = hs.flat_model(model)
+    h = hs.exact_hessian(fn, theta, x, y, loss)
+    g = hs.gauss_newton(fn, theta, x, loss)
+    (he, hv), (ge, gv) = torch.linalg.eigh(h), torch.linalg.eigh(g)
+    he, ge = he.flip(0), ge.flip(0)
+    return Spectrum(
+        h_eigs=he,
+        g_eigs=ge,
+        overlap=hs.subspace_overlap(hv[:, -k:], gv[:, -k:]),
+        top_rel_error=float((he[0] - ge[0]).abs() / he[0].abs()),
+        residual_ratio=float(torch.linalg.norm(h - g) / torch.linalg.norm(h)),
+    )
+
+
+def line_losses(
+    model: nn.Module, a: Tensor, b: Tensor, x: Tensor, y: Tensor, loss: str, alphas: np.ndarray
+) -> np.ndarray:
+    """Full-batch loss at ``α b + (1 − α) a`` for each α (flat parameter vectors)."""
+    fn, _ = hs.flat_model(model)
+    with torch.no_grad():
+        return np.array(
+            [float(hs.loss_of_outputs(fn(a + al * (b - a), x), y, loss)) for al in alphas]
+        )
+
+
+def barrier(alphas: np.ndarray, losses: np.ndarray) -> float:
+    """Height of the line above the higher endpoint, over α ∈ [0, 1] (0 = no barrier)."""
+    inside = (alphas >= 0) & (alphas <= 1)
+    ends = max(losses[np.argmin(np.abs(alphas))], losses[np.argmin(np.abs(alphas - 1))])
+    return float(max(losses[inside].max() - ends, 0.0))

@@ -1,0 +1,424 @@
+"""The ``hessian`` study: steps, claims and wiring (Sagun et al., arXiv:1706.04454).
+
+data -> fit -> evaluate. mini: Gaussian blobs for each cluster count k (and a variant with
+``cluster_std × std_factor``), tanh MLPs of several widths trained to a matched loss, the exact
+Hessian H and Gauss-Newton G of the full-batch loss in float64; a small-batch and a
+large-batch run from one init and the loss on the line between them. full: MNIST, a wide FC net,
+the top of the spectrum of H and G by Lanczos on HVPs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from subspacelab.data.download import Resource, fetch
+from subspacelab.io import load_tensors, read_json, save_tensors, write_json
+from subspacelab.nets.training import state_dict_cpu
+from subspacelab.probes import hessian as hs
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.hessian import core
+from subspacelab.studies.hessian.config import DataConfig, HessianConfig
+
+SLUG = "hessian"
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+
+
+def _datasets(data: DataConfig) -> list[str]:
+    """Dataset names: ``k<k>`` for each cluster count, ``k<k>_std2`` for the blurred blobs."""
+    names = [f"k{k}" for k in data.clusters]
+    return names + ([f"k{k}_std2" for k in data.clusters] if data.blobs is not None else [])
+
+
+def _cells(cfg: HessianConfig) -> list[tuple[str, str, int]]:
+    """(loss, dataset, width) of every trained network."""
+    base = [
+        (loss, f"k{k}", w)
+        for loss, k, w in itertools.product(cfg.train.losses, cfg.data.clusters, cfg.model.widths)
+    ]
+    sep = [
+        (loss, name, cfg.model.sep_width)
+        for loss in cfg.train.losses
+        for name in _datasets(cfg.data)
+        if name.endswith("_std2")
+    ]
+    return base + sep
+
+
+def _cell(loss: str, name: str, width: int) -> str:
+    return f"{loss}/{name}/w{width}"
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a (gzipped) IDX file: MNIST's format (magic, dims, big-endian uint8 payload)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    payload = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if payload.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {payload.size} bytes for dims {dims}")
+    return payload.reshape(dims)
+
+
+def data(ctx: StepContext) -> StepOutput:
+    """mini: the blobs of every k (and the std × factor variant); full: an MNIST subset."""
+    d: DataConfig = ctx.cfg.data
+    arrays: dict[str, torch.Tensor] = {}
+    if d.mnist is not None:
+        paths = {
+            f: fetch(Resource(d.mnist.url + f, f, md5=d.mnist.md5[f]), ctx.out, ctx.progress)
+            for f in MNIST_FILES
+        }
+        images = read_idx(paths[MNIST_FILES[0]]).reshape(-1, 784)[: d.mnist.n] / 255.0
+        labels = read_idx(paths[MNIST_FILES[1]])[: d.mnist.n]
+        arrays["k10/x"] = torch.from_numpy((images - images.mean(0)) / (images.std() + 1e-12))
+        arrays["k10/y"] = torch.from_numpy(labels.astype(np.int64))
+        for p in paths.values():
+            p.unlink()
+    else:
+        b = d.blobs
+        for k in d.clusters:
+            for name, std in (
+                (f"k{k}", b.cluster_std),
+                (f"k{k}_std2", b.cluster_std * d.std_factor),
+            ):
+                x, y = core.blobs(b.n, b.dim, k, std, b.center_box, b.seed)
+                arrays[f"{name}/x"], arrays[f"{name}/y"] = x, y
+    save_tensors(ctx.out / "data.safetensors", arrays, study=SLUG, kind="dataset")
+    return StepOutput({"datasets": float(len(arrays) // 2)})
+
+
+def _load_data(ctx: StepContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    arrays, _ = load_tensors(ctx.inputs["data"] / "data.safetensors", study=SLUG, kind="dataset")
+    names = sorted({k.split("/")[0] for k in arrays})
+    return {n: (arrays[f"{n}/x"].double(), arrays[f"{n}/y"].long()) for n in names}
+
+
+# ---------------------------------------------------------------------------------- fit
+
+
+def fit(ctx: StepContext) -> StepOutput:
+    """Train every (loss, data, width) cell per seed to the matched loss; the SB/LB pair."""
+    cfg: HessianConfig = ctx.cfg
+    tr = cfg.train
+    sets = _load_data(ctx)
+    log: dict[str, dict[str, float]] = {}
+    for seed in ctx.seeds:
+        for loss, name, width in _cells(cfg):
+            x, y = sets[name]
+            seed_all(seed)
+            net = core.mlp(x.shape[1], width, int(y.max()) + 1, seed)
+            final, steps = core.train_to_loss(
+                net,
+                x,
+                y,
+                loss,
+                tr.target[loss],
+                lr=tr.lr,
+                max_steps=tr.max_steps,
+                batch_size=x.shape[0],
+                seed=seed,
+            )
+            key = f"{_cell(loss, name, width)}/s{seed}"
+            save_tensors(
+                ctx.out / f"{key.replace('/', '_')}.safetensors",
+                state_dict_cpu(net),
+                study=SLUG,
+                kind="model",
+            )
+            log[key] = {"loss": final, "steps": float(steps)}
+            ctx.progress(f"{key}: loss {final:.4f} after {steps} steps")
+        name = f"k{max(cfg.data.clusters)}"
+        x, y = sets[name]
+        for label, batch in (("sb", tr.small_batch), ("lb", x.shape[0])):
+            net = core.mlp(x.shape[1], cfg.model.sep_width, int(y.max()) + 1, seed)
+            if label == "sb":
+                init = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+                with torch.no_grad():
+                    log[f"init/s{seed}"] = {
+                        "loss": float(hs.loss_of_outputs(net(x), y, tr.sblb_loss))
+                    }
+            final, steps = core.train_to_loss(
+                net,
+                x,
+                y,
+                tr.sblb_loss,
+                tr.target[tr.sblb_loss],
+                lr=tr.lr,
+                max_steps=tr.max_steps,
+                batch_size=batch,
+                seed=seed,
+            )
+            save_tensors(
+                ctx.out / f"{label}_s{seed}.safetensors",
+                state_dict_cpu(net),
+                study=SLUG,
+                kind="model",
+            )
+            log[f"{label}/s{seed}"] = {"loss": final, "steps": float(steps)}
+        save_tensors(
+            ctx.out / f"init_s{seed}.safetensors", {"theta": init}, study=SLUG, kind="init"
+        )
+    write_json(ctx.out / "train_log.json", log)
+    return StepOutput({f"{k}.loss": v["loss"] for k, v in log.items()})
+
+
+# ---------------------------------------------------------------------------------- evaluate
+
+
+def _load_net(ctx: StepContext, file: str, dim: int, width: int, k: int) -> torch.nn.Module:
+    state, _ = load_tensors(ctx.inputs["fit"] / file, study=SLUG, kind="model")
+    net = core.mlp(dim, width, k, 0)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def _lanczos_spectrum(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    fn, theta = hs.flat_model(net)
+    h = hs.lanczos_top(hs.hvp_fn(fn, theta, x, y, loss), theta.numel(), m)
+    g = hs.lanczos_top(hs.gnvp_fn(fn, theta, x, loss), theta.numel(), m)
+    return torch.from_numpy(h.copy()), torch.from_numpy(g.copy())
+
+
+def evaluate(ctx: StepContext) -> Report:
+    """Spectra of every cell, outlier counts, the SB/LB line; claims and plots."""
+    cfg: HessianConfig = ctx.cfg
+    ev = cfg.eval
+    sets = _load_data(ctx)
+    log = read_json(ctx.inputs["fit"] / "train_log.json")
+    metrics: dict[str, list[float]] = {}
+    spectra: dict[str, np.ndarray] = {}
+
+    def put(name: str, value: float) -> None:
+        metrics.setdefault(name, []).append(float(value))
+
+    for seed in ctx.seeds:
+        for loss, name, width in _cells(cfg):
+            x, y = sets[name]
+            k = int(y.max()) + 1
+            cell = _cell(loss, name, width)
+            net = _load_net(
+                ctx, f"{cell.replace('/', '_')}_s{seed}.safetensors", x.shape[1], width, k
+            )
+            if ev.exact:
+                sp = core.spectrum(net, x, y, loss, k)
+                he = sp.h_eigs
+                put(f"bulk/{cell}", hs.bulk_fraction(he, ev.bulk_rel))
+                put(f"overlap/{cell}", sp.overlap)
+                put(f"top_rel_error/{cell}", sp.top_rel_error)
+                put(f"residual_ratio/{cell}", sp.residual_ratio)
+                put(f"outliers_thr/{cell}", hs.threshold_outliers(he, ev.quantile, ev.margin))
+            else:
+                he, _ = _lanczos_spectrum(net, x, y, loss, ev.top_m)
+            put(f"lambda1/{cell}", float(he[0]))
+            put(f"outliers_gap/{cell}", hs.gap_outliers(he, 3 * k))
+            put(f"train_loss/{cell}", log[f"{cell}/s{seed}"]["loss"])
+            spectra.setdefault(cell, he.numpy())
+            ctx.progress(f"{cell} s{seed}: λ1={float(he[0]):.3g}")
+        name = f"k{max(cfg.data.clusters)}"
+        x, y = sets[name]
+        k = int(y.max()) + 1
+        sb = _load_net(ctx, f"sb_s{seed}.safetensors", x.shape[1], cfg.model.sep_width, k)
+        lb = _load_net(ctx, f"lb_s{seed}.safetensors", x.shape[1], cfg.model.sep_width, k)
+        flat = [torch.cat([p.detach().reshape(-1) for p in n.parameters()]) for n in (sb, lb)]
+        alphas = np.asarray(ev.alphas)
+        line = core.line_losses(sb, flat[0], flat[1], x, y, cfg.train.sblb_loss, alphas)
+        put("sblb/barrier", core.barrier(alphas, line))
+        put("sblb/init_loss", log[f"init/s{seed}"]["loss"])
+        put("sblb/barrier_over_init", core.barrier(alphas, line) / log[f"init/s{seed}"]["loss"])
+        spectra.setdefault("sblb_line", line)
+    write_json(ctx.out / "spectra.json", {k: v.tolist() for k, v in spectra.items()})
+    return Report(metrics=metrics, figures=_figures(cfg, spectra), tables={})
+
+
+def _figures(cfg: HessianConfig, spectra: dict[str, np.ndarray]) -> dict[str, Figure]:
+    figs: dict[str, Figure] = {}
+    for loss in cfg.train.losses:
+        fig, axes = plt.subplots(
+            1, len(cfg.data.clusters), figsize=(5 * len(cfg.data.clusters), 3.5), squeeze=False
+        )
+        for ax, k in zip(axes[0], cfg.data.clusters, strict=True):
+            for w in cfg.model.widths:
+                eig = spectra[_cell(loss, f"k{k}", w)]
+                ax.semilogy(np.abs(eig) + 1e-16, label=f"W={w} (P={eig.size})")
+            ax.set(
+                title=f"{loss}, k={k}: sorted |λ| (bulk + outliers)", xlabel="index", ylabel="|λ|"
+            )
+            ax.set_xscale("symlog")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        figs[f"spectrum_{loss}"] = fig
+    line = spectra["sblb_line"]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(cfg.eval.alphas, line, marker="o")
+    ax.set(
+        xlabel="α (0 = small batch, 1 = large batch)", ylabel="training loss", title="SB-LB line"
+    )
+    fig.tight_layout()
+    figs["sblb_line"] = fig
+    return figs
+
+
+# ---------------------------------------------------------------------------------- claims
+
+
+def _grid(m: Metrics, prefix: str) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """``{(loss, data): [(width, mean), ...]}`` of a metric over the base grid, width-sorted."""
+    out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for name in m:
+        parts = name.split("/")
+        if parts[0] == prefix and len(parts) == 4 and "_std2" not in parts[2]:
+            out.setdefault((parts[1], parts[2]), []).append((int(parts[3][1:]), m[name].mean))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def check_bulk_grows(m: Metrics) -> ClaimResult:
+    """(a) bulk fraction increases with W at every (loss, k)."""
+    grid = _grid(m, "bulk")
+    measured: dict[str, float] = {}
+    holds = bool(grid)
+    for (loss, data_name), row in grid.items():
+        diffs = [b[1] - a[1] for a, b in itertools.pairwise(row)]
+        measured[f"{loss}/{data_name} min increase"] = min(diffs)
+        holds &= min(diffs) > 0
+    return ClaimResult(holds, measured)
+
+
+def check_overlap(m: Metrics) -> ClaimResult:
+    """(b) H-G top-k overlap > 0.95 in every cell."""
+    vals = {n: m[n].mean for n in m if n.startswith("overlap/")}
+    if not vals:
+        return ClaimResult(False, {})
+    worst = min(vals, key=vals.get)
+    return ClaimResult(vals[worst] > 0.95, {"min overlap": vals[worst], "cell": float(len(vals))})
+
+
+def _outliers_change(m: Metrics, a: str, b: str, rel: float) -> bool:
+    count = m[f"outliers_gap/{a}"].mean != m[f"outliers_gap/{b}"].mean
+    scale = abs(m[f"lambda1/{b}"].mean / m[f"lambda1/{a}"].mean - 1.0) > rel
+    return count or scale
+
+
+def make_check_outliers(rel: float) -> ClaimResult:
+    """(c) at fixed W, outliers change with k or separability while the bulk moves < 5 pts."""
+
+    def check(m: Metrics) -> ClaimResult:
+        measured: dict[str, float] = {}
+        ok_any = False
+        for name in m:
+            parts = name.split("/")
+            if parts[0] != "bulk" or not parts[2].endswith("_std2"):
+                continue
+            loss, std2, width = parts[1], parts[2], parts[3]
+            base = std2.removesuffix("_std2")
+            ks = sorted(
+                {
+                    p.split("/")[2]
+                    for p in m
+                    if p.startswith(f"bulk/{loss}/")
+                    and "_std2" not in p
+                    and p.endswith(f"/{width}")
+                },
+                key=lambda s: int(s[1:]),
+            )
+            pairs = {"sep": (f"{loss}/{base}/{width}", f"{loss}/{std2}/{width}")}
+            if len(ks) > 1:
+                pairs["k"] = (f"{loss}/{ks[0]}/{width}", f"{loss}/{ks[-1]}/{width}")
+            for label, (a, b) in pairs.items():
+                moved = abs(m[f"bulk/{b}"].mean - m[f"bulk/{a}"].mean)
+                changed = _outliers_change(m, a, b, rel)
+                measured[f"{label} {b} bulk move"] = moved
+                measured[f"{label} {b} λ1 ratio"] = m[f"lambda1/{b}"].mean / m[f"lambda1/{a}"].mean
+                ok_any |= changed and moved < 0.05
+        return ClaimResult(ok_any, measured)
+
+    return check
+
+
+def check_barrier(m: Metrics) -> ClaimResult:
+    """(d) SB-LB line barrier < 0.05 × initial loss."""
+    ratio = m["sblb/barrier_over_init"]
+    return ClaimResult(ratio.mean < 0.05, {"barrier / initial loss": ratio})
+
+
+SCALE_CHANGE = 0.1  # claim (c): a relative change of λ₁ above 10% counts as a change of scale
+CLAIMS = (
+    Claim(
+        "bulk_grows_with_width",
+        "(a) the bulk fraction increases with W at fixed k (all cells)",
+        "Sagun et al. claim 2: more parameters only scale the bulk of near-zero eigenvalues",
+        check_bulk_grows,
+    ),
+    Claim(
+        "outliers_from_gauss_newton",
+        "(b) H–G top-k overlap > 0.95",
+        "Sagun et al. claim 3: the outliers come from the Gauss-Newton term",
+        check_overlap,
+    ),
+    Claim(
+        "data_moves_outliers_not_bulk",
+        "(c) at fixed W, the *number or scale* of outliers changes with k or with separability "
+        "(std ×2), while the bulk fraction moves < 5 pts",
+        "Sagun et al. claim 2: changing the data changes only the outliers",
+        make_check_outliers(SCALE_CHANGE),
+    ),
+    Claim(
+        "sb_lb_no_barrier",
+        "(d) the SB–LB line barrier < 0.05 × initial loss",
+        "Sagun et al. claim 4: small- and large-batch solutions lie in one flat basin",
+        check_barrier,
+    ),
+)
+
+STUDY = Study(
+    slug=SLUG,
+    title="Empirical Analysis of the Hessian of Over-Parametrized Neural Networks",
+    arxiv="1706.04454",
+    group="geometry of trained networks",
+    config=HessianConfig,
+    steps=(
+        Step("data", data, reads=("data",), description="blobs per k (mini); MNIST (full)"),
+        Step(
+            "fit",
+            fit,
+            needs=("data",),
+            reads=("data", "model", "train"),
+            kind="models",
+            description="MLPs per loss, k, width and seed to a matched loss; SB and LB runs",
+        ),
+        Step(
+            "evaluate",
+            evaluate,
+            needs=("data", "fit"),
+            reads=("data", "model", "train", "eval"),
+            kind="report",
+            description="exact H and G (mini) or Lanczos (full); outliers; SB-LB line",
+        ),
+    ),
+    claims=CLAIMS,
+)

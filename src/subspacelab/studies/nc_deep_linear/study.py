@@ -1,0 +1,308 @@
+"""The ``nc_deep_linear`` study: steps, claims and wiring (Dang et al., arXiv:2301.00437).
+
+data -> ufm -> fit -> evaluate. The direct deep-linear unconstrained-features model is solved
+for every depth M and compared with the closed-form imbalanced geometry (R1), and with a
+raised weight decay for minority collapse (R2); an MLP with M bias-free linear layers is trained
+on class-imbalanced data and its layer-wise NC1 and classifier-row norms are read (R3).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
+
+from subspacelab.data import embedded
+from subspacelab.data.cifar import fetch_cifar, load_cifar
+from subspacelab.io import load_tensors, read_json, save_tensors, write_json
+from subspacelab.nets.training import state_dict_cpu
+from subspacelab.probes import collapse as nc
+from subspacelab.registry import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+)
+from subspacelab.runner import seed_all
+from subspacelab.studies.nc_deep_linear import core
+from subspacelab.studies.nc_deep_linear.config import DataConfig, NcDeepLinearConfig
+
+SLUG = "nc_deep_linear"
+
+
+def data(ctx: StepContext) -> StepOutput:
+    """The class-imbalanced training subset: MNIST-1D (mini) or CIFAR-10 (full), standardised."""
+    d: DataConfig = ctx.cfg.data
+    if d.cifar10:
+        split = load_cifar(fetch_cifar("cifar10", ctx.out, ctx.progress), "cifar10")
+        x, y = split.x_train.reshape(len(split.y_train), -1).astype(np.float32), split.y_train
+        for p in ctx.out.iterdir():
+            if p.is_file():
+                p.unlink()
+    else:
+        split = embedded.mnist1d(d.mnist1d.num_samples, d.mnist1d.seed)
+        x, y = split.x_train, split.y_train
+    idx = core.subsample(y, d.class_counts, d.seed)
+    x, y = x[idx], y[idx]
+    x = (x - x.mean(axis=0)) / (x.std() + 1e-12)
+    save_tensors(ctx.out / "train.safetensors", {"x": x, "y": y}, study=SLUG, kind="dataset")
+    return StepOutput({"examples": float(len(y))})
+
+
+def ufm(ctx: StepContext) -> StepOutput:
+    """Solve the deep-linear UFM for every depth (and the raised-λ M = 1 case) per seed."""
+    u = ctx.cfg.ufm
+    log = {}
+    runs = [(m, u.lam) for m in u.depths] + [(1, u.collapse_lam)]
+    for seed in ctx.seeds:
+        for depth, lam in runs:
+            sol = core.solve_ufm(
+                u.counts,
+                u.dim,
+                depth,
+                lam,
+                lam,
+                iters=u.iters,
+                lr=u.lr,
+                momentum=u.momentum,
+                init_std=u.init_std,
+                seed=seed,
+            )
+            name = f"M{depth}_lam{lam:g}_s{seed}"
+            tensors = {"h": sol.h, **{f"w{i + 1}": w for i, w in enumerate(sol.weights)}}
+            save_tensors(ctx.out / f"{name}.safetensors", tensors, study=SLUG, kind="ufm")
+            log[name] = sol.grad_norm
+            ctx.progress(f"{name}: gradient norm {sol.grad_norm:.2e}")
+    write_json(ctx.out / "grad_norms.json", log)
+    return StepOutput({f"{k}.grad_norm": v for k, v in log.items()})
+
+
+def fit(ctx: StepContext) -> StepOutput:
+    """Train the MLP with each number of linear layers, per seed."""
+    nt = ctx.cfg.net
+    arrays, _ = load_tensors(ctx.inputs["data"] / "train.safetensors", study=SLUG, kind="dataset")
+    x, y = arrays["x"].float(), arrays["y"].long()
+    errors = {}
+    for seed, depth in itertools.product(ctx.seeds, nt.depths):
+        seed_all(seed)
+        net = core.DeepLinearMLP(x.shape[1], nt.hidden, nt.layers, depth, int(y.max()) + 1)
+        err = core.train_mse(
+            net,
+            x,
+            y,
+            lr=nt.lr,
+            wd=nt.weight_decay,
+            epochs=nt.epochs,
+            batch=nt.batch_size,
+            seed=seed,
+        )
+        save_tensors(
+            ctx.out / f"net_M{depth}_s{seed}.safetensors",
+            state_dict_cpu(net),
+            study=SLUG,
+            kind="model",
+        )
+        errors[f"M{depth}_s{seed}"] = err
+        ctx.progress(f"net M={depth} seed {seed}: train error {err:.4f}")
+    write_json(ctx.out / "train_error.json", errors)
+    return StepOutput({f"{k}.train_error": v for k, v in errors.items()})
+
+
+def _load_ufm(ctx: StepContext, name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    t, _ = load_tensors(ctx.inputs["ufm"] / f"{name}.safetensors", study=SLUG, kind="ufm")
+    return t["h"], [t[f"w{i}"] for i in range(1, len(t))]
+
+
+def evaluate(ctx: StepContext) -> Report:
+    """NC metrics against the closed form, minority collapse, the networks' layer-wise NC1."""
+    cfg: NcDeepLinearConfig = ctx.cfg
+    u, nt = cfg.ufm, cfg.net
+    y_ufm, _ = core.one_hot_targets(u.counts)
+    metrics: dict[str, list[float]] = {}
+
+    def put(name: str, value: float) -> None:
+        metrics.setdefault(name, []).append(float(value))
+
+    arrays, _ = load_tensors(ctx.inputs["data"] / "train.safetensors", study=SLUG, kind="dataset")
+    x, y = arrays["x"].float(), arrays["y"].long()
+    k = int(y.max()) + 1
+    train_error = read_json(ctx.inputs["fit"] / "train_error.json")
+    curves: dict[str, list[float]] = {}
+    for seed in ctx.seeds:
+        for depth in u.depths:
+            h, ws = _load_ufm(ctx, f"M{depth}_lam{u.lam:g}_s{seed}")
+            geo = nc.deep_linear_geometry(u.counts, depth, u.lam, u.lam)
+            for name, value in core.geometry_distances(h, ws, y_ufm, geo).items():
+                put(f"ufm/M{depth}/{name}", value)
+        h, ws = _load_ufm(ctx, f"M1_lam{u.collapse_lam:g}_s{seed}")
+        mean_norms = nc.class_means(h.T, y_ufm, len(u.counts)).norm(dim=1)
+        row_norms = core.product(ws).norm(dim=1)
+        small = np.argsort(u.counts)[:2]
+        put("collapse/mean_ratio", float(mean_norms[small].max() / mean_norms.max()))
+        put("collapse/row_ratio", float(row_norms[small].max() / row_norms.max()))
+        put("collapse/n2_lam2", float(sum(u.counts) ** 2 * u.collapse_lam**2))
+        for depth in nt.depths:
+            state, _ = load_tensors(
+                ctx.inputs["fit"] / f"net_M{depth}_s{seed}.safetensors", study=SLUG, kind="model"
+            )
+            net = core.DeepLinearMLP(x.shape[1], nt.hidden, nt.layers, depth, k)
+            net.load_state_dict(state)
+            with torch.no_grad():
+                feats = [*net.features(x), net(x)]
+            nc1s = [nc.nc1(f, y, k) for f in feats]
+            for i, v in enumerate(nc1s):
+                put(f"net/M{depth}/nc1_layer{i}", v)
+            curves.setdefault(f"M={depth}", nc1s)
+            w = core.product([lin.weight.detach().double() for lin in net.linear])
+            rho = spearmanr(w.norm(dim=1).numpy(), np.asarray(cfg.data.class_counts)).statistic
+            put(f"net/M{depth}/row_norm_spearman", float(rho))
+            put(f"net/M{depth}/train_error", train_error[f"M{depth}_s{seed}"])
+    return Report(metrics=metrics, figures=_figures(cfg, curves, ctx), tables={})
+
+
+def _figures(
+    cfg: NcDeepLinearConfig, curves: dict[str, list[float]], ctx: StepContext
+) -> dict[str, Figure]:
+    u = cfg.ufm
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name, nc1s in curves.items():
+        axes[0].semilogy(range(len(nc1s)), nc1s, marker="o", label=name)
+    axes[0].set(
+        xlabel="linear layer input (last = output)",
+        ylabel="NC1",
+        title="network: NC1 across linear layers",
+    )
+    axes[0].legend()
+    seed = ctx.seeds[0]
+    h, ws = _load_ufm(ctx, f"M{u.depths[-1]}_lam{u.lam:g}_s{seed}")
+    y, _ = core.one_hot_targets(u.counts)
+    geo = nc.deep_linear_geometry(u.counts, u.depths[-1], u.lam, u.lam)
+    rows = core.product(ws).norm(dim=1).numpy()
+    axes[1].plot(u.counts, rows / rows.max(), "o", label="classifier rows (measured)")
+    axes[1].plot(u.counts, np.sqrt(geo.ww_diag / geo.ww_diag.max()), "x", label="closed form")
+    means = nc.class_means(h.T, y, len(u.counts)).norm(dim=1).numpy()
+    axes[1].plot(u.counts, means / means.max(), "s", label="feature means (measured)")
+    axes[1].plot(u.counts, np.sqrt(geo.hh_diag / geo.hh_diag.max()), "+", label="closed form")
+    axes[1].set(xlabel="class size n_k", ylabel="norm / max", title=f"UFM, M={u.depths[-1]}")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return {"nc_geometry": fig}
+
+
+# ---------------------------------------------------------------------------------- claims
+
+
+def _depths(m: Metrics, prefix: str) -> list[str]:
+    return sorted({n.split("/")[1] for n in m if n.startswith(prefix)})
+
+
+def check_r1(m: Metrics) -> ClaimResult:
+    """(R1) NC1 < 1e-6, NC2/NC3 to the closed form < 0.02 and ≤ 0.1 × distance to balanced."""
+    measured: dict[str, float] = {}
+    holds = bool(_depths(m, "ufm/"))
+    for depth in _depths(m, "ufm/"):
+        nc1 = m[f"ufm/{depth}/nc1_max"].mean
+        measured[f"{depth} NC1"] = nc1
+        holds &= nc1 < 1e-6
+        for name in ("nc2_w", "nc2_h", "nc3"):
+            dist, bal = m[f"ufm/{depth}/{name}"].mean, m[f"ufm/{depth}/{name}_balanced"].mean
+            measured[f"{depth} {name}"] = dist
+            measured[f"{depth} {name} balanced"] = bal
+            holds &= dist < 0.02 and 10 * dist <= bal
+    return ClaimResult(holds, measured)
+
+
+def check_r2(m: Metrics) -> ClaimResult:
+    """(R2) the two smallest classes' means and rows fall below 1e-3 of the largest."""
+    mean, row = m["collapse/mean_ratio"], m["collapse/row_ratio"]
+    return ClaimResult(
+        m["collapse/n2_lam2"].mean > 50 and mean.mean < 1e-3 and row.mean < 1e-3,
+        {"mean ratio": mean, "row ratio": row, "N²λ_Wλ_H": m["collapse/n2_lam2"].mean},
+    )
+
+
+def check_r3(m: Metrics) -> ClaimResult:
+    """(R3) NC1 decreases monotonically across the linear layers; Spearman(rows, n_k) > 0.8."""
+    measured: dict[str, float] = {}
+    holds = bool(_depths(m, "net/"))
+    for depth in _depths(m, "net/"):
+        layers = sorted(
+            (int(n.rsplit("layer", 1)[1]), m[n].mean)
+            for n in m
+            if n.startswith(f"net/{depth}/nc1_layer")
+        )
+        steps = [b[1] - a[1] for a, b in itertools.pairwise(layers)]
+        rho = m[f"net/{depth}/row_norm_spearman"].mean
+        measured[f"{depth} max NC1 step"] = max(steps)
+        measured[f"{depth} Spearman"] = rho
+        holds &= max(steps) < 0 and rho > 0.8
+    return ClaimResult(holds, measured)
+
+
+CLAIMS = (
+    Claim(
+        "r1_closed_form_geometry",
+        "(R1) direct UFM for M ∈ {1, 3, 6}: NC1 < 1e-6 and all NC2/NC3 distances to the closed "
+        "form < 0.02, each at least 10× smaller than the distance to the balanced geometry",
+        "Dang et al.: imbalanced bias-free MSE minimisers are orthogonal with class-dependent "
+        "lengths given in closed form, at every depth",
+        check_r1,
+    ),
+    Claim(
+        "r2_minority_collapse",
+        "(R2) minority collapse: with λ_W = λ_H raised until N²λ_Wλ_H > 50 (M = 1), the two "
+        "50-sample classes' means and classifier rows fall below 1e-3 of the largest",
+        "Dang et al.: classes below the size threshold n_k ≤ N²λ_Wλ_H collapse to zero",
+        check_r2,
+    ),
+    Claim(
+        "r3_network",
+        "(R3) network: NC1 decreases monotonically across the linear layers, and the ordering "
+        "of classifier-row norms follows n_k (Spearman > 0.8)",
+        "Dang et al.: NC at every linear layer of MLP/VGG/ResNet heads on CIFAR-10",
+        check_r3,
+    ),
+)
+
+STUDY = Study(
+    slug=SLUG,
+    title="Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
+    arxiv="2301.00437",
+    group="geometry of trained networks",
+    config=NcDeepLinearConfig,
+    steps=(
+        Step("data", data, reads=("data",), description="imbalanced MNIST-1D / CIFAR-10 subset"),
+        Step(
+            "ufm",
+            ufm,
+            reads=("ufm",),
+            kind="models",
+            description="deep-linear UFM solved per depth and seed (float64 SGD)",
+        ),
+        Step(
+            "fit",
+            fit,
+            needs=("data",),
+            reads=("net",),
+            kind="models",
+            description="bias-free MLP + M linear layers, MSE",
+        ),
+        Step(
+            "evaluate",
+            evaluate,
+            needs=("data", "ufm", "fit"),
+            reads=("ufm", "data", "net"),
+            kind="report",
+            description="closed-form distances, minority collapse, layer NC1",
+        ),
+    ),
+    claims=CLAIMS,
+)

@@ -1,0 +1,4 @@
+"""Perturbation Analysis of Neural Collapse.
+
+Tom Tirer, Haoxiang Huang, Jonathan Niles-Weed. ICML 2023, arXiv:2210.16658.
+"""

@@ -1,0 +1,135 @@
+"""Core of ``nc_perturbation`` (Tirer, Huang & Niles-Weed, arXiv:2210.16658). Pure, float64.
+
+Model (our formalisation, spec §3): ``L = (1/2N)‖WH − Y‖² + (λ_W/2)‖W‖² + (β/2N)‖H − H₀‖²``
+with features as columns, H (d, N), W (K, d), Y (K, N) one-hot.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from subspacelab.probes import collapse as nc
+
+
+def central_w(h: Tensor, y1h: Tensor, lam_w: float) -> Tensor:
+    """The optimal classifier for fixed H: ``W* = YHᵀ(HHᵀ + Nλ_W I)⁻¹``."""
+    d, n = h.shape
+    gram = h @ h.T + n * lam_w * torch.eye(d, dtype=h.dtype)
+    return torch.linalg.solve(gram, h @ y1h.T).T
+
+
+def h_step(w: Tensor, y1h: Tensor, h0: Tensor, beta: float) -> Tensor:
+    """H-stationarity: ``H = (WᵀW + βI)⁻¹(WᵀY + βH₀)``."""
+    d = w.shape[1]
+    return torch.linalg.solve(w.T @ w + beta * torch.eye(d, dtype=w.dtype), w.T @ y1h + beta * h0)
+
+
+def solve(
+    h0: Tensor, y1h: Tensor, beta: float, lam_w: float, *, iters: int, tol: float
+) -> tuple[Tensor, Tensor]:
+    """Alternating closed-form minimisation from H = H₀ until ``‖ΔH‖/‖H‖ < tol``."""
+    h = h0.clone()
+    for _ in range(iters):
+        w = central_w(h, y1h, lam_w)
+        new = h_step(w, y1h, h0, beta)
+        done = float(torch.linalg.norm(new - h) / torch.linalg.norm(new)) < tol
+        h = new
+        if done:
+            break
+    return h, central_w(h, y1h, lam_w)
+
+
+def objective(h: Tensor, w: Tensor, y1h: Tensor, h0: Tensor, beta: float, lam_w: float) -> float:
+    """The model's loss."""
+    n = h.shape[1]
+    return float(
+        0.5 * (w @ h - y1h).square().sum() / n
+        + 0.5 * lam_w * w.square().sum()
+        + 0.5 * beta * (h - h0).square().sum() / n
+    )
+
+
+def central_flow(
+    h0: Tensor, y1h: Tensor, y: Tensor, beta: float, lam_w: float, *, steps: int, step_frac: float
+) -> list[float]:
+    """Explicit Euler on the central path ``Ḣ = −∇g(H)`` from H₀; NC1 after every step.
+
+    ``∇g = (1/N)[W*ᵀ(W*H − Y) + β(H − H₀)]`` (envelope theorem); the step is
+    ``step_frac · N / (‖W*‖₂² + β)``.
+    """
+    n, k = h0.shape[1], y1h.shape[0]
+    h = h0.clone()
+    out = [nc.nc1(h.T, y, k)]
+    for _ in range(steps):
+        w = central_w(h, y1h, lam_w)
+        grad = (w.T @ (w @ h - y1h) + beta * (h - h0)) / n
+        h = h - step_frac * n / (float(torch.linalg.matrix_norm(w, ord=2)) ** 2 + beta) * grad
+        out.append(nc.nc1(h.T, y, k))
+    return out
+
+
+def near_collapse(k: int, d: int, per_class: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Class means M̄₀ (d, K), unit-norm within-class deviations E (d, N) and labels."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(k).repeat_interleave(per_class)
+    means = torch.randn(d, k, generator=g, dtype=torch.float64)
+    e = torch.randn(d, k * per_class, generator=g, dtype=torch.float64)
+    e = e - nc.class_means(e.T, y, k).T[:, y]
+    return means, e / torch.linalg.norm(e), y
+
+
+def first_order_errors(
+    means: Tensor,
+    e: Tensor,
+    y: Tensor,
+    beta: float,
+    lam_w: float,
+    eps: list[float],
+    *,
+    iters: int,
+    tol: float,
+    delta: float,
+) -> list[float]:
+    """``‖H*(ε) − (H*(0) + ε ∂H*/∂ε)‖_F`` for each ε; the first-order term by a central
+    difference of the exact solutions at ±δ."""
+    y1h = nn.functional.one_hot(y, means.shape[1]).T.double()
+
+    def exact(eps_: float) -> Tensor:
+        return solve(means[:, y] + eps_ * e, y1h, beta, lam_w, iters=iters, tol=tol)[0]
+
+    h0 = exact(0.0)
+    slope = (exact(delta) - exact(-delta)) / (2 * delta)
+    return [float(torch.linalg.norm(exact(x) - h0 - x * slope)) for x in eps]
+
+
+def loglog_slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log y against log x."""
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+class Backbone(nn.Module):
+    """An MLP of ``blocks`` Linear-ReLU blocks and a linear classifier."""
+
+    def __init__(self, d_in: int, width: int, blocks: int, classes: int) -> None:
+        super().__init__()
+        dims = [d_in] + [width] * blocks
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(dims)
+        )
+        self.fc = nn.Linear(width, classes)
+
+    def block_features(self, x: Tensor) -> list[Tensor]:
+        """Outputs of every block."""
+        out = []
+        for blk in self.blocks:
+            x = blk(x)
+            out.append(x)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Outputs (n, K)."""
+        return self.fc(self.block_features(x)[-1])

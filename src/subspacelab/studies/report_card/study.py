@@ -1,0 +1,137 @@
+"""The ``report_card`` comparison: geometry probes applied to the lab's trained models.
+
+One step, ``card``: for every model of the gcr study (each task, head and seed) it rebuilds the
+network with gcr's own classes and reports NC1, NC2, NC4, the effective rank of the penultimate
+features, principal angles between class subspaces (of the features, and of the head for GCR
+heads) and the top Hessian eigenvalues by Lanczos — one table per model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from subspacelab.io import load_tensors
+from subspacelab.registry import Report, Step, StepContext, Study
+from subspacelab.studies.gcr import core as gcr_core
+from subspacelab.studies.report_card.config import GcrModels, ReportCardConfig
+from subspacelab.studies.report_card.core import probe_classifier
+
+SLUG = "report_card"
+GCR_FIT, GCR_FEATURES = "gcr.fit", "gcr.features"
+MODEL_FILE = re.compile(r"^(?P<task>[a-z0-9]+)_(?P<head>[a-z0-9]+)_s(?P<seed>\d+)$")
+
+
+def rebuild_gcr(
+    state: dict[str, torch.Tensor], meta: dict[str, str], spec: GcrModels
+) -> gcr_core.Classifier:
+    """A gcr Classifier with the shapes of ``state`` (channels and kernel read from the convs)."""
+    convs = sorted(
+        (k for k in state if k.startswith("trunk.body.") and state[k].ndim == 3),
+        key=lambda k: int(k.split(".")[2]),
+    )
+    channels = [int(state[k].shape[0]) for k in convs]
+    kernel = int(state[convs[0]].shape[-1])
+    trunk = gcr_core.ConvTrunk(channels, kernel, spec.stride)
+    head_spec = gcr_core.parse_head(meta["head"])
+    head = gcr_core.build_head(head_spec, trunk.feature_dim, int(meta["num_classes"]), spec.gamma)
+    net = gcr_core.Classifier(trunk, head)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def _table(rows: dict[int, dict[str, float]]) -> str:
+    seeds = sorted(rows)
+    names = list(rows[seeds[0]])
+    lines = [
+        "| probe | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for n in names:
+        vals = [rows[s][n] for s in seeds]
+        lines.append(
+            f"| {n} | " + " | ".join(f"{v:.4g}" for v in vals) + f" | {np.mean(vals):.4g} |"
+        )
+    return "\n".join(lines)
+
+
+def card(ctx: StepContext) -> Report:
+    """Probe every gcr model on a slice of its training data; one table per task and head."""
+    cfg: ReportCardConfig = ctx.cfg
+    fit_dir: Path = ctx.inputs[GCR_FIT]
+    feat_dir: Path = ctx.inputs[GCR_FEATURES]
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    for path in sorted(fit_dir.glob("*.safetensors")):
+        match = MODEL_FILE.match(path.stem)
+        if match is None:
+            continue
+        state, meta = load_tensors(path, study="gcr", kind="model")
+        split, _ = load_tensors(feat_dir / f"{meta['task']}.safetensors", study="gcr", kind="split")
+        n = cfg.probe.n_samples
+        x, y = split["source_x_train"][:n], split["source_y_train"][:n].long()
+        net = rebuild_gcr(state, meta, cfg.gcr)
+        bases = net.head.bases() if isinstance(net.head, gcr_core.GrassmannHead) else None
+        row = probe_classifier(
+            net.trunk,
+            net.head,
+            x,
+            y,
+            int(meta["num_classes"]),
+            class_rank=cfg.probe.class_rank,
+            top_k=cfg.probe.top_k,
+            head_bases=bases,
+        )
+        model = f"gcr/{match['task']}/{match['head']}"
+        results.setdefault(model, {})[int(match["seed"])] = row
+        ctx.progress(f"{path.stem}: NC1={row['nc1']:.3g} λ1={row['hessian_l1']:.3g}")
+    if not results:
+        raise FileNotFoundError(f"{fit_dir}: no gcr model files; run the gcr fit stage first")
+    metrics = {
+        f"{model}/{name}": [rows[s][name] for s in sorted(rows)]
+        for model, rows in results.items()
+        for name in next(iter(rows.values()))
+    }
+    tables = {model: _table(rows) for model, rows in results.items()}
+    return Report(metrics=metrics, tables=tables, figures={"card": _figure(results)})
+
+
+def _figure(results: dict[str, dict[int, dict[str, float]]]) -> Figure:
+    """NC1, effective rank and λ₁ per model (mean over its seeds)."""
+    names = sorted(results)
+    probes = ("nc1", "effective_rank", "hessian_l1")
+    fig, axes = plt.subplots(1, len(probes), figsize=(4 * len(probes), 3.5))
+    for ax, probe in zip(axes, probes, strict=True):
+        vals = [np.mean([row[probe] for row in results[n].values()]) for n in names]
+        ax.bar(range(len(names)), vals)
+        ax.set_xticks(
+            range(len(names)), [n.removeprefix("gcr/") for n in names], rotation=60, fontsize=7
+        )
+        ax.set(title=probe, yscale="log" if probe == "nc1" else "linear")
+    fig.tight_layout()
+    return fig
+
+
+STUDY = Study(
+    slug=SLUG,
+    title="Geometry report card of the lab's trained models",
+    arxiv="1706.04454",
+    group="geometry of trained networks",
+    config=ReportCardConfig,
+    steps=(
+        Step(
+            "card",
+            card,
+            reads=("gcr", "probe"),
+            kind="report",
+            uses=(GCR_FIT, GCR_FEATURES),
+            description="NC1-4, effective rank, class-subspace angles, top Hessian eigenvalues",
+        ),
+    ),
+    claims=(),
+    kind="comparison",
+)

@@ -1,0 +1,87 @@
+"""Tests of the nc_perturbation study (Tirer, Huang & Niles-Weed, arXiv:2210.16658)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from subspacelab.config import ParamsError, build
+from subspacelab.probes import collapse as nc
+from subspacelab.registry import Metrics
+from subspacelab.studies.nc_perturbation import core
+from subspacelab.studies.nc_perturbation import study as ncp
+from subspacelab.studies.nc_perturbation.config import BackboneConfig
+
+
+def _problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    means, e, y = core.near_collapse(3, 6, 5, 0)
+    h0 = means[:, y] + 0.3 * e * 10
+    return h0, nn.functional.one_hot(y, 3).T.double(), y
+
+
+def test_solution_is_stationary_and_a_minimum() -> None:
+    h0, y1h, y = _problem()
+    beta, lam = 0.5, 1e-2
+    h, w = core.solve(h0, y1h, beta, lam, iters=2000, tol=1e-13)
+    torch.testing.assert_close(h, core.h_step(w, y1h, h0, beta))
+    torch.testing.assert_close(w, core.central_w(h, y1h, lam))
+    base = core.objective(h, w, y1h, h0, beta, lam)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        dh = 1e-4 * torch.randn(h.shape, generator=g, dtype=torch.float64)
+        assert core.objective(h + dh, w, y1h, h0, beta, lam) >= base
+    assert nc.nc1(h.T, y, 3) < nc.nc1(h0.T, y, 3)
+
+
+def test_flow_decreases_nc1_and_first_order_is_quadratic() -> None:
+    h0, y1h, y = _problem()
+    flow = core.central_flow(h0, y1h, y, 0.5, 1e-2, steps=50, step_frac=0.1)
+    assert flow[-1] < flow[0]
+    means, e, ys = core.near_collapse(3, 6, 5, 0)
+    errs = core.first_order_errors(
+        means, e, ys, 1.0, 1e-2, [1e-1, 1e-2], iters=2000, tol=1e-14, delta=1e-5
+    )
+    assert core.loglog_slope([1e-1, 1e-2], errs) == pytest.approx(2.0, abs=0.2)
+    assert core.loglog_slope([1.0, 10.0], [3.0, 300.0]) == pytest.approx(2.0)
+
+
+def test_backbone_and_config_error() -> None:
+    net = core.Backbone(5, 4, 3, 2)
+    assert len(net.block_features(torch.zeros(2, 5))) == 3
+    raw = {
+        "width": 4,
+        "blocks": 2,
+        "h0_block": 2,
+        "epochs": 1,
+        "lr": 0.1,
+        "weight_decay": 0.0,
+        "batch_size": 4,
+    }
+    with pytest.raises(ParamsError, match="h0_block"):
+        build(BackboneConfig, raw, "nc_perturbation.mini.backbone")
+
+
+def _metrics(good: bool) -> Metrics:
+    vals: dict[str, float] = {}
+    for lam in (1e-3, 1e-2):
+        for beta, r in zip((0.01, 0.1, 1.0, 100.0), (0.5, 0.6, 0.9, 0.995), strict=True):
+            vals[f"ratio/beta{beta:g}/lam{lam:g}"] = r if good else (1.2 if beta == 1.0 else r)
+    vals["flow/max_increase"] = -1e-3 if good else 1e-3
+    vals["flow/nc1_ratio_end"] = 0.5
+    vals["first_order/slope"] = 2.0 if good else 1.0
+    vals.update(
+        {
+            "depth/nc1_model": 2.0 if good else 9.0,
+            "depth/nc1_next_block": 3.0,
+            "depth/nc1_last_block": 1.0,
+            "depth/nc1_h0": 5.0,
+        }
+    )
+    return Metrics(vals)
+
+
+def test_claims_both_ways() -> None:
+    for claim in ncp.CLAIMS:
+        assert claim.check(_metrics(True)).holds, claim.id
+        assert not claim.check(_metrics(False)).holds, claim.id
