@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import gcr_step, pca_stream
+from benchmarks import clustering, gcr_step, merging, pca_stream, probes
 from benchmarks.common import in_subprocess, machine
 
 OUT = Path(__file__).with_name("RESULTS.md")
@@ -45,21 +47,43 @@ def pca_section() -> list[str]:
     return lines
 
 
-def main() -> None:
-    """Run the benchmarks and write RESULTS.md."""
-    sections = [pca_section(), gcr_step.section()]
+SECTIONS: dict[str, Callable[[], list[str]]] = {
+    "pca": pca_section,
+    "gcr": gcr_step.section,
+    "clustering": clustering.section,
+    "merging": merging.section,
+    "probes": probes.section,
+}
+PARTS = Path(__file__).with_name("results")
+
+
+def main(names: list[str]) -> None:
+    """Run the named benchmarks (all by default); RESULTS.md gathers every recorded section."""
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {sorted(SECTIONS)}")
+    PARTS.mkdir(exist_ok=True)
+    for name in names or list(SECTIONS):
+        lines = [
+            *SECTIONS[name](),
+            "",
+            f"_Measured on {machine()}; command: `python -m benchmarks {name}`._",
+            "",
+        ]
+        (PARTS / f"{name}.md").write_text("\n".join(lines))
     text = [
         "# Benchmarks",
         "",
-        "Produced by `make benchmarks` (`python -m benchmarks`); rerun to refresh.",
-        f"Machine: {machine()}.",
+        "Produced by `make benchmarks`, or one section at a time with",
+        "`python -m benchmarks [pca gcr clustering merging probes]`. Not part of `make test`.",
         "",
     ]
-    for sec in sections:
-        text += [*sec, ""]
+    for name in SECTIONS:
+        part = PARTS / f"{name}.md"
+        text.append(part.read_text() if part.is_file() else f"## {name}\n\nNot measured yet.\n")
     OUT.write_text("\n".join(text))
     print(OUT.read_text())
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -34,6 +34,7 @@ from subspacelab.clustering import (
     ssc,
     union_of_subspaces,
 )
+from subspacelab.clustering.plots import score_bars
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.nets.training import state_dict_cpu
 from subspacelab.registry import Report, Step, StepContext, StepOutput, Study
@@ -233,7 +234,10 @@ def _report(ctx: StepContext) -> Report:
             cells.append(f"{np.mean(metrics[f'{name}_{m}_time']):.2f}")
             rows.append(f"| {m} | " + " | ".join(cells) + " |")
         tables[f"{label} (mean ± std over {len(ctx.seeds)} seeds)"] = "\n".join(rows)
-    return Report(metrics=metrics, tables=tables)
+    figures = {
+        "acc": score_bars(metrics, "_acc", "Every clustering method on the same inputs: ACC")
+    }
+    return Report(metrics=metrics, tables=tables, figures=figures)
 
 
 STUDY = Study(

@@ -1,4 +1,4 @@
-"""geo_sae maths (Nagar et al., Adv. Space Res. 2024; arXiv preprint 2024-04-02): a procedural
+"""geo_sae maths (Nagar et al., Adv. Space Res. 2024; arXiv 2404.02180): a procedural
 multispectral "geology" scene, the PCA / autoencoder / stacked-autoencoder encoders, k-means
 with a majority filter. Small plain-torch training loops (thousands of tiny steps: a Lightning
 Trainer's per-step overhead would dominate the miniature's budget)."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from subspacelab.clustering import evaluate, kmeans_baseline
 from subspacelab.clustering.datasets import load_scene
+from subspacelab.clustering.plots import score_bars
 from subspacelab.data.download import Resource, fetch
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.registry import (
@@ -175,7 +176,9 @@ def _evaluate(ctx: StepContext) -> Report:
             )
             rows.append(f"| {name} | {meth} | {cells} |")
     return Report(
-        metrics=metrics, tables={"external scores (mean ± std over seeds)": "\n".join(rows)}
+        metrics=metrics,
+        tables={"external scores (mean ± std over seeds)": "\n".join(rows)},
+        figures={"ari": score_bars(metrics, "_ari", "PCA, AE and SAE codes + k-means: ARI")},
     )
 
 
@@ -193,7 +196,7 @@ def _check_linear_flip(m: Metrics) -> ClaimResult:
 STUDY = Study(
     slug=SLUG,
     title="Remote sensing framework for geological mapping via stacked autoencoders and clustering",
-    arxiv="preprint 2024-04-02 (doi:10.1016/j.asr.2024.09.013)",
+    arxiv="2404.02180",
     group="subspace clustering",
     config=GeoSAEConfig,
     steps=(

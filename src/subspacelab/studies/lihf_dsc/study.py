@@ -27,6 +27,7 @@ from subspacelab.clustering import (
     union_of_subspaces,
 )
 from subspacelab.clustering.datasets import load_mat_images
+from subspacelab.clustering.plots import score_bars
 from subspacelab.data.download import Resource, fetch
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.registry import (
@@ -241,7 +242,11 @@ def _evaluate(ctx: StepContext) -> Report:
             + " | ".join(cells)
             + " |"
         )
-    return Report(metrics=metrics, tables={"ACC (mean over seeds)": "\n".join(rows)})
+    return Report(
+        metrics=metrics,
+        tables={"ACC (mean over seeds)": "\n".join(rows)},
+        figures={"acc": score_bars(metrics, "_acc", "LIHF-DSC and baselines: clustering accuracy")},
+    )
 
 
 def _datasets(m: Metrics) -> list[str]:

@@ -21,6 +21,7 @@ from subspacelab.clustering import (
     spectral_clustering,
     union_of_manifolds,
 )
+from subspacelab.clustering.plots import score_bars
 from subspacelab.data.cifar import fetch_cifar, load_cifar
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.nets.training import state_dict_cpu
@@ -161,7 +162,11 @@ def _evaluate(ctx: StepContext) -> Report:
             + " | ".join(f"{np.mean(metrics[f'{name}_{m}_acc']):.3f}" for m in methods)
             + " |"
         )
-    return Report(metrics=metrics, tables={"ACC (mean over seeds)": "\n".join(rows)})
+    return Report(
+        metrics=metrics,
+        tables={"ACC (mean over seeds)": "\n".join(rows)},
+        figures={"acc": score_bars(metrics, "_acc", "MLC and baselines: clustering accuracy")},
+    )
 
 
 def _check_a(m: Metrics) -> ClaimResult:

@@ -27,6 +27,7 @@ from subspacelab.clustering import (
     modularity,
 )
 from subspacelab.clustering.datasets import PLANETOID_PARTS, load_planetoid
+from subspacelab.clustering.plots import score_bars
 from subspacelab.data.download import Resource, fetch
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.registry import (
@@ -206,7 +207,9 @@ def _evaluate(ctx: StepContext) -> Report:
         cells = [f"{np.mean(metrics[f'{name}_{m}_acc']):.3f}" for m in (*METHODS, "s2cag_oracle")]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return Report(
-        metrics=metrics, tables={"ACC (mean over seeds; label-free (T, α))": "\n".join(rows)}
+        metrics=metrics,
+        tables={"ACC (mean over seeds; label-free (T, α))": "\n".join(rows)},
+        figures={"acc": score_bars(metrics, "_acc", "S2CAG and baselines: clustering accuracy")},
     )
 
 
