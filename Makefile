@@ -19,6 +19,7 @@ lab: $(STAMP)
 	python -m subspacelab check
 	python -m subspacelab dvc-yaml --check
 	dvc repro
+	-python -m subspacelab replay-tracking   # waits for the background MLflow senders
 	@echo "Front page: reports/SUMMARY.md  |  runs: make ui"
 
 test: $(STAMP)
