@@ -85,10 +85,14 @@ def render(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         m = r["metrics"]
         held = sum(c["holds"] for c in r["claims"])
-        link = f"[{m['title']}](https://arxiv.org/abs/{m['arxiv']})"
+        if m.get("kind") == "comparison":  # a cross-paper comparison: tables, no claims
+            paper, verdict = f"{m['title']} (comparison)", "tables"
+        else:
+            paper = f"[{m['title']}](https://arxiv.org/abs/{m['arxiv']})"
+            verdict = f"{held}/{len(r['claims'])}"
         lines.append(
-            f"| [{m['study']}]({m['study']}/) | {_cell(link)} | {m.get('group', '')} | "
-            f"{held}/{len(r['claims'])} | {m['timing_s']['total']:.0f} s |"
+            f"| [{m['study']}]({m['study']}/) | {_cell(paper)} | {m.get('group', '')} | "
+            f"{verdict} | {m['timing_s']['total']:.0f} s |"
         )
     lines += [
         "",

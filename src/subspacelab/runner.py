@@ -198,6 +198,7 @@ def _write_report(
         "title": study.title,
         "arxiv": study.arxiv,
         "group": study.group,
+        "kind": study.kind,
         "profile": lab.profile,
         "metrics": metrics.to_json(),
         "timing_s": timing,
