@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -34,21 +31,6 @@ def test_barrier_known_answer() -> None:
     alphas = np.array([-0.5, 0.0, 0.5, 1.0, 1.5])
     assert core.barrier(alphas, np.array([9.0, 1.0, 3.0, 2.0, 9.0])) == pytest.approx(1.0)
     assert core.barrier(alphas, np.array([9.0, 1.0, 0.5, 2.0, 9.0])) == 0.0
-
-
-def _idx(path: Path, arr: np.ndarray) -> None:
-    header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + arr.astype(np.uint8).tobytes())
-
-
-def test_read_idx_roundtrip_and_errors(tmp_path: Path) -> None:
-    imgs = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
-    _idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
-    np.testing.assert_array_equal(hs_study.read_idx(tmp_path / "train-images-idx3-ubyte.gz"), imgs)
-    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
-    with pytest.raises(ValueError, match="IDX"):
-        hs_study.read_idx(tmp_path / "bad")
 
 
 def test_config_needs_exactly_one_source() -> None:

@@ -9,9 +9,7 @@ the top of the spectrum of H and G by Lanczos on HVPs.
 
 from __future__ import annotations
 
-import gzip
 import itertools
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from subspacelab.data.download import Resource, fetch
+from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.nets.training import state_dict_cpu
 from subspacelab.probes import hessian as hs
@@ -68,21 +67,6 @@ def _cell(loss: str, name: str, width: int) -> str:
 # ---------------------------------------------------------------------------------- data
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read a (gzipped) IDX file: MNIST's format (magic, dims, big-endian uint8 payload)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    payload = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if payload.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: {payload.size} bytes for dims {dims}")
-    return payload.reshape(dims)
-
-
 def data(ctx: StepContext) -> StepOutput:
     """mini: the blobs of every k (and the std × factor variant); full: an MNIST subset."""
     d: DataConfig = ctx.cfg.data
@@ -92,8 +76,8 @@ def data(ctx: StepContext) -> StepOutput:
             f: fetch(Resource(d.mnist.url + f, f, md5=d.mnist.md5[f]), ctx.out, ctx.progress)
             for f in MNIST_FILES
         }
-        images = read_idx(paths[MNIST_FILES[0]]).reshape(-1, 784)[: d.mnist.n] / 255.0
-        labels = read_idx(paths[MNIST_FILES[1]])[: d.mnist.n]
+        images = read_idx(paths[MNIST_FILES[0]], IMAGES_MAGIC).reshape(-1, 784)[: d.mnist.n] / 255.0
+        labels = read_idx(paths[MNIST_FILES[1]], LABELS_MAGIC)[: d.mnist.n]
         arrays["k10/x"] = torch.from_numpy((images - images.mean(0)) / (images.std() + 1e-12))
         arrays["k10/y"] = torch.from_numpy(labels.astype(np.int64))
         for p in paths.values():
