@@ -129,3 +129,12 @@ def test_same_tensors_same_bytes(tmp_path: Path) -> None:
         assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
         assert header["m11"] == "11"
     assert len(blobs) == 1
+
+
+def test_manually_placed_file_is_kept_on_mismatch(tmp_path: Path) -> None:
+    f = tmp_path / "archive.tar"
+    f.write_bytes(b"user download")
+    res = Resource(url=f.as_uri(), filename=f.name, sha256=hashlib.sha256(b"other").hexdigest())
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        verify(f, res, remove=False)
+    assert f.read_bytes() == b"user download"

@@ -60,16 +60,22 @@ def _mismatch(path: Path, resource: Resource) -> str | None:
     return None
 
 
-def verify(path: Path, resource: Resource) -> Path:
-    """Check a file's checksum; a mismatching file is deleted and DownloadError raised."""
+def verify(path: Path, resource: Resource, *, remove: bool = True) -> Path:
+    """Check a file's checksum; on a mismatch raise DownloadError naming it.
+
+    A mismatching download is deleted (the rerun fetches it again); pass ``remove=False`` for a
+    file the user placed by hand (a licence-gated archive), which cannot be fetched again.
+    """
     if not path.is_file():
         raise DownloadError(f"{path}: missing")
     problem = _mismatch(path, resource)
-    if problem:
+    if problem and remove:
         path.unlink()
         raise DownloadError(
             f"{path}: {problem}; the corrupt file was removed, run the stage again to re-download"
         )
+    if problem:
+        raise DownloadError(f"{path}: {problem}; the file is corrupt or a different release")
     return path
 
 

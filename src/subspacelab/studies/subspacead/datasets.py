@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from subspacelab.data.download import DownloadError, Resource, fetch, safe_extract
-from subspacelab.io import sha256_file
+from subspacelab.data.download import DownloadError, Resource, fetch, safe_extract, verify
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -122,9 +121,9 @@ def prepare_mvtec(archive: Path, sha256: str, dest: Path) -> list[str]:
             "mvtec_anomaly_detection.tar.xz from https://www.mvtec.com/company/research/"
             f"datasets/mvtec-ad and place it at {archive}"
         )
-    actual = sha256_file(archive)
-    if actual != sha256.lower():
-        raise DownloadError(f"{archive}: sha256 mismatch (expected {sha256.lower()}, got {actual})")
+    verify(
+        archive, Resource(url=archive.as_uri(), filename=archive.name, sha256=sha256), remove=False
+    )
     safe_extract(archive, dest)
     return list_categories(dest)
 
