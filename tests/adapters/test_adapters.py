@@ -22,6 +22,7 @@ from subspacelab.adapters import (
     wrap_layers,
 )
 from subspacelab.adapters.training import accuracy, predict, train_loop
+from subspacelab.nets.training import LocalEnv
 
 
 def test_lora_counts_and_identity_at_init() -> None:
@@ -106,6 +107,7 @@ def test_orthogonal_layer_stays_orthogonal_under_training() -> None:
     layer = OrthogonalLayer(6)
     x, target = torch.randn(64, 6), torch.randn(64, 6)
     train_loop(
+        LocalEnv(),
         layer,
         lambda a, b: F.mse_loss(layer(a), b),
         x,
@@ -139,6 +141,7 @@ def test_training_helpers() -> None:
     lin.requires_grad_(False)
     with pytest.raises(ValueError, match="trainable"):
         train_loop(
+            LocalEnv(),
             lin,
             lambda a, b: a.sum(),
             torch.zeros(2, 2),

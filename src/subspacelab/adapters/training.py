@@ -1,4 +1,4 @@
-"""A small, deterministic mini-batch training loop shared by the merging and adapter studies."""
+"""Mini-batch training shared by the merging and adapter studies, through Lightning."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from subspacelab.nets.training import LossModule, TrainEnv, fit, tensor_loader
+
 
 def train_loop(
+    env: TrainEnv,
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     x: Tensor,
@@ -21,33 +24,35 @@ def train_loop(
     weight_decay: float = 0.0,
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     on_step: Callable[[], None] | None = None,
+    label: str = "train",
 ) -> list[float]:
-    """Adam on the model's trainable parameters; shuffles with a seeded generator; returns the
-    mean loss per epoch. ``loss_fn(xb, yb)`` computes the loss of a batch; ``on_step`` runs
-    after every optimiser step (a monitor)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
+    """Adam on the model's trainable parameters over seeded mini-batches of ``(x, y)`` (one
+    Lightning run); returns the mean loss per epoch. ``loss_fn(xb, yb)`` computes the loss of a
+    batch; ``augment(xb, gen)`` transforms each batch with its own seeded generator;
+    ``on_step`` runs after every optimiser step (a monitor)."""
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def loss(net: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        xb, yb = batch
+        return loss_fn(xb if augment is None else augment(xb, gen), yb)
+
+    module = LossModule(
+        model,
+        loss,
+        lr=lr,
+        weight_decay=weight_decay,
+        after_step=None if on_step is None else lambda net: on_step(),
+    )
     model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            xb = x[idx] if augment is None else augment(x[idx], gen)
-            loss = loss_fn(xb, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if on_step is not None:
-                on_step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / len(x))
-    model.eval()
-    return history
+    history = fit(
+        env,
+        module,
+        tensor_loader(x, y, batch_size=batch_size, seed=seed),
+        epochs=epochs,
+        label=label,
+        every=max(1, epochs // 5),
+    )
+    return [row["loss"] for row in history]
 
 
 @torch.no_grad()

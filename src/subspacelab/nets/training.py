@@ -3,19 +3,63 @@
 Devices, nodes, strategy and precision come from params.yaml, so a study scales from a laptop to
 a GPU cluster without code changes. Checkpoints are not written by Lightning (steps save
 safetensors themselves, DVC tracks them); progress is one line per epoch.
+
+Most studies train an injected network on a loss with Adam or SGD: :class:`LossModule` wraps
+any ``nn.Module`` and a ``loss(net, batch)`` function, :func:`tensor_loader` serves seeded
+mini-batches straight from tensors (index slicing, no per-sample collation), and
+:func:`full_batch_loader` repeats one full batch ``steps`` times in a single epoch (for the
+full-batch solvers of small problems, where an epoch per step would cost Lightning's per-epoch
+hooks every step). :func:`fit` ties them to :func:`make_trainer`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from subspacelab.registry import StepContext
+from subspacelab.config import LabConfig
+
+# Tensor loaders run in the training process by design (the data is already in memory).
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+
+
+class TrainEnv(Protocol):
+    """What training needs from a step: the lab settings, the device and a progress printer
+    (a :class:`~subspacelab.registry.StepContext` is one)."""
+
+    lab: LabConfig
+    device: torch.device
+    progress: Callable[[str], None]
+
+
+@dataclass
+class LocalEnv:
+    """A :class:`TrainEnv` for tests and benchmarks: one CPU process, deterministic, quiet."""
+
+    lab: LabConfig = field(
+        default_factory=lambda: LabConfig(
+            profile="mini",
+            device="cpu",
+            threads=1,
+            accelerator_devices=1,
+            num_nodes=1,
+            strategy="auto",
+            precision="32-true",
+            deterministic=True,
+        )
+    )
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: Callable[[str], None] = field(default=lambda msg: None)
 
 
 class EpochProgress(Callback):
@@ -43,7 +87,7 @@ class EpochProgress(Callback):
 
 
 def make_trainer(
-    ctx: StepContext,
+    ctx: TrainEnv,
     *,
     max_epochs: int = -1,
     max_steps: int = -1,
@@ -76,3 +120,126 @@ def make_trainer(
 def state_dict_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a module's state dict (parameters and buffers)."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+Batch = Sequence[Tensor]
+LossFn = Callable[[nn.Module, Batch], Tensor]
+
+
+class LossModule(L.LightningModule):
+    """Trains an injected network on ``loss(net, batch)``.
+
+    ``optimizer`` is ``"adam"`` or ``"sgd"`` (with ``momentum``); ``param_groups`` replaces the
+    default single group of the network's trainable parameters (each a dict with ``params`` and
+    optional ``lr``/``weight_decay``, as torch takes them). ``after_step(net)`` runs after every
+    optimiser step (a projection, a pruning mask, a monitor) without gradient tracking.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: LossFn,
+        *,
+        lr: float,
+        weight_decay: float = 0.0,
+        optimizer: str = "adam",
+        momentum: float = 0.0,
+        param_groups: list[dict[str, Any]] | None = None,
+        after_step: Callable[[nn.Module], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: adam, sgd")
+        self.net = net
+        self.loss = loss
+        self.lr, self.weight_decay = lr, weight_decay
+        self.optimizer_name, self.momentum = optimizer, momentum
+        self.param_groups = param_groups
+        self.after_step = after_step
+        if param_groups is None and not any(p.requires_grad for p in net.parameters()):
+            raise ValueError("the network has no trainable parameters")
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """The loss of this batch, logged as the epoch mean."""
+        loss = self.loss(self.net, batch)
+        size = len(batch[0]) if batch else 1
+        self.log("loss", loss.detach(), on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam or SGD over the trainable parameters (or the given groups)."""
+        groups: Iterable[Any] = self.param_groups or [
+            p for p in self.net.parameters() if p.requires_grad
+        ]
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(
+                groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Run ``after_step`` once the optimiser has stepped."""
+        if self.after_step is not None:
+            with torch.no_grad():
+                self.after_step(self.net)
+
+
+class _Tensors(Dataset[tuple[Tensor, ...]]):
+    """Tensors indexed together by a list of indices (one slice per batch, no collation)."""
+
+    def __init__(self, tensors: Sequence[Tensor], repeat: int = 0) -> None:
+        if not repeat and (not tensors or any(len(t) != len(tensors[0]) for t in tensors)):
+            raise ValueError(f"need tensors of one length, got {[len(t) for t in tensors]}")
+        self.tensors = tuple(tensors)
+        self.repeat = repeat
+
+    def __len__(self) -> int:
+        return self.repeat or len(self.tensors[0])
+
+    def __getitem__(self, idx: Any) -> tuple[Tensor, ...]:
+        if self.repeat:
+            return self.tensors
+        return tuple(t[idx] for t in self.tensors)
+
+
+def tensor_loader(
+    *tensors: Tensor, batch_size: int, seed: int | None, drop_last: bool = False
+) -> DataLoader[tuple[Tensor, ...]]:
+    """Mini-batches of ``tensors`` (indexed together), reshuffled each epoch by a generator
+    seeded with ``seed`` (``None``: in order)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    data = _Tensors(tensors)
+    sampler: Any = (
+        SequentialSampler(data)
+        if seed is None
+        else RandomSampler(data, generator=torch.Generator().manual_seed(seed))
+    )
+    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+    return DataLoader(data, sampler=batches, batch_size=None)
+
+
+def full_batch_loader(*tensors: Tensor, steps: int) -> DataLoader[tuple[Tensor, ...]]:
+    """One epoch of ``steps`` batches, each the whole of ``tensors`` (full-batch training).
+
+    With no tensors each batch is empty (for a model that computes its own loss)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return DataLoader(_Tensors(tensors, repeat=steps), batch_size=None)
+
+
+def fit(
+    env: TrainEnv,
+    module: L.LightningModule,
+    loader: DataLoader[Any],
+    *,
+    epochs: int,
+    label: str = "train",
+    every: int = 1,
+) -> list[dict[str, float]]:
+    """Train ``module`` for ``epochs`` passes over ``loader``; returns the per-epoch metrics
+    (``loss`` is the epoch mean). The module is left in eval mode."""
+    trainer, progress = make_trainer(env, max_epochs=epochs, label=label, every=every)
+    trainer.fit(module, loader)
+    module.eval()
+    return progress.history

@@ -50,6 +50,7 @@ def _pretrain(ctx: StepContext) -> StepOutput:
         keep = torch.isin(y_pre, torch.tensor(d.pretrain_classes))
         net = core.SmallCNN(m.channels, m.strides, 10)
         train_loop(
+            ctx,
             net,
             _loss(net),
             x_pre[keep],
@@ -108,6 +109,7 @@ def _fit(ctx: StepContext) -> StepOutput:
                 head = net.head.weight.numel() + net.head.bias.numel()
                 lr = t.lr if kind in ("full", "probe") else t.peft_lr
                 train_loop(
+                    ctx,
                     net,
                     _loss(net),
                     x,

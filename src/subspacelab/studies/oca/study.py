@@ -65,6 +65,7 @@ def _old(ctx: StepContext) -> StepOutput:
         seed_all(seed)
         net = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
         train_loop(
+            ctx,
             net,
             _loss(net, "old", torch.zeros(0)),
             x[keep],
@@ -109,6 +110,7 @@ def _fit(ctx: StepContext) -> StepOutput:
             errors: list[float] = []
             monitor = _monitor(net, errors) if arm == "oca" else None
             train_loop(
+                ctx,
                 net,
                 _loss(net, arm, protos),
                 x,

@@ -65,6 +65,7 @@ def _ce(model: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def _finetune(
+    ctx: StepContext,
     base: nn.Module,
     head: nn.Linear,
     regime: str,
@@ -83,7 +84,15 @@ def _finetune(
     model = nn.Sequential(backbone, head)
     lr = t.lora_lr if regime == "lora" else t.lr
     train_loop(
-        model, _ce(model), x, y, epochs=t.finetune_epochs, batch_size=t.batch_size, lr=lr, seed=seed
+        ctx,
+        model,
+        _ce(model),
+        x,
+        y,
+        epochs=t.finetune_epochs,
+        batch_size=t.batch_size,
+        lr=lr,
+        seed=seed,
     )
     if regime == "fft":
         return {k: v.detach().clone() for k, v in backbone.state_dict().items()}
@@ -112,6 +121,7 @@ def _zoo(ctx: StepContext) -> StepOutput:
         pre = nn.Sequential(base, shared)
         ident = xs["train"][tasks.index("identity")] if "identity" in tasks else raw["x_train"]
         train_loop(
+            ctx,
             pre,
             _ce(pre),
             ident,
@@ -131,6 +141,7 @@ def _zoo(ctx: StepContext) -> StepOutput:
         for i, name in enumerate(tasks):
             probe = nn.Linear(cfg.model.hidden[-1], 10)
             train_loop(
+                ctx,
                 probe,
                 _ce(probe),
                 feats[i],
@@ -148,7 +159,9 @@ def _zoo(ctx: StepContext) -> StepOutput:
         for h in t.heads:
             for r in t.regimes:
                 for i, name in enumerate(tasks):
-                    ft = _finetune(base, heads[h][i], r, cfg, xs["train"][i], y["train"], seed + i)
+                    ft = _finetune(
+                        ctx, base, heads[h][i], r, cfg, xs["train"][i], y["train"], seed + i
+                    )
                     tensors.update({f"ft.{h}.{r}.{name}.{k}": v for k, v in ft.items()})
                 ctx.progress(f"seed {seed}: fine-tuned {len(tasks)} tasks ({h}, {r})")
         save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=SLUG, kind="zoo")

@@ -1,0 +1,84 @@
+"""The shared Lightning training utilities (subspacelab.nets.training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from subspacelab.nets.training import (
+    LocalEnv,
+    LossModule,
+    fit,
+    full_batch_loader,
+    state_dict_cpu,
+    tensor_loader,
+)
+
+
+def _ce(net: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+    return F.cross_entropy(net(batch[0]), batch[1])
+
+
+def test_tensor_loader_covers_every_row_once_per_epoch_in_seeded_order() -> None:
+    x = torch.arange(10).float()[:, None]
+    y = torch.arange(10)
+    loader = tensor_loader(x, y, batch_size=4, seed=3)
+    epochs = [[b[1] for b in loader] for _ in range(2)]
+    for batches in epochs:
+        assert [len(b) for b in batches] == [4, 4, 2]
+        assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    assert not torch.equal(torch.cat(epochs[0]), torch.cat(epochs[1]))  # reshuffled
+    again = [b[1] for b in tensor_loader(x, y, batch_size=4, seed=3)]
+    assert torch.equal(torch.cat(again), torch.cat(epochs[0]))  # same seed, same order
+    assert torch.equal(torch.cat([b[1] for b in tensor_loader(x, y, batch_size=4, seed=None)]), y)
+    with pytest.raises(ValueError, match="one length"):
+        tensor_loader(x, y[:5], batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        tensor_loader(x, batch_size=0, seed=0)
+
+
+def test_full_batch_loader_repeats_the_whole_batch() -> None:
+    x = torch.randn(5, 2)
+    batches = list(full_batch_loader(x, steps=3))
+    assert len(batches) == 3 and all(torch.equal(b[0], x) for b in batches)
+    assert [len(b) for b in full_batch_loader(steps=2)] == [0, 0]
+    with pytest.raises(ValueError, match="steps"):
+        full_batch_loader(x, steps=0)
+
+
+def _train(seed: int, steps: int, **kwargs: object) -> tuple[nn.Module, list[dict[str, float]]]:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    y = (x[:, 0] > 0).long()
+    net = nn.Linear(4, 2)
+    history = fit(
+        LocalEnv(),
+        LossModule(net, _ce, lr=0.1, **kwargs),  # type: ignore[arg-type]
+        tensor_loader(x, y, batch_size=16, seed=seed),
+        epochs=steps,
+    )
+    return net, history
+
+
+def test_fit_trains_reproducibly_and_runs_the_after_step_hook() -> None:
+    net, history = _train(0, 8)
+    assert len(history) == 8 and history[-1]["loss"] < history[0]["loss"]
+    twin, _ = _train(0, 8)
+    for a, b in zip(state_dict_cpu(net).values(), state_dict_cpu(twin).values(), strict=True):
+        assert torch.equal(a, b)
+    calls: list[float] = []
+    _train(0, 2, optimizer="sgd", momentum=0.9, after_step=lambda n: calls.append(1.0))
+    assert len(calls) == 2 * 4  # 64 rows / 16 per batch, two epochs
+    clipped, _ = _train(0, 2, after_step=lambda n: n.weight.clamp_(-0.01, 0.01))
+    assert float(clipped.weight.abs().max()) <= 0.01
+
+
+def test_loss_module_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="optimizer"):
+        LossModule(nn.Linear(2, 2), _ce, lr=0.1, optimizer="rmsprop")
+    frozen = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="trainable"):
+        LossModule(frozen, _ce, lr=0.1)
