@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 import yaml
 
-from subspacelab.config import ParamsError, lab_config, read_params, study_config
+from subspacelab.config import ParamsError, build, lab_config, param, read_params, study_config
 from tests.fake_study import FAKE_PARAMS, FakeConfig
 from tests.helpers import REPO, deep_merge
 
@@ -82,3 +84,23 @@ def test_repository_params_are_valid() -> None:
     from subspacelab.cli import check_params
 
     check_params(REPO)
+
+
+@dataclass
+class _Layer:
+    width: int = param(ge=1)
+
+
+@dataclass
+class _Net:
+    layers: list[_Layer] = field(default_factory=list)
+    named: dict[str, _Layer] = field(default_factory=dict)
+
+
+def test_lists_and_dicts_of_sections_are_validated() -> None:
+    ok = build(_Net, {"layers": [{"width": 3}], "named": {"a": {"width": 2}}}, "net")
+    assert ok.layers[0].width == 3 and ok.named["a"].width == 2
+    with pytest.raises(ParamsError, match=r"net\.layers\[1\]\.width: got 0"):
+        build(_Net, {"layers": [{"width": 3}, {"width": 0}], "named": {}}, "net")
+    with pytest.raises(ParamsError, match=r"net\.named\.b\.width: got -1"):
+        build(_Net, {"layers": [], "named": {"b": {"width": -1}}}, "net")

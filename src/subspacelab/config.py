@@ -80,7 +80,8 @@ def _violates(value: object, rules: Mapping[str, Any]) -> bool:
 
 
 def validate(obj: object, prefix: str) -> None:
-    """Check every field's rules and each dataclass's optional ``check()`` method, recursively.
+    """Check every field's rules and each dataclass's optional ``check()`` method, recursively
+    (into nested dataclasses and into lists and dicts of them).
 
     ``check()`` returns a mapping ``{field: what is allowed}`` for cross-field problems.
     """
@@ -99,6 +100,10 @@ def validate(obj: object, prefix: str) -> None:
                     raise ParamsError(f"{key}: got {item!r}; allowed: {_describe(rules)}")
         if dataclasses.is_dataclass(value):
             validate(value, key)
+        elif isinstance(value, list | dict):
+            entries = value.items() if isinstance(value, dict) else enumerate(value)
+            for index, item in entries:
+                validate(item, f"{key}[{index}]" if isinstance(value, list) else f"{key}.{index}")
     check = getattr(obj, "check", None)
     if callable(check):
         for name, allowed in check().items():
