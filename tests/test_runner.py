@@ -210,3 +210,12 @@ def test_cross_study_inputs(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_paper_study_must_declare_claims() -> None:
     with pytest.raises(ValueError, match="declares its claims"):
         registry.Study(**{**CONSUMER.__dict__, "kind": "paper"})
+
+
+def test_stat_formats_mean_and_sample_std() -> None:
+    from subspacelab.registry import Stat
+
+    stat = Stat((1.0, 2.0, 3.0))
+    assert stat.mean == 2.0 and stat.std == 1.0  # sample std (n - 1)
+    assert stat.fmt(2) == "2.00 ± 1.00"
+    assert Stat((0.5,)).fmt() == "0.500"

@@ -43,6 +43,13 @@ class Stat:
         """Sample standard deviation over seeds (0 for a single value)."""
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
+    def fmt(self, digits: int = 3) -> str:
+        """``"mean ± std"`` with ``digits`` decimals (just the mean for a single value): the one
+        way tables show a metric over seeds."""
+        if len(self.values) == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
     def to_json(self) -> dict[str, Any]:
         """JSON form: mean, std, n and the values."""
         return {"mean": self.mean, "std": self.std, "n": len(self.values), "values": self.values}

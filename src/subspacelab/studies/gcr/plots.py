@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from subspacelab.registry import Stat
+
 PANELS = (
     ("source_err", "source top-1 error (%)"),
     ("transfer_acc", "transfer probe accuracy (%)"),
@@ -71,9 +73,7 @@ def results_table(
     """
 
     def cell(key: str, digits: int) -> str:
-        v = np.asarray(metrics[key], dtype=float)
-        std = v.std(ddof=1) if v.size > 1 else 0.0
-        return f"{v.mean():.{digits}f} ± {std:.{digits}f}"
+        return Stat(tuple(float(v) for v in metrics[key])).fmt(digits)
 
     lines = [
         "| task | head | source err (%) | transfer acc (%) | R² | probe C per seed |",

@@ -524,7 +524,7 @@ def _table_rows(
             "D": f"{D:,}",
             "baseline acc": f"{Stat(tuple(m[f'{prefix}/base_acc'])).mean:.4f}",
             "d grid": f"{dims[0]}-{dims[-1]}",
-            "d_int90 (interpolated)": f"{'> ' if censored else ''}{stat.mean:.1f} ± {stat.std:.1f}",
+            "d_int90 (interpolated)": f"{'> ' if censored else ''}{stat.fmt(1)}",
             "d_int90 / D": f"{stat.mean / D:.2%}",
             "compression D/d_int90": f"{D / stat.mean:.0f}x",
         }

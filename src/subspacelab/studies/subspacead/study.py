@@ -32,6 +32,7 @@ from subspacelab.registry import (
     ClaimResult,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
@@ -427,11 +428,7 @@ def _table(table: dict[str, dict[str, list[float]]]) -> str:
     for cat, vals in table.items():
         cells = []
         for c in cols:
-            v = np.asarray(vals[c])
-            std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-            cells.append(
-                f"{v.mean():.1f} ± {std:.1f}" if c == "pca_k" else f"{v.mean():.3f} ± {std:.3f}"
-            )
+            cells.append(Stat(tuple(float(v) for v in vals[c])).fmt(1 if c == "pca_k" else 3))
         lines.append(f"| {cat} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
