@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import clustering, gcr_step, merging, pca_stream, probes
+from benchmarks import clustering, gcr_step, merging, pca_stream, probes, training
 from benchmarks.common import in_subprocess, machine
 
 OUT = Path(__file__).with_name("RESULTS.md")
@@ -53,6 +53,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "clustering": clustering.section,
     "merging": merging.section,
     "probes": probes.section,
+    "training": training.section,
 }
 PARTS = Path(__file__).with_name("results")
 
@@ -75,7 +76,8 @@ def main(names: list[str]) -> None:
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
-        "`python -m benchmarks [pca gcr clustering merging probes]`. Not part of `make test`.",
+        "`python -m benchmarks [pca gcr clustering merging probes training]`.",
+        "Not part of `make test`.",
         "",
     ]
     for name in SECTIONS:

@@ -82,3 +82,13 @@ def test_loss_module_rejects_bad_settings() -> None:
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="trainable"):
         LossModule(frozen, _ce, lr=0.1)
+
+
+def test_logged_epoch_loss_is_the_mean_over_rows() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(50, 4, generator=gen), torch.randint(0, 2, (50,), generator=gen)
+    net = nn.Linear(4, 2)
+    expected = float(F.cross_entropy(net(x), y))
+    module = LossModule(net, _ce, lr=0.0)  # frozen by lr 0: every epoch sees the same loss
+    history = fit(LocalEnv(), module, tensor_loader(x, y, batch_size=16, seed=0), epochs=2)
+    assert [round(row["loss"], 5) for row in history] == [round(expected, 5)] * 2

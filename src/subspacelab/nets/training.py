@@ -160,11 +160,18 @@ class LossModule(L.LightningModule):
             raise ValueError("the network has no trainable parameters")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """The loss of this batch, logged as the epoch mean."""
+        """The loss of this batch (summed here, logged once per epoch as the mean over rows:
+        Lightning's per-step logging would cost more than a tiny model's step)."""
         loss = self.loss(self.net, batch)
         size = len(batch[0]) if batch else 1
-        self.log("loss", loss.detach(), on_step=False, on_epoch=True, batch_size=size)
+        self._loss_sum = self._loss_sum + loss.detach() * size
+        self._rows += size
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        """Reset the epoch's running loss."""
+        self._loss_sum, self._rows = torch.zeros((), device=self.device), 0
+
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam or SGD over the trainable parameters (or the given groups)."""
@@ -178,10 +185,13 @@ class LossModule(L.LightningModule):
         return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Run ``after_step`` once the optimiser has stepped."""
+        """Run ``after_step`` once the optimiser has stepped; after the epoch's last batch, log
+        the epoch's mean loss."""
         if self.after_step is not None:
             with torch.no_grad():
                 self.after_step(self.net)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.log("loss", self._loss_sum / max(1, self._rows))
 
 
 class _Tensors(Dataset[tuple[Tensor, ...]]):
