@@ -92,3 +92,14 @@ def test_logged_epoch_loss_is_the_mean_over_rows() -> None:
     module = LossModule(net, _ce, lr=0.0)  # frozen by lr 0: every epoch sees the same loss
     history = fit(LocalEnv(), module, tensor_loader(x, y, batch_size=16, seed=0), epochs=2)
     assert [round(row["loss"], 5) for row in history] == [round(expected, 5)] * 2
+
+
+def test_loaders_leave_the_global_random_state_alone() -> None:
+    x = torch.randn(8, 2)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    for loader in (tensor_loader(x, batch_size=4, seed=1), full_batch_loader(x, steps=2)):
+        for _ in range(2):
+            list(loader)
+    assert torch.equal(torch.rand(3), expected)

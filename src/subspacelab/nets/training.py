@@ -172,7 +172,6 @@ class LossModule(L.LightningModule):
         """Reset the epoch's running loss."""
         self._loss_sum, self._rows = torch.zeros((), device=self.device), 0
 
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam or SGD over the trainable parameters (or the given groups)."""
         groups: Iterable[Any] = self.param_groups or [
@@ -212,6 +211,12 @@ class _Tensors(Dataset[tuple[Tensor, ...]]):
         return tuple(t[idx] for t in self.tensors)
 
 
+def _private_generator() -> torch.Generator:
+    """A generator of the loader's own: a DataLoader draws a base seed from it every epoch,
+    which would otherwise come from (and shift) the global random state."""
+    return torch.Generator().manual_seed(0)
+
+
 def tensor_loader(
     *tensors: Tensor, batch_size: int, seed: int | None, drop_last: bool = False
 ) -> DataLoader[tuple[Tensor, ...]]:
@@ -226,7 +231,7 @@ def tensor_loader(
         else RandomSampler(data, generator=torch.Generator().manual_seed(seed))
     )
     batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
-    return DataLoader(data, sampler=batches, batch_size=None)
+    return DataLoader(data, sampler=batches, batch_size=None, generator=_private_generator())
 
 
 def full_batch_loader(*tensors: Tensor, steps: int) -> DataLoader[tuple[Tensor, ...]]:
@@ -235,7 +240,9 @@ def full_batch_loader(*tensors: Tensor, steps: int) -> DataLoader[tuple[Tensor, 
     With no tensors each batch is empty (for a model that computes its own loss)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return DataLoader(_Tensors(tensors, repeat=steps), batch_size=None)
+    return DataLoader(
+        _Tensors(tensors, repeat=steps), batch_size=None, generator=_private_generator()
+    )
 
 
 def fit(
