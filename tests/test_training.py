@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 from subspacelab.nets.training import (
@@ -103,3 +105,30 @@ def test_loaders_leave_the_global_random_state_alone() -> None:
         for _ in range(2):
             list(loader)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_fit_trains_in_train_mode_even_after_an_earlier_fit() -> None:
+    modes: list[bool] = []
+
+    def loss(net: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        modes.append(net.training)
+        return _ce(net, batch)
+
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    module = LossModule(nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)), loss, lr=0.1)
+    stops: list[int] = []
+
+    class Count(Callback):
+        def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            stops.append(trainer.global_step)
+
+    for _ in range(2):
+        fit(
+            LocalEnv(),
+            module,
+            tensor_loader(x, y, batch_size=4, seed=0),
+            epochs=1,
+            callbacks=[Count()],
+        )
+        assert not module.training
+    assert modes == [True] * 4 and stops == [2, 2]

@@ -93,6 +93,7 @@ def make_trainer(
     max_steps: int = -1,
     label: str = "train",
     every: int = 1,
+    callbacks: Sequence[Callback] = (),
     **kwargs: Any,
 ) -> tuple[L.Trainer, EpochProgress]:
     """A Trainer on ctx.device with the lab's scale-out settings and a progress callback."""
@@ -111,7 +112,7 @@ def make_trainer(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[progress],
+        callbacks=[progress, *callbacks],
         **kwargs,
     )
     return trainer, progress
@@ -253,10 +254,16 @@ def fit(
     epochs: int,
     label: str = "train",
     every: int = 1,
+    callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, float]]:
     """Train ``module`` for ``epochs`` passes over ``loader``; returns the per-epoch metrics
-    (``loss`` is the epoch mean). The module is left in eval mode."""
-    trainer, progress = make_trainer(env, max_epochs=epochs, label=label, every=every)
+    (``loss`` is the epoch mean). ``callbacks`` join the progress callback (a stopping rule).
+    The module is put in train mode first (Lightning keeps whatever mode it finds, so a second
+    ``fit`` would otherwise train BatchNorm in eval mode) and left in eval mode."""
+    trainer, progress = make_trainer(
+        env, max_epochs=epochs, label=label, every=every, callbacks=callbacks
+    )
+    module.train()
     trainer.fit(module, loader)
     module.eval()
     return progress.history
