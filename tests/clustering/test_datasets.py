@@ -10,12 +10,25 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
+import yaml
 
 from subspacelab.clustering.datasets import load_mat_images, load_planetoid, load_scene
+from subspacelab.data.cifar import CIFAR_RESOURCES
+from subspacelab.data.download import DownloadError, Resource
+from tests.helpers import REPO
+
+_PY2_MODULES = {
+    b"scipy.sparse._csr": b"scipy.sparse.csr",
+    b"numpy._core.multiarray": b"numpy.core.multiarray",
+}
 
 
-def _write_planetoid(root: Path, name: str) -> None:
-    """A 6-node graph: 2 train (x), 4 in allx, 2 test nodes listed out of order (ids 5, 4)."""
+def _write_planetoid(root: Path, name: str, python2: bool = False) -> None:
+    """A 6-node graph: 2 train (x), 4 in allx, 2 test nodes listed out of order (ids 5, 4).
+
+    ``python2``: protocol-2 pickles naming the module paths of the Python 2 / old SciPy and NumPy
+    that wrote the published files (``scipy.sparse.csr``, ``numpy.core.multiarray``).
+    """
     feats = np.eye(6, 3)
     labels = np.eye(2)[[0, 0, 1, 1, 0, 1]]
     parts = {
@@ -30,13 +43,19 @@ def _write_planetoid(root: Path, name: str) -> None:
         ),
     }
     for part, obj in parts.items():
-        with (root / f"ind.{name}.{part}").open("wb") as fh:
-            pickle.dump(obj, fh, protocol=4)
+        data = pickle.dumps(obj, protocol=2 if python2 else 4)
+        if python2:
+            for new, old in _PY2_MODULES.items():
+                data = data.replace(b"c" + new + b"\n", b"c" + old + b"\n")
+        (root / f"ind.{name}.{part}").write_bytes(data)
     (root / f"ind.{name}.test.index").write_text("5\n4\n")
 
 
-def test_load_planetoid_reorders_test_nodes(tmp_path: Path) -> None:
-    _write_planetoid(tmp_path, "cora")
+@pytest.mark.parametrize("python2", [False, True])
+def test_load_planetoid_reorders_test_nodes(tmp_path: Path, python2: bool) -> None:
+    _write_planetoid(tmp_path, "cora", python2)
+    if python2:  # the rewrite really produced the old module paths
+        assert b"cscipy.sparse.csr\n" in (tmp_path / "ind.cora.x").read_bytes()
     g = load_planetoid(tmp_path, "cora")
     assert g.labels.tolist() == [0, 0, 1, 1, 0, 1]
     np.testing.assert_allclose(g.features.toarray(), np.eye(6, 3))
@@ -70,7 +89,8 @@ def test_load_scene_npz_and_errors(tmp_path: Path) -> None:
     units = np.arange(30).reshape(5, 6) % 3
     np.savez(tmp_path / "scene.npz", bands=bands, units=units)
     b, u = load_scene(tmp_path / "scene.npz")
-    np.testing.assert_array_equal(b, bands) and np.testing.assert_array_equal(u, units)
+    np.testing.assert_array_equal(b, bands)
+    np.testing.assert_array_equal(u, units)
     np.savez(tmp_path / "bad.npz", bands=bands, units=units[:4])
     with pytest.raises(ValueError, match="do not match"):
         load_scene(tmp_path / "bad.npz")
@@ -78,3 +98,19 @@ def test_load_scene_npz_and_errors(tmp_path: Path) -> None:
         load_scene(tmp_path / "scene.png")
     with pytest.raises(ValueError, match="units_path"):
         load_scene(tmp_path / "scene.tif")
+
+
+def _full(slug: str) -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())[slug]["full"]["data"]
+
+
+def test_full_profiles_pin_or_refuse_their_downloads() -> None:
+    lihf = _full("lihf_dsc")
+    for fname in lihf["mat_files"].values():  # COIL20 / ORL: SHA-256 of the DSC-Net blobs
+        pin = lihf["mat_sha256"][fname]
+        assert len(pin) == 64 and int(pin, 16) >= 0, fname
+    for name in _full("mlc")["datasets"]:  # CIFAR: the publisher's md5
+        assert CIFAR_RESOURCES[name].md5, name
+    geo = _full("geo_sae")  # no verifiable Sentinel-2 export: the empty pin refuses
+    with pytest.raises(DownloadError, match="must be pinned"):
+        Resource(f"{geo['scene_url']}/{geo['scene_file']}", geo["scene_file"], geo["scene_sha256"])

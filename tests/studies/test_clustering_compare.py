@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from subspacelab.nets.training import LocalEnv
 from subspacelab.studies.clustering_compare.study import METHODS, STUDY, _as_images, train_backbone
 
 
 def test_backbone_codes_and_image_view() -> None:
     x = np.random.default_rng(0).random((20, 64)).astype(np.float32)
-    _, codes = train_backbone(x, 8, 16, 2, 1e-3, seed=0)
+    _, codes = train_backbone(LocalEnv(), x, 8, 16, 2, 1e-3, seed=0)
     assert codes.shape == (20, 16)
     img = _as_images(codes)
     assert tuple(img.shape) == (20, 1, 4, 4) and float(img.min()) == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from subspacelab.nets.training import LocalEnv
 from subspacelab.registry import Metrics
 from subspacelab.studies.geo_sae import core
 from subspacelab.studies.geo_sae.study import STUDY
@@ -37,9 +38,19 @@ def test_pca_keeps_variance_rank_and_autoencoder_shapes() -> None:
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((200, 2)) @ rng.standard_normal((2, 6))).astype(np.float32)
     assert core.pca_codes(x, 0.9).shape[1] <= 2
-    ae, hist = core.train_autoencoder(core.minmax(x), [6, 4, 2], 2, 32, 1e-2, 1e-4, seed=0)
-    recon, code = core.encode(ae, core.minmax(x))
-    assert recon.shape == (200, 6) and code.shape == (200, 2) and len(hist) == 2
+    xs = [core.minmax(x), core.minmax(x[::-1] ** 2)]
+    ae, hist = core.train_autoencoders(LocalEnv(), xs, [6, 4, 2], 2, 32, 1e-2, 1e-4, seeds=[0, 5])
+    recon, code = core.encode(ae, xs)
+    assert recon.shape == (2, 200, 6) and code.shape == (2, 200, 2)
+    assert len(hist) == 2 and all(len(h) == 2 for h in hist)
+    # trained together or alone, each model is the same (up to float rounding)
+    alone, alone_hist = core.train_autoencoders(
+        LocalEnv(), xs[1:], [6, 4, 2], 2, 32, 1e-2, 1e-4, seeds=[5]
+    )
+    np.testing.assert_allclose(core.encode(alone, xs[1:])[1][0], code[1], atol=1e-5)
+    np.testing.assert_allclose(alone_hist[0], hist[1], rtol=1e-5)
+    with pytest.raises(ValueError):
+        core.train_autoencoders(LocalEnv(), xs, [6, 2], 1, 32, 1e-2, 0.0, seeds=[0])
 
 
 def _m(sae: float, pca: float, ae: float, lin_sae: float, lin_pca: float) -> Metrics:

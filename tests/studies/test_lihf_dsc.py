@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.nets.training import LocalEnv
 from subspacelab.registry import Metrics
 from subspacelab.studies.lihf_dsc import core
 from subspacelab.studies.lihf_dsc.study import STUDY, digits_subset, plateau_gap
@@ -33,29 +34,76 @@ def test_relative_change_and_plateau_gap() -> None:
     assert plateau_gap([10, 20, 30], [0.5, 0.8, 0.8], 10) == pytest.approx(0.375)
 
 
-def test_fit_runs_and_convae_shapes() -> None:
-    images, _ = digits_subset(3, seed=0)
-    assert images.shape == (30, 1, 8, 8)
-    recon, acts = core.ConvAE([1, 4, 8], 3)(torch.from_numpy(images))
-    assert recon.shape == images.shape and [a.shape[1] for a in acts] == [64, 32]
-    r = core.fit_lihf(
-        torch.from_numpy(images),
+def _fit(ae: core.ConvAE, x: torch.Tensor, acc_of: object, max_epochs: int) -> core.FitResult:
+    return core.fit_lihf(
+        LocalEnv(),
+        ae,
+        x,
         10,
-        channels=[1, 4],
-        kernel=3,
         lr=1e-3,
-        pretrain_epochs=1,
-        max_epochs=4,
-        stage2_epochs=2,
+        max_epochs=max_epochs,
+        stage2_epochs=6,
         stage2_weight=10.0,
-        eps=1e9,
+        eps=1e9,  # the rule fires at the second check of each stage
         check_every=2,
         top_k=3,
         layers="all",
         seed=0,
-        acc_of=lambda p: float(len(p)),
+        acc_of=acc_of,  # type: ignore[arg-type]
     )
-    assert r.stopped and r.stop_stage1 == 4 and r.coef_stage2.shape == (30, 30)
+
+
+def test_fit_stops_itself_and_logs_the_curve_to_the_cap() -> None:
+    images, _ = digits_subset(3, seed=0)
+    assert images.shape == (30, 1, 8, 8)
+    recon, acts = core.ConvAE([1, 4, 8], 3)(torch.from_numpy(images))
+    assert recon.shape == images.shape and [a.shape[1] for a in acts] == [64, 32]
+    x = torch.from_numpy(images)
+    ae = core.pretrain(LocalEnv(), x, [1, 4], 3, 1e-3, 2, seed=0)
+    before = {k: v.clone() for k, v in ae.state_dict().items()}
+    logged = _fit(ae, x, lambda p: float(len(p)), max_epochs=8)
+    assert logged.stopped and logged.stop_stage1 == 4 and logged.stop_stage2 == 4
+    assert logged.curve_epochs == [2, 4, 6, 8] and logged.curve_acc == [30.0] * 4
+    assert logged.coef_stage2.shape == (30, 30)
+    assert not np.array_equal(logged.coef_stage1, logged.coef_stage2)
+    # without the curve stage 1 ends at its stop: same coefficients, nothing logged
+    quiet = _fit(ae, x, None, max_epochs=8)
+    assert quiet.stop_stage1 == 4 and not quiet.curve_epochs
+    np.testing.assert_array_equal(quiet.coef_stage1, logged.coef_stage1)
+    np.testing.assert_array_equal(quiet.coef_stage2, logged.coef_stage2)
+    for k, v in ae.state_dict().items():  # the shared pre-trained AE is left as it was
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_stage_that_never_stops_returns_the_cap() -> None:
+    images, _ = digits_subset(2, seed=0)
+    x = torch.from_numpy(images)
+    ae = core.pretrain(LocalEnv(), x, [1, 4], 3, 1e-3, 0, seed=0)
+    stage = core.SelfExpressiveStage(
+        ae,
+        torch.zeros(20, 20),
+        layers="last",
+        lr=1e-3,
+        eps=0.0,
+        check_every=2,
+        k=10,
+        top_k=3,
+        seed=0,
+    )
+    stop, _, coef, fired = core.run_stage(LocalEnv(), stage, x, 6, "test")
+    assert (stop, fired, coef.shape) == (6, False, (20, 20))
+    with pytest.raises(ValueError):
+        core.SelfExpressiveStage(
+            ae,
+            torch.zeros(2, 2),
+            layers="first",
+            lr=1e-3,
+            eps=0.0,
+            check_every=2,
+            k=2,
+            top_k=1,
+            seed=0,
+        )
 
 
 def _m(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from subspacelab.nets.training import LocalEnv
 from subspacelab.registry import Metrics
 from subspacelab.studies.mlc import core
 from subspacelab.studies.mlc.study import STUDY
@@ -30,12 +31,12 @@ def test_warmup_and_fit_change_the_network_and_copy_heads() -> None:
     net = core.MLCNet(64, [32], 8)
     s = core.MLCSchedule(2, 2, 32, 0.1, 0.175, 5, 0.05, 1.0, 0.01, 0.01, 0.9, 0.0, 0.0, 1, 0.05)
     before = net.subspace.weight.detach().clone()
-    core.warmup(net, x, 8, s, seed=0)
+    core.warmup(LocalEnv(), net, x, 8, s, seed=0)
     assert not torch.equal(before, net.subspace.weight)
     core.copy_subspace_to_cluster(net)
     z, c = core.embed(net, x)
     torch.testing.assert_close(z, c)
-    terms = core.fit_mlc(net, x, 8, s, seed=0)
+    terms = core.fit_mlc(LocalEnv(), net, x, 8, s, seed=0)
     assert set(terms) == {"R", "Rc", "reg"}
     shifted = core.augment(
         torch.arange(16.0).reshape(1, 16), 1, 0.0, 4, torch.Generator().manual_seed(0)
@@ -79,3 +80,14 @@ def test_claims_both_ways() -> None:
     for cid in ("a", "b", "c", "d"):
         assert checks[cid](good).holds, cid
         assert not checks[cid](bad).holds, cid
+
+
+def test_cluster_head_trains_with_its_own_learning_rate() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(48, 16)
+    net = core.MLCNet(16, [12], 6)
+    frozen = core.MLCSchedule(0, 3, 24, 0.1, 0.175, 5, 0.05, 1.0, 0.01, 0.0, 0.9, 0.0, 0.0, 0, 0.0)
+    head, trunk = net.cluster.weight.detach().clone(), net.subspace.weight.detach().clone()
+    core.fit_mlc(LocalEnv(), net, x, None, frozen, seed=0)
+    assert torch.equal(head, net.cluster.weight)  # lr_cluster = 0: the head does not move
+    assert not torch.equal(trunk, net.subspace.weight)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import yaml
+from sklearn.utils.extmath import randomized_svd
 
 from subspacelab.clustering import cluster_accuracy, csbm
+from subspacelab.clustering.datasets import load_planetoid
+from subspacelab.data.download import DownloadError, fetch
+from subspacelab.io import sha256_file
 from subspacelab.registry import Metrics
 from subspacelab.studies.s2cag import core
-from subspacelab.studies.s2cag.study import STUDY
+from subspacelab.studies.s2cag.study import STUDY, planetoid_resources
+from tests.clustering.test_datasets import _write_planetoid
+from tests.helpers import REPO
 
 
 def test_nsr_closed_form_and_path() -> None:
@@ -106,3 +115,62 @@ def test_fit_graph_is_deterministic() -> None:
     assert {k: v for k, v in a.items() if not k.endswith("_time")} == {
         k: v for k, v in b.items() if not k.endswith("_time")
     }
+
+
+def _csbm_z(n_words: int) -> np.ndarray:
+    g = csbm(400, 4, 8.0, 4.0, n_words, 15, 0.3, seed=2)
+    x_hat = core.attribute_degree_normalise(core.tfidf(g.features))
+    return core.nsr(core.propagation(g.adjacency), x_hat, 5, 0.9)
+
+
+def test_gram_randomized_svd_matches_scikit_learn() -> None:
+    for n_words in (60, 600):  # d < n: Gram path; d >= n: scikit-learn itself
+        z = _csbm_z(n_words)
+        ref = randomized_svd(z, 5, n_oversamples=10, n_iter=4, random_state=3)[0]
+        np.testing.assert_allclose(core.top_left_singular_vectors(z, 5, 4, 3), ref, atol=1e-9)
+
+
+def test_modularity_subspace_column_space_matches_row_space() -> None:
+    z = _csbm_z(60)
+    zs = np.sqrt(np.maximum(z.sum(axis=1), 0.0))[:, None] * z
+    rows = core._modularity_subspace_rows(zs, 4, 0.9, 30, seed=1)
+    cols = core._modularity_subspace_cols(zs, 4, 0.9, 30, seed=1)
+    np.testing.assert_allclose(cols, rows, atol=1e-8)
+    np.testing.assert_allclose(rows.T @ rows, np.eye(4), atol=1e-10)
+
+
+def test_m_s2cag_falls_back_on_rank_deficient_z() -> None:
+    z = np.zeros((50, 10))
+    z[:25, 0], z[25:, 1] = 1.0, 1.0  # rank 2 < k = 3: Cholesky of the iterate's Gram fails
+    labels = core.m_s2cag(z, 3, 1.0, 5, seed=0)
+    assert labels.shape == (50,)
+
+
+def _planetoid_params(profile: str) -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())["s2cag"][profile]["data"]
+
+
+def test_full_profile_pins_every_planetoid_file() -> None:
+    d = _planetoid_params("full")
+    assert d["planetoid_url"].startswith("https://raw.githubusercontent.com/kimiyoung/planetoid/")
+    for name in ("cora", "citeseer"):
+        for r in planetoid_resources(d["planetoid_url"], name, d["planetoid_sha256"]):
+            assert r.sha256 is not None and len(r.sha256) == 64, r.filename
+            int(r.sha256, 16)
+    with pytest.raises(DownloadError, match=r"ind\.pubmed\.allx"):  # unpinned: refused
+        planetoid_resources(d["planetoid_url"], "pubmed", d["planetoid_sha256"])
+
+
+def test_planetoid_fetch_checks_sha256(tmp_path: Path) -> None:
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    _write_planetoid(src, "cora", python2=True)
+    pins = {f.name: sha256_file(f) for f in src.iterdir()}
+    for r in planetoid_resources(src.as_uri(), "cora", pins):
+        fetch(r, dest)
+    assert load_planetoid(dest, "cora").labels.tolist() == [0, 0, 1, 1, 0, 1]
+    pins["ind.cora.graph"] = "0" * 64
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        for r in planetoid_resources(src.as_uri(), "cora", pins):
+            fetch(r, tmp_path / "fresh")

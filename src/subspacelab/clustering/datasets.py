@@ -40,6 +40,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("builtins", "list"): list,
         ("__builtin__", "list"): list,  # the original Python 2 pickles
         ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
+        ("__builtin__", "bytes"): bytes,  # (empty bytes there)
     }
     for module in ("scipy.sparse.csr", "scipy.sparse._csr"):
         allowed[(module, "csr_matrix")] = sp.csr_matrix

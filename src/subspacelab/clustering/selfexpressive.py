@@ -44,7 +44,8 @@ def ssc(x: np.ndarray, alpha: float, max_iter: int = 300) -> np.ndarray:
     others = np.ones(n, dtype=bool)
     for i in range(n):
         others[i] = False
-        model.fit(x[others].T, x[i])
+        # already float64 and Fortran-ordered: skip scikit-learn's per-fit input validation
+        model.fit(np.asfortranarray(x[others].T), x[i].copy(), check_input=False)
         coef[i, others] = model.coef_
         others[i] = True
     return coef

@@ -6,7 +6,9 @@ same embedded inputs, ACC/NMI/ARI and time.
   subspaces in R^64. Fixed data seed; seeds vary the methods' randomness.
 * cluster — per input and seed: k-means, spectral (kNN graph), LSR, SSC, LRR (fixed λ, same
   post-processing), MLC, LIHF-DSC (the code read as a √d×√d image), S2CAG (NSR on the kNN graph
-  of the inputs) and geo_sae's stacked AE + k-means.
+  of the inputs) and geo_sae's stacked AE + k-means. What does not depend on the seed (the
+  linear coefficients and their spectral embedding, S2CAG's representation, the stacked AEs of
+  all seeds in one run) is computed once per input; each method's time counts it whole.
 * report — the comparison table.
 """
 
@@ -15,15 +17,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.neighbors import kneighbors_graph
-from torch import nn
+from torch import Tensor, nn
 
 from subspacelab.clustering import (
-    cluster_accuracy,
     evaluate,
     kmeans_baseline,
     lrr,
@@ -35,12 +38,21 @@ from subspacelab.clustering import (
     union_of_subspaces,
 )
 from subspacelab.clustering.plots import score_bars
+from subspacelab.clustering.spectral import spectral_embedding
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu
+from subspacelab.nets.training import (
+    Batch,
+    LossModule,
+    TrainEnv,
+    fit,
+    full_batch_loader,
+    state_dict_cpu,
+)
 from subspacelab.registry import Report, Step, StepContext, StepOutput, Study
 from subspacelab.runner import seed_all
 from subspacelab.studies.clustering_compare.config import CompareConfig
 from subspacelab.studies.geo_sae import core as geo
+from subspacelab.studies.geo_sae.config import ModelConfig as SAEConfig
 from subspacelab.studies.lihf_dsc import core as lihf
 from subspacelab.studies.lihf_dsc.study import digits_subset
 from subspacelab.studies.mlc import core as mlc
@@ -53,21 +65,21 @@ METHODS = ("kmeans", "spectral", "lsr", "ssc", "lrr", "mlc", "lihf_dsc", "s2cag"
 
 
 def train_backbone(
-    x: np.ndarray, hidden: int, code: int, epochs: int, lr: float, seed: int
+    env: TrainEnv, x: np.ndarray, hidden: int, code: int, epochs: int, lr: float, seed: int
 ) -> tuple[nn.Module, np.ndarray]:
-    """Full-batch MLP autoencoder (in→hidden→code→hidden→in), MSE, Adam; returns the encoder
-    and the codes."""
+    """Full-batch MLP autoencoder (in→hidden→code→hidden→in), MSE, Adam, ``epochs`` steps in
+    one Lightning run; returns the encoder and the codes."""
     torch.manual_seed(seed)
     d = x.shape[1]
     enc = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, code))
     dec = nn.Sequential(nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, d))
-    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=lr)
     xt = torch.from_numpy(x)
-    for _ in range(epochs):
-        loss = ((dec(enc(xt)) - xt) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+
+    def loss(net: nn.Module, batch: Batch) -> Tensor:
+        return ((net(batch[0]) - batch[0]) ** 2).mean()
+
+    module = LossModule(nn.Sequential(enc, dec), loss, lr=lr)
+    fit(env, module, full_batch_loader(xt, steps=epochs), epochs=1, label="backbone")
     with torch.no_grad():
         return enc, enc(xt).numpy()
 
@@ -76,7 +88,7 @@ def _inputs(ctx: StepContext) -> StepOutput:
     d, b = ctx.cfg.data, ctx.cfg.backbone
     images, y_digits = digits_subset(d.digits_per_class, d.data_seed)
     enc, codes = train_backbone(
-        images.reshape(len(images), -1), b.hidden, b.code_dim, b.epochs, b.lr, d.data_seed
+        ctx, images.reshape(len(images), -1), b.hidden, b.code_dim, b.epochs, b.lr, d.data_seed
     )
     save_tensors(
         ctx.out / "backbone.safetensors", state_dict_cpu(enc), study=SLUG, kind="model/backbone"
@@ -102,34 +114,108 @@ def _as_images(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(scaled.reshape(-1, 1, side, side).astype(np.float32))
 
 
-def methods(
-    cfg: CompareConfig, x: np.ndarray, y: np.ndarray, k: int, seed: int
-) -> dict[str, Callable[[], np.ndarray]]:
-    """Each method as a zero-argument function returning labels."""
-    b, top = cfg.baselines, cfg.lihf.top_k
+@dataclass
+class Shared:
+    """Seed-independent work on one input, done once and timed: the spectral embeddings of the
+    linear self-expressive affinities, S2CAG's smoothed representation, and geo_sae's stacked
+    AE codes (the autoencoders of every seed trained in one run). Each seed then only runs its
+    own k-means (or power iteration)."""
 
-    def selfexpr(coef_fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
-        return lambda: spectral_clustering(postprocess_coefficients(coef_fn(), top), k, seed)
+    values: dict[str, Any]
+    secs: dict[str, float]
+
+
+def shared_work(
+    env: TrainEnv, cfg: CompareConfig, x: np.ndarray, k: int, seeds: list[int]
+) -> Shared:
+    """The seed-independent part of every method that has one (see :class:`Shared`)."""
+    b, top = cfg.baselines, cfg.lihf.top_k
+    jobs: dict[str, Callable[[], Any]] = {
+        "lsr": lambda: spectral_embedding(postprocess_coefficients(lsr(x, b.lsr_lambda), top), k),
+        "ssc": lambda: spectral_embedding(postprocess_coefficients(ssc(x, b.ssc_alpha), top), k),
+        "lrr": lambda: spectral_embedding(postprocess_coefficients(lrr(x, b.lrr_tau), top), k),
+        "s2cag": lambda: s2cag_representation(x, b.knn, b.s2cag_steps, b.s2cag_alpha),
+        "geo_sae": lambda: stacked_ae_codes(env, cfg.sae, x, seeds),
+    }
+    out = Shared({}, {})
+    for name, job in jobs.items():
+        t0 = time.perf_counter()
+        out.values[name] = job()
+        out.secs[name] = time.perf_counter() - t0
+    return out
+
+
+def s2cag_representation(x: np.ndarray, knn: int, steps: int, alpha: float) -> np.ndarray:
+    """S2CAG's normalised smoothed representation on the symmetric kNN graph of the rows."""
+    adj = kneighbors_graph(x, knn, include_self=False)
+    adj = sp.csr_matrix(((adj + adj.T) > 0).astype(np.float64))
+    return s2c.nsr(s2c.propagation(adj), x.astype(np.float64), steps, alpha)
+
+
+def stacked_ae_codes(
+    env: TrainEnv, s: SAEConfig, x: np.ndarray, seeds: list[int]
+) -> dict[int, np.ndarray]:
+    """geo_sae's pipeline on the min-max scaled rows: AE1, then the stacked AE2 on
+    [reconstruction, input] and AE3 on [AE2 code, AE2 input]; one autoencoder per seed (seeds
+    s, s+1, s+2), every seed's trained in one run per stage. Returns AE3's code per seed."""
+    xs = [geo.minmax(x)] * len(seeds)
+    d = xs[0].shape[1]
+
+    def stage(
+        inputs: list[np.ndarray],
+        widths: list[int],
+        epochs: int,
+        batch: int,
+        offset: int,
+        layer: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        model, _ = geo.train_autoencoders(
+            env,
+            inputs,
+            [inputs[0].shape[1], *widths[1:]],
+            epochs,
+            batch,
+            s.lr,
+            s.l1,
+            [seed + offset for seed in seeds],
+            code_layer=layer,
+        )
+        return geo.encode(model, inputs)
+
+    recon, _ = stage(xs, [d, *s.ae_widths[1:]], s.ae_epochs, s.ae_batch, 0, -1)
+    x2 = [np.concatenate([r, xi], axis=1) for r, xi in zip(recon, xs, strict=True)]
+    _, code2 = stage(x2, [2 * d, *s.sae2_widths[1:]], s.sae_epochs, s.sae_batch, 1, -2)
+    x3 = [np.concatenate([c, xi], axis=1) for c, xi in zip(code2, x2, strict=True)]
+    _, code3 = stage(x3, s.sae3_widths, s.sae_epochs, s.sae_batch, 2, -1)
+    return dict(zip(seeds, code3, strict=True))
+
+
+def methods(
+    env: TrainEnv, cfg: CompareConfig, x: np.ndarray, k: int, seed: int, shared: Shared
+) -> dict[str, Callable[[], np.ndarray]]:
+    """Each method as a zero-argument function returning labels (its seed-dependent part)."""
+    b, sv = cfg.baselines, shared.values
 
     def run_mlc() -> np.ndarray:
         net = mlc.MLCNet(x.shape[1], cfg.mlc_model.hidden, cfg.mlc_model.z_dim)
         xt, sched = torch.from_numpy(x), schedule(cfg.mlc)
-        mlc.warmup(net, xt, None, sched, seed)
+        mlc.warmup(env, net, xt, None, sched, seed)
         mlc.copy_subspace_to_cluster(net)
-        mlc.fit_mlc(net, xt, None, sched, seed)
+        mlc.fit_mlc(env, net, xt, None, sched, seed)
         _, c = mlc.embed(net, xt)
         gamma = mlc.membership(c.double(), sched.eta, sched.sinkhorn_iters).numpy()
         return spectral_clustering(0.5 * (gamma + gamma.T), k, seed)
 
     def run_lihf() -> np.ndarray:
         m = cfg.lihf
+        images = _as_images(x)
+        ae = lihf.pretrain(env, images, m.channels, m.kernel, m.lr, m.pretrain_epochs, seed)
         r = lihf.fit_lihf(
-            _as_images(x),
+            env,
+            ae,
+            images,
             k,
-            channels=m.channels,
-            kernel=m.kernel,
             lr=m.lr,
-            pretrain_epochs=m.pretrain_epochs,
             max_epochs=m.max_epochs,
             stage2_epochs=m.stage2_epochs,
             stage2_weight=m.stage2_weight,
@@ -138,52 +224,20 @@ def methods(
             top_k=m.top_k,
             layers="all",
             seed=seed,
-            acc_of=lambda p: cluster_accuracy(y, p),
+            acc_of=None,  # no ACC curve here: stage 1 ends at its self-stop
         )
         return lihf.cluster_coefficients(r.coef_stage2, k, m.top_k, seed)
-
-    def run_s2cag() -> np.ndarray:
-        adj = kneighbors_graph(x, b.knn, include_self=False)
-        adj = sp.csr_matrix(((adj + adj.T) > 0).astype(np.float64))
-        z = s2c.nsr(s2c.propagation(adj), x.astype(np.float64), b.s2cag_steps, b.s2cag_alpha)
-        return s2c.s2cag(z, k, b.s2cag_power_iters, seed)
-
-    def run_sae() -> np.ndarray:
-        s = cfg.sae
-        xs = geo.minmax(x)
-        d = xs.shape[1]
-        ae, _ = geo.train_autoencoder(
-            xs, [d, *s.ae_widths[1:]], s.ae_epochs, s.ae_batch, s.lr, s.l1, seed
-        )
-        recon, _ = geo.encode(ae, xs)
-        x2 = np.concatenate([recon, xs], axis=1)
-        ae2, _ = geo.train_autoencoder(
-            x2,
-            [2 * d, *s.sae2_widths[1:]],
-            s.sae_epochs,
-            s.sae_batch,
-            s.lr,
-            s.l1,
-            seed + 1,
-            code_layer=-2,
-        )
-        _, code2 = geo.encode(ae2, x2)
-        x3 = np.concatenate([code2, x2], axis=1)
-        ae3, _ = geo.train_autoencoder(
-            x3, [x3.shape[1], *s.sae3_widths[1:]], s.sae_epochs, s.sae_batch, s.lr, s.l1, seed + 2
-        )
-        return kmeans_baseline(geo.encode(ae3, x3)[1], k, seed)
 
     return {
         "kmeans": lambda: kmeans_baseline(x, k, seed),
         "spectral": lambda: spectral_baseline(x, k, seed, b.knn),
-        "lsr": selfexpr(lambda: lsr(x, b.lsr_lambda)),
-        "ssc": selfexpr(lambda: ssc(x, b.ssc_alpha)),
-        "lrr": selfexpr(lambda: lrr(x, b.lrr_tau)),
+        "lsr": lambda: kmeans_baseline(sv["lsr"], k, seed),
+        "ssc": lambda: kmeans_baseline(sv["ssc"], k, seed),
+        "lrr": lambda: kmeans_baseline(sv["lrr"], k, seed),
         "mlc": run_mlc,
         "lihf_dsc": run_lihf,
-        "s2cag": run_s2cag,
-        "geo_sae": run_sae,
+        "s2cag": lambda: s2c.s2cag(sv["s2cag"], k, b.s2cag_power_iters, seed),
+        "geo_sae": lambda: kmeans_baseline(sv["geo_sae"][seed], k, seed),
     }
 
 
@@ -193,12 +247,15 @@ def _cluster(ctx: StepContext) -> StepOutput:
         t, _ = load_tensors(ctx.inputs["inputs"] / f"{name}.safetensors", study=SLUG, kind="data")
         x, y = t["x"].numpy(), t["y"].numpy()
         k = int(y.max()) + 1
+        seed_all(ctx.seeds[0])
+        shared = shared_work(ctx, ctx.cfg, x, k, list(ctx.seeds))
         for seed in ctx.seeds:
-            for method, run in methods(ctx.cfg, x, y, k, seed).items():
+            for method, run in methods(ctx, ctx.cfg, x, k, seed, shared).items():
                 seed_all(seed)
                 t0 = time.perf_counter()
                 pred = run()
-                secs = time.perf_counter() - t0
+                # a method's time: its own run plus (whole, not split) its seed-free part
+                secs = time.perf_counter() - t0 + shared.secs.get(method, 0.0)
                 row = results.setdefault(f"{name}_{method}_seed{seed}", {})
                 row.update(evaluate(y, pred), time=secs)
             ctx.progress(

@@ -29,11 +29,12 @@ class DataConfig:
     scene_dir: str = param()
 
     def check(self) -> dict[str, str]:
-        """Procedural scenes need regimes; a real scene needs its file and pin."""
+        """Procedural scenes need regimes; a real scene needs its file (an empty pin validates,
+        and the download then refuses to run until the file is pinned)."""
         if self.source == "procedural" and not self.regimes:
             return {"regimes": "at least one of nonlinear, linear"}
-        if self.source == "scene" and not (self.scene_file and self.scene_sha256):
-            return {"scene_sha256": "a pinned SHA-256 for scene_file"}
+        if self.source == "scene" and not self.scene_file:
+            return {"scene_file": "the scene export to fetch"}
         return {}
 
 

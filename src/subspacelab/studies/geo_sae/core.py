@@ -1,7 +1,8 @@
 """geo_sae maths (Nagar et al., Adv. Space Res. 2024; arXiv 2404.02180): a procedural
 multispectral "geology" scene, the PCA / autoencoder / stacked-autoencoder encoders, k-means
-with a majority filter. Small plain-torch training loops (thousands of tiny steps: a Lightning
-Trainer's per-step overhead would dominate the miniature's budget)."""
+with a majority filter. The autoencoders of every scene and seed are tiny and independent, so
+each stage of the stack trains all of them in one Lightning run as one stacked model (batched
+matmuls; :mod:`subspacelab.nets.training`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import torch
 from scipy.ndimage import uniform_filter
 from scipy.spatial import cKDTree
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from subspacelab.geometry import fit_pca
+from subspacelab.nets.training import Batch, LossModule, TrainEnv, fit
 
 ABSORPTIONS_UM = (0.9, 1.4, 1.9, 2.2, 2.33)  # iron, OH, water, Al-OH clay, carbonate
 
@@ -128,74 +131,118 @@ def pca_codes(x: np.ndarray, variance: float) -> np.ndarray:
     return ((t - res.mean) @ res.components).numpy()
 
 
-class AutoEncoder(nn.Module):
-    """Dense SELU autoencoder with a sigmoid output; ``code_layer`` picks the encoder layer
-    whose activations are the features (the last one by default)."""
+class StackedAutoEncoders(nn.Module):
+    """``len(seeds)`` independent dense SELU autoencoders of the same ``widths`` (sigmoid
+    output), evaluated together with batched matmuls: input and output are (models, rows,
+    features). Model m is initialised exactly as ``nn.Linear`` layers built after
+    ``torch.manual_seed(seeds[m])`` (encoder first, then decoder). ``code_layer`` picks the
+    encoder layer whose activations are the features (the last one by default)."""
 
-    def __init__(self, widths: list[int], code_layer: int = -1) -> None:
+    def __init__(self, widths: list[int], seeds: list[int], code_layer: int = -1) -> None:
         super().__init__()
-        enc: list[nn.Module] = []
-        for a, b in itertools.pairwise(widths):
-            enc.append(nn.Sequential(nn.Linear(a, b), nn.SELU()))
-        dec: list[nn.Module] = []
-        rev = widths[::-1]
-        for i, (a, b) in enumerate(itertools.pairwise(rev)):
-            last = i == len(rev) - 2
-            dec += [nn.Linear(a, b), nn.Sigmoid() if last else nn.SELU()]
-        self.encoder = nn.ModuleList(enc)
-        self.decoder = nn.Sequential(*dec)
-        self.code_layer = code_layer % len(enc)
+        if len(widths) < 2 or not seeds:
+            raise ValueError("need at least two widths and one seed")
+        shapes = [*itertools.pairwise(widths), *itertools.pairwise(widths[::-1])]
+        per_model = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            per_model.append([nn.Linear(a, b) for a, b in shapes])
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([m[i].weight.detach().T for m in per_model]))
+            for i in range(len(shapes))
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([m[i].bias.detach()[None] for m in per_model]))
+            for i in range(len(shapes))
+        )
+        self.depth = len(widths) - 1
+        self.code_layer = code_layer % self.depth
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(reconstruction, bottleneck code, features of ``code_layer``)."""
-        acts = []
+        """(reconstruction, bottleneck code, features of ``code_layer``), each (models, rows, ·)."""
         h = x
-        for layer in self.encoder:
-            h = layer(h)
-            acts.append(h)
-        return self.decoder(h), h, acts[self.code_layer]
+        feats = h
+        for i in range(self.depth):
+            h = torch.selu(torch.baddbmm(self.biases[i], h, self.weights[i]))
+            if i == self.code_layer:
+                feats = h
+        code = h
+        for i in range(self.depth, 2 * self.depth):
+            h = torch.baddbmm(self.biases[i], h, self.weights[i])
+            h = torch.sigmoid(h) if i == 2 * self.depth - 1 else torch.selu(h)
+        return h, code, feats
 
 
-def train_autoencoder(
-    x: np.ndarray,
+class _StepBatches(Dataset[tuple[Tensor]]):
+    """Step i: every model's i-th mini-batch, stacked to (models, rows, features)."""
+
+    def __init__(self, data: list[Tensor], order: list[list[Tensor]]) -> None:
+        self.data, self.order = data, order
+
+    def __len__(self) -> int:
+        return len(self.order[0])
+
+    def __getitem__(self, step: int) -> tuple[Tensor]:
+        return (torch.stack([d[o[step]] for d, o in zip(self.data, self.order, strict=True)]),)
+
+
+def train_autoencoders(
+    env: TrainEnv,
+    xs: list[np.ndarray],
     widths: list[int],
     epochs: int,
     batch: int,
     lr: float,
     l1: float,
-    seed: int,
+    seeds: list[int],
     code_layer: int = -1,
     max_train: int | None = None,
-) -> tuple[AutoEncoder, list[float]]:
-    """Adam on MSE + ``l1``·mean|code| (the activity regulariser), shuffled mini-batches;
-    trained on at most ``max_train`` pixels drawn at random. Returns the model and the loss
-    per epoch."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = AutoEncoder(widths, code_layer)
-    data = torch.from_numpy(x)
-    if max_train is not None and data.shape[0] > max_train:
-        data = data[torch.randperm(data.shape[0], generator=gen)[:max_train]]
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    for _ in range(epochs):
-        total = 0.0
-        for idx in torch.randperm(data.shape[0], generator=gen).split(batch):
-            xb = data[idx]
-            recon, code, _ = model(xb)
-            loss = torch.mean((recon - xb) ** 2) + l1 * code.abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / data.shape[0])
-    return model, history
+) -> tuple[StackedAutoEncoders, list[list[float]]]:
+    """One autoencoder per (data ``xs[m]``, ``seeds[m]``), all trained in one Lightning run:
+    Adam on MSE + ``l1``·mean|code|, shuffled mini-batches (each model its own subset of at
+    most ``max_train`` rows and its own shuffles, drawn from a generator seeded with its seed).
+    Adam is per parameter element, so this is the same as training each model alone. Returns
+    the stacked models and each model's mean loss per epoch."""
+    if len(xs) != len(seeds) or not xs:
+        raise ValueError(f"need one seed per dataset, got {len(xs)} datasets, {len(seeds)} seeds")
+    data, order = [], []
+    for x, seed in zip(xs, seeds, strict=True):
+        gen = torch.Generator().manual_seed(seed)
+        d = torch.from_numpy(x)
+        if max_train is not None and d.shape[0] > max_train:
+            d = d[torch.randperm(d.shape[0], generator=gen)[:max_train]]
+        data.append(d)
+        order.append(
+            [
+                i
+                for _ in range(epochs)
+                for i in torch.randperm(d.shape[0], generator=gen).split(batch)
+            ]
+        )
+    if len({d.shape for d in data}) != 1:
+        raise ValueError(f"the models must train on equal shapes, got {[d.shape for d in data]}")
+    model = StackedAutoEncoders(widths, seeds, code_layer)
+    per_step: list[Tensor] = []
+
+    def loss(net: nn.Module, batch: Batch) -> Tensor:
+        xb = batch[0]
+        recon, code, _ = net(xb)
+        each = ((recon - xb) ** 2).mean(dim=(1, 2)) + l1 * code.abs().mean(dim=(1, 2))
+        per_step.append(each.detach() * xb.shape[1])
+        return each.sum()
+
+    loader = DataLoader(_StepBatches(data, order), batch_size=None)
+    fit(env, LossModule(model, loss, lr=lr), loader, epochs=1, label="autoencoders")
+    n, steps = data[0].shape[0], len(order[0]) // epochs
+    sums = torch.stack(per_step).reshape(epochs, steps, len(xs)).sum(dim=1) / n
+    return model, sums.T.tolist()
 
 
 @torch.no_grad()
-def encode(model: AutoEncoder, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(reconstruction, features of the code layer) for all rows of ``x``."""
-    recon, _, feats = model(torch.from_numpy(x))
+def encode(model: StackedAutoEncoders, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(reconstructions, features of the code layer), each (models, rows, ·), of every model
+    on its own rows ``xs[m]``."""
+    recon, _, feats = model(torch.from_numpy(np.stack(xs)))
     return recon.numpy(), feats.numpy()
 
 

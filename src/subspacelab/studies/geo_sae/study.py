@@ -4,7 +4,8 @@
   export and its rock-unit raster, fetched with pinned SHA-256 and read by
   :func:`subspacelab.clustering.datasets.load_scene`.
 * fit — per scene: min-max scaling, then PCA (≥ pca_variance), the canonical AE and the
-  feature-concatenation stacked AE; k-means (k fixed) on each code; 7×7 majority filter.
+  feature-concatenation stacked AE (each stage trains every scene's AE in one Lightning run);
+  k-means (k fixed) on each code; 7×7 majority filter.
 * evaluate — ARI/NMI/ACC against the units, over seeds; the claims.
 """
 
@@ -19,6 +20,7 @@ from subspacelab.clustering.datasets import load_scene
 from subspacelab.clustering.plots import score_bars
 from subspacelab.data.download import Resource, fetch
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
+from subspacelab.nets.training import TrainEnv
 from subspacelab.registry import (
     Claim,
     ClaimResult,
@@ -79,82 +81,87 @@ def _scenes(ctx: StepContext) -> StepOutput:
 
 
 def run_pipelines(
-    bands: np.ndarray, units: np.ndarray, m: ModelConfig, seed: int
-) -> dict[str, float]:
-    """PCA, AE and SAE codes -> k-means -> majority filter, scored against ``units``."""
-    h, w, b = bands.shape
-    x = core.minmax(bands.reshape(-1, b))
-    y = units.ravel()
-    out: dict[str, float] = {}
+    env: TrainEnv,
+    scenes: list[tuple[np.ndarray, np.ndarray]],
+    seeds: list[int],
+    m: ModelConfig,
+) -> list[dict[str, float]]:
+    """Per (bands, units) scene and its seed: PCA, AE and SAE codes -> k-means -> majority
+    filter, scored against the units. Each stage of the stack trains the autoencoders of every
+    scene in one run (they are independent); ``*_time`` charges each scene an equal share of the
+    joint training plus its own clustering."""
+    h, w, b = scenes[0][0].shape
+    xs = [core.minmax(bands.reshape(-1, b)) for bands, _ in scenes]
+    out: list[dict[str, float]] = [{} for _ in scenes]
 
-    def score(name: str, codes: np.ndarray, t0: float) -> None:
-        labels = kmeans_baseline(codes, m.k, seed).reshape(h, w)
+    def score(i: int, name: str, codes: np.ndarray, shared: float) -> None:
+        t0 = time.perf_counter()
+        labels = kmeans_baseline(codes, m.k, seeds[i]).reshape(h, w)
         labels = core.mode_filter(labels, m.filter_size, m.k).ravel()
-        out.update({f"{name}_{key}": v for key, v in evaluate(y, labels).items()})
-        out[f"{name}_time"] = time.perf_counter() - t0
-        out[f"{name}_code_dim"] = float(codes.shape[1])
+        out[i].update(
+            {f"{name}_{key}": v for key, v in evaluate(scenes[i][1].ravel(), labels).items()}
+        )
+        out[i][f"{name}_time"] = shared + time.perf_counter() - t0
+        out[i][f"{name}_code_dim"] = float(codes.shape[1])
 
-    t0 = time.perf_counter()
-    score("pca", core.pca_codes(x, m.pca_variance), t0)
-    t0 = time.perf_counter()
-    ae, _ = core.train_autoencoder(
-        x,
-        [b, *m.ae_widths[1:]],
-        m.ae_epochs,
-        m.ae_batch,
-        m.lr,
-        m.l1,
-        seed,
-        max_train=m.max_train_pixels,
-    )
-    recon, code = core.encode(ae, x)
-    score("ae", code, t0)
-    ae_time = out["ae_time"]
-    t0 = time.perf_counter()
-    x2 = np.concatenate([recon, x], axis=1)
-    ae2, _ = core.train_autoencoder(
-        x2,
-        [2 * b, *m.sae2_widths[1:]],
-        m.sae_epochs,
-        m.sae_batch,
-        m.lr,
-        m.l1,
-        seed + 1,
-        code_layer=-2,
-        max_train=m.max_train_pixels,
-    )
-    _, code2 = core.encode(ae2, x2)
-    x3 = np.concatenate([code2, x2], axis=1)
-    ae3, _ = core.train_autoencoder(
-        x3,
-        [x3.shape[1], *m.sae3_widths[1:]],
-        m.sae_epochs,
-        m.sae_batch,
-        m.lr,
-        m.l1,
-        seed + 2,
-        max_train=m.max_train_pixels,
-    )
-    _, code3 = core.encode(ae3, x3)
-    score("sae", code3, t0 - ae_time)  # the stack includes AE1's training
+    for i, x in enumerate(xs):
+        t0 = time.perf_counter()
+        score(i, "pca", core.pca_codes(x, m.pca_variance), time.perf_counter() - t0)
+
+    def stage(
+        inputs: list[np.ndarray],
+        widths: list[int],
+        epochs: int,
+        batch: int,
+        offset: int,
+        layer: int,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        t0 = time.perf_counter()
+        model, _ = core.train_autoencoders(
+            env,
+            inputs,
+            [inputs[0].shape[1], *widths[1:]],
+            epochs,
+            batch,
+            m.lr,
+            m.l1,
+            [s + offset for s in seeds],
+            code_layer=layer,
+            max_train=m.max_train_pixels,
+        )
+        recon, feats = core.encode(model, inputs)
+        return recon, feats, (time.perf_counter() - t0) / len(inputs)
+
+    recon, code, ae_secs = stage(xs, m.ae_widths, m.ae_epochs, m.ae_batch, 0, -1)
+    for i in range(len(xs)):
+        score(i, "ae", code[i], ae_secs)
+    x2 = [np.concatenate([r, x], axis=1) for r, x in zip(recon, xs, strict=True)]
+    _, code2, sae2_secs = stage(x2, m.sae2_widths, m.sae_epochs, m.sae_batch, 1, -2)
+    x3 = [np.concatenate([c, x], axis=1) for c, x in zip(code2, x2, strict=True)]
+    _, code3, sae3_secs = stage(x3, m.sae3_widths, m.sae_epochs, m.sae_batch, 2, -1)
+    for i in range(len(xs)):  # the stack includes AE1's training
+        score(i, "sae", code3[i], ae_secs + sae2_secs + sae3_secs)
     return out
 
 
 def _fit(ctx: StepContext) -> StepOutput:
     names = read_json(ctx.inputs["scenes"] / "scenes.json")["scenes"]
+    keys = [(name, seed) for name in names for seed in ctx.seeds]
+    scenes = []
+    for name, seed in keys:
+        t, _ = load_tensors(
+            ctx.inputs["scenes"] / f"{name}_seed{seed}.safetensors", study=SLUG, kind="scene"
+        )
+        scenes.append((t["bands"].numpy(), t["units"].numpy()))
+    seed_all(ctx.seeds[0])
+    rows = run_pipelines(ctx, scenes, [seed for _, seed in keys], ctx.cfg.model)
     results = {}
-    for name in names:
-        for seed in ctx.seeds:
-            seed_all(seed)
-            t, _ = load_tensors(
-                ctx.inputs["scenes"] / f"{name}_seed{seed}.safetensors", study=SLUG, kind="scene"
-            )
-            r = run_pipelines(t["bands"].numpy(), t["units"].numpy(), ctx.cfg.model, seed)
-            results[f"{name}_seed{seed}"] = r
-            ctx.progress(
-                f"{name} seed {seed}: ARI PCA {r['pca_ari']:.3f} AE {r['ae_ari']:.3f} "
-                f"SAE {r['sae_ari']:.3f}"
-            )
+    for (name, seed), r in zip(keys, rows, strict=True):
+        results[f"{name}_seed{seed}"] = r
+        ctx.progress(
+            f"{name} seed {seed}: ARI PCA {r['pca_ari']:.3f} AE {r['ae_ari']:.3f} "
+            f"SAE {r['sae_ari']:.3f}"
+        )
     write_json(ctx.out / "results.json", {"scenes": names, "results": results})
     return StepOutput()
 

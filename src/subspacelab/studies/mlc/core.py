@@ -1,11 +1,14 @@
 """MLC maths (Ding et al., ICCV 2023, arXiv:2301.01805): trunk with subspace and cluster heads,
 the total-coding-rate warm-up, the doubly stochastic membership Γ = n·Sinkhorn_η(|CCᵀ|) and the
-MLC objective (toolkit :func:`~subspacelab.clustering.mlc_loss`). Full-batch-sized mini-batches
-in a plain torch loop."""
+MLC objective (toolkit :func:`~subspacelab.clustering.mlc_loss`). Both stages train through
+Lightning (:mod:`subspacelab.nets.training`): SGD with momentum, the cluster head in its own
+parameter group (learning rate and weight decay of its own), one seeded mini-batch per step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from subspacelab.clustering import coding_rate, mlc_loss, sinkhorn
+from subspacelab.nets.training import Batch, LossModule, TrainEnv, fit, full_batch_loader
 
 
 class MLCNet(nn.Module):
@@ -81,27 +85,52 @@ class MLCSchedule:
     noise: float
 
 
+def _fit_steps(
+    env: TrainEnv,
+    model: MLCNet,
+    loss: Callable[[nn.Module, Batch], Tensor],
+    groups: list[dict[str, Any]],
+    s: MLCSchedule,
+    steps: int,
+    x: Tensor,
+    label: str,
+) -> None:
+    """``steps`` SGD steps (momentum, per-group lr/weight decay) of ``loss`` in one Lightning
+    run; each step's batch is the whole of ``x`` and ``loss`` draws its own mini-batch."""
+    if steps == 0:
+        return
+    module = LossModule(
+        model,
+        loss,
+        lr=s.lr,
+        weight_decay=s.wd,
+        optimizer="sgd",
+        momentum=s.momentum,
+        param_groups=groups,
+    )
+    model.train()  # Lightning keeps the modules' mode: BN must train here
+    fit(env, module, full_batch_loader(x, steps=steps), epochs=1, label=label)
+
+
 def warmup(
-    model: MLCNet, x: Tensor, side: int | None, s: MLCSchedule, seed: int
+    env: TrainEnv, model: MLCNet, x: Tensor, side: int | None, s: MLCSchedule, seed: int
 ) -> dict[str, float]:
     """TCR warm-up: maximise R(Z) of two augmented views plus their cosine agreement
     (NMCE/EMP-SSL style), SGD on the trunk and subspace head. Returns the last TCR."""
     gen = torch.Generator().manual_seed(seed)
     n = x.shape[0]
-    trunk_params = [*model.trunk.parameters(), *model.subspace.parameters()]
-    opt = torch.optim.SGD(trunk_params, lr=s.lr, momentum=s.momentum, weight_decay=s.wd)
-    model.train()
     last: dict[str, float] = {}
-    for _ in range(s.warmup_steps):
+
+    def loss(net: nn.Module, batch: Batch) -> Tensor:
         idx = torch.randperm(n, generator=gen)[: s.batch]
-        z1, _ = model(augment(x[idx], s.shift, s.noise, side, gen))
-        z2, _ = model(augment(x[idx], s.shift, s.noise, side, gen))
+        z1, _ = net(augment(batch[0][idx], s.shift, s.noise, side, gen))
+        z2, _ = net(augment(batch[0][idx], s.shift, s.noise, side, gen))
         tcr = 0.5 * (coding_rate(z1, s.eps2) + coding_rate(z2, s.eps2))
-        loss = -tcr + s.inv_weight * (1.0 - (z1 * z2).sum(dim=1)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
         last["warmup_tcr"] = float(tcr.detach())
+        return -tcr + s.inv_weight * (1.0 - (z1 * z2).sum(dim=1)).mean()
+
+    groups = [{"params": [*model.trunk.parameters(), *model.subspace.parameters()]}]
+    _fit_steps(env, model, loss, groups, s, s.warmup_steps, x, "mlc warm-up")
     return last
 
 
@@ -113,37 +142,26 @@ def copy_subspace_to_cluster(model: MLCNet) -> None:
 
 
 def fit_mlc(
-    model: MLCNet, x: Tensor, side: int | None, s: MLCSchedule, seed: int
+    env: TrainEnv, model: MLCNet, x: Tensor, side: int | None, s: MLCSchedule, seed: int
 ) -> dict[str, float]:
-    """The MLC stage: joint SGD of trunk + subspace head and (own settings) the cluster head."""
+    """The MLC stage: joint SGD of trunk + subspace head and (own lr and weight decay) the
+    cluster head. Returns the terms of the last step's objective."""
     gen = torch.Generator().manual_seed(seed + 1)
     n = x.shape[0]
-    opt = torch.optim.SGD(
-        [
-            {
-                "params": [*model.trunk.parameters(), *model.subspace.parameters()],
-                "lr": s.lr,
-                "weight_decay": s.wd,
-                "momentum": s.momentum,
-            },
-            {
-                "params": model.cluster.parameters(),
-                "lr": s.lr_cluster,
-                "weight_decay": s.wd_cluster,
-                "momentum": s.momentum,
-            },
-        ]
-    )
-    model.train()
     terms: dict[str, float] = {}
-    for _ in range(s.steps):
+
+    def loss(net: nn.Module, batch: Batch) -> Tensor:
         idx = torch.randperm(n, generator=gen)[: s.batch]
-        z, c = model(augment(x[idx], s.shift, s.noise, side, gen))
-        gamma = membership(c, s.eta, s.sinkhorn_iters)
-        loss, terms = mlc_loss(z, gamma, s.eps2, s.gamma)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        z, c = net(augment(batch[0][idx], s.shift, s.noise, side, gen))
+        value, step_terms = mlc_loss(z, membership(c, s.eta, s.sinkhorn_iters), s.eps2, s.gamma)
+        terms.update(step_terms)
+        return value
+
+    groups = [
+        {"params": [*model.trunk.parameters(), *model.subspace.parameters()]},
+        {"params": [*model.cluster.parameters()], "lr": s.lr_cluster, "weight_decay": s.wd_cluster},
+    ]
+    _fit_steps(env, model, loss, groups, s, s.steps, x, "mlc")
     return terms
 
 

@@ -90,7 +90,7 @@ def _fit(ctx: StepContext) -> StepOutput:
             seed_all(seed)
             net = core.MLCNet(flat.shape[1], m.hidden, m.z_dim, m.backbone)
             t0 = time.perf_counter()
-            core.warmup(net, x, side, sched, seed)
+            core.warmup(ctx, net, x, side, sched, seed)
             warm_z, _ = core.embed(net, x)
             save_tensors(
                 ctx.out / f"{name}_seed{seed}_warmup.safetensors",
@@ -99,7 +99,7 @@ def _fit(ctx: StepContext) -> StepOutput:
                 kind="model/warmup",
             )
             core.copy_subspace_to_cluster(net)
-            terms = core.fit_mlc(net, x, side, sched, seed)
+            terms = core.fit_mlc(ctx, net, x, side, sched, seed)
             z, c = core.embed(net, x)
             gamma = core.membership(c.double(), sched.eta, sched.sinkhorn_iters).numpy()
             pred = spectral_clustering(0.5 * (gamma + gamma.T), k, seed)

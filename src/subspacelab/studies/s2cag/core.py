@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
-from sklearn.utils.extmath import randomized_svd
+from sklearn.utils.extmath import randomized_svd, svd_flip
 
 from subspacelab.clustering import kmeans_baseline, spectral_clustering
 
@@ -78,24 +78,95 @@ def snem(q: np.ndarray, max_iter: int = 100) -> np.ndarray:
     return labels
 
 
+def top_left_singular_vectors(z: np.ndarray, k: int, power_iters: int, seed: int) -> np.ndarray:
+    """Randomized SVD (Halko et al.; oversampling 10, ``power_iters`` power iterations): the top
+    ``k`` left singular vectors of Z, signs fixed as :func:`sklearn.utils.extmath.svd_flip` does.
+
+    When Z has fewer columns than rows the power iterations run on the d×d Gram ZᵀZ (subspace
+    iteration, QR after each product), which spans the same range A(AᵀA)^q Ω as scikit-learn's
+    :func:`~sklearn.utils.extmath.randomized_svd` with the same Gaussian Ω, at d²·k per
+    iteration instead of two n·d·k passes over Z; otherwise scikit-learn's routine is used.
+    """
+    n, d = z.shape
+    size = k + 10
+    if d >= n:
+        return randomized_svd(z, k, n_oversamples=10, n_iter=power_iters, random_state=seed)[0]
+    w = np.random.RandomState(seed).normal(size=(d, size))  # scikit-learn's draw of Ω
+    gram = z.T @ z
+    for _ in range(power_iters):
+        w, _ = np.linalg.qr(gram @ w)
+    q, _ = np.linalg.qr(z @ w)
+    u_b, _, vt = np.linalg.svd(q.T @ z, full_matrices=False)
+    u, _ = svd_flip(q @ u_b, vt)
+    return u[:, :k]
+
+
 def s2cag(z: np.ndarray, k: int, power_iters: int, seed: int) -> np.ndarray:
     """S2CAG: U_k = left singular vectors 2..k+1 of Z (randomized SVD, oversampling 10,
     ``power_iters`` power iterations), then SNEM rounding of U_k."""
-    u, _, _ = randomized_svd(z, k + 1, n_oversamples=10, n_iter=power_iters, random_state=seed)
-    return snem(u[:, 1 : k + 1])
+    return snem(top_left_singular_vectors(z, k + 1, power_iters, seed)[:, 1 : k + 1])
 
 
-def m_s2cag(z: np.ndarray, k: int, gamma: float, power_iters: int, seed: int) -> np.ndarray:
-    """M-S2CAG: Z ← diag(√max(Z1, 0))Z; top-k subspace of B = ZZᵀ − γ·rrᵀ/(1ᵀr), r = ZZᵀ1, by
-    orthogonal iteration with matvecs only; then SNEM rounding."""
-    zs = np.sqrt(np.maximum(z.sum(axis=1), 0.0))[:, None] * z
+def _cholesky_qr(v: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """W = V R⁻¹ with R upper triangular and (ZW)ᵀ(ZW) = I, given G = ZᵀZ (CholeskyQR2: two
+    passes, so the loss of orthogonality stays at rounding level). ZW equals the Householder Q
+    of ZV up to column signs."""
+    for _ in range(2):
+        r = np.linalg.cholesky(v.T @ gram @ v).T
+        v = np.linalg.solve(r.T, v.T).T
+    return v
+
+
+def _modularity_subspace_rows(
+    zs: np.ndarray, k: int, gamma: float, power_iters: int, seed: int
+) -> np.ndarray:
+    """Orthogonal iteration on B = ZₛZₛᵀ − γ·rrᵀ/(1ᵀr) with n-dimensional iterates."""
     r = zs @ (zs.T @ np.ones(zs.shape[0]))
     total = max(float(r.sum()), 1e-300)
     q = np.random.default_rng(seed).standard_normal((zs.shape[0], k))
     for _ in range(power_iters):
         bq = zs @ (zs.T @ q) - gamma * np.outer(r, r @ q) / total
         q, _ = np.linalg.qr(bq)
-    return snem(q)
+    return q
+
+
+def _modularity_subspace_cols(
+    zs: np.ndarray, k: int, gamma: float, power_iters: int, seed: int
+) -> np.ndarray:
+    """The same orthogonal iteration with iterates kept as Q_t = Zₛ W_t (d < n).
+
+    B = Zₛ M Zₛᵀ with M = I − γ·ssᵀ/(sᵀs), s = Zₛᵀ1 (so r = Zₛs and 1ᵀr = sᵀs); then
+    B Q_t = Zₛ M G W_t with G = ZₛᵀZₛ, and the QR of each step is a CholeskyQR in the G inner
+    product. Householder QR gives the same Q for inputs that differ by column signs, so the final
+    Householder step returns the iterate of :func:`_modularity_subspace_rows` up to rounding.
+    """
+    s = zs.sum(axis=0)
+    total = max(float(s @ s), 1e-300)
+    gram = zs.T @ zs
+    q0 = np.random.default_rng(seed).standard_normal((zs.shape[0], k))
+    v = zs.T @ q0
+    v -= gamma * np.outer(s, s @ v) / total
+    for _ in range(power_iters - 1):
+        v = gram @ _cholesky_qr(v, gram)
+        v -= gamma * np.outer(s, s @ v) / total
+    q, _ = np.linalg.qr(zs @ v)
+    return q
+
+
+def m_s2cag(z: np.ndarray, k: int, gamma: float, power_iters: int, seed: int) -> np.ndarray:
+    """M-S2CAG: Z ← diag(√max(Z1, 0))Z; top-k subspace of B = ZZᵀ − γ·rrᵀ/(1ᵀr), r = ZZᵀ1, by
+    orthogonal iteration with matvecs only; then SNEM rounding.
+
+    With fewer attributes than nodes the iterates live in the d-dimensional column space of Z
+    (:func:`_modularity_subspace_cols`); a rank-deficient Z falls back to n-dimensional iterates.
+    """
+    zs = np.sqrt(np.maximum(z.sum(axis=1), 0.0))[:, None] * z
+    if zs.shape[1] < zs.shape[0]:
+        try:
+            return snem(_modularity_subspace_cols(zs, k, gamma, power_iters, seed))
+        except np.linalg.LinAlgError:  # Gram of the iterate not positive definite
+            pass
+    return snem(_modularity_subspace_rows(zs, k, gamma, power_iters, seed))
 
 
 def sgc_features(adjacency: sp.spmatrix, x: sp.spmatrix, steps: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """S2CAG study: graphs -> fit -> evaluate (Lin et al., KDD 2025, arXiv:2411.11074).
 
 * graphs — mini: one contextual SBM per regime and seed; full: Planetoid Cora/Citeseer/PubMed
-  downloaded with pinned SHA-256 and read by :func:`subspacelab.clustering.datasets.load_planetoid`.
+  downloaded with pinned SHA-256 (every pin is checked before the first download; an unpinned
+  file is refused) and read by :func:`subspacelab.clustering.datasets.load_planetoid`.
 * fit — per graph and seed: S2CAG and M-S2CAG over the (T, α) grid, the label-free choice
   (highest modularity of the clustering on A) and, marked as such, the label-oracle choice;
   the baselines (k-means on TF-IDF, spectral clustering of A, SGC + k-means, SAGSC-style);
@@ -73,6 +74,13 @@ def _load_graph(path: Path) -> AttributedGraph:
     return AttributedGraph(adj.tocsr(), x.tocsr(), t["labels"])
 
 
+def planetoid_resources(url: str, name: str, sha256: dict[str, str]) -> list[Resource]:
+    """The eight ``ind.<name>.*`` files of one Planetoid graph under ``url`` with their pinned
+    SHA-256; raises DownloadError naming the first file that has no pin."""
+    files = [f"ind.{name}.{part}" for part in (*PLANETOID_PARTS, "test.index")]
+    return [Resource(f"{url}/{f}", f, sha256=sha256.get(f) or None) for f in files]
+
+
 def _graphs(ctx: StepContext) -> StepOutput:
     d = ctx.cfg.data
     names = []
@@ -94,16 +102,14 @@ def _graphs(ctx: StepContext) -> StepOutput:
             ctx.progress(f"csbm {regime}: ratio {ratio}, topic weight {topic}")
     else:
         root = ctx.root / d.planetoid_dir
-        for name in d.planetoid:
-            for part in (*PLANETOID_PARTS, "test.index"):
-                fname = f"ind.{name}.{part}"
-                fetch(
-                    Resource(
-                        f"{d.planetoid_url}/{fname}", fname, sha256=d.planetoid_sha256.get(fname)
-                    ),
-                    root,
-                    ctx.progress,
-                )
+        # every file's pin is checked before anything is downloaded (Resource refuses a missing one)
+        resources = {
+            name: planetoid_resources(d.planetoid_url, name, d.planetoid_sha256)
+            for name in d.planetoid
+        }
+        for name, files in resources.items():
+            for resource in files:
+                fetch(resource, root, ctx.progress)
             g = load_planetoid(root, name)
             for seed in ctx.seeds:  # the same graph; seeds vary the solvers' randomness
                 _save_graph(ctx.out / f"{name}_seed{seed}.safetensors", g)
