@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 
 import pytest
@@ -21,8 +22,15 @@ from subspacelab.adapters import (
     tucker_delta,
     wrap_layers,
 )
-from subspacelab.adapters.training import accuracy, predict, train_loop
-from subspacelab.nets.training import LocalEnv
+from subspacelab.adapters.training import (
+    Member,
+    accuracy,
+    predict,
+    train_joint,
+    train_loop,
+    zipped_loader,
+)
+from subspacelab.nets.training import LocalEnv, LossModule, fit, tensor_loader
 
 
 def test_lora_counts_and_identity_at_init() -> None:
@@ -151,3 +159,47 @@ def test_training_helpers() -> None:
             lr=0.1,
             seed=0,
         )
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _ce(net: nn.Module):
+    return lambda a, b: F.cross_entropy(net(a), b)
+
+
+def test_joint_training_equals_separate_runs_bit_for_bit() -> None:
+    """Members with their own data, seeds and learning rates end exactly where their own
+    LossModule runs over tensor_loader end; training leaves the global RNG alone."""
+    torch.manual_seed(0)
+    data = [(torch.randn(50, 4), torch.randint(0, 3, (50,))) for _ in range(2)]
+    specs = [(0, 0.01, 3), (1, 0.05, 4), (0, 0.02, 3)]  # (data, lr, seed)
+    nets = [_mlp() for _ in specs]
+    refs = [copy.deepcopy(n) for n in nets]
+    for net, (d, lr, seed) in zip(refs, specs, strict=True):
+        module = LossModule(net, lambda n, b: F.cross_entropy(n(b[0]), b[1]), lr=lr)
+        fit(LocalEnv(), module, tensor_loader(*data[d], batch_size=16, seed=seed), epochs=3)
+    members = [
+        Member(net, _ce(net), *data[d], lr, seed)
+        for net, (d, lr, seed) in zip(nets, specs, strict=True)
+    ]
+    state = torch.get_rng_state()
+    history = train_joint(LocalEnv(), members, epochs=3, batch_size=16)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert len(history) == 3 and all(len(h) == 3 and h[-1] < h[0] for h in history)
+    for net, ref in zip(nets, refs, strict=True):
+        assert all(
+            torch.equal(p, q) for p, q in zip(net.parameters(), ref.parameters(), strict=True)
+        )
+
+
+def test_joint_training_errors() -> None:
+    net = _mlp()
+    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(ValueError, match="shares"):
+        train_joint(LocalEnv(), [Member(net, _ce(net), x, y, 0.1, 0)] * 2, epochs=1, batch_size=4)
+    with pytest.raises(ValueError, match="one length"):
+        zipped_loader([(x, y), (x[:6], y[:6])], [0, 1], batch_size=4)
+    with pytest.raises(ValueError, match="at least one"):
+        train_joint(LocalEnv(), [], epochs=1, batch_size=4)

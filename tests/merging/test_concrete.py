@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from subspacelab.merging.concrete import (
+    ConcreteAdaMergingMask,
     concrete_adamerging_mask,
     concrete_sample,
     concrete_task_arithmetic,
@@ -19,6 +20,7 @@ from subspacelab.merging.concrete import (
     merge_layerwise,
     prediction_entropy,
 )
+from subspacelab.nets.training import LocalEnv, fit, full_batch_loader
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -78,10 +80,14 @@ def _toy(target: float):
 def test_adaptation_loops_decrease_a_toy_loss() -> None:
     base, tvs = {"w": torch.zeros(3)}, [{"w": torch.ones(3)}, {"w": -torch.ones(3)}]
     res = layerwise_adamerging(
-        base, tvs, _toy(1.0), steps=50, lr=0.05, init=0.3, collapse_below=0.5
+        LocalEnv(), base, tvs, _toy(0.5), steps=50, lr=0.05, init=0.3, collapse_below=0.5
     )
     assert res.steps_run == 50 and res.losses[-1] < res.losses[0]
+    assert res.lambdas is not None and torch.all((res.lambdas >= 0) & (res.lambdas <= 1))
+    # θ = λ₁ − λ₂ → 0.5: the first λ rises, the second falls
+    assert res.lambdas[0, 0] > 0.3 > res.lambdas[1, 0]
     cta = concrete_task_arithmetic(
+        LocalEnv(),
         base,
         [tvs[0]],
         1.0,
@@ -92,8 +98,9 @@ def test_adaptation_loops_decrease_a_toy_loss() -> None:
         generator=_gen(),
         collapse_below=0.5,
     )
-    assert mask_density(cta.logits) != 0.5  # the logits moved
+    assert cta.steps_run == 30 and mask_density(cta.logits) != 0.5  # the logits moved
     meta = concrete_adamerging_mask(
+        LocalEnv(),
         base,
         tvs,
         _toy(1.0),
@@ -105,7 +112,59 @@ def test_adaptation_loops_decrease_a_toy_loss() -> None:
         generator=_gen(),
         collapse_below=0.5,
     )
-    assert meta.steps_run == 5 and not meta.collapsed
+    assert meta.steps_run == 5 and not meta.collapsed and mask_density(meta.logits) != 0.5
+
+
+def test_adamerging_clamps_lambda_to_the_unit_interval() -> None:
+    # the loss pulls θ = λ τ to 5: λ runs into the clamp at 1 and stays there
+    res = layerwise_adamerging(
+        LocalEnv(),
+        {"w": torch.zeros(2)},
+        [{"w": torch.ones(2)}],
+        _toy(5.0),
+        steps=40,
+        lr=0.1,
+        init=0.3,
+        collapse_below=0.5,
+    )
+    assert res.lambdas is not None and torch.equal(res.lambdas, torch.ones(1, 1))
+
+
+def test_concrete_adamerging_inner_step_resets_and_keeps_adam_state() -> None:
+    """Every outer step starts λ at init and takes one inner Adam step (the first one moves λ by
+    exactly inner_lr); the inner Adam is created once, so its state persists; the meta-step
+    moves the logits."""
+    seen: list[float] = []
+
+    def objective(params: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, float]:
+        seen.append(float(params["w"].detach().mean()))
+        return ((params["w"] - 5.0) ** 2).sum(), 1.0
+
+    def module() -> ConcreteAdaMergingMask:
+        return ConcreteAdaMergingMask(
+            {"w": torch.zeros(4)},
+            [{"w": torch.ones(4)}],
+            objective,
+            lr=0.01,
+            inner_lr=0.1,
+            init=0.3,
+            temperature=0.5,
+            generator=_gen(),
+            collapse_below=0.5,
+        )
+
+    one = module()
+    fit(LocalEnv(), one, full_batch_loader(steps=1), epochs=1)
+    assert float(one.lambdas.detach()[0, 0]) == pytest.approx(0.4, abs=1e-6)
+    # the inner loss sees θ = 0.3 τ̃ (mean τ̃ = 1), the meta-loss the adapted 0.4 τ̃
+    assert seen == pytest.approx([0.3, 0.4], abs=1e-6)
+    three = module()
+    seen.clear()
+    fit(LocalEnv(), three, full_batch_loader(steps=3), epochs=1)
+    assert seen[0::2] == pytest.approx([0.3] * 3, abs=1e-6)  # reset before every inner step
+    state = three.optimizers()[1].optimizer.state[three.lambdas]
+    assert three.steps_run == 3 and int(state["step"]) == 3
+    assert all(float(x.detach().abs().max()) > 0 for x in three.logits)
 
 
 def test_collapse_monitor_stops() -> None:
@@ -113,6 +172,7 @@ def test_collapse_monitor_stops() -> None:
         return params["w"].sum(), 0.0
 
     res = layerwise_adamerging(
+        LocalEnv(),
         {"w": torch.zeros(2)},
         [{"w": torch.ones(2)}],
         collapsing,

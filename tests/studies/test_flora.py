@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from subspacelab.adapters import flora_param_count, lora_param_count, trainable_count
 from subspacelab.registry import Metrics
@@ -29,6 +32,30 @@ def test_budget_matching_is_exact_and_close() -> None:
     adapted.head.requires_grad_(False)
     assert trainable_count(adapted) == n_f
     assert abs(n_f - budget) / budget < 0.3 and abs(n_l - budget) / budget < 0.3
+
+
+def test_stacked_losses_equal_each_net_alone() -> None:
+    """The grouped-conv evaluation of many arms gives each arm's own loss and gradients."""
+    torch.manual_seed(0)
+    base = core.SmallCNN([4, 8, 8, 8], [2, 1, 2, 1], 10)
+    nets = []
+    for kind, rank in (("full", 0), ("flora", 2), ("lora", 1)):
+        net = copy.deepcopy(base)
+        if kind != "full":
+            core.adapt(net, kind, rank, 2, 4.0)
+        for p in net.parameters():
+            if p.requires_grad and p.dim() > 1:
+                torch.nn.init.normal_(p, std=0.1)  # ΔW ≠ 0
+        nets.append(net)
+    xs = [torch.rand(5, 1, 16, 16) for _ in nets]
+    ys = [torch.randint(0, 10, (5,)) for _ in nets]
+    alone = torch.stack([F.cross_entropy(n(x), y) for n, x, y in zip(nets, xs, ys, strict=True)])
+    grads_alone = torch.autograd.grad(alone.sum(), list(nets[1].parameters())[-4:])
+    stacked = core.stacked_losses(nets, xs, ys)
+    grads = torch.autograd.grad(stacked.sum(), list(nets[1].parameters())[-4:])
+    assert torch.allclose(stacked, alone, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, grads_alone, strict=True))
+    assert [c.out_channels for c in core.convs(nets[1])] == [4, 8, 8, 8]
 
 
 def test_tasks() -> None:

@@ -6,7 +6,8 @@
   one factor per weight mode.
 * :mod:`~subspacelab.adapters.oca` — OCA's orthogonal layer and losses (Ricci et al.,
   arXiv:2408.08793), with BCT (Shen et al., CVPR 2020, arXiv:2003.11942) as a baseline.
-* :mod:`~subspacelab.adapters.training` — the small full-batch-free training loop all use.
+* :mod:`~subspacelab.adapters.training` — Lightning training of many small independent models in
+  one run (``train_joint``), as the merging and adapter studies use it.
 """
 
 from subspacelab.adapters.flora import FLoRA, flora_param_count, tucker_delta

@@ -9,13 +9,12 @@ a = √3. Parameters per layer: ``Π r_n + Σ I_n r_n`` (for grouped convs the i
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from subspacelab.adapters.lora import Wrappable, apply_delta
+from subspacelab.adapters.lora import Wrappable, apply_weight
 
 
 def _modes(base: Wrappable) -> list[int]:
@@ -33,12 +32,11 @@ def flora_param_count(base: Wrappable, ranks: Sequence[int]) -> int:
 
 def tucker_delta(core: Tensor, factors: Sequence[Tensor]) -> Tensor:
     """``G ×₁ A₁ … ×_N A_N`` (modes [in, out, k…]) permuted to ``(out, in, k…)``."""
-    n = core.ndim
-    if len(factors) != n:
-        raise ValueError(f"core has {n} modes but {len(factors)} factors were given")
-    src, dst = string.ascii_lowercase[:n], string.ascii_uppercase[:n]
-    spec = ",".join([src] + [f"{dst[i]}{src[i]}" for i in range(n)]) + "->" + dst
-    full = torch.einsum(spec, core, *factors)
+    if len(factors) != core.ndim:
+        raise ValueError(f"core has {core.ndim} modes but {len(factors)} factors were given")
+    full = core
+    for factor in factors:  # mode products in turn: each contracts the leading mode, appends I_n
+        full = torch.tensordot(full, factor, dims=([0], [1]))
     return full.transpose(0, 1)
 
 
@@ -69,5 +67,10 @@ class FLoRA(nn.Module):
         return self.scale * tucker_delta(self.core, list(self.factors))
 
     def forward(self, x: Tensor) -> Tensor:
-        """``base(x) + op(dropout(x); ΔW)``."""
-        return self.base(x) + apply_delta(self.base, self.dropout(x), self.delta())
+        """``base(x) + op(dropout(x); ΔW)`` — one op with ``W + ΔW`` when no dropout applies."""
+        w, b = self.base.weight, self.base.bias
+        if self.dropout.p == 0 or not self.training:
+            return apply_weight(self.base, x, w + self.delta(), b)
+        return apply_weight(self.base, x, w, b) + apply_weight(
+            self.base, self.dropout(x), self.delta(), None
+        )

@@ -2,7 +2,8 @@
 
 ``ΔW = s · B A`` with ``A ∈ R^{r × fan_in}`` (Kaiming-uniform) and ``B ∈ R^{out × r}`` (zeros);
 for a conv, ``fan_in = in/groups · Π kernel`` and ΔW is reshaped to the kernel's shape. The base
-layer is frozen; the forward adds the same op (stride, padding, dilation, groups) with ΔW.
+layer is frozen; the forward is the base op (stride, padding, dilation, groups) with ``W + ΔW``
+(for a linear layer through the rank-r factors, never forming ΔW).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from torch import Tensor, nn
 Wrappable = nn.Linear | nn.Conv1d | nn.Conv2d
 
 
-def apply_delta(base: Wrappable, x: Tensor, delta: Tensor) -> Tensor:
-    """``op(x; ΔW)`` with the base layer's geometry and no bias."""
+def apply_weight(base: Wrappable, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``op(x; weight, bias)`` with the base layer's geometry (stride, padding, …)."""
     if isinstance(base, nn.Linear):
-        return F.linear(x, delta)
+        return F.linear(x, weight, bias)
     conv = F.conv1d if isinstance(base, nn.Conv1d) else F.conv2d
-    return conv(x, delta, None, base.stride, base.padding, base.dilation, base.groups)
+    return conv(x, weight, bias, base.stride, base.padding, base.dilation, base.groups)
 
 
 def _fan_in(base: Wrappable) -> int:
@@ -54,8 +55,11 @@ class LoRA(nn.Module):
         return (self.scale * self.lora_b @ self.lora_a).reshape(self.base.weight.shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``base(x) + op(x; ΔW)``."""
-        return self.base(x) + apply_delta(self.base, x, self.delta())
+        """``base(x) + op(x; ΔW)``: through the rank-r factors for a linear layer, as one op
+        with ``W + ΔW`` for a conv (the same map, one conv instead of two)."""
+        if isinstance(self.base, nn.Linear):
+            return self.base(x) + self.scale * F.linear(F.linear(x, self.lora_a), self.lora_b)
+        return apply_weight(self.base, x, self.base.weight + self.delta(), self.base.bias)
 
 
 def wrap_layers(

@@ -114,6 +114,10 @@ def _prefixed(tensors: dict[str, Tensor], prefix: str) -> StateDict:
 def load_zoo(data_dir: Path, zoo_dir: Path, seed: int) -> Zoo:
     """Load seed ``seed`` of the task zoo from its data and zoo step directories."""
     index = read_json(zoo_dir / "index.json")
+    if index.get("backbone") == "open_clip":  # the full profile's CLIP zoo
+        from subspacelab.studies.task_zoo.full import load_clip_zoo
+
+        return load_clip_zoo(data_dir, zoo_dir, seed)
     tasks, heads, regimes = index["tasks"], index["heads"], index["regimes"]
     data, _ = load_tensors(data_dir / f"seed{seed}.safetensors", study=ZOO_SLUG, kind="digits")
     perm = data["perm"].numpy()

@@ -5,7 +5,12 @@
   A binary-Concrete mask ``m = σ((log u − log(1−u) + x)/T)`` with one logit per parameter is
   shared by every task vector; ``τ̃_t = τ_t ⊙ m / mean(m)`` per tensor (mean clamped ≥ 1e-3).
 * Layer-wise AdaMerging: Yang et al., ICLR 2024, arXiv:2310.02575: ``θ = θ_0 + Σ_t λ_{t,l} τ_{t,l}``
-  with λ learned by minimising prediction entropy on unlabelled inputs.
+  with λ ∈ [0, 1] (clamped, as in AdaMerging's and the Concrete paper's code) learned by
+  minimising prediction entropy on unlabelled inputs.
+
+All three learn by gradient descent, so they train through Lightning
+(:class:`EntropyAdaptation`, one optimiser step per batch of a
+:func:`~subspacelab.nets.training.full_batch_loader`; the objective draws its own batches).
 
 The objective is supplied by the caller: ``objective(params, step) -> (entropy, label_entropy)``,
 the summed mean prediction entropy over tasks (differentiable) and the smallest entropy of the
@@ -16,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import lightning as L
 import torch
-from torch import Tensor
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from torch import Tensor, nn
 
 from subspacelab.merging.algebra import StateDict
+from subspacelab.nets.training import TrainEnv, fit, full_batch_loader
 
 Objective = Callable[[StateDict, int], tuple[Tensor, float]]
 MaskKind = Literal["continuous", "discrete"]
@@ -75,7 +83,8 @@ def merge_layerwise(base: StateDict, tvs: Sequence[StateDict], lambdas: Tensor) 
 
 @dataclass
 class TTAResult:
-    """What a test-time adaptation run ends with."""
+    """What a test-time adaptation run ends with. ``lambdas`` are the merge coefficients as
+    used in the merge (clamped to [0, 1])."""
 
     steps_run: int
     collapsed: bool
@@ -84,11 +93,180 @@ class TTAResult:
     lambdas: Tensor | None = None
 
 
-def _collapsed(label_entropy: float, collapse_below: float) -> bool:
-    return label_entropy < collapse_below
+class EntropyAdaptation(L.LightningModule):
+    """Test-time adaptation by entropy minimisation, one optimiser step per Lightning batch.
+
+    Subclasses define :meth:`step_loss` (the loss whose gradient the main optimiser follows, and
+    the batch's predicted-label entropy; a bi-level subclass takes its inner step there) and
+    :meth:`configure_optimizers` (the main optimiser first). The bookkeeping is here once: the
+    losses, the collapse monitor (when the label entropy falls below ``collapse_below`` the run
+    stops before stepping and is flagged ``collapsed``) and the count of steps taken.
+    Optimisation is manual so that a bi-level loop can step two optimisers per batch.
+    """
+
+    def __init__(self, objective: Objective, collapse_below: float) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.objective = objective
+        self.collapse_below = collapse_below
+        self.losses: list[float] = []
+        self.steps_run = 0
+        self.collapsed = False
+
+    def step_loss(self, step: int) -> tuple[Tensor, float]:
+        """The loss of step ``step`` and its batch's predicted-label entropy."""
+        raise NotImplementedError
+
+    def _optimizers(self) -> list[LightningOptimizer]:
+        opts = self.optimizers()
+        return list(opts) if isinstance(opts, list) else [opts]  # type: ignore[list-item]
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        """One adaptation step, unless the monitor sees a collapse (then stop, unstepped)."""
+        loss, label_h = self.step_loss(batch_idx)
+        self.losses.append(float(loss.detach()))
+        self.log("entropy", loss.detach(), on_step=False, on_epoch=True, batch_size=1)
+        if label_h < self.collapse_below:
+            self.collapsed = True
+            self.trainer.should_stop = True
+            return
+        main = self._optimizers()[0]
+        main.zero_grad()
+        self.manual_backward(loss)
+        main.step()
+        self.steps_run += 1
+
+
+def _adapt(env: TrainEnv, module: EntropyAdaptation, steps: int, label: str) -> None:
+    """Run ``module`` for ``steps`` steps (or until it collapses) in one Lightning run."""
+    fit(env, module, full_batch_loader(steps=steps), epochs=1, label=label)
+
+
+class ConcreteTaskArithmetic(EntropyAdaptation):
+    """CTA: mask logits (init 0) of ``θ(m) = θ_0 + λ Σ_t τ̃_t`` under Adam."""
+
+    def __init__(
+        self,
+        base: StateDict,
+        tvs: Sequence[StateDict],
+        lam: float,
+        objective: Objective,
+        *,
+        lr: float,
+        temperature: float,
+        generator: torch.Generator,
+        collapse_below: float,
+    ) -> None:
+        super().__init__(objective, collapse_below)
+        self.base, self.lam, self.lr = base, lam, lr
+        self.summed = {k: sum(tv[k] for tv in tvs) for k in base}
+        self.keys = list(base)
+        self.logits = nn.ParameterList([nn.Parameter(torch.zeros_like(base[k])) for k in base])
+        self.temperature, self.generator = temperature, generator
+
+    def step_loss(self, step: int) -> tuple[Tensor, float]:
+        """Entropy of the merge under one Concrete mask sample."""
+        mask = {
+            k: concrete_sample(x, self.temperature, self.generator)
+            for k, x in zip(self.keys, self.logits, strict=True)
+        }
+        (masked,) = mask_task_vectors([self.summed], mask)
+        return self.objective({k: self.base[k] + self.lam * masked[k] for k in self.base}, step)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on the mask logits."""
+        return torch.optim.Adam(self.logits.parameters(), lr=self.lr)
+
+
+class LayerwiseAdaMerging(EntropyAdaptation):
+    """Layer-wise AdaMerging: ``θ_0 + Σ_t clamp(λ_{t,l}, 0, 1) τ_{t,l}``, λ (init ``init``)
+    under Adam; the [0, 1] clamp is AdaMerging's and the Concrete paper code's."""
+
+    def __init__(
+        self,
+        base: StateDict,
+        tvs: Sequence[StateDict],
+        objective: Objective,
+        *,
+        lr: float,
+        init: float,
+        collapse_below: float,
+    ) -> None:
+        super().__init__(objective, collapse_below)
+        self.base, self.tvs, self.lr, self.init = base, list(tvs), lr, init
+        self.lambdas = nn.Parameter(torch.full((len(tvs), len(base)), init))
+
+    def coefficients(self) -> Tensor:
+        """The merge coefficients, λ clamped to [0, 1]."""
+        return self.lambdas.clamp(0.0, 1.0)
+
+    def step_loss(self, step: int) -> tuple[Tensor, float]:
+        """Entropy of the layer-wise merge."""
+        return self.objective(merge_layerwise(self.base, self.tvs, self.coefficients()), step)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on λ."""
+        return torch.optim.Adam([self.lambdas], lr=self.lr)
+
+
+class ConcreteAdaMergingMask(LayerwiseAdaMerging):
+    """The bi-level, first-order meta-learning of Concrete AdaMerging's shared mask logits.
+
+    Each step resets λ to ``init``, draws one mask, takes one inner Adam step (lr ``inner_lr``)
+    on λ with the mask held fixed — the inner optimiser is created once, so its Adam state
+    persists across steps as in the paper's code — then returns the entropy at the adapted λ
+    (held fixed) under the same mask sample, which the outer Adam (lr ``lr``) follows on the
+    logits: the meta-gradient ignores how λ depends on the mask.
+    """
+
+    def __init__(
+        self,
+        base: StateDict,
+        tvs: Sequence[StateDict],
+        objective: Objective,
+        *,
+        lr: float,
+        inner_lr: float,
+        init: float,
+        temperature: float,
+        generator: torch.Generator,
+        collapse_below: float,
+    ) -> None:
+        super().__init__(base, tvs, objective, lr=lr, init=init, collapse_below=collapse_below)
+        self.inner_lr = inner_lr
+        self.keys = list(base)
+        self.logits = nn.ParameterList([nn.Parameter(torch.zeros_like(base[k])) for k in base])
+        self.temperature, self.generator = temperature, generator
+
+    def step_loss(self, step: int) -> tuple[Tensor, float]:
+        """The inner step on λ, then the meta-loss at the adapted λ."""
+        with torch.no_grad():
+            self.lambdas.fill_(self.init)
+        mask = {
+            k: concrete_sample(x, self.temperature, self.generator)
+            for k, x in zip(self.keys, self.logits, strict=True)
+        }
+        fixed = mask_task_vectors(self.tvs, {k: m.detach() for k, m in mask.items()})
+        inner_loss, _ = self.objective(merge_layerwise(self.base, fixed, self.coefficients()), step)
+        inner = self._optimizers()[1]
+        inner.zero_grad()
+        self.manual_backward(inner_loss)
+        inner.step()
+        adapted = self.coefficients().detach()
+        return self.objective(
+            merge_layerwise(self.base, mask_task_vectors(self.tvs, mask), adapted), step
+        )
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:  # type: ignore[override]
+        """The outer Adam on the mask logits, then the inner Adam on λ."""
+        return [
+            torch.optim.Adam(self.logits.parameters(), lr=self.lr),
+            torch.optim.Adam([self.lambdas], lr=self.inner_lr),
+        ]
 
 
 def concrete_task_arithmetic(
+    env: TrainEnv,
     base: StateDict,
     tvs: Sequence[StateDict],
     lam: float,
@@ -100,32 +278,30 @@ def concrete_task_arithmetic(
     generator: torch.Generator,
     collapse_below: float,
 ) -> TTAResult:
-    """Learn the mask logits of CTA, ``θ(m) = θ_0 + λ Σ_t τ̃_t``, by entropy minimisation.
-
-    Stops early (``collapsed``) when the predicted-label entropy falls below ``collapse_below``.
-    """
-    logits = {k: torch.zeros_like(v, requires_grad=True) for k, v in base.items()}
-    opt = torch.optim.Adam(list(logits.values()), lr=lr)
-    summed = {k: sum(tv[k] for tv in tvs) for k in base}
-    result = TTAResult(steps_run=0, collapsed=False, logits=logits)
-    for step in range(steps):
-        mask = {k: concrete_sample(x, temperature, generator) for k, x in logits.items()}
-        (masked,) = mask_task_vectors([summed], mask)
-        params = {k: base[k] + lam * masked[k] for k in base}
-        loss, label_h = objective(params, step)
-        result.losses.append(float(loss.detach()))
-        if _collapsed(label_h, collapse_below):
-            result.collapsed = True
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result.steps_run = step + 1
-    result.logits = {k: v.detach() for k, v in logits.items()}
-    return result
+    """Learn the mask logits of CTA, ``θ(m) = θ_0 + λ Σ_t τ̃_t``, by entropy minimisation (at
+    most ``steps`` steps; stops early, ``collapsed``, when the label entropy falls below
+    ``collapse_below``)."""
+    module = ConcreteTaskArithmetic(
+        base,
+        tvs,
+        lam,
+        objective,
+        lr=lr,
+        temperature=temperature,
+        generator=generator,
+        collapse_below=collapse_below,
+    )
+    _adapt(env, module, steps, "concrete task arithmetic")
+    return TTAResult(
+        module.steps_run,
+        module.collapsed,
+        module.losses,
+        logits={k: x.detach().clone() for k, x in zip(module.keys, module.logits, strict=True)},
+    )
 
 
 def layerwise_adamerging(
+    env: TrainEnv,
     base: StateDict,
     tvs: Sequence[StateDict],
     objective: Objective,
@@ -135,25 +311,19 @@ def layerwise_adamerging(
     init: float,
     collapse_below: float,
 ) -> TTAResult:
-    """Layer-wise AdaMerging: learn λ_{t,l} (initialised at ``init``) with Adam on the entropy."""
-    lambdas = torch.full((len(tvs), len(base)), init, requires_grad=True)
-    opt = torch.optim.Adam([lambdas], lr=lr)
-    result = TTAResult(steps_run=0, collapsed=False)
-    for step in range(steps):
-        loss, label_h = objective(merge_layerwise(base, tvs, lambdas), step)
-        result.losses.append(float(loss.detach()))
-        if _collapsed(label_h, collapse_below):
-            result.collapsed = True
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result.steps_run = step + 1
-    result.lambdas = lambdas.detach()
-    return result
+    """Layer-wise AdaMerging: learn λ_{t,l} ∈ [0, 1] (initialised at ``init``) with Adam on the
+    entropy; ``lambdas`` of the result are the clamped coefficients."""
+    module = LayerwiseAdaMerging(
+        base, tvs, objective, lr=lr, init=init, collapse_below=collapse_below
+    )
+    _adapt(env, module, steps, "layer-wise AdaMerging")
+    return TTAResult(
+        module.steps_run, module.collapsed, module.losses, lambdas=module.coefficients().detach()
+    )
 
 
 def concrete_adamerging_mask(
+    env: TrainEnv,
     base: StateDict,
     tvs: Sequence[StateDict],
     objective: Objective,
@@ -166,40 +336,27 @@ def concrete_adamerging_mask(
     generator: torch.Generator,
     collapse_below: float,
 ) -> TTAResult:
-    """The bi-level, first-order meta-learning of Concrete AdaMerging's mask logits.
-
-    Each outer step resets λ to ``init``, takes one inner Adam step (lr ``inner_lr``, Adam state
-    kept across outer steps as the optimiser is created once) on λ with the mask held fixed,
-    then one Adam step (lr ``lr``) on the mask logits at the adapted λ. Afterwards the mask is
-    frozen and :func:`layerwise_adamerging` runs on the masked task vectors.
-    """
-    logits = {k: torch.zeros_like(v, requires_grad=True) for k, v in base.items()}
-    lambdas = torch.full((len(tvs), len(base)), init, requires_grad=True)
-    inner = torch.optim.Adam([lambdas], lr=inner_lr)
-    outer = torch.optim.Adam(list(logits.values()), lr=lr)
-    result = TTAResult(steps_run=0, collapsed=False)
-    for step in range(steps):
-        with torch.no_grad():
-            lambdas.fill_(init)
-        mask = {k: concrete_sample(x, temperature, generator) for k, x in logits.items()}
-        fixed = mask_task_vectors(tvs, {k: m.detach() for k, m in mask.items()})
-        loss, _ = objective(merge_layerwise(base, fixed, lambdas), step)
-        inner.zero_grad()
-        loss.backward()
-        inner.step()
-        meta_loss, label_h = objective(
-            merge_layerwise(base, mask_task_vectors(tvs, mask), lambdas.detach()), step
-        )
-        result.losses.append(float(meta_loss.detach()))
-        if _collapsed(label_h, collapse_below):
-            result.collapsed = True
-            break
-        outer.zero_grad()
-        meta_loss.backward()
-        outer.step()
-        result.steps_run = step + 1
-    result.logits = {k: v.detach() for k, v in logits.items()}
-    return result
+    """Meta-learn Concrete AdaMerging's mask logits (see :class:`ConcreteAdaMergingMask`).
+    Afterwards the caller freezes the mask and runs :func:`layerwise_adamerging` on the masked
+    task vectors."""
+    module = ConcreteAdaMergingMask(
+        base,
+        tvs,
+        objective,
+        lr=lr,
+        inner_lr=inner_lr,
+        init=init,
+        temperature=temperature,
+        generator=generator,
+        collapse_below=collapse_below,
+    )
+    _adapt(env, module, steps, "Concrete AdaMerging mask")
+    return TTAResult(
+        module.steps_run,
+        module.collapsed,
+        module.losses,
+        logits={k: x.detach().clone() for k, x in zip(module.keys, module.logits, strict=True)},
+    )
 
 
 def prediction_entropy(logits: Tensor) -> Tensor:

@@ -7,8 +7,14 @@
   initialised at the TA λ); mask density; a collapse monitor.
 * evaluate — metrics over seeds, claims (a)-(c) on the first head variant, the table.
 
-Deviation (documented): λ is initialised and reset at the TA-best λ, not the paper's 0.3, which
-is far too large for 8 task vectors on this bench (dc_merge.md §6).
+Deviation (documented): AdaMerging's λ start (and Concrete AdaMerging's inner loop resets) at the
+TA-best λ, not the paper's 0.3, which is far too large for 8 task vectors on this bench
+(dc_merge.md §6). The paper's other λ settings are kept in the paper's unit: the task vectors
+are rescaled by λ_TA / 0.3, so λ = 0.3 *is* the TA-best merge, λ is clamped to [0, 1] (the
+paper's code, like AdaMerging's, clamps) and the inner Adam step of lr 1 moves λ by about ±1 in
+that unit — as far relative to the starting merge as in the paper. In plain units (λ_TA ≈ 0.1)
+an unclamped ±1 step is ten times the whole merge, which collapsed every prediction at the
+first step, so the monitor stopped the mask before it trained.
 """
 
 from __future__ import annotations
@@ -19,14 +25,15 @@ import time
 import numpy as np
 import torch
 from torch import Tensor
+from torch.func import functional_call
 
 from subspacelab.io import read_json, write_json
-from subspacelab.merging import task_arithmetic, task_vectors
+from subspacelab.merging import scale, task_arithmetic, task_vectors
 from subspacelab.merging.bench import (
     Zoo,
+    head_logits,
     individual_accuracies,
     load_zoo,
-    merged_logits,
     normalised,
     task_accuracies,
     tune_and_test,
@@ -44,6 +51,7 @@ from subspacelab.merging.concrete import (
     prediction_entropy,
 )
 from subspacelab.merging.plots import bar_figure
+from subspacelab.nets.training import TrainEnv
 from subspacelab.registry import (
     Claim,
     ClaimResult,
@@ -58,19 +66,23 @@ from subspacelab.runner import seed_all
 from subspacelab.studies.concrete_merge.config import ConcreteMergeConfig, TTAConfig
 
 SLUG = "concrete_merge"
+PAPER_INIT = 0.3  # the paper's initial (and inner-reset) λ: AdaMerging's λ are in this unit
 METHODS = ("ta", "cta", "cta_discrete", "adamerging", "concrete_adamerging")
 
 
 def entropy_objective(zoo: Zoo, head: str, batch: int, seed: int) -> Objective:
-    """Summed prediction entropy over tasks on unlabelled validation batches (seeded)."""
+    """Summed prediction entropy over tasks on unlabelled validation batches (seeded). Every
+    task's batch goes through the merged backbone in one forward (the tasks share it), then
+    through its own head."""
     net = zoo.backbone()
     gen = torch.Generator().manual_seed(seed)
 
     def objective(params: dict[str, Tensor], step: int) -> tuple[Tensor, float]:
+        xs = [x[torch.randint(len(x), (batch,), generator=gen)] for x in zoo.x["val"]]
+        feats = functional_call(net, params, (torch.cat(xs),)).split(batch)
         total, lowest = torch.zeros(()), math.inf
-        for hd, x in zip(zoo.heads[head], zoo.x["val"], strict=True):
-            idx = torch.randint(len(x), (batch,), generator=gen)
-            logits = merged_logits(net, params, hd, x[idx])
+        for hd, f in zip(zoo.heads[head], feats, strict=True):
+            logits = head_logits(f, hd)
             total = total + prediction_entropy(logits)
             lowest = min(lowest, label_entropy(logits.detach()))
         return total, lowest
@@ -85,7 +97,9 @@ def _test(
     return {"abs": float(np.mean(accs)), "norm": normalised(accs, individual)}
 
 
-def run_concrete(zoo: Zoo, head: str, t: TTAConfig, seed: int) -> dict[str, dict[str, float]]:
+def run_concrete(
+    env: TrainEnv, zoo: Zoo, head: str, t: TTAConfig, seed: int
+) -> dict[str, dict[str, float]]:
     """TA, CTA (continuous/discrete mask), layer-wise and Concrete AdaMerging on one zoo seed."""
     seed_all(seed)
     individual = individual_accuracies(zoo, head, t.regime)
@@ -100,6 +114,7 @@ def run_concrete(zoo: Zoo, head: str, t: TTAConfig, seed: int) -> dict[str, dict
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     cta = concrete_task_arithmetic(
+        env,
         zoo.base,
         tvs,
         lam,
@@ -123,42 +138,47 @@ def run_concrete(zoo: Zoo, head: str, t: TTAConfig, seed: int) -> dict[str, dict
             density=mask_density(cta.logits),
         )
 
+    # AdaMerging's λ in the paper's unit: init 0.3 = the TA-best λ on this bench
+    unit = [scale(tv, lam / PAPER_INIT) for tv in tvs]
     t0 = time.perf_counter()
     ada = layerwise_adamerging(
+        env,
         zoo.base,
-        tvs,
+        unit,
         entropy_objective(zoo, head, t.batch_size, seed + 1),
         steps=t.ada_steps,
         lr=t.lr,
-        init=lam,
+        init=PAPER_INIT,
         collapse_below=collapse,
     )
-    out["adamerging"] = _test(zoo, head, merge_layerwise(zoo.base, tvs, ada.lambdas), individual)
+    out["adamerging"] = _test(zoo, head, merge_layerwise(zoo.base, unit, ada.lambdas), individual)
     out["adamerging"].update(
         time_s=time.perf_counter() - t0, collapsed=float(ada.collapsed), steps=float(ada.steps_run)
     )
 
     t0 = time.perf_counter()
     meta = concrete_adamerging_mask(
+        env,
         zoo.base,
-        tvs,
+        unit,
         entropy_objective(zoo, head, t.batch_size, seed + 2),
         steps=t.meta_steps,
         lr=t.lr,
         inner_lr=t.inner_lr,
-        init=lam,
+        init=PAPER_INIT,
         temperature=t.temperature,
         generator=gen,
         collapse_below=collapse,
     )
-    masked_tvs = mask_task_vectors(tvs, evaluation_mask(meta.logits, "continuous"))
+    masked_tvs = mask_task_vectors(unit, evaluation_mask(meta.logits, "continuous"))
     cada = layerwise_adamerging(
+        env,
         zoo.base,
         masked_tvs,
         entropy_objective(zoo, head, t.batch_size, seed + 1),
         steps=t.ada_steps,
         lr=t.lr,
-        init=lam,
+        init=PAPER_INIT,
         collapse_below=collapse,
     )
     params = merge_layerwise(zoo.base, masked_tvs, cada.lambdas)
@@ -167,6 +187,7 @@ def run_concrete(zoo: Zoo, head: str, t: TTAConfig, seed: int) -> dict[str, dict
         time_s=time.perf_counter() - t0,
         collapsed=float(meta.collapsed or cada.collapsed),
         steps=float(meta.steps_run + cada.steps_run),
+        meta_steps=float(meta.steps_run),
         density=mask_density(meta.logits),
     )
     return out
@@ -180,7 +201,7 @@ def _merge(ctx: StepContext) -> StepOutput:
         for h in t.heads:
             if (h, t.regime) not in zoo.finetuned:
                 raise KeyError(f"tta.heads/regime: the task zoo has no ({h}, {t.regime}) models")
-            res = run_concrete(zoo, h, t, seed)
+            res = run_concrete(ctx, zoo, h, t, seed)
             results[f"{seed}/{h}"] = res
             ctx.progress(
                 f"seed {seed} {h}: TA {res['ta']['norm']:.3f} CTA {res['cta']['norm']:.3f} "

@@ -5,8 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.config import param
+from subspacelab.studies.flora.full import VTAB_TASKS
 
 TASKS = ("relabel", "invert", "rot90", "bandpass")
+
+
+@dataclass
+class FloraVtab:
+    """Full profile: the VTAB-1k archive (NOAH layout), pinned by SHA-256 ("" refuses)."""
+
+    root: str = param()
+    url: str = param()
+    filename: str = param()
+    sha256: str = param()
+    tasks: list[str] = param(choices=VTAB_TASKS, min_len=1)
+    image_size: int = param(ge=8)
+
+
+@dataclass
+class FloraSchedule:
+    """Full profile: AdamW's weight decay, warm-up epochs before the cosine, loader workers."""
+
+    weight_decay: float = param(ge=0)
+    warmup_epochs: int = param(ge=0)
+    workers: int = param(ge=0)
 
 
 @dataclass
@@ -19,6 +41,7 @@ class FloraData:
     n_train: int = param(ge=10)
     n_test: int = param(ge=10)
     max_shift: int = param(ge=0)
+    vtab: FloraVtab | None = param()  # full profile only (null in mini)
 
 
 @dataclass
@@ -30,6 +53,7 @@ class FloraModel:
     scale: float = param(gt=0)
     spatial_rank: int = param(ge=1)  # r = [r_c, r_c, spatial, spatial]
     budgets: list[float] = param(gt=0, lt=1, min_len=1)  # fractions of the conv parameters
+    convnext: str | None = param()  # full profile: the timm model name (null in mini)
 
     def check(self) -> dict[str, str]:
         """One stride per conv."""
@@ -49,6 +73,7 @@ class FloraTrain:
     lr: float = param(gt=0)
     peft_lr: float = param(gt=0)
     batch_size: int = param(ge=1)
+    schedule: FloraSchedule | None = param()  # full profile only (null in mini)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,9 +33,45 @@ class SmallCNN(nn.Module):
         return self.head(self.embed(x))
 
 
+def stacked_losses(nets: Sequence[SmallCNN], xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
+    """Each net's cross-entropy on its own batch ``(xs[k], ys[k])``, all nets at once: every
+    conv layer runs as one grouped conv over the nets (each group one net's effective weight,
+    ``W`` or ``W + ΔW`` of its LoRA/FLoRA), the heads as one batched product — the same maps as
+    each net alone, in a few large ops instead of many small ones (batches of one size)."""
+    k = len(nets)
+    h = torch.cat(list(xs), dim=1)
+    per_net = [_effective_convs(net) for net in nets]
+    for j, conv in enumerate(convs(nets[0])):
+        w = torch.cat([layers[j][0] for layers in per_net])
+        b = torch.cat([layers[j][1] for layers in per_net])
+        h = F.relu(F.conv2d(h, w, b, conv.stride, conv.padding, conv.dilation, groups=k))
+    feats = h.mean(dim=(2, 3)).reshape(len(h), k, -1)
+    w_head = torch.stack([net.head.weight for net in nets])
+    b_head = torch.stack([net.head.bias for net in nets])
+    logits = torch.einsum("bkc,koc->kbo", feats, w_head) + b_head[:, None]
+    y = torch.stack(list(ys))
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
+
+
+def _effective_convs(net: SmallCNN) -> list[tuple[Tensor, Tensor]]:
+    """Each conv's (weight, bias) as the net applies them: ``W``, or ``W + ΔW`` under an
+    adapter."""
+    out = []
+    for m in net.features:
+        if isinstance(m, LoRA | FLoRA):
+            out.append((m.base.weight + m.delta(), m.base.bias))
+        elif isinstance(m, nn.Conv2d):
+            out.append((m.weight, m.bias))
+    return out
+
+
 def convs(model: SmallCNN) -> list[nn.Conv2d]:
-    """The conv layers, in order."""
-    return [m for m in model.features if isinstance(m, nn.Conv2d)]
+    """The conv layers, in order (the frozen base layer of an adapted conv)."""
+    return [
+        m.base if isinstance(m, LoRA | FLoRA) else m
+        for m in model.features
+        if isinstance(m, nn.Conv2d | LoRA | FLoRA)
+    ]
 
 
 def conv_param_count(model: SmallCNN) -> int:

@@ -3,7 +3,11 @@
 * pretrain — per seed: digits upsampled, a CNN pretrained on ``pretrain_classes`` with random
   shifts; the downstream tasks' few-shot train/test splits.
 * fit — per seed and task: linear probe, full FT, and LoRA / FLoRA on every conv at each
-  parameter budget (rank chosen so the exact trainable count is closest to the budget).
+  parameter budget (rank chosen so the exact trainable count is closest to the budget). The
+  linear probes train on features computed once; every other arm of every task of a seed trains
+  in one Lightning run (``adapters.training.train_joint``: each arm on its task's seeded batches
+  with its own learning rate, as alone), evaluated together as one stacked model
+  (``core.stacked_losses``: one grouped conv per layer over all arms).
 * evaluate — accuracies over tasks and seeds, exact parameter counts, claims, table.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -18,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from subspacelab.adapters import trainable_count
-from subspacelab.adapters.training import accuracy, predict, train_loop
+from subspacelab.adapters.training import Member, accuracy, predict, train_joint, train_loop
 from subspacelab.data.embedded import digits
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.plots import bar_figure
@@ -33,7 +38,7 @@ from subspacelab.registry import (
     Study,
 )
 from subspacelab.runner import seed_all
-from subspacelab.studies.flora import core
+from subspacelab.studies.flora import core, full
 from subspacelab.studies.flora.config import FloraConfig
 
 SLUG = "flora"
@@ -41,6 +46,8 @@ APPROX = 0.01  # "≈ full FT": within 1 pt
 
 
 def _pretrain(ctx: StepContext) -> StepOutput:
+    if ctx.profile == "full":
+        return full.pretrain_step(ctx)
     cfg: FloraConfig = ctx.cfg
     d, m, t = cfg.data, cfg.model, cfg.train
     for seed in ctx.seeds:
@@ -75,6 +82,8 @@ def _pretrain(ctx: StepContext) -> StepOutput:
 
 
 def _fit(ctx: StepContext) -> StepOutput:
+    if ctx.profile == "full":
+        return full.fit_step(ctx)
     cfg: FloraConfig = ctx.cfg
     d, m, t = cfg.data, cfg.model, cfg.train
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -85,20 +94,15 @@ def _fit(ctx: StepContext) -> StepOutput:
         base = core.SmallCNN(m.channels, m.strides, 10)
         base.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         total = core.conv_param_count(base)
+        arms: list[tuple[str, str, int]] = [("linear_probe", "probe", 0), ("full_ft", "full", 0)]
+        for b in m.budgets:
+            r_f, _, r_l, _ = core.match_budget(core.convs(base), round(b * total), m.spatial_rank)
+            arms += [(f"flora_{b:g}", "flora", r_f), (f"lora_{b:g}", "lora", r_l)]
+        runs: list[tuple[str, str, str, int, core.SmallCNN]] = []  # task, arm, kind, rank, net
+        probes: list[Member] = []
+        members: list[Member] = []
         for i, name in enumerate(d.tasks):
             seed_all(seed * 100 + i)
-            x, y = tensors[f"{name}.x_train"], tensors[f"{name}.y_train"]
-            xt, yt = tensors[f"{name}.x_test"], tensors[f"{name}.y_test"]
-            row: dict[str, dict[str, float]] = {}
-            arms: list[tuple[str, str, int]] = [
-                ("linear_probe", "probe", 0),
-                ("full_ft", "full", 0),
-            ]
-            for b in m.budgets:
-                r_f, _, r_l, _ = core.match_budget(
-                    core.convs(base), round(b * total), m.spatial_rank
-                )
-                arms += [(f"flora_{b:g}", "flora", r_f), (f"lora_{b:g}", "lora", r_l)]
             for arm, kind, rank in arms:
                 net = copy.deepcopy(base)
                 net.head.reset_parameters()
@@ -106,26 +110,39 @@ def _fit(ctx: StepContext) -> StepOutput:
                     net.features.requires_grad_(False)
                 elif kind != "full":
                     core.adapt(net, kind, rank, m.spatial_rank, m.scale)
-                head = net.head.weight.numel() + net.head.bias.numel()
                 lr = t.lr if kind in ("full", "probe") else t.peft_lr
-                train_loop(
-                    ctx,
-                    net,
-                    _loss(net),
-                    x,
-                    y,
-                    epochs=t.epochs,
-                    batch_size=t.batch_size,
-                    lr=lr,
-                    seed=seed * 100 + i,
-                )
-                row[arm] = {
-                    "acc": accuracy(predict(net, xt), yt),
-                    "params": float(trainable_count(net) - head),
-                    "budget_frac": (trainable_count(net) - head) / total,
-                    "rank": float(rank),
-                }
-            results[f"{seed}/{name}"] = row
+                x, y = tensors[f"{name}.x_train"], tensors[f"{name}.y_train"]
+                if kind == "probe":  # frozen features: train the head on them, computed once
+                    head = net.head
+                    probes.append(
+                        Member(head, _loss(head), predict(net.embed, x), y, lr, seed * 100 + i)
+                    )
+                else:
+                    members.append(Member(net, _loss(net), x, y, lr, seed * 100 + i))
+                runs.append((name, arm, kind, rank, net))
+        train_joint(
+            ctx, probes, epochs=t.epochs, batch_size=t.batch_size, label=f"seed {seed} probes"
+        )
+        nets = [mb.model for mb in members]
+        train_joint(
+            ctx,
+            members,
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            label=f"seed {seed} fine-tunes",
+            batched=partial(core.stacked_losses, nets),
+        )
+        for name, arm, _, rank, net in runs:
+            xt, yt = tensors[f"{name}.x_test"], tensors[f"{name}.y_test"]
+            head = net.head.weight.numel() + net.head.bias.numel()
+            results.setdefault(f"{seed}/{name}", {})[arm] = {
+                "acc": accuracy(predict(net, xt), yt),
+                "params": float(trainable_count(net) - head),
+                "budget_frac": (trainable_count(net) - head) / total,
+                "rank": float(rank),
+            }
+        for name in d.tasks:
+            row = results[f"{seed}/{name}"]
             ctx.progress(
                 f"seed {seed} {name}: " + " ".join(f"{a} {r['acc']:.3f}" for a, r in row.items())
             )

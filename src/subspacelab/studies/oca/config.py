@@ -8,6 +8,29 @@ from subspacelab.config import param
 
 
 @dataclass
+class OcaCifar:
+    """Full profile: CIFAR-100 (downloaded into ``root``); old model on classes 0..n_old-1."""
+
+    root: str = param()
+    n_old: int = param(ge=2, le=99)
+
+
+@dataclass
+class OcaResNet:
+    """Full profile: the torchvision ResNet (CIFAR stem) under the embedding."""
+
+    arch: str = param(choices=("resnet18", "resnet34", "resnet50"))
+
+
+@dataclass
+class OcaSchedule:
+    """Full profile: Adam's weight decay and the warm-up epochs before the cosine decay."""
+
+    weight_decay: float = param(ge=0)
+    warmup_epochs: int = param(ge=0)
+
+
+@dataclass
 class OcaData:
     """MNIST-1D generated locally; old model on ``old_classes``, new models on all classes."""
 
@@ -15,6 +38,7 @@ class OcaData:
     seed: int = param(ge=0)
     train_split: float = param(gt=0, lt=1)
     old_classes: list[int] = param(ge=0, le=9, min_len=2)
+    cifar100: OcaCifar | None = param()  # full profile only (null in mini)
 
 
 @dataclass
@@ -25,6 +49,7 @@ class OcaModel:
     d_old: int = param(ge=2)
     extra_dims: int = param(ge=1)
     ortho_bias: bool = param()
+    resnet: OcaResNet | None = param()  # full profile only (null in mini)
 
 
 @dataclass
@@ -34,6 +59,7 @@ class OcaTrain:
     epochs: int = param(ge=1)
     lr: float = param(gt=0)
     batch_size: int = param(ge=1)
+    schedule: OcaSchedule | None = param()  # full profile only (null in mini)
 
 
 @dataclass

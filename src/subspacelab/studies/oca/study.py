@@ -5,6 +5,9 @@
 * fit — per seed: the new arms (independent, BCT, OCA), each 10-way; the orthogonality error of
   Q after every optimiser step; leave-one-out retrieval (CMC top-1, mAP) on the test set for
   every (query model → gallery model) pair.
+
+The old models of every seed train in one Lightning run, and so do the new arms of every seed
+(``adapters.training.train_joint``: each model on its seed's batches, exactly as alone).
 * evaluate — means over seeds, claims, the retrieval matrix.
 
 The orthogonal layer keeps its bias (as the official code does), so Q h + b is affine.
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from subspacelab.adapters import bct_loss, oca_loss
-from subspacelab.adapters.training import predict, train_loop
+from subspacelab.adapters.training import Member, predict, train_joint
 from subspacelab.data.embedded import mnist1d
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.plots import bar_figure
@@ -35,6 +38,7 @@ from subspacelab.registry import (
     Study,
 )
 from subspacelab.runner import seed_all
+from subspacelab.studies.oca import full
 from subspacelab.studies.oca.config import OcaConfig
 from subspacelab.studies.oca.core import Embedder, retrieval
 
@@ -43,6 +47,8 @@ ARMS = ("independent", "bct", "oca")
 
 
 def _old(ctx: StepContext) -> StepOutput:
+    if ctx.profile == "full":
+        return full.old_step(ctx)
     cfg: OcaConfig = ctx.cfg
     d, m, t = cfg.data, cfg.model, cfg.train
     split = mnist1d(d.num_samples, d.seed, d.train_split)
@@ -61,20 +67,21 @@ def _old(ctx: StepContext) -> StepOutput:
     keep = torch.isin(y, torch.tensor(d.old_classes))
     remap = torch.full((10,), -1, dtype=torch.long)
     remap[torch.tensor(d.old_classes)] = torch.arange(len(d.old_classes))
+    nets: dict[int, Embedder] = {}
     for seed in ctx.seeds:
         seed_all(seed)
-        net = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
-        train_loop(
-            ctx,
-            net,
-            _loss(net, "old", torch.zeros(0)),
-            x[keep],
-            remap[y[keep]],
-            epochs=t.epochs,
-            batch_size=t.batch_size,
-            lr=t.lr,
-            seed=seed,
-        )
+        nets[seed] = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
+    train_joint(
+        ctx,
+        [
+            Member(net, _loss(net, "old", torch.zeros(0)), x[keep], remap[y[keep]], t.lr, seed)
+            for seed, net in nets.items()
+        ],
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        label="old models",
+    )
+    for seed, net in nets.items():
         feats = predict(net.embed, x)
         protos = torch.stack([feats[y == c].mean(0) for c in range(10)])
         tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
@@ -89,11 +96,17 @@ def _old(ctx: StepContext) -> StepOutput:
 
 
 def _fit(ctx: StepContext) -> StepOutput:
+    if ctx.profile == "full":
+        return full.fit_step(ctx)
     cfg: OcaConfig = ctx.cfg
     d, m, t = cfg.data, cfg.model, cfg.train
     data, _ = load_tensors(ctx.inputs["old"] / "data.safetensors", study=SLUG, kind="mnist1d")
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     results: dict[str, dict[str, float]] = {}
+    members: list[Member] = []
+    arms: dict[tuple[int, str], Embedder] = {}
+    errors: dict[int, list[float]] = {}
+    feats: dict[int, dict[str, Tensor]] = {}
     for seed in ctx.seeds:
         saved, _ = load_tensors(
             ctx.inputs["old"] / f"seed{seed}.safetensors", study=SLUG, kind="old"
@@ -101,32 +114,23 @@ def _fit(ctx: StepContext) -> StepOutput:
         old = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
         old.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("net.")})
         protos = saved["prototypes"]
-        feats = {"old": predict(old.embed, xt)}
-        row: dict[str, float] = {}
+        feats[seed] = {"old": predict(old.embed, xt)}
+        errors[seed] = []
         for arm in ARMS:
             seed_all(seed)
             dim = m.d_old if arm == "bct" else m.d_old + m.extra_dims
             net = Embedder(x.shape[1], m.channels, dim, 10, arm == "oca", m.ortho_bias)
-            errors: list[float] = []
-            monitor = _monitor(net, errors) if arm == "oca" else None
-            train_loop(
-                ctx,
-                net,
-                _loss(net, arm, protos),
-                x,
-                y,
-                epochs=t.epochs,
-                batch_size=t.batch_size,
-                lr=t.lr,
-                seed=seed,
-                on_step=monitor,
-            )
-            if arm == "oca":
-                row["ortho_error_max"] = max(errors)
-            feats[arm] = predict(net.embed, xt)
+            monitor = _monitor(net, errors[seed]) if arm == "oca" else None
+            members.append(Member(net, _loss(net, arm, protos), x, y, t.lr, seed, on_step=monitor))
+            arms[(seed, arm)] = net
+    train_joint(ctx, members, epochs=t.epochs, batch_size=t.batch_size, label="new models")
+    for seed in ctx.seeds:
+        row: dict[str, float] = {"ortho_error_max": max(errors[seed])}
+        for arm in ARMS:
+            feats[seed][arm] = predict(arms[(seed, arm)].embed, xt)
         for q in ("old", *ARMS):
             for g in {"old", q}:
-                top1, ap = retrieval(feats[q], feats[g], yt)
+                top1, ap = retrieval(feats[seed][q], feats[seed][g], yt)
                 row[f"{q}_to_{g}_map"], row[f"{q}_to_{g}_top1"] = ap, top1
         results[str(seed)] = row
         ctx.progress(

@@ -6,6 +6,43 @@ from dataclasses import dataclass
 
 from subspacelab.config import param
 from subspacelab.merging.bench import TRANSFORMS
+from subspacelab.studies.task_zoo.full import VISION_TASKS
+
+
+@dataclass
+class VisionData:
+    """Full profile: the 8 vision tasks, downloaded into ``root`` (a cache outside DVC)."""
+
+    root: str = param()
+    tasks: list[str] = param(choices=VISION_TASKS, min_len=2)
+    val_fraction: float = param(gt=0, lt=1)  # validation carved from train (task-vectors: 0.1)
+    max_val: int = param(ge=1)  # ... at most this many images (task-vectors: 5000)
+    checksums: dict[str, str] = param()  # file -> "md5:<hex>" / "sha256:<hex>"; "" refuses
+
+
+@dataclass
+class ClipModel:
+    """Full profile: the open_clip backbone and the LoRA of the LoRA regime."""
+
+    arch: str = param()
+    pretrained: str = param()
+    image_size: int = param(ge=8)
+    lora_rank: int = param(ge=1)
+    lora_scale: float = param(gt=0)
+
+
+@dataclass
+class ClipTrain:
+    """Full profile: fine-tuning through the frozen zero-shot head (AdamW, warm-up + cosine)."""
+
+    regimes: list[str] = param(choices=("fft", "lora"), min_len=1)
+    steps: int = param(ge=1)
+    batch_size: int = param(ge=1)
+    lr: float = param(gt=0)
+    lora_lr: float = param(gt=0)
+    weight_decay: float = param(ge=0)
+    warmup_steps: int = param(ge=0)
+    workers: int = param(ge=0)
 
 
 @dataclass
@@ -17,6 +54,7 @@ class ZooData:
     n_test: int = param(ge=10)
     tasks: list[str] = param(choices=TRANSFORMS, min_len=2)
     perm_seed: int = param(ge=0)  # the fixed pixel permutation of the `permute` task
+    vision: VisionData | None = param()  # full profile only (null in mini)
 
     def check(self) -> dict[str, str]:
         """The three splits must fit in the 1797 digits; tasks must be distinct."""
@@ -35,6 +73,7 @@ class ZooModel:
     hidden: list[int] = param(ge=1, min_len=1)
     lora_rank: int = param(ge=1)
     lora_scale: float = param(gt=0)
+    clip: ClipModel | None = param()  # full profile only (null in mini)
 
 
 @dataclass
@@ -50,6 +89,7 @@ class ZooTrain:
     batch_size: int = param(ge=1)
     heads: list[str] = param(choices=("h1", "h2"), min_len=1)
     regimes: list[str] = param(choices=("fft", "lora"), min_len=1)
+    clip: ClipTrain | None = param()  # full profile only (null in mini)
 
 
 @dataclass

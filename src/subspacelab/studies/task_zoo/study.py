@@ -3,7 +3,9 @@
 * data — per seed, sklearn digits split into train/val/test, plus the fixed pixel permutation.
 * zoo — per seed: the MLP backbone pretrained on the identity task with its head (H2, the
   shared frozen head), a frozen linear probe per task on base features (H1), and one fine-tuned
-  backbone per head variant × regime (full FT, LoRA merged into the weights) × task.
+  backbone per head variant × regime (full FT, LoRA merged into the weights) × task. The probes
+  train in one Lightning run and the fine-tunes in another (``adapters.training.train_joint``:
+  each model on its own seeded batches, exactly as alone, at one Lightning step per batch).
 * report — a comparison table of zero-shot and individual (fine-tuned) accuracy per task.
 
 dc_merge and concrete_merge read ``task_zoo.data`` and ``task_zoo.zoo`` through ``uses=``.
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subspacelab.adapters import LoRA, wrap_layers
-from subspacelab.adapters.training import train_loop
+from subspacelab.adapters.training import Member, train_joint, train_loop
 from subspacelab.data.embedded import digits
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.bench import (
@@ -35,16 +37,19 @@ from subspacelab.merging.bench import (
 from subspacelab.merging.plots import bar_figure
 from subspacelab.registry import Report, Step, StepContext, StepOutput, Study
 from subspacelab.runner import seed_all
-from subspacelab.studies.task_zoo.config import TaskZooConfig, ZooTrain
+from subspacelab.studies.task_zoo import full
+from subspacelab.studies.task_zoo.config import TaskZooConfig
 
 SLUG = ZOO_SLUG
 
 
 def _data(ctx: StepContext) -> StepOutput:
+    if ctx.profile == "full":
+        return full.data_step(ctx)
     d = ctx.cfg.data
-    full = digits(test_size=0.5, seed=0)
-    x = np.concatenate([full.x_train, full.x_test])
-    y = np.concatenate([full.y_train, full.y_test])
+    pool = digits(test_size=0.5, seed=0)
+    x = np.concatenate([pool.x_train, pool.x_test])
+    y = np.concatenate([pool.y_train, pool.y_test])
     perm = pixel_permutation(d.perm_seed)
     bounds = np.cumsum([0, d.n_train, d.n_val, d.n_test])
     for seed in ctx.seeds:
@@ -64,47 +69,35 @@ def _ce(model: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
     return loss
 
 
-def _finetune(
-    ctx: StepContext,
-    base: nn.Module,
-    head: nn.Linear,
-    regime: str,
-    cfg: TaskZooConfig,
-    x: Tensor,
-    y: Tensor,
-    seed: int,
-) -> dict[str, Tensor]:
-    """Fine-tune a copy of ``base`` through the frozen ``head``; returns backbone weights (LoRA
-    updates merged in)."""
-    t: ZooTrain = cfg.train
+def _task_model(base: nn.Module, head: nn.Linear, regime: str, cfg: TaskZooConfig) -> nn.Module:
+    """A copy of ``base`` (trainable for full FT, frozen under LoRA adapters) before the frozen
+    ``head``."""
     backbone = copy.deepcopy(base)
     backbone.requires_grad_(regime == "fft")
     if regime == "lora":
         wrap_layers(backbone, lambda layer: LoRA(layer, cfg.model.lora_rank, cfg.model.lora_scale))
-    model = nn.Sequential(backbone, head)
-    lr = t.lora_lr if regime == "lora" else t.lr
-    train_loop(
-        ctx,
-        model,
-        _ce(model),
-        x,
-        y,
-        epochs=t.finetune_epochs,
-        batch_size=t.batch_size,
-        lr=lr,
-        seed=seed,
-    )
-    if regime == "fft":
-        return {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    return nn.Sequential(backbone, head)
+
+
+def _backbone_weights(model: nn.Module) -> dict[str, Tensor]:
+    """The fine-tuned backbone's weights, LoRA updates merged in."""
+    backbone = model[0]
     out = {}
     for name, module in backbone.named_children():
         if isinstance(module, LoRA):
             out[f"{name}.weight"] = (module.base.weight + module.delta()).detach().clone()
             out[f"{name}.bias"] = module.base.bias.detach().clone()
+        elif isinstance(module, nn.Linear):
+            out[f"{name}.weight"] = module.weight.detach().clone()
+            out[f"{name}.bias"] = module.bias.detach().clone()
     return out
 
 
 def _zoo(ctx: StepContext) -> StepOutput:
+    """Per seed: pretraining (one run), the 8 probes (one joint run) and every fine-tune of
+    head × regime × task (one joint run; each model on its own task's seeded batches)."""
+    if ctx.profile == "full":
+        return full.zoo_step(ctx)
     cfg: TaskZooConfig = ctx.cfg
     t = cfg.train
     tasks = cfg.data.tasks
@@ -115,7 +108,7 @@ def _zoo(ctx: StepContext) -> StepOutput:
             s: [apply_transform(n, raw[f"x_{s}"], raw["perm"].numpy()) for n in tasks]
             for s in SPLITS
         }
-        y = {s: raw[f"y_{s}"] for s in SPLITS}
+        y = raw["y_train"]
         base = MLPBackbone(xs["train"][0].shape[1], cfg.model.hidden)
         shared = nn.Linear(cfg.model.hidden[-1], 10)
         pre = nn.Sequential(base, shared)
@@ -125,45 +118,58 @@ def _zoo(ctx: StepContext) -> StepOutput:
             pre,
             _ce(pre),
             ident,
-            y["train"],
+            y,
             epochs=t.pretrain_epochs,
             batch_size=t.batch_size,
             lr=t.lr,
             seed=seed,
+            label=f"seed {seed} pretrain",
         )
-        for p in pre.parameters():
-            p.requires_grad_(False)
+        pre.requires_grad_(False)
         tensors = {f"base.{k}": v.clone() for k, v in base.state_dict().items()}
         tensors.update({f"head.h2.{k}": v.clone() for k, v in shared.state_dict().items()})
-        heads: dict[str, list[nn.Linear]] = {"h2": [shared] * len(tasks), "h1": []}
         with torch.no_grad():
             feats = [base(x) for x in xs["train"]]
-        for i, name in enumerate(tasks):
-            probe = nn.Linear(cfg.model.hidden[-1], 10)
-            train_loop(
-                ctx,
-                probe,
-                _ce(probe),
-                feats[i],
-                y["train"],
-                epochs=t.probe_epochs,
-                batch_size=t.batch_size,
-                lr=t.probe_lr,
-                seed=seed + i,
-            )
+        probes = [nn.Linear(cfg.model.hidden[-1], 10) for _ in tasks]
+        train_joint(
+            ctx,
+            [
+                Member(p, _ce(p), f, y, t.probe_lr, seed + i)
+                for i, (p, f) in enumerate(zip(probes, feats, strict=True))
+            ],
+            epochs=t.probe_epochs,
+            batch_size=t.batch_size,
+            label=f"seed {seed} probes",
+        )
+        for name, probe in zip(tasks, probes, strict=True):
             probe.requires_grad_(False)
-            heads["h1"].append(probe)
             tensors.update(
                 {f"head.h1.{name}.{k}": v.clone() for k, v in probe.state_dict().items()}
             )
-        for h in t.heads:
-            for r in t.regimes:
-                for i, name in enumerate(tasks):
-                    ft = _finetune(
-                        ctx, base, heads[h][i], r, cfg, xs["train"][i], y["train"], seed + i
-                    )
-                    tensors.update({f"ft.{h}.{r}.{name}.{k}": v for k, v in ft.items()})
-                ctx.progress(f"seed {seed}: fine-tuned {len(tasks)} tasks ({h}, {r})")
+        heads: dict[str, list[nn.Linear]] = {"h2": [shared] * len(tasks), "h1": probes}
+        runs = [(h, r, i) for h in t.heads for r in t.regimes for i in range(len(tasks))]
+        models = [_task_model(base, heads[h][i], r, cfg) for h, r, i in runs]
+        train_joint(
+            ctx,
+            [
+                Member(
+                    model,
+                    _ce(model),
+                    xs["train"][i],
+                    y,
+                    t.lora_lr if r == "lora" else t.lr,
+                    seed + i,
+                )
+                for model, (h, r, i) in zip(models, runs, strict=True)
+            ],
+            epochs=t.finetune_epochs,
+            batch_size=t.batch_size,
+            label=f"seed {seed} fine-tunes",
+        )
+        for model, (h, r, i) in zip(models, runs, strict=True):
+            ft = _backbone_weights(model)
+            tensors.update({f"ft.{h}.{r}.{tasks[i]}.{k}": v for k, v in ft.items()})
+        ctx.progress(f"seed {seed}: fine-tuned {len(runs)} task models")
         save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=SLUG, kind="zoo")
     write_json(
         ctx.out / "index.json",
