@@ -78,3 +78,12 @@ def test_spectrum_summaries() -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(ValueError, match="allowed: mse, ce"):
         hs.loss_of_outputs(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), "hinge")
+
+
+def test_exact_hessian_and_per_sample_jacobian_match_torch_func() -> None:
+    fn, theta = hs.flat_model(_mlp())
+    x, y = _data()
+    full = torch.func.hessian(hs.full_loss(fn, x, y, "ce"))(theta)
+    torch.testing.assert_close(hs.exact_hessian(fn, theta, x, y, "ce"), 0.5 * (full + full.T))
+    jac = torch.func.jacrev(lambda t: fn(t, x))(theta)  # (n, k, P) of the whole batch
+    torch.testing.assert_close(hs.per_sample_jacobian(fn, theta, x), jac)

@@ -68,3 +68,25 @@ def test_logit_geometry_hand_example() -> None:
     assert geo.angle.tolist() == pytest.approx([0.0, math.pi / 4])
     assert geo.length.tolist() == pytest.approx([1.0, math.sqrt(2)])
     assert geo.margin.tolist() == pytest.approx([1 / math.sqrt(2), 0.0])
+
+
+def test_mask_hold_and_gradual_magnitude_hooks() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 4))
+    masks = pr.magnitude_masks(pr.prunable(net), 0.5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # an optimiser step moved the pruned weights
+    pr.MaskHold(masks)(net)
+    for name, w in pr.prunable(net).items():
+        assert bool((w[~masks[name]] == 0).all())
+    hook = pr.GradualMagnitude(steps_per_epoch=2, epochs=3, final=0.8)
+    hook.start(net)
+    sparsities = [pr.sparsity_of(hook.masks)]
+    for _ in range(6):
+        hook(net)
+        sparsities.append(pr.sparsity_of(hook.masks))
+    expected = [pr.gradual_sparsity(e, 3, 0.8) for e in (1, 1, 2, 2, 3, 3, 3)]
+    assert sparsities == pytest.approx(expected, abs=0.01)
+    zeros = sum(int((w == 0).sum()) for w in pr.prunable(net).values())
+    assert zeros / sum(w.numel() for w in pr.prunable(net).values()) == pytest.approx(0.8, abs=0.01)

@@ -41,3 +41,19 @@ def test_sparse_prediction_beats_one_to_one_on_a_rotation() -> None:
     assert r2_sparse > 0.99
     assert r2_one < 0.8
     assert 1 <= nnz <= 6
+
+
+def test_sparse_prediction_matches_lasso_on_the_raw_samples() -> None:
+    from sklearn.linear_model import Lasso
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(2)
+    a = np.maximum(rng.standard_normal((800, 6)) @ rng.standard_normal((6, 6)), 0.0)
+    b = np.maximum(a @ rng.standard_normal((6, 5)) + rng.standard_normal((800, 5)), 0.0)
+    for alpha in (0.003, 0.05):
+        r2, nnz = sim.sparse_prediction_r2(a[:400], b[:400], a[400:], b[400:], alpha)
+        xa, xt = sim._standardise(a[:400], a[400:])
+        ya, yt = sim._standardise(b[:400], b[400:])
+        ref = Lasso(alpha=alpha, max_iter=5000, tol=1e-8).fit(xa, ya)
+        assert r2 == pytest.approx(r2_score(yt, ref.predict(xt)), abs=1e-4)
+        assert nnz == pytest.approx((np.abs(ref.coef_) > 0).sum(axis=1).mean())

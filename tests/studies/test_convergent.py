@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
+from subspacelab.config import ParamsError, build
+from subspacelab.nets.training import LocalEnv, tensor_loader
 from subspacelab.registry import Metrics
 from subspacelab.studies.convergent import core
 from subspacelab.studies.convergent import study as cv
+from subspacelab.studies.convergent.config import TrainConfig
+from subspacelab.studies.convergent.full import AlexNetUnits
 
 
 def test_net_shapes_and_unit_samples() -> None:
@@ -56,3 +62,82 @@ def test_claims_both_ways() -> None:
     for claim in cv.CLAIMS:
         assert claim.check(_metrics(True)).holds, claim.id
         assert not claim.check(_metrics(False)).holds, claim.id
+
+
+def test_joint_training_equals_separate_runs() -> None:
+    x, y = torch.randn(64, 12), torch.arange(64) % 10
+
+    def nets() -> dict[str, core.Net1D]:
+        out = {}
+        for s in (0, 1):
+            torch.manual_seed(s)
+            out[f"s{s}"] = core.Net1D(12, 3, 10)
+        return out
+
+    def loader() -> DataLoader:
+        return tensor_loader(x, y, batch_size=16, seed=5)
+
+    joint = nets()
+    core.train_jointly(LocalEnv(), joint, loader(), lr=0.01, wd=1e-4, epochs=2)
+    for name, net in nets().items():
+        core.train_jointly(LocalEnv(), {name: net}, loader(), lr=0.01, wd=1e-4, epochs=2)
+        for (k, p), q in zip(
+            net.state_dict().items(), joint[name].state_dict().values(), strict=True
+        ):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=k)
+        assert not torch.equal(net.conv1.weight, nets()[name].conv1.weight)  # it trained
+
+
+def test_unit_samples_keep_evenly_spaced_positions() -> None:
+    act = torch.arange(2 * 3 * 5.0).reshape(2, 3, 5)  # (n, C, P)
+    out = core.unit_samples(act, positions=3)
+    assert out.shape == (6, 3)
+    np.testing.assert_array_equal(out[:3, 0], [0.0, 2.0, 4.0])  # input 0, positions 0, 2, 4
+    assert core.unit_samples(act, positions=9).shape == (10, 3)
+
+
+def _fake_alexnet(weights: None, num_classes: int) -> nn.Module:
+    """torchvision's AlexNet layout (features[0..4]) at a small size."""
+    net = nn.Module()
+    net.features = nn.Sequential(
+        nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3, 1, 1), nn.ReLU()
+    )
+    return net
+
+
+def test_alexnet_units_read_conv1_and_conv2(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("torchvision.models")
+    fake.alexnet = _fake_alexnet  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.models", fake)
+    with torch.no_grad():
+        a1, a2 = AlexNetUnits(10).activations(torch.rand(2, 3, 16, 16))
+    assert a1.shape == (2, 4, 64) and a2.shape == (2, 5, 16)
+    assert float(a1.min()) >= 0.0 and float(a2.min()) >= 0.0  # post-ReLU
+
+
+def test_alexnet_without_torchvision_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    with pytest.raises(ImportError, match="subspacelab\\[full\\]"):
+        AlexNetUnits()
+
+
+def test_train_config_channels_rule() -> None:
+    raw = {
+        "arch": "alexnet",
+        "channels": 8,
+        "epochs": 1,
+        "lr": 0.1,
+        "weight_decay": 0.0,
+        "batch_size": 2,
+        "num_workers": 0,
+        "untrained_seed": 0,
+    }
+    with pytest.raises(ParamsError, match="channels"):
+        build(TrainConfig, raw, "convergent.full.train")
+    assert build(TrainConfig, {**raw, "channels": None}, "convergent.full.train").channels is None

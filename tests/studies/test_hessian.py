@@ -2,29 +2,73 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from subspacelab.config import ParamsError, build
+from subspacelab.data.download import DownloadError
+from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC
+from subspacelab.io import load_tensors
+from subspacelab.nets.training import LocalEnv, fit, full_batch_loader, tensor_loader
+from subspacelab.probes import hessian as hs
 from subspacelab.registry import Metrics
 from subspacelab.studies.hessian import core
 from subspacelab.studies.hessian import study as hs_study
 from subspacelab.studies.hessian.config import DataConfig
+from subspacelab.studies.hessian.lightning import Cell, MatchedLossTraining, MiniBatchToTarget
+
+
+def _matched(cells: list[Cell], max_steps: int) -> MatchedLossTraining:
+    module = MatchedLossTraining(cells, lr=0.01, max_steps=max_steps)
+    fit(LocalEnv(), module, full_batch_loader(steps=max_steps + 1), epochs=1)
+    return module
 
 
 def test_blobs_and_matched_loss_training() -> None:
     x, y = core.blobs(60, 4, 3, 1.0, 5.0, 0)
     assert x.shape == (60, 4) and x.dtype == torch.float64 and set(y.tolist()) == {0, 1, 2}
     net = core.mlp(4, 5, 3, 0)
-    loss, steps = core.train_to_loss(
-        net, x, y, "ce", 0.5, lr=0.01, max_steps=500, batch_size=60, seed=0
-    )
-    assert loss <= 0.5 and steps < 500
+    module = _matched([Cell(net, x, y, "ce", 0.5)], 500)
+    loss, steps = module.final[0], module.steps[0]
+    assert loss is not None and loss <= 0.5 and 0 < steps < 500
+    assert loss == pytest.approx(float(hs.loss_of_outputs(net(x), y, "ce")))
     sp = core.spectrum(net, x, y, "ce", 3)
     assert sp.h_eigs.numel() == sum(p.numel() for p in net.parameters())
     assert torch.all(sp.h_eigs[:-1] >= sp.h_eigs[1:])
     assert 0.0 <= sp.overlap <= 1.0 + 1e-9
+
+
+def test_joint_cells_equal_separate_runs_and_stop_on_their_own() -> None:
+    x, y = core.blobs(40, 3, 2, 1.0, 5.0, 0)
+    spec = [("ce", 0.3, 4), ("mse", 0.2, 6), ("ce", 1e-9, 3)]  # the last one never gets there
+
+    def cells() -> list[Cell]:
+        return [Cell(core.mlp(3, w, 2, 1), x, y, loss, t) for loss, t, w in spec]
+
+    joint = _matched(cells(), 60)
+    assert joint.steps[2] == 60 and joint.steps[0] < 60 and joint.steps[1] < 60
+    for i, cell in enumerate(cells()):
+        alone = _matched([cell], 60)
+        assert alone.steps[0] == joint.steps[i] and alone.final[0] == joint.final[i]
+        for p_joint, p_alone in zip(
+            joint.cells[i].net.parameters(), cell.net.parameters(), strict=True
+        ):
+            assert torch.equal(p_joint, p_alone)
+
+
+def test_minibatch_run_stops_at_the_target() -> None:
+    x, y = core.blobs(40, 3, 2, 1.0, 5.0, 0)
+    module = MiniBatchToTarget(core.mlp(3, 4, 2, 0), x, y, "ce", 0.3, lr=0.01)
+    history = fit(LocalEnv(), module, tensor_loader(x, y, batch_size=8, seed=0), epochs=200)
+    assert module.final <= 0.3 and len(history) < 200
+    with pytest.raises(ValueError, match="at least one cell"):
+        MatchedLossTraining([], lr=0.1, max_steps=1)
 
 
 def test_barrier_known_answer() -> None:
@@ -63,3 +107,47 @@ def test_claims_both_ways() -> None:
     for cid in checks:
         assert checks[cid](good).holds, cid
         assert not checks[cid](bad).holds, cid
+
+
+def _idx_gz(path: Path, array: np.ndarray, magic: int) -> str:
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_full_data_step_reads_mnist_idx_checked_by_md5(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    rng = np.random.default_rng(0)
+    md5 = {
+        hs_study.MNIST_FILES[0]: _idx_gz(
+            mirror / hs_study.MNIST_FILES[0],
+            rng.integers(0, 256, size=(12, 28, 28)),
+            IMAGES_MAGIC,
+        ),
+        hs_study.MNIST_FILES[1]: _idx_gz(
+            mirror / hs_study.MNIST_FILES[1], rng.integers(0, 10, size=12), LABELS_MAGIC
+        ),
+    }
+    raw = {
+        "blobs": None,
+        "mnist": {"url": mirror.as_uri() + "/", "md5": md5, "n": 10},
+        "clusters": [10],
+        "std_factor": 2.0,
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = SimpleNamespace(
+        cfg=SimpleNamespace(data=build(DataConfig, raw, "hessian.full.data")),
+        out=out,
+        progress=lambda msg: None,
+    )
+    hs_study.data(ctx)
+    arrays, _ = load_tensors(out / "data.safetensors", study="hessian", kind="dataset")
+    assert arrays["k10/x"].shape == (10, 784) and arrays["k10/y"].shape == (10,)
+    assert [p.name for p in out.iterdir()] == ["data.safetensors"]  # downloads removed
+    raw["mnist"]["md5"] = {**md5, hs_study.MNIST_FILES[1]: "0" * 32}
+    ctx.cfg.data = build(DataConfig, raw, "hessian.full.data")
+    with pytest.raises(DownloadError, match="md5"):
+        hs_study.data(ctx)

@@ -85,3 +85,10 @@ def test_claims_both_ways() -> None:
     for claim in ncp.CLAIMS:
         assert claim.check(_metrics(True)).holds, claim.id
         assert not claim.check(_metrics(False)).holds, claim.id
+
+
+def test_backbone_mse_loss_known_value() -> None:
+    net = nn.Identity()
+    target = torch.eye(2)
+    assert float(core.mse_loss(net, (target, target))) == 0.0
+    assert float(core.mse_loss(net, (torch.zeros(2, 2), target))) == 0.5

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from subspacelab.io import ModelFileError
 from subspacelab.studies.gcr import core as gcr_core
+from subspacelab.studies.gcr.config import CnnConfig, ModelConfig
+from subspacelab.studies.gcr.study import architecture_meta
 from subspacelab.studies.report_card import core
-from subspacelab.studies.report_card.config import GcrModels
 from subspacelab.studies.report_card.study import _table, rebuild_gcr
+
+META = {"head": "gcr2", "num_classes": "3", "backbone": "cnn", "gamma": "10.0"}
 
 
 def _gcr_net(head: str) -> gcr_core.Classifier:
@@ -18,13 +23,28 @@ def _gcr_net(head: str) -> gcr_core.Classifier:
     )
 
 
-def test_rebuild_gcr_reproduces_the_outputs() -> None:
+def test_rebuild_gcr_reproduces_the_outputs_from_the_metadata() -> None:
     net = _gcr_net("gcr2").eval()
-    again = rebuild_gcr(
-        net.state_dict(), {"head": "gcr2", "num_classes": "3"}, GcrModels(stride=2, gamma=10.0)
+    model = ModelConfig(
+        backbone="cnn",
+        cnn=CnnConfig(channels=[4, 6], kernel_size=3, stride=2),
+        heads=["gcr2"],
+        gamma=10.0,
     )
+    meta = {"head": "gcr2", "num_classes": "3", **architecture_meta(model)}
+    again = rebuild_gcr(net.state_dict(), meta)
     x = torch.randn(5, 12)
     torch.testing.assert_close(again(x), net(x))
+    wrong_stride = rebuild_gcr(net.state_dict(), {**meta, "cnn_stride": "1"})
+    assert not torch.allclose(wrong_stride(x), net(x))  # the stride read is the one used
+
+
+def test_rebuild_gcr_without_architecture_metadata_fails_clearly() -> None:
+    net = _gcr_net("gcr2")
+    with pytest.raises(ModelFileError, match=r"cnn_stride.*rerun gcr's fit"):
+        rebuild_gcr(net.state_dict(), META, "old.safetensors")
+    with pytest.raises(ModelFileError, match="gamma"):
+        rebuild_gcr(net.state_dict(), {k: v for k, v in META.items() if k != "gamma"})
 
 
 def test_probe_classifier_values() -> None:

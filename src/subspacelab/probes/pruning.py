@@ -38,7 +38,7 @@ def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].dtype))
+            params[name].mul_(mask.to(params[name].device, params[name].dtype))
 
 
 def mask_gradients(model: nn.Module, masks: dict[str, Tensor]) -> None:
@@ -46,7 +46,7 @@ def mask_gradients(model: nn.Module, masks: dict[str, Tensor]) -> None:
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         if params[name].grad is not None:
-            params[name].grad.mul_(mask.to(params[name].dtype))
+            params[name].grad.mul_(mask.to(params[name].device, params[name].dtype))
 
 
 def sparsity_of(masks: dict[str, Tensor]) -> float:
@@ -61,6 +61,52 @@ def gradual_sparsity(step: int, total: int, final: float, initial: float = 0.0) 
     return final + (initial - final) * (1.0 - t) ** 3
 
 
+class MaskHold:
+    """``after_step`` hook holding fixed masks: zero the pruned weights after every step."""
+
+    def __init__(self, masks: dict[str, Tensor]) -> None:
+        self.masks = masks
+
+    def __call__(self, model: nn.Module) -> None:
+        """Re-apply the masks."""
+        apply_masks(model, self.masks)
+
+
+class GradualMagnitude:
+    """``after_step`` hook of gradual magnitude pruning (Zhu & Gupta 2017): global magnitude
+    masks recomputed at the start of every epoch at the cubic schedule's sparsity for that
+    epoch, and held (re-applied) after every optimiser step.
+
+    Call :meth:`start` on the model before training (epoch 1's masks), then pass the object as
+    the hook; ``steps_per_epoch`` tells it where epochs end.
+    """
+
+    def __init__(self, steps_per_epoch: int, epochs: int, final: float) -> None:
+        if steps_per_epoch < 1 or epochs < 1:
+            raise ValueError(f"need steps_per_epoch, epochs >= 1, got {steps_per_epoch}, {epochs}")
+        self.steps_per_epoch, self.epochs, self.final = steps_per_epoch, epochs, final
+        self.step = 0
+        self.masks: dict[str, Tensor] = {}
+
+    def _prune(self, model: nn.Module, epoch: int) -> None:
+        sparsity = gradual_sparsity(epoch, self.epochs, self.final)
+        self.masks = magnitude_masks(prunable(model), sparsity)
+        apply_masks(model, self.masks)
+
+    def start(self, model: nn.Module) -> None:
+        """Prune to epoch 1's sparsity (before the first step)."""
+        self.step = 0
+        self._prune(model, 1)
+
+    def __call__(self, model: nn.Module) -> None:
+        """Hold the masks; at an epoch's end, prune to the next epoch's sparsity."""
+        apply_masks(model, self.masks)
+        self.step += 1
+        epoch, end = divmod(self.step, self.steps_per_epoch)
+        if end == 0 and epoch < self.epochs:
+            self._prune(model, epoch + 1)
+
+
 class _TopK(torch.autograd.Function):
     """Binary mask of the top ``keep`` fraction of scores; straight-through gradient."""
 
@@ -68,7 +114,7 @@ class _TopK(torch.autograd.Function):
     def forward(ctx: object, scores: Tensor, keep: float) -> Tensor:
         k = max(1, round(keep * scores.numel()))
         idx = torch.topk(scores.reshape(-1), k).indices
-        mask = torch.zeros(scores.numel(), dtype=scores.dtype)
+        mask = torch.zeros(scores.numel(), dtype=scores.dtype, device=scores.device)
         mask[idx] = 1.0
         return mask.reshape(scores.shape)
 
@@ -86,7 +132,7 @@ class EdgePopup(nn.Module):
     """Wraps a Linear/Conv layer: its weights are frozen at init, a score per weight is learned
     and only the top-``keep`` scored weights are used (a supermask on random weights)."""
 
-    def __init__(self, layer: nn.Linear | nn.Conv1d, keep: float) -> None:
+    def __init__(self, layer: nn.Linear | nn.Conv1d | nn.Conv2d, keep: float) -> None:
         super().__init__()
         self.layer = layer
         self.keep = keep
@@ -104,6 +150,10 @@ class EdgePopup(nn.Module):
         w = self.layer.weight * self.mask()
         if isinstance(self.layer, nn.Conv1d):
             return nn.functional.conv1d(
+                x, w, self.layer.bias, self.layer.stride, self.layer.padding
+            )
+        if isinstance(self.layer, nn.Conv2d):
+            return nn.functional.conv2d(
                 x, w, self.layer.bias, self.layer.stride, self.layer.padding
             )
         return nn.functional.linear(x, w, self.layer.bias)

@@ -1,6 +1,7 @@
 """The ``convergent`` study: steps, claims and wiring (Li et al., arXiv:1511.07543).
 
-data -> fit -> evaluate. One 1-D CNN per seed (plus an untrained null net) on MNIST-1D; per
+data -> fit -> evaluate. One net per seed (plus an untrained null net), trained jointly through
+Lightning: a 1-D CNN on MNIST-1D (mini) or AlexNet on ImageNet (full); per
 layer and per pair of nets: bipartite and semi matching of unit correlations over (signal,
 position) samples, sparse (Lasso) vs one-to-one prediction on held-out signals, spectral
 clustering of the units of both nets, linear CKA and SVCCA.
@@ -14,10 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from subspacelab.data import embedded
 from subspacelab.io import load_tensors, save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu
+from subspacelab.nets.training import state_dict_cpu, tensor_loader
 from subspacelab.probes import similarity as sim
 from subspacelab.registry import (
     Claim,
@@ -32,6 +34,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.convergent import core
 from subspacelab.studies.convergent.config import ConvergentConfig
+from subspacelab.studies.convergent.full import AlexNetUnits
 
 SLUG = "convergent"
 LAYERS = ("conv1", "conv2")
@@ -39,9 +42,19 @@ CURVE_POINTS = 32
 
 
 def data(ctx: StepContext) -> StepOutput:
-    """MNIST-1D, generated locally."""
+    """mini: MNIST-1D, generated locally. full: the user-placed ILSVRC2012 archives, checked
+    against their pinned checksums and unpacked (the gcr study's code)."""
     d = ctx.cfg.data
-    s = embedded.mnist1d(d.num_samples, d.seed, d.train_split)
+    if d.imagenet is not None:
+        from subspacelab.studies.gcr.full import prepare_imagenet, verify_archives
+
+        root = ctx.root / d.imagenet.root
+        manifest = verify_archives(root, d.imagenet.checksums, ctx.progress)
+        counts = prepare_imagenet(root, ctx.out / "imagenet", ctx.progress)
+        write_json(ctx.out / "manifest.json", {"archives": manifest, "images": counts})
+        return StepOutput({f"{k}_images": float(v) for k, v in counts.items()})
+    m = d.mnist1d
+    s = embedded.mnist1d(m.num_samples, m.seed, m.train_split)
     arrays = {"x_train": s.x_train, "y_train": s.y_train, "x_test": s.x_test, "y_test": s.y_test}
     save_tensors(ctx.out / "mnist1d.safetensors", arrays, study=SLUG, kind="dataset")
     return StepOutput({"train": float(len(s.y_train)), "test": float(len(s.y_test))})
@@ -51,32 +64,81 @@ def _data(ctx: StepContext) -> dict[str, torch.Tensor]:
     return load_tensors(ctx.inputs["data"] / "mnist1d.safetensors", study=SLUG, kind="dataset")[0]
 
 
-def _net(ctx: StepContext, length: int) -> core.Net1D:
-    return core.Net1D(length, ctx.cfg.train.channels, 10)
+def _imagenet(ctx: StepContext, split: str) -> Dataset:
+    """ImageNet ``train`` (augmented) or ``val`` (centre crop) with gcr's pipelines."""
+    from subspacelab.studies.gcr.full import imagenet_split
+
+    im = ctx.cfg.data.imagenet
+    return imagenet_split(ctx.inputs["data"] / "imagenet", split, im.image_size, im.resize_size)
+
+
+def _net(cfg: ConvergentConfig, length: int) -> core.Net1D | AlexNetUnits:
+    if cfg.train.arch == "alexnet":
+        return AlexNetUnits()
+    return core.Net1D(length, cfg.train.channels, 10)
+
+
+def _test_loader(ctx: StepContext) -> DataLoader:
+    """The whole test set (ImageNet: the validation set), for accuracies."""
+    cfg: ConvergentConfig = ctx.cfg
+    if cfg.data.imagenet is None:
+        d = _data(ctx)
+        return DataLoader(TensorDataset(d["x_test"], d["y_test"].long()), batch_size=4096)
+    tr = cfg.train
+    return DataLoader(_imagenet(ctx, "val"), batch_size=tr.batch_size, num_workers=tr.num_workers)
+
+
+def _analysis_inputs(ctx: StepContext) -> torch.Tensor:
+    """The first ``n_signals`` test inputs (ImageNet: that many validation images spread over
+    the classes)."""
+    cfg: ConvergentConfig = ctx.cfg
+    n = cfg.analysis.n_signals
+    if cfg.data.imagenet is None:
+        return _data(ctx)["x_test"][:n]
+    val = _imagenet(ctx, "val")
+    return torch.stack([val[int(i)][0] for i in np.linspace(0, len(val) - 1, n).round()])
+
+
+@torch.no_grad()
+def _accuracy(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
+    net.eval().to(device)
+    right = total = 0
+    for x, y in loader:
+        right += int((net(x.to(device)).argmax(1).cpu() == y).sum())
+        total += len(y)
+    return right / total
 
 
 def fit(ctx: StepContext) -> StepOutput:
-    """One net per seed, and the untrained null net; test accuracies."""
-    tr = ctx.cfg.train
-    d = _data(ctx)
-    acc = {}
+    """One net per seed, trained jointly on shared mini-batches, and the untrained null net;
+    test accuracies."""
+    cfg: ConvergentConfig = ctx.cfg
+    tr = cfg.train
+    if cfg.data.imagenet is None:
+        d = _data(ctx)
+        length = d["x_train"].shape[1]
+        loader = tensor_loader(
+            d["x_train"], d["y_train"].long(), batch_size=tr.batch_size, seed=cfg.data.loader_seed
+        )
+    else:
+        length = 0
+        loader = DataLoader(
+            _imagenet(ctx, "train"),
+            batch_size=tr.batch_size,
+            shuffle=True,
+            num_workers=tr.num_workers,
+            generator=torch.Generator().manual_seed(cfg.data.loader_seed),
+        )
+    nets: dict[str, torch.nn.Module] = {}
     for seed in [*ctx.seeds, None]:
         seed_all(tr.untrained_seed if seed is None else seed)
-        net = _net(ctx, d["x_train"].shape[1])
-        name = "untrained" if seed is None else f"s{seed}"
-        if seed is not None:
-            core.train(
-                net,
-                d["x_train"],
-                d["y_train"].long(),
-                lr=tr.lr,
-                wd=tr.weight_decay,
-                epochs=tr.epochs,
-                batch=tr.batch_size,
-                seed=seed,
-            )
-        with torch.no_grad():
-            acc[name] = float((net(d["x_test"]).argmax(1) == d["y_test"]).float().mean())
+        nets["untrained" if seed is None else f"s{seed}"] = _net(cfg, length)
+    trained = {name: net for name, net in nets.items() if name != "untrained"}
+    core.train_jointly(ctx, trained, loader, lr=tr.lr, wd=tr.weight_decay, epochs=tr.epochs)
+    test_loader = _test_loader(ctx)
+    acc = {}
+    for name, net in nets.items():
+        acc[name] = _accuracy(net, test_loader, ctx.device)
         save_tensors(ctx.out / f"{name}.safetensors", state_dict_cpu(net), study=SLUG, kind="model")
         ctx.progress(f"net {name}: test accuracy {acc[name]:.3f}")
     write_json(ctx.out / "accuracy.json", acc)
@@ -87,20 +149,19 @@ def evaluate(ctx: StepContext) -> Report:
     """Per layer and pair: matching, prediction, clustering, CKA/SVCCA; plots."""
     cfg: ConvergentConfig = ctx.cfg
     an = cfg.analysis
-    d = _data(ctx)
-    x = d["x_test"][: an.n_signals]
-    acts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    x, test_loader = _analysis_inputs(ctx), _test_loader(ctx)
+    acts: dict[str, tuple[np.ndarray, ...]] = {}
     metrics: dict[str, list[float]] = {}
     for name in [f"s{s}" for s in ctx.seeds] + ["untrained"]:
         state, _ = load_tensors(ctx.inputs["fit"] / f"{name}.safetensors", study=SLUG, kind="model")
-        net = _net(ctx, x.shape[1])
+        net = _net(cfg, x.shape[-1])
         net.load_state_dict(state)
+        net.eval().to(ctx.device)
         with torch.no_grad():
-            acts[name] = tuple(core.unit_samples(a) for a in net.activations(x))
+            maps = net.activations(x.to(ctx.device))
+        acts[name] = tuple(core.unit_samples(a, an.positions) for a in maps)
         if name != "untrained":
-            with torch.no_grad():
-                acc = float((net(d["x_test"]).argmax(1) == d["y_test"]).float().mean())
-            metrics.setdefault("test_acc", []).append(acc)
+            metrics.setdefault("test_acc", []).append(_accuracy(net, test_loader, ctx.device))
     curves: dict[str, list[np.ndarray]] = {layer: [] for layer in LAYERS}
     for li, layer in enumerate(LAYERS):
         n_half = acts[f"s{ctx.seeds[0]}"][li].shape[0] // 2
@@ -262,12 +323,17 @@ STUDY = Study(
     group="geometry of trained networks",
     config=ConvergentConfig,
     steps=(
-        Step("data", data, reads=("data",), description="MNIST-1D generated locally"),
+        Step(
+            "data",
+            data,
+            reads=("data",),
+            description="MNIST-1D generated locally, or the ILSVRC2012 archives unpacked",
+        ),
         Step(
             "fit",
             fit,
             needs=("data",),
-            reads=("train",),
+            reads=("data", "train"),
             kind="models",
             description="one 1-D CNN per seed and an untrained null net",
         ),
@@ -275,7 +341,7 @@ STUDY = Study(
             "evaluate",
             evaluate,
             needs=("data", "fit"),
-            reads=("train", "analysis"),
+            reads=("data", "train", "analysis"),
             kind="report",
             description="matching, sparse prediction, clustering, CKA/SVCCA",
         ),

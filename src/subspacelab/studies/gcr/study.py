@@ -238,6 +238,24 @@ def _build_net(model: ModelConfig, head: str, num_classes: int) -> core.Classifi
     )
 
 
+def architecture_meta(model: ModelConfig) -> dict[str, str]:
+    """What rebuilds a saved network besides its head and class count (model-file metadata):
+    the backbone, the CNN's stride and kernel size (channels follow from the weights) and the
+    heads' scale gamma. Other studies (the report card) read it instead of copying params."""
+    meta = {"backbone": model.backbone, "gamma": repr(float(model.gamma))}
+    if model.cnn is not None:
+        meta |= {"cnn_stride": str(model.cnn.stride), "cnn_kernel_size": str(model.cnn.kernel_size)}
+    return meta
+
+
+def _input_meta(data: DataConfig, task: str) -> dict[str, str]:
+    """The image pipeline's sizes of the ImageNet task (model-file metadata)."""
+    if task != "imagenet" or data.imagenet is None:
+        return {}
+    im = data.imagenet
+    return {"image_size": str(im.image_size), "resize_size": str(im.resize_size)}
+
+
 # ---------------------------------------------------------------------------------- fit
 
 
@@ -285,6 +303,8 @@ def fit(ctx: StepContext) -> StepOutput:
                             "head": head,
                             "seed": str(seed),
                             "num_classes": str(num_classes),
+                            **architecture_meta(cfg.model),
+                            **_input_meta(cfg.data, task),
                         },
                     )
                 log[name] = progress.history[-1]

@@ -10,6 +10,7 @@ the top of the spectrum of H and G by Lanczos on HVPs.
 from __future__ import annotations
 
 import itertools
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +20,8 @@ from matplotlib.figure import Figure
 from subspacelab.data.download import Resource, fetch
 from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu
+from subspacelab.nets.training import fit as train
+from subspacelab.nets.training import full_batch_loader, state_dict_cpu, tensor_loader
 from subspacelab.probes import hessian as hs
 from subspacelab.registry import (
     Claim,
@@ -34,6 +36,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.hessian import core
 from subspacelab.studies.hessian.config import DataConfig, HessianConfig
+from subspacelab.studies.hessian.lightning import Cell, MatchedLossTraining, MiniBatchToTarget
 
 SLUG = "hessian"
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -105,67 +108,59 @@ def _load_data(ctx: StepContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def fit(ctx: StepContext) -> StepOutput:
-    """Train every (loss, data, width) cell per seed to the matched loss; the SB/LB pair."""
+    """Train every (loss, data, width) cell per seed to the matched loss, and the large-batch
+    run, in one full-batch Lightning run; then the small-batch run of each seed."""
     cfg: HessianConfig = ctx.cfg
     tr = cfg.train
     sets = _load_data(ctx)
+    keys: list[str] = []
+    cells: list[Cell] = []
+    inits: dict[int, torch.Tensor] = {}
     log: dict[str, dict[str, float]] = {}
+    sblb = f"k{max(cfg.data.clusters)}"
     for seed in ctx.seeds:
         for loss, name, width in _cells(cfg):
             x, y = sets[name]
             seed_all(seed)
             net = core.mlp(x.shape[1], width, int(y.max()) + 1, seed)
-            final, steps = core.train_to_loss(
-                net,
-                x,
-                y,
-                loss,
-                tr.target[loss],
-                lr=tr.lr,
-                max_steps=tr.max_steps,
-                batch_size=x.shape[0],
-                seed=seed,
-            )
-            key = f"{_cell(loss, name, width)}/s{seed}"
-            save_tensors(
-                ctx.out / f"{key.replace('/', '_')}.safetensors",
-                state_dict_cpu(net),
-                study=SLUG,
-                kind="model",
-            )
-            log[key] = {"loss": final, "steps": float(steps)}
-            ctx.progress(f"{key}: loss {final:.4f} after {steps} steps")
-        name = f"k{max(cfg.data.clusters)}"
-        x, y = sets[name]
-        for label, batch in (("sb", tr.small_batch), ("lb", x.shape[0])):
-            net = core.mlp(x.shape[1], cfg.model.sep_width, int(y.max()) + 1, seed)
-            if label == "sb":
-                init = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
-                with torch.no_grad():
-                    log[f"init/s{seed}"] = {
-                        "loss": float(hs.loss_of_outputs(net(x), y, tr.sblb_loss))
-                    }
-            final, steps = core.train_to_loss(
-                net,
-                x,
-                y,
-                tr.sblb_loss,
-                tr.target[tr.sblb_loss],
-                lr=tr.lr,
-                max_steps=tr.max_steps,
-                batch_size=batch,
-                seed=seed,
-            )
-            save_tensors(
-                ctx.out / f"{label}_s{seed}.safetensors",
-                state_dict_cpu(net),
-                study=SLUG,
-                kind="model",
-            )
-            log[f"{label}/s{seed}"] = {"loss": final, "steps": float(steps)}
+            keys.append(f"{_cell(loss, name, width)}/s{seed}")
+            cells.append(Cell(net, x, y, loss, tr.target[loss]))
+        x, y = sets[sblb]
+        net = core.mlp(x.shape[1], cfg.model.sep_width, int(y.max()) + 1, seed)
+        inits[seed] = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+        with torch.no_grad():
+            log[f"init/s{seed}"] = {"loss": float(hs.loss_of_outputs(net(x), y, tr.sblb_loss))}
+        keys.append(f"lb/s{seed}")
+        cells.append(Cell(net, x, y, tr.sblb_loss, tr.target[tr.sblb_loss]))
+    joint = MatchedLossTraining(cells, lr=tr.lr, max_steps=tr.max_steps)
+    train(ctx, joint, full_batch_loader(steps=tr.max_steps + 1), epochs=1, label="matched loss")
+    for key, cell, final, steps in zip(keys, cells, joint.final, joint.steps, strict=True):
+        file = "lb_s" + key.split("/s")[-1] if key.startswith("lb/") else key.replace("/", "_")
         save_tensors(
-            ctx.out / f"init_s{seed}.safetensors", {"theta": init}, study=SLUG, kind="init"
+            ctx.out / f"{file}.safetensors", state_dict_cpu(cell.net), study=SLUG, kind="model"
         )
+        log[key] = {"loss": float("nan") if final is None else final, "steps": float(steps)}
+        ctx.progress(f"{key}: loss {log[key]['loss']:.4f} after {steps} steps")
+    x, y = sets[sblb]
+    per_epoch = math.ceil(x.shape[0] / tr.small_batch)
+    for seed in ctx.seeds:
+        net = core.mlp(x.shape[1], cfg.model.sep_width, int(y.max()) + 1, seed)
+        sb = MiniBatchToTarget(net, x, y, tr.sblb_loss, tr.target[tr.sblb_loss], lr=tr.lr)
+        history = train(
+            ctx,
+            sb,
+            tensor_loader(x, y, batch_size=tr.small_batch, seed=seed),
+            epochs=math.ceil(tr.max_steps / per_epoch),
+            label=f"small batch s{seed}",
+            every=10,
+        )
+        save_tensors(
+            ctx.out / f"sb_s{seed}.safetensors", state_dict_cpu(net), study=SLUG, kind="model"
+        )
+        save_tensors(
+            ctx.out / f"init_s{seed}.safetensors", {"theta": inits[seed]}, study=SLUG, kind="init"
+        )
+        log[f"sb/s{seed}"] = {"loss": sb.final, "steps": float(len(history) * per_epoch)}
     write_json(ctx.out / "train_log.json", log)
     return StepOutput({f"{k}.loss": v["loss"] for k, v in log.items()})
 

@@ -28,47 +28,18 @@ class UFMSolution:
 
 
 def ufm_loss(h: Tensor, weights: list[Tensor], y1h: Tensor, lam_w: float, lam_h: float) -> Tensor:
-    """``(1/2N)‖W_M⋯W_1 H − Y‖² + (λ_W/2)Σ‖W_m‖² + (λ_H/2)‖H‖²`` (Dang et al.'s problem)."""
-    out = h
-    for w in weights:
-        out = w @ out
+    """``(1/2N)‖W_M⋯W_1 H − Y‖² + (λ_W/2)Σ‖W_m‖² + (λ_H/2)‖H‖²`` (Dang et al.'s problem).
+
+    The product is taken from the classifier side (K rows) before it meets H, so every matrix
+    product has K rows instead of d.
+    """
+    out = weights[-1]
+    for w in reversed(weights[:-1]):
+        out = out @ w
     n = h.shape[1]
-    fit = 0.5 * (out - y1h).square().sum() / n
+    fit = 0.5 * (out @ h - y1h).square().sum() / n
     reg = 0.5 * lam_w * sum(w.square().sum() for w in weights) + 0.5 * lam_h * h.square().sum()
     return fit + reg
-
-
-def solve_ufm(
-    counts: list[int],
-    dim: int,
-    depth: int,
-    lam_w: float,
-    lam_h: float,
-    *,
-    iters: int,
-    lr: float,
-    momentum: float,
-    init_std: float,
-    seed: int,
-) -> UFMSolution:
-    """Full-batch SGD with momentum from N(0, init_std²) in float64 (the official setting)."""
-    g = torch.Generator().manual_seed(seed)
-    _, y1h = one_hot_targets(counts)
-    k, n = y1h.shape
-    shapes = [(dim, n)] + [(dim, dim)] * (depth - 1) + [(k, dim)]
-    params = [
-        (torch.randn(*s, generator=g, dtype=torch.float64) * init_std).requires_grad_()
-        for s in shapes
-    ]
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
-    for _ in range(iters):
-        opt.zero_grad()
-        ufm_loss(params[0], params[1:], y1h, lam_w, lam_h).backward()
-        opt.step()
-    opt.zero_grad()
-    ufm_loss(params[0], params[1:], y1h, lam_w, lam_h).backward()
-    grad_norm = float(torch.sqrt(sum(p.grad.square().sum() for p in params)))
-    return UFMSolution(params[0].detach(), [p.detach() for p in params[1:]], grad_norm)
 
 
 def product(weights: list[Tensor]) -> Tensor:
@@ -130,30 +101,6 @@ class DeepLinearMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Outputs of shape (n, K)."""
         return self.linear[-1](self.features(x)[-1])
-
-
-def train_mse(
-    net: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    lr: float,
-    wd: float,
-    epochs: int,
-    batch: int,
-    seed: int,
-) -> float:
-    """Adam on MSE to one-hot targets with weight decay; returns the final train error."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
-    target = nn.functional.one_hot(y, int(y.max()) + 1).to(x.dtype)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(batch):
-            opt.zero_grad()
-            (0.5 * (net(x[idx]) - target[idx]).square().sum(dim=1).mean()).backward()
-            opt.step()
-    with torch.no_grad():
-        return float((net(x).argmax(1) != y).double().mean())
 
 
 def subsample(y: np.ndarray, counts: list[int], seed: int) -> np.ndarray:

@@ -19,7 +19,8 @@ from scipy.stats import spearmanr
 from subspacelab.data import embedded
 from subspacelab.data.cifar import fetch_cifar, load_cifar
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu
+from subspacelab.nets.training import fit as train
+from subspacelab.nets.training import full_batch_loader, state_dict_cpu, tensor_loader
 from subspacelab.probes import collapse as nc
 from subspacelab.registry import (
     Claim,
@@ -34,6 +35,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.nc_deep_linear import core
 from subspacelab.studies.nc_deep_linear.config import DataConfig, NcDeepLinearConfig
+from subspacelab.studies.nc_deep_linear.lightning import JointMSE, JointUFM, UFMProblem
 
 SLUG = "nc_deep_linear"
 
@@ -58,60 +60,62 @@ def data(ctx: StepContext) -> StepOutput:
 
 
 def ufm(ctx: StepContext) -> StepOutput:
-    """Solve the deep-linear UFM for every depth (and the raised-λ M = 1 case) per seed."""
+    """Solve the deep-linear UFM for every depth (and the raised-λ M = 1 case) and seed, all
+    problems in one full-batch Lightning run."""
     u = ctx.cfg.ufm
-    log = {}
     runs = [(m, u.lam) for m in u.depths] + [(1, u.collapse_lam)]
-    for seed in ctx.seeds:
-        for depth, lam in runs:
-            sol = core.solve_ufm(
-                u.counts,
-                u.dim,
-                depth,
-                lam,
-                lam,
-                iters=u.iters,
-                lr=u.lr,
-                momentum=u.momentum,
-                init_std=u.init_std,
-                seed=seed,
-            )
-            name = f"M{depth}_lam{lam:g}_s{seed}"
-            tensors = {"h": sol.h, **{f"w{i + 1}": w for i, w in enumerate(sol.weights)}}
-            save_tensors(ctx.out / f"{name}.safetensors", tensors, study=SLUG, kind="ufm")
-            log[name] = sol.grad_norm
-            ctx.progress(f"{name}: gradient norm {sol.grad_norm:.2e}")
+    problems = {
+        f"M{depth}_lam{lam:g}_s{seed}": UFMProblem(u.counts, u.dim, depth, lam, u.init_std, seed)
+        for seed in ctx.seeds
+        for depth, lam in runs
+    }
+    joint = JointUFM(
+        {k.replace(".", "_"): v for k, v in problems.items()}, lr=u.lr, momentum=u.momentum
+    )
+    train(ctx, joint, full_batch_loader(steps=u.iters), epochs=1, label="ufm")
+    joint.final_gradients()
+    log = {}
+    for name, problem in problems.items():
+        sol = problem.solution()
+        tensors = {"h": sol.h, **{f"w{i + 1}": w for i, w in enumerate(sol.weights)}}
+        save_tensors(ctx.out / f"{name}.safetensors", tensors, study=SLUG, kind="ufm")
+        log[name] = sol.grad_norm
+        ctx.progress(f"{name}: gradient norm {sol.grad_norm:.2e}")
     write_json(ctx.out / "grad_norms.json", log)
     return StepOutput({f"{k}.grad_norm": v for k, v in log.items()})
 
 
 def fit(ctx: StepContext) -> StepOutput:
-    """Train the MLP with each number of linear layers, per seed."""
+    """Train the MLP with each number of linear layers, per seed (the depths of one seed in one
+    joint run on the same mini-batches)."""
     nt = ctx.cfg.net
     arrays, _ = load_tensors(ctx.inputs["data"] / "train.safetensors", study=SLUG, kind="dataset")
     x, y = arrays["x"].float(), arrays["y"].long()
     errors = {}
-    for seed, depth in itertools.product(ctx.seeds, nt.depths):
-        seed_all(seed)
-        net = core.DeepLinearMLP(x.shape[1], nt.hidden, nt.layers, depth, int(y.max()) + 1)
-        err = core.train_mse(
-            net,
-            x,
-            y,
-            lr=nt.lr,
-            wd=nt.weight_decay,
-            epochs=nt.epochs,
-            batch=nt.batch_size,
-            seed=seed,
+    for seed in ctx.seeds:
+        nets = {}
+        for depth in nt.depths:
+            seed_all(seed)
+            nets[f"M{depth}"] = core.DeepLinearMLP(
+                x.shape[1], nt.hidden, nt.layers, depth, int(y.max()) + 1
+            )
+        joint = JointMSE(nets, lr=nt.lr, weight_decay=nt.weight_decay)
+        loader = tensor_loader(x, y, batch_size=nt.batch_size, seed=seed)
+        train(
+            ctx, joint, loader, epochs=nt.epochs, label=f"net s{seed}", every=max(1, nt.epochs // 5)
         )
-        save_tensors(
-            ctx.out / f"net_M{depth}_s{seed}.safetensors",
-            state_dict_cpu(net),
-            study=SLUG,
-            kind="model",
-        )
-        errors[f"M{depth}_s{seed}"] = err
-        ctx.progress(f"net M={depth} seed {seed}: train error {err:.4f}")
+        for depth in nt.depths:
+            net = nets[f"M{depth}"]
+            with torch.no_grad():
+                err = float((net(x).argmax(1) != y).double().mean())
+            save_tensors(
+                ctx.out / f"net_M{depth}_s{seed}.safetensors",
+                state_dict_cpu(net),
+                study=SLUG,
+                kind="model",
+            )
+            errors[f"M{depth}_s{seed}"] = err
+            ctx.progress(f"net M={depth} seed {seed}: train error {err:.4f}")
     write_json(ctx.out / "train_error.json", errors)
     return StepOutput({f"{k}.train_error": v for k, v in errors.items()})
 

@@ -7,6 +7,7 @@ with features as columns, H (d, N), W (K, d), Y (K, N) one-hot.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -109,6 +110,12 @@ def first_order_errors(
 def loglog_slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of log y against log x."""
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def mse_loss(net: nn.Module, batch: Sequence[Tensor]) -> Tensor:
+    """``½‖f(x) − t‖²`` averaged over the batch ``(x, t)`` (t one-hot): the backbone's loss."""
+    x, target = batch
+    return 0.5 * (net(x) - target).square().sum(1).mean()
 
 
 class Backbone(nn.Module):

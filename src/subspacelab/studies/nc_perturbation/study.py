@@ -21,7 +21,8 @@ from torch import nn
 from subspacelab.data import embedded
 from subspacelab.data.cifar import fetch_cifar, load_cifar
 from subspacelab.io import load_tensors, save_tensors
-from subspacelab.nets.training import state_dict_cpu
+from subspacelab.nets.training import LossModule, state_dict_cpu, tensor_loader
+from subspacelab.nets.training import fit as train
 from subspacelab.probes import collapse as nc
 from subspacelab.registry import (
     Claim,
@@ -75,13 +76,16 @@ def fit(ctx: StepContext) -> StepOutput:
     for seed in ctx.seeds:
         seed_all(seed)
         net = core.Backbone(x.shape[1], b.width, b.blocks, k)
-        opt = torch.optim.Adam(net.parameters(), lr=b.lr, weight_decay=b.weight_decay)
-        g = torch.Generator().manual_seed(seed)
-        for _ in range(b.epochs):
-            for idx in torch.randperm(len(y), generator=g).split(b.batch_size):
-                opt.zero_grad()
-                (0.5 * (net(x[idx]) - target[idx]).square().sum(1).mean()).backward()
-                opt.step()
+        module = LossModule(net, core.mse_loss, lr=b.lr, weight_decay=b.weight_decay)
+        loader = tensor_loader(x, target, batch_size=b.batch_size, seed=seed)
+        train(
+            ctx,
+            module,
+            loader,
+            epochs=b.epochs,
+            label=f"backbone s{seed}",
+            every=max(1, b.epochs // 4),
+        )
         with torch.no_grad():
             errs[f"s{seed}.train_error"] = float((net(x).argmax(1) != y).float().mean())
         save_tensors(

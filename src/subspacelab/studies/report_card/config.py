@@ -1,19 +1,13 @@
-"""Typed schema of the ``report_card`` section of params.yaml."""
+"""Typed schema of the ``report_card`` section of params.yaml.
+
+The gcr networks' architecture (backbone, CNN stride and kernel, heads' gamma) is read from the
+metadata of gcr's model files, so it is not repeated here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from subspacelab.config import param
-
-
-@dataclass
-class GcrModels:
-    """How to rebuild the gcr study's networks: its model files record the head, task and class
-    count but not the trunk's stride, which does not change any parameter's shape."""
-
-    stride: int = param(ge=1)
-    gamma: float = param(gt=0)
 
 
 @dataclass
@@ -27,8 +21,8 @@ class ProbeConfig:
 
 @dataclass
 class ReportCardConfig:
-    """The ``report_card`` section."""
+    """The ``report_card`` section. ``seeds``: which of gcr's seeds to probe (a model of a
+    seed gcr did not train is simply absent)."""
 
-    seeds: list[int] = param(min_len=1)  # unused by the probes (they read the models' seeds)
-    gcr: GcrModels = param()
+    seeds: list[int] = param(min_len=1)
     probe: ProbeConfig = param()

@@ -16,33 +16,87 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from subspacelab.io import load_tensors
+from subspacelab.io import ModelFileError, load_tensors
 from subspacelab.registry import Report, Step, StepContext, Study
 from subspacelab.studies.gcr import core as gcr_core
-from subspacelab.studies.report_card.config import GcrModels, ReportCardConfig
+from subspacelab.studies.report_card.config import ReportCardConfig
 from subspacelab.studies.report_card.core import probe_classifier
 
 SLUG = "report_card"
-GCR_FIT, GCR_FEATURES = "gcr.fit", "gcr.features"
+GCR_DOWNLOAD, GCR_FIT, GCR_FEATURES = "gcr.download", "gcr.fit", "gcr.features"
 MODEL_FILE = re.compile(r"^(?P<task>[a-z0-9]+)_(?P<head>[a-z0-9]+)_s(?P<seed>\d+)$")
+ARCHITECTURE_KEYS = ("head", "num_classes", "backbone", "gamma")
+CNN_KEYS = ("cnn_stride", "cnn_kernel_size")
+
+
+def _require(meta: dict[str, str], keys: tuple[str, ...], source: str) -> None:
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise ModelFileError(
+            f"{source}: the model file's metadata lacks {', '.join(missing)}; it was written "
+            "by an older gcr fit stage — rerun gcr's fit stage to record the architecture"
+        )
 
 
 def rebuild_gcr(
-    state: dict[str, torch.Tensor], meta: dict[str, str], spec: GcrModels
+    state: dict[str, torch.Tensor], meta: dict[str, str], source: str = "gcr model"
 ) -> gcr_core.Classifier:
-    """A gcr Classifier with the shapes of ``state`` (channels and kernel read from the convs)."""
-    convs = sorted(
-        (k for k in state if k.startswith("trunk.body.") and state[k].ndim == 3),
-        key=lambda k: int(k.split(".")[2]),
-    )
-    channels = [int(state[k].shape[0]) for k in convs]
-    kernel = int(state[convs[0]].shape[-1])
-    trunk = gcr_core.ConvTrunk(channels, kernel, spec.stride)
+    """A gcr Classifier from a model file: the architecture (backbone, CNN stride and kernel,
+    head, class count, gamma) from its metadata, the CNN channels from the weights' shapes.
+
+    Raises ModelFileError naming ``source`` when the metadata lacks any of them.
+    """
+    _require(meta, ARCHITECTURE_KEYS, source)
+    trunk: torch.nn.Module
+    if meta["backbone"] == "cnn":
+        _require(meta, CNN_KEYS, source)
+        convs = sorted(
+            (k for k in state if k.startswith("trunk.body.") and state[k].ndim == 3),
+            key=lambda k: int(k.split(".")[2]),
+        )
+        channels = [int(state[k].shape[0]) for k in convs]
+        kernel = int(meta["cnn_kernel_size"])
+        trunk = gcr_core.ConvTrunk(channels, kernel, int(meta["cnn_stride"]))
+        feature_dim = trunk.feature_dim
+    else:
+        from subspacelab.studies.gcr.full import TimmTrunk
+
+        trunk = TimmTrunk(meta["backbone"])
+        feature_dim = trunk.feature_dim
     head_spec = gcr_core.parse_head(meta["head"])
-    head = gcr_core.build_head(head_spec, trunk.feature_dim, int(meta["num_classes"]), spec.gamma)
+    head = gcr_core.build_head(
+        head_spec, feature_dim, int(meta["num_classes"]), float(meta["gamma"])
+    )
     net = gcr_core.Classifier(trunk, head)
     net.load_state_dict(state)
     return net.eval()
+
+
+def _imagenet_sample(
+    prepared: Path, n: int, meta: dict[str, str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` ImageNet training images spread evenly over the (class-sorted) training folder,
+    through gcr's deterministic evaluation pipeline (resize, centre crop, normalise)."""
+    from subspacelab.studies.gcr.full import imagenet_split
+
+    _require(meta, ("image_size", "resize_size"), "imagenet model")
+    val = imagenet_split(prepared, "val", int(meta["image_size"]), int(meta["resize_size"]))
+    train = type(val)(str(prepared / "train"), transform=val.transform)
+    idx = np.linspace(0, len(train) - 1, n).round().astype(int)
+    items = [train[int(i)] for i in idx]
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
+def _probe_data(
+    ctx: StepContext, meta: dict[str, str], n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` source training examples of the model's gcr task."""
+    if meta["task"] == "imagenet":
+        return _imagenet_sample(ctx.inputs[GCR_DOWNLOAD] / "imagenet", n, meta)
+    split, _ = load_tensors(
+        ctx.inputs[GCR_FEATURES] / f"{meta['task']}.safetensors", study="gcr", kind="split"
+    )
+    return split["source_x_train"][:n], split["source_y_train"][:n].long()
 
 
 def _table(rows: dict[int, dict[str, float]]) -> str:
@@ -64,17 +118,16 @@ def card(ctx: StepContext) -> Report:
     """Probe every gcr model on a slice of its training data; one table per task and head."""
     cfg: ReportCardConfig = ctx.cfg
     fit_dir: Path = ctx.inputs[GCR_FIT]
-    feat_dir: Path = ctx.inputs[GCR_FEATURES]
     results: dict[str, dict[int, dict[str, float]]] = {}
     for path in sorted(fit_dir.glob("*.safetensors")):
         match = MODEL_FILE.match(path.stem)
-        if match is None:
+        if match is None or int(match["seed"]) not in cfg.seeds:
             continue
         state, meta = load_tensors(path, study="gcr", kind="model")
-        split, _ = load_tensors(feat_dir / f"{meta['task']}.safetensors", study="gcr", kind="split")
-        n = cfg.probe.n_samples
-        x, y = split["source_x_train"][:n], split["source_y_train"][:n].long()
-        net = rebuild_gcr(state, meta, cfg.gcr)
+        _require(meta, ("task",), str(path))
+        net = rebuild_gcr(state, meta, str(path)).to(ctx.device)
+        x, y = _probe_data(ctx, meta, cfg.probe.n_samples)
+        x, y = x.to(ctx.device), y.to(ctx.device)
         bases = net.head.bases() if isinstance(net.head, gcr_core.GrassmannHead) else None
         row = probe_classifier(
             net.trunk,
@@ -90,7 +143,9 @@ def card(ctx: StepContext) -> Report:
         results.setdefault(model, {})[int(match["seed"])] = row
         ctx.progress(f"{path.stem}: NC1={row['nc1']:.3g} λ1={row['hessian_l1']:.3g}")
     if not results:
-        raise FileNotFoundError(f"{fit_dir}: no gcr model files; run the gcr fit stage first")
+        raise FileNotFoundError(
+            f"{fit_dir}: no gcr model files of seeds {cfg.seeds}; run the gcr fit stage first"
+        )
     metrics = {
         f"{model}/{name}": [rows[s][name] for s in sorted(rows)]
         for model, rows in results.items()
@@ -126,9 +181,9 @@ STUDY = Study(
         Step(
             "card",
             card,
-            reads=("gcr", "probe"),
+            reads=("probe",),
             kind="report",
-            uses=(GCR_FIT, GCR_FEATURES),
+            uses=(GCR_DOWNLOAD, GCR_FIT, GCR_FEATURES),
             description="NC1-4, effective rank, class-subspace angles, top Hessian eigenvalues",
         ),
     ),

@@ -1,5 +1,6 @@
-"""Core of ``robustness_lottery`` (Li et al., arXiv:2206.07918): a small 1-D CNN, the five
-training/pruning methods, and the per-cell geometry summaries. Pure and IO-free."""
+"""Core of ``robustness_lottery`` (Li et al., arXiv:2206.07918): a small 1-D CNN (the
+miniature; Conv-8 for CIFAR-10 is in ``full``), the five training/pruning methods trained
+through Lightning, and the per-cell geometry summaries. Pure and IO-free."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from subspacelab.nets.training import Batch, LossModule, TrainEnv, fit, tensor_loader
 from subspacelab.probes import pruning as pr
 from subspacelab.probes.robustness import logit_geometry
+from subspacelab.studies.robustness_lottery.full import Conv8
 
 METHODS = ("dense", "magnitude_finetune", "gradual_magnitude", "lottery_rewind", "edge_popup")
 
@@ -36,19 +39,31 @@ class SmallCNN(nn.Module):
 
     def last_layer(self) -> tuple[Tensor, Tensor]:
         """The effective final weight (masked for edge-popup) and bias."""
-        if isinstance(self.fc2, pr.EdgePopup):
-            return self.fc2.layer.weight * self.fc2.mask(), self.fc2.layer.bias
-        return self.fc2.weight, self.fc2.bias
+        return last_layer(self)
 
 
-def to_edge_popup(net: SmallCNN, keep: float) -> SmallCNN:
-    """Wrap every layer in an edge-popup supermask over its (frozen, random) weights."""
-    for name in ("conv1", "conv2", "fc1", "fc2"):
-        setattr(net, name, pr.EdgePopup(getattr(net, name), keep))
+Classifier = SmallCNN | Conv8
+
+
+def last_layer(net: Classifier) -> tuple[Tensor, Tensor]:
+    """The effective final weight (masked for edge-popup) and bias of ``net.fc2``."""
+    if isinstance(net.fc2, pr.EdgePopup):
+        return net.fc2.layer.weight * net.fc2.mask(), net.fc2.layer.bias
+    return net.fc2.weight, net.fc2.bias
+
+
+def to_edge_popup(net: Classifier, keep: float) -> Classifier:
+    """Wrap every Linear and Conv layer in an edge-popup supermask over its (frozen, random)
+    weights."""
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear | nn.Conv1d | nn.Conv2d):
+                setattr(parent, name, pr.EdgePopup(child, keep))
     return net
 
 
-def _epochs(
+def _train(
+    env: TrainEnv,
     net: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -56,32 +71,25 @@ def _epochs(
     epochs: int,
     lr: float,
     batch: int,
-    gen: torch.Generator,
-    masks: dict[str, Tensor] | None = None,
-    schedule: tuple[int, float] | None = None,
+    seed: int,
+    label: str,
+    after_step: Callable[[nn.Module], None] | None = None,
 ) -> None:
-    """Adam epochs; ``masks`` are held (gradients and weights zeroed); ``schedule`` =
-    (total epochs, final sparsity) recomputes global magnitude masks each epoch (gradual)."""
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
-    for epoch in range(epochs):
-        if schedule is not None:
-            total, final = schedule
-            masks = pr.magnitude_masks(
-                pr.prunable(net), pr.gradual_sparsity(epoch + 1, total, final)
-            )
-            pr.apply_masks(net, masks)
-        for idx in torch.randperm(len(y), generator=gen).split(batch):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            if masks is not None:
-                pr.mask_gradients(net, masks)
-            opt.step()
-            if masks is not None:
-                pr.apply_masks(net, masks)
+    """Adam on cross-entropy through Lightning; ``after_step`` re-applies masks after every
+    optimiser step (a pruned weight moved by Adam is zeroed again before the next forward)."""
+    net.train()
+    module = LossModule(net, _cross_entropy, lr=lr, after_step=after_step)
+    fit(env, module, tensor_loader(x, y, batch_size=batch, seed=seed), epochs=epochs, label=label)
+
+
+def _cross_entropy(net: nn.Module, batch: Batch) -> Tensor:
+    x, y = batch
+    return nn.functional.cross_entropy(net(x), y)
 
 
 def train_methods(
-    make: Callable[[], SmallCNN],
+    env: TrainEnv,
+    make: Callable[[], Classifier],
     x: Tensor,
     y: Tensor,
     *,
@@ -92,38 +100,77 @@ def train_methods(
     lr: float,
     batch: int,
     seed: int,
-) -> dict[str, SmallCNN]:
-    """The dense model and its four pruned counterparts, all from the same init."""
-    gen = torch.Generator().manual_seed(seed)
+) -> dict[str, Classifier]:
+    """The dense model and its four pruned counterparts, all from the same init.
+
+    Every phase has its own mini-batch order, seeded from ``seed`` and the phase."""
     init = make()
     dense = copy.deepcopy(init)
-    _epochs(dense, x, y, epochs=rewind_epoch, lr=lr, batch=batch, gen=gen)
+    common = {"lr": lr, "batch": batch}
+    _train(env, dense, x, y, epochs=rewind_epoch, seed=seed, label="dense", **common)
     early = copy.deepcopy(dense)
-    _epochs(dense, x, y, epochs=epochs - rewind_epoch, lr=lr, batch=batch, gen=gen)
+    rest = epochs - rewind_epoch
+    _train(env, dense, x, y, epochs=rest, seed=seed + 1, label="dense", **common)
     masks = pr.magnitude_masks(pr.prunable(dense), sparsity)
     finetuned = copy.deepcopy(dense)
     pr.apply_masks(finetuned, masks)
-    _epochs(finetuned, x, y, epochs=finetune_epochs, lr=lr / 10, batch=batch, gen=gen, masks=masks)
+    _train(
+        env,
+        finetuned,
+        x,
+        y,
+        epochs=finetune_epochs,
+        lr=lr / 10,
+        batch=batch,
+        seed=seed + 2,
+        label="finetune",
+        after_step=pr.MaskHold(masks),
+    )
     gradual = copy.deepcopy(init)
-    _epochs(gradual, x, y, epochs=epochs, lr=lr, batch=batch, gen=gen, schedule=(epochs, sparsity))
+    steps_per_epoch = -(-len(y) // batch)
+    schedule = pr.GradualMagnitude(steps_per_epoch, epochs, sparsity)
+    schedule.start(gradual)
+    _train(
+        env,
+        gradual,
+        x,
+        y,
+        epochs=epochs,
+        seed=seed + 3,
+        label="gradual",
+        after_step=schedule,
+        **common,
+    )
     rewound = copy.deepcopy(early)
-    masks_r = {k: v.clone() for k, v in masks.items()}
-    pr.apply_masks(rewound, masks_r)
-    _epochs(rewound, x, y, epochs=epochs - rewind_epoch, lr=lr, batch=batch, gen=gen, masks=masks_r)
+    pr.apply_masks(rewound, masks)
+    _train(
+        env,
+        rewound,
+        x,
+        y,
+        epochs=rest,
+        seed=seed + 4,
+        label="rewind",
+        after_step=pr.MaskHold(masks),
+        **common,
+    )
     popup = to_edge_popup(copy.deepcopy(init), 1.0 - sparsity)
-    _epochs(popup, x, y, epochs=epochs, lr=lr, batch=batch, gen=gen)
+    _train(env, popup, x, y, epochs=epochs, seed=seed + 5, label="edge_popup", **common)
     return dict(zip(METHODS, (dense, finetuned, gradual, rewound, popup), strict=True))
 
 
 @torch.no_grad()
-def summarise(net: SmallCNN, x: Tensor, y: Tensor) -> dict[str, float]:
-    """Accuracy, mean angle to the true class direction (degrees), mean ‖h‖, mean margin."""
+def summarise(net: Classifier, x: Tensor, y: Tensor, batch: int = 2048) -> dict[str, float]:
+    """Accuracy, mean angle to the true class direction (degrees), mean ‖h‖, mean margin
+    (features computed ``batch`` inputs at a time on the network's device)."""
     net.eval()
-    h = net.features(x)
-    w, b = net.last_layer()
-    geo = logit_geometry(h, w, b, y)
+    device = next(net.parameters()).device
+    h = torch.cat([net.features(part.to(device)) for part in x.split(batch)])
+    acc = float((net.fc2(h).argmax(1).cpu() == y).float().mean())
+    w, b = last_layer(net)
+    geo = logit_geometry(h.cpu(), w.cpu(), b.cpu(), y.cpu())
     return {
-        "acc": float((net.fc2(h).argmax(1) == y).float().mean()),
+        "acc": acc,
         "angle": float(torch.rad2deg(geo.angle).mean()),
         "length": float(geo.length.mean()),
         "margin": float(geo.margin.mean()),

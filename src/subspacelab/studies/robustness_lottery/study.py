@@ -9,6 +9,7 @@ edge-popup supermask; evaluated on clean and corrupted test signals through the 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,6 +19,8 @@ from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.stats import binomtest, spearmanr
 
 from subspacelab.data import embedded
+from subspacelab.data.cifar import CIFAR_RESOURCES, load_cifar
+from subspacelab.data.download import fetch, safe_extract
 from subspacelab.io import load_tensors, save_tensors
 from subspacelab.nets.training import state_dict_cpu
 from subspacelab.probes.robustness import NOISES, corrupt
@@ -32,16 +35,26 @@ from subspacelab.registry import (
     Study,
 )
 from subspacelab.runner import seed_all
-from subspacelab.studies.robustness_lottery import core
+from subspacelab.studies.robustness_lottery import core, full
 from subspacelab.studies.robustness_lottery.config import RobustnessLotteryConfig
 
 SLUG = "robustness_lottery"
 
 
 def data(ctx: StepContext) -> StepOutput:
-    """MNIST-1D and every (corruption, severity) of its first ``n_test`` test signals."""
+    """mini: MNIST-1D and every (corruption, severity) of its first ``n_test`` test signals.
+    full: CIFAR-10 and CIFAR-10-C, downloaded into ``cifar10.download_dir`` with their pinned
+    MD5s checked, and extracted into the step's output."""
     d = ctx.cfg.data
-    s = embedded.mnist1d(d.num_samples, d.seed, d.train_split)
+    if d.cifar10 is not None:
+        cache = ctx.root / d.cifar10.download_dir  # verified archives, kept across runs
+        safe_extract(fetch(CIFAR_RESOURCES["cifar10"], cache, ctx.progress), ctx.out / "cifar10")
+        folder = full.extract_cifar10c(fetch(full.CIFAR10C, cache, ctx.progress), ctx.out)
+        labels = load_cifar(ctx.out / "cifar10", "cifar10").y_test
+        for name in d.corruptions:  # every requested file present and matching the test set
+            full.load_cifar10c(folder, name, d.severities[0], 10, labels)
+        return StepOutput({"corrupted_sets": float(len(d.corruptions) * len(d.severities))})
+    s = embedded.mnist1d(d.mnist1d.num_samples, d.seed, d.mnist1d.train_split)
     x_test = s.x_test[: d.n_test]
     arrays = {
         "x_train": s.x_train,
@@ -55,27 +68,56 @@ def data(ctx: StepContext) -> StepOutput:
     return StepOutput({"corrupted_sets": float(len(arrays) - 4)})
 
 
-def _data(ctx: StepContext) -> dict[str, torch.Tensor]:
-    return load_tensors(ctx.inputs["data"] / "data.safetensors", study=SLUG, kind="dataset")[0]
+class _Data:
+    """The training set, the clean test slice and the corrupted cells, whichever the source."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.cfg: RobustnessLotteryConfig = ctx.cfg
+        dc = self.cfg.data
+        root: Path = ctx.inputs["data"]
+        if dc.cifar10 is not None:
+            split = load_cifar(root / "cifar10", "cifar10")
+            self.x_train, self.y_train = torch.from_numpy(split.x_train), split.y_train
+            self.x_test = torch.from_numpy(split.x_test[: dc.n_test])
+            self.y_test = torch.from_numpy(split.y_test[: dc.n_test]).long()
+            self._labels = split.y_test
+            self._folder: Path | None = root / "CIFAR-10-C"
+            self._arrays: dict[str, torch.Tensor] = {}
+        else:
+            self._arrays = load_tensors(root / "data.safetensors", study=SLUG, kind="dataset")[0]
+            self.x_train, self.y_train = self._arrays["x_train"], self._arrays["y_train"]
+            self.x_test, self.y_test = self._arrays["x_test"], self._arrays["y_test"].long()
+            self._folder = None
+        self.y_train = torch.as_tensor(self.y_train).long()
+
+    def corrupted(self, name: str, severity: int) -> torch.Tensor:
+        """The corrupted test inputs of one cell."""
+        if self._folder is None:
+            return self._arrays[f"{name}/{severity}"]
+        n = self.cfg.data.n_test
+        return full.load_cifar10c(self._folder, name, severity, n, self._labels)
 
 
-def _make(cfg: RobustnessLotteryConfig, length: int) -> core.SmallCNN:
-    return core.SmallCNN(length, cfg.train.channels, cfg.train.hidden, 10)
+def _make(cfg: RobustnessLotteryConfig, x: torch.Tensor) -> core.Classifier:
+    tr = cfg.train
+    if tr.arch == "conv8":
+        return full.Conv8(tr.channels, tr.hidden, 10)
+    return core.SmallCNN(x.shape[1], tr.channels, tr.hidden, 10)
 
 
 def fit(ctx: StepContext) -> StepOutput:
     """Dense and four pruned models per seed, from one init."""
     cfg: RobustnessLotteryConfig = ctx.cfg
     tr = cfg.train
-    d = _data(ctx)
-    x, y = d["x_train"], d["y_train"].long()
+    d = _Data(ctx)
     out = {}
     for seed in ctx.seeds:
         seed_all(seed)
         models = core.train_methods(
-            lambda: _make(cfg, x.shape[1]),
-            x,
-            y,
+            ctx,
+            lambda: _make(cfg, d.x_test),
+            d.x_train,
+            d.y_train,
             epochs=tr.epochs,
             finetune_epochs=tr.finetune_epochs,
             rewind_epoch=tr.rewind_epoch,
@@ -91,7 +133,7 @@ def fit(ctx: StepContext) -> StepOutput:
                 study=SLUG,
                 kind="model",
             )
-            acc = core.summarise(net, d["x_test"], d["y_test"].long())["acc"]
+            acc = core.summarise(net.to(ctx.device), d.x_test, d.y_test)["acc"]
             out[f"{method}_s{seed}.clean_acc"] = acc
             ctx.progress(f"{method} seed {seed}: clean accuracy {acc:.3f}")
     return StepOutput(out)
@@ -101,25 +143,31 @@ def evaluate(ctx: StepContext) -> Report:
     """Clean and corrupted geometry per model; claims; the views."""
     cfg: RobustnessLotteryConfig = ctx.cfg
     dc = cfg.data
-    d = _data(ctx)
-    y = d["y_test"].long()
+    d = _Data(ctx)
+    cells = list(itertools.product(dc.corruptions, dc.severities))
+    nets: dict[tuple[int, str], core.Classifier] = {}
     metrics: dict[str, list[float]] = {}
+    clean: dict[tuple[int, str], dict[str, float]] = {}
     for seed, method in itertools.product(ctx.seeds, core.METHODS):
-        net = _make(cfg, d["x_test"].shape[1])
+        net = _make(cfg, d.x_test)
         if method == "edge_popup":
             core.to_edge_popup(net, 1.0 - cfg.train.sparsity)
         state, _ = load_tensors(
             ctx.inputs["fit"] / f"{method}_s{seed}.safetensors", study=SLUG, kind="model"
         )
         net.load_state_dict(state)
-        clean = core.summarise(net, d["x_test"], y)
-        for k, v in clean.items():
+        nets[seed, method] = net.to(ctx.device)
+        clean[seed, method] = core.summarise(net, d.x_test, d.y_test)
+        for k, v in clean[seed, method].items():
             metrics.setdefault(f"{method}/clean/{k}", []).append(v)
-        for name, sev in itertools.product(dc.corruptions, dc.severities):
-            row = core.summarise(net, d[f"{name}/{sev}"], y)
+    for name, sev in cells:  # one cell in memory at a time (CIFAR-10-C cells are large)
+        x = d.corrupted(name, sev)
+        for (seed, method), net in nets.items():
+            row = core.summarise(net, x, d.y_test)
             metrics.setdefault(f"{method}/{name}/{sev}/acc", []).append(row["acc"])
             for k in ("angle", "length", "margin"):
-                metrics.setdefault(f"{method}/{name}/{sev}/d_{k}", []).append(row[k] - clean[k])
+                delta = row[k] - clean[seed, method][k]
+                metrics.setdefault(f"{method}/{name}/{sev}/d_{k}", []).append(delta)
     n_cells = len(dc.corruptions) * len(dc.severities)
     for method in core.METHODS:
         for key in ("acc", "d_angle"):
@@ -255,7 +303,7 @@ STUDY = Study(
             "fit",
             fit,
             needs=("data",),
-            reads=("train",),
+            reads=("data", "train"),
             kind="models",
             description="dense, magnitude+finetune, gradual, LTH rewind, edge-popup",
         ),
