@@ -3,6 +3,8 @@ spectral baselines shared by the subspace-clustering studies."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
@@ -30,6 +32,13 @@ def postprocess_coefficients(coef: np.ndarray, top_k: int | None) -> np.ndarray:
     return 0.5 * (c + c.T)
 
 
+def _eigsh_start(n: int) -> dict[str, Any]:
+    """Fixed start for ARPACK: ``v0``, and a seeded ``rng`` for the fresh vectors ARPACK asks
+    for when the Krylov space becomes invariant (a disconnected affinity graph); scipy would
+    draw those from OS entropy, making the embedding differ from call to call."""
+    return {"v0": np.ones(n) / np.sqrt(n), "rng": np.random.default_rng(0)}
+
+
 def spectral_embedding(affinity: np.ndarray | sp.spmatrix, k: int) -> np.ndarray:
     """Top-k eigenvectors of D^{-½} A D^{-½} (i.e. of 2I − L_sym), rows L2-normalised."""
     a = (
@@ -44,8 +53,7 @@ def spectral_embedding(affinity: np.ndarray | sp.spmatrix, k: int) -> np.ndarray
     inv_sqrt = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
     if sp.issparse(a):
         norm = sp.diags(inv_sqrt) @ a @ sp.diags(inv_sqrt)
-        v0 = np.ones(n) / np.sqrt(n)
-        _, vecs = eigsh(norm + sp.identity(n), k=k, which="LM", v0=v0)
+        _, vecs = eigsh(norm + sp.identity(n), k=k, which="LM", **_eigsh_start(n))
     else:
         norm = inv_sqrt[:, None] * a * inv_sqrt[None, :]
         norm = 0.5 * (norm + norm.T)
@@ -53,7 +61,7 @@ def spectral_embedding(affinity: np.ndarray | sp.spmatrix, k: int) -> np.ndarray
             vecs = np.linalg.eigh(norm)[1][:, -k:]
         else:  # top-k only: eigsh on the shifted operator (2I − L_sym = I + D^-½AD^-½)
             norm[np.diag_indices(n)] += 1.0
-            vecs = eigsh(norm, k=k, which="LM", v0=np.ones(n) / np.sqrt(n))[1]
+            vecs = eigsh(norm, k=k, which="LM", **_eigsh_start(n))[1]
     return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
 
