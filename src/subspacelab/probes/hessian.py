@@ -147,8 +147,9 @@ def lanczos_top(
         return matvec(t).detach().to(torch.float64).numpy()
 
     op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(dim)
-    vals = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
+    rng = np.random.default_rng(seed)  # the start vector and any restart vector ARPACK asks for
+    v0 = rng.standard_normal(dim)
+    vals = eigsh(op, k=k, which="LA", tol=tol, v0=v0, rng=rng, return_eigenvectors=False)
     return np.sort(vals)[::-1]
 
 
