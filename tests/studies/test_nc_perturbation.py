@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from subspacelab.config import ParamsError, build
@@ -50,6 +55,7 @@ def test_backbone_and_config_error() -> None:
     net = core.Backbone(5, 4, 3, 2)
     assert len(net.block_features(torch.zeros(2, 5))) == 3
     raw = {
+        "arch": "mlp",
         "width": 4,
         "blocks": 2,
         "h0_block": 2,
@@ -60,6 +66,25 @@ def test_backbone_and_config_error() -> None:
     }
     with pytest.raises(ParamsError, match="h0_block"):
         build(BackboneConfig, raw, "nc_perturbation.mini.backbone")
+    with pytest.raises(ParamsError, match=r"blocks.*4 with width 64 for resnet18"):
+        build(BackboneConfig, {**raw, "arch": "resnet18"}, "nc_perturbation.full.backbone")
+
+
+def test_full_profile_resnet18_blocks_and_batched_features() -> None:
+    torch.manual_seed(0)
+    net = core.make_backbone("resnet18", (4, 3, 32, 32), 64, 4, 10)
+    assert isinstance(net, core.ResNet18)
+    assert sum(p.numel() for p in net.parameters()) == 11_173_962  # CIFAR ResNet-18, 10 classes
+    x = torch.randn(5, 3, 32, 32)
+    feats = core.block_features_batched(net, x, torch.device("cpu"), batch=2)
+    assert [tuple(f.shape) for f in feats] == [(5, 64), (5, 128), (5, 256), (5, 512)]
+    with torch.no_grad():
+        whole = net.block_features(x)
+    for a, b in zip(feats, whole, strict=True):
+        torch.testing.assert_close(a, b)
+    assert net(x).shape == (5, 10)
+    mlp = core.make_backbone("mlp", (7, 2, 3), 4, 2, 3)
+    assert isinstance(mlp, core.Backbone) and mlp(torch.zeros(7, 2, 3)).shape == (7, 3)
 
 
 def _metrics(good: bool) -> Metrics:
@@ -92,3 +117,51 @@ def test_backbone_mse_loss_known_value() -> None:
     target = torch.eye(2)
     assert float(core.mse_loss(net, (target, target))) == 0.0
     assert float(core.mse_loss(net, (torch.zeros(2, 2), target))) == 0.5
+
+
+def test_full_profile_chain_on_a_tiny_cifar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subspacelab import registry
+    from subspacelab.data import cifar
+    from subspacelab.data.download import Resource
+    from subspacelab.io import load_tensors
+    from subspacelab.runner import run_step
+    from tests.data.test_cifar import _batch, _write_archive
+    from tests.helpers import REPO, make_workspace
+
+    monkeypatch.setattr(registry, "_REGISTRY", {ncp.SLUG: ncp.STUDY})
+    rng = np.random.default_rng(0)
+    members: dict[str, object] = {}
+    for i in range(1, 6):  # 4 images a batch, labels cycling so every class appears twice
+        members[f"data_batch_{i}"] = {
+            **_batch(rng, 4, b"labels", 10),
+            b"labels": [(4 * (i - 1) + j) % 10 for j in range(4)],
+        }
+    members["test_batch"] = _batch(rng, 2, b"labels", 10)
+    members["batches.meta"] = {b"label_names": [b"c"] * 10, b"num_vis": 3072}
+    archive = _write_archive(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", members)
+    md5 = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
+    monkeypatch.setitem(
+        cifar.CIFAR_RESOURCES, "cifar10", Resource(archive.as_uri(), archive.name, md5=md5)
+    )
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    section = params[ncp.SLUG]
+    full = section["full"]
+    full["backbone"].update(epochs=1, batch_size=8)
+    full["model"].update(betas=[0.1, 1.0], lam_ws=[0.001], iters=5, flow_steps=3, eps=[0.1, 0.01])
+    full["model"].update(synth_d=6, synth_per_class=3)
+    lab = {**params["lab"], "profile": "full", "device": "cpu"}
+    root = make_workspace(tmp_path / "ws", {"lab": lab, ncp.SLUG: section})
+    for step in ncp.STUDY.steps:
+        run_step(root, ncp.SLUG, step.name)
+    data, _ = load_tensors(
+        root / "data" / ncp.SLUG / "data" / "train.safetensors", study=ncp.SLUG, kind="dataset"
+    )
+    assert data["x"].shape == (20, 3, 32, 32)  # images, not flattened, for the ResNet
+    assert not list((root / "data" / ncp.SLUG / "data").glob("*.tar.gz"))  # archive dropped
+    state, _ = load_tensors(
+        root / "models" / ncp.SLUG / "fit" / "backbone_s0.safetensors", study=ncp.SLUG
+    )
+    assert state["blocks.3.1.body.3.weight"].shape == (512, 512, 3, 3)
+    assert (root / "reports" / ncp.SLUG / "claims.json").is_file()

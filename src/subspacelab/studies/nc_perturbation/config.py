@@ -1,5 +1,5 @@
 """Typed schema of the ``nc_perturbation`` section of params.yaml (Tirer et al.,
-arXiv:2210.16658). mini: sklearn digits; full: CIFAR-10 (flattened) — same schema."""
+arXiv:2210.16658). mini: sklearn digits + MLP; full: CIFAR-10 + ResNet-18 — same schema."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from subspacelab.config import param
 
 @dataclass
 class DataConfig:
-    """``source``: digits (mini) or cifar10 (full)."""
+    """``source``: digits (mini, flattened) or cifar10 (full, (3, 32, 32) images)."""
 
     source: str = param(choices=("digits", "cifar10"))
     test_size: float = param(gt=0, lt=1)
@@ -20,8 +20,11 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    """MLP trained with MSE + weight decay; H₀ = the output of block ``h0_block`` (1-based)."""
+    """Backbone trained with MSE + weight decay; H₀ = the output of block ``h0_block``
+    (1-based). ``mlp``: ``blocks`` Linear-ReLU blocks of ``width``; ``resnet18`` (full, spec
+    §7): CIFAR ResNet-18, whose four stages are the blocks (``width``/``blocks`` fixed: 64/4)."""
 
+    arch: str = param(choices=("mlp", "resnet18"))
     width: int = param(ge=2)
     blocks: int = param(ge=2)
     h0_block: int = param(ge=1)
@@ -32,6 +35,8 @@ class BackboneConfig:
 
     def check(self) -> dict[str, str]:
         """H₀'s block must have a later block."""
+        if self.arch == "resnet18" and (self.blocks, self.width) != (4, 64):
+            return {"blocks": "4 with width 64 for resnet18 (its four stages)"}
         if self.h0_block >= self.blocks:
             return {"h0_block": f"< blocks ({self.blocks})"}
         return {}

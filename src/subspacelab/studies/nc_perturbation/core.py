@@ -119,10 +119,11 @@ def mse_loss(net: nn.Module, batch: Sequence[Tensor]) -> Tensor:
 
 
 class Backbone(nn.Module):
-    """An MLP of ``blocks`` Linear-ReLU blocks and a linear classifier."""
+    """An MLP of ``blocks`` Linear-ReLU blocks and a linear classifier (inputs flattened)."""
 
     def __init__(self, d_in: int, width: int, blocks: int, classes: int) -> None:
         super().__init__()
+        self.flatten = nn.Flatten()
         dims = [d_in] + [width] * blocks
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(dims)
@@ -132,6 +133,7 @@ class Backbone(nn.Module):
     def block_features(self, x: Tensor) -> list[Tensor]:
         """Outputs of every block."""
         out = []
+        x = self.flatten(x)
         for blk in self.blocks:
             x = blk(x)
             out.append(x)
@@ -140,3 +142,82 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Outputs (n, K)."""
         return self.fc(self.block_features(x)[-1])
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block: two 3×3 conv-BN layers and a (projected) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``relu(body(x) + shortcut(x))``."""
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with the CIFAR stem (3×3 conv, no max-pool; He et al. 2016), the full
+    profile's backbone (spec §7). Its four stages are the blocks: each block's features are
+    the stage output average-pooled over space (64, 128, 256, 512 dims); the classifier reads
+    the last."""
+
+    def __init__(self, classes: int, width: int = 64) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        stages, c_in = [], width
+        for i, c_out in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            stride = 1 if i == 0 else 2
+            stages.append(
+                nn.Sequential(_BasicBlock(c_in, c_out, stride), _BasicBlock(c_out, c_out, 1))
+            )
+            c_in = c_out
+        self.blocks = nn.ModuleList(stages)
+        self.fc = nn.Linear(c_in, classes)
+
+    def block_features(self, x: Tensor) -> list[Tensor]:
+        """Every stage's output, average-pooled: (n, channels) each."""
+        out = []
+        x = self.stem(x)
+        for stage in self.blocks:
+            x = stage(x)
+            out.append(x.mean(dim=(2, 3)))
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Outputs (n, K)."""
+        return self.fc(self.block_features(x)[-1])
+
+
+def make_backbone(arch: str, x_shape: Sequence[int], width: int, blocks: int, k: int) -> nn.Module:
+    """The backbone of ``arch``: ``mlp`` (mini) over flattened inputs, ``resnet18`` (full) over
+    (3, H, W) images."""
+    if arch == "resnet18":
+        return ResNet18(k)
+    return Backbone(int(np.prod(x_shape[1:])), width, blocks, k)
+
+
+@torch.no_grad()
+def block_features_batched(
+    net: nn.Module, x: Tensor, device: torch.device, batch: int = 4096
+) -> list[Tensor]:
+    """``net.block_features`` over ``x`` in batches on ``device`` (eval mode), back on the CPU."""
+    net.eval().to(device)
+    parts = [
+        [f.cpu() for f in net.block_features(x[i : i + batch].to(device))]  # type: ignore[operator]
+        for i in range(0, len(x), batch)
+    ]
+    return [torch.cat(fs) for fs in zip(*parts, strict=True)]

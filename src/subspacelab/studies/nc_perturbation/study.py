@@ -1,7 +1,8 @@
 """The ``nc_perturbation`` study: steps, claims and wiring (Tirer, Huang & Niles-Weed,
 arXiv:2210.16658).
 
-data -> fit -> evaluate. A backbone MLP is trained with MSE; its block features are H₀
+data -> fit -> evaluate. A backbone (MLP; ResNet-18 at full scale) is trained with MSE; its block
+features are H₀
 candidates. The perturbation model is solved on a (β, λ_W) grid from H₀ = a middle block (R1,
 R2), its central-path gradient flow is run (R3), the first-order expansion is checked on
 synthetic near-collapsed features (R4) and the model's H* is compared with the real deeper
@@ -42,19 +43,22 @@ SLUG = "nc_perturbation"
 
 
 def data(ctx: StepContext) -> StepOutput:
-    """digits (mini) or CIFAR-10 flattened (full), standardised with the train statistics."""
+    """digits (mini; standardised by the train mean and overall std) or CIFAR-10 images
+    (full; (3, 32, 32), standardised per channel with the train statistics)."""
     d = ctx.cfg.data
     if d.source == "cifar10":
         split = load_cifar(fetch_cifar("cifar10", ctx.out, ctx.progress), "cifar10")
-        x, y = split.x_train.reshape(len(split.y_train), -1), split.y_train
+        x, y = split.x_train, split.y_train
         for p in ctx.out.iterdir():
             if p.is_file():
                 p.unlink()
+        x = x[: d.max_train].astype(np.float32)
+        x = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / (x.std(axis=(0, 2, 3), keepdims=True))
     else:
         split = embedded.digits(d.test_size, d.seed)
         x, y = split.x_train, split.y_train
-    x = x[: d.max_train].astype(np.float32)
-    x = (x - x.mean(axis=0)) / (x.std() + 1e-12)
+        x = x[: d.max_train].astype(np.float32)
+        x = (x - x.mean(axis=0)) / (x.std() + 1e-12)
     save_tensors(
         ctx.out / "train.safetensors", {"x": x, "y": y[: d.max_train]}, study=SLUG, kind="dataset"
     )
@@ -75,7 +79,7 @@ def fit(ctx: StepContext) -> StepOutput:
     errs = {}
     for seed in ctx.seeds:
         seed_all(seed)
-        net = core.Backbone(x.shape[1], b.width, b.blocks, k)
+        net = core.make_backbone(b.arch, x.shape, b.width, b.blocks, k)
         module = LossModule(net, core.mse_loss, lr=b.lr, weight_decay=b.weight_decay)
         loader = tensor_loader(x, target, batch_size=b.batch_size, seed=seed)
         train(
@@ -87,7 +91,9 @@ def fit(ctx: StepContext) -> StepOutput:
             every=max(1, b.epochs // 4),
         )
         with torch.no_grad():
-            errs[f"s{seed}.train_error"] = float((net(x).argmax(1) != y).float().mean())
+            last = core.block_features_batched(net, x, ctx.device)[-1]
+            logits = net.fc(last.to(ctx.device)).cpu()  # type: ignore[operator]
+        errs[f"s{seed}.train_error"] = float((logits.argmax(1) != y).float().mean())
         save_tensors(
             ctx.out / f"backbone_s{seed}.safetensors", state_dict_cpu(net), study=SLUG, kind="model"
         )
@@ -112,10 +118,9 @@ def evaluate(ctx: StepContext) -> Report:
         state, _ = load_tensors(
             ctx.inputs["fit"] / f"backbone_s{seed}.safetensors", study=SLUG, kind="model"
         )
-        net = core.Backbone(x.shape[1], b.width, b.blocks, k)
+        net = core.make_backbone(b.arch, x.shape, b.width, b.blocks, k)
         net.load_state_dict(state)
-        with torch.no_grad():
-            blocks = [f.double() for f in net.block_features(x)]
+        blocks = [f.double() for f in core.block_features_batched(net, x, ctx.device)]
         h0 = blocks[b.h0_block - 1].T.contiguous()
         nc1_h0 = nc.nc1(h0.T, y, k)
         grid = np.zeros((len(md.betas), len(md.lam_ws)))
@@ -291,7 +296,7 @@ STUDY = Study(
             needs=("data",),
             reads=("backbone",),
             kind="models",
-            description="MLP backbone, MSE + weight decay",
+            description="MLP (mini) or ResNet-18 (full) backbone, MSE + weight decay",
         ),
         Step(
             "evaluate",
