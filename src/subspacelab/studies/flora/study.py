@@ -32,6 +32,7 @@ from subspacelab.registry import (
     ClaimResult,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
@@ -173,9 +174,9 @@ def _evaluate(ctx: StepContext) -> Report:
         "|---|---|---|---|",
     ]
     for arm in arms:
-        a = np.array(metrics[f"{arm}_acc"])
         table.append(
-            f"| {arm} | {a.mean():.3f} ± {a.std():.3f} | {np.mean(metrics[f'{arm}_params']):.0f} | "
+            f"| {arm} | {Stat(tuple(metrics[f'{arm}_acc'])).fmt()} | "
+            f"{np.mean(metrics[f'{arm}_params']):.0f} | "
             f"{np.mean(metrics[f'{arm}_budget_frac']):.4f} |"
         )
     fig = bar_figure(

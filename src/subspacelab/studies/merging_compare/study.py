@@ -7,14 +7,14 @@ import numpy as np
 
 from subspacelab.io import read_json
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import Report, Step, StepContext, Study
+from subspacelab.registry import Report, Stat, Step, StepContext, Study
 from subspacelab.studies.merging_compare.config import MergingCompareConfig
 
 SLUG = "merging_compare"
 
 
 def _cell(values: list[float], digits: int = 3) -> str:
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "—"
+    return Stat(tuple(values)).fmt(digits) if values else "—"
 
 
 def merge_rows(dc: dict, concrete: dict, heads: list[str], regimes: list[str]) -> list[str]:

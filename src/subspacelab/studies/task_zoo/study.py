@@ -35,7 +35,7 @@ from subspacelab.merging.bench import (
     task_accuracies,
 )
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import Report, Step, StepContext, StepOutput, Study
+from subspacelab.registry import Report, Stat, Step, StepContext, StepOutput, Study
 from subspacelab.runner import seed_all
 from subspacelab.studies.task_zoo import full
 from subspacelab.studies.task_zoo.config import TaskZooConfig
@@ -214,12 +214,10 @@ def _report(ctx: StepContext) -> Report:
                     metrics.setdefault(f"{h}_{r}_{name}", []).append(a)
     rows = ["| head | regime | zero-shot | individual (fine-tuned) |", "|---|---|---|---|"]
     for h in index["heads"]:
-        zs = np.array(metrics[f"{h}_zero_shot"])
+        zs = Stat(tuple(metrics[f"{h}_zero_shot"])).fmt()
         for r in index["regimes"]:
-            ind = np.array(metrics[f"{h}_{r}_individual"])
             rows.append(
-                f"| {h} | {r} | {zs.mean():.3f} ± {zs.std():.3f} | "
-                f"{ind.mean():.3f} ± {ind.std():.3f} |"
+                f"| {h} | {r} | {zs} | {Stat(tuple(metrics[f'{h}_{r}_individual'])).fmt()} |"
             )
     series = {k: v for k, v in metrics.items() if k.endswith(("_zero_shot", "_individual"))}
     fig = bar_figure("task zoo: mean test accuracy over tasks", "accuracy", series)
