@@ -164,7 +164,7 @@ def test_concrete_adamerging_inner_step_resets_and_keeps_adam_state() -> None:
     assert seen[0::2] == pytest.approx([0.3] * 3, abs=1e-6)  # reset before every inner step
     state = three.optimizers()[1].optimizer.state[three.lambdas]
     assert three.steps_run == 3 and int(state["step"]) == 3
-    assert all(float(x.detach().abs().max()) > 0 for x in three.logits)
+    assert all(float(x.detach().abs().max()) > 0 for x in three.mask.logits)
 
 
 def test_collapse_monitor_stops() -> None:

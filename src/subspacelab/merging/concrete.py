@@ -93,6 +93,28 @@ class TTAResult:
     lambdas: Tensor | None = None
 
 
+class ConcreteMask(nn.Module):
+    """Mask logits, one per parameter tensor of ``base`` (initialised at 0, i.e. p = ½), with
+    the Concrete relaxation's temperature and sampling generator (arXiv 2312.06173)."""
+
+    def __init__(self, base: StateDict, temperature: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.keys = list(base)
+        self.logits = nn.ParameterList([nn.Parameter(torch.zeros_like(base[k])) for k in base])
+        self.temperature, self.generator = temperature, generator
+
+    def sample(self) -> StateDict:
+        """One relaxed mask sample per parameter tensor (differentiable in the logits)."""
+        return {
+            k: concrete_sample(x, self.temperature, self.generator)
+            for k, x in zip(self.keys, self.logits, strict=True)
+        }
+
+    def logits_dict(self) -> StateDict:
+        """A detached copy of the logits by parameter name."""
+        return {k: x.detach().clone() for k, x in zip(self.keys, self.logits, strict=True)}
+
+
 class EntropyAdaptation(L.LightningModule):
     """Test-time adaptation by entropy minimisation, one optimiser step per Lightning batch.
 
@@ -160,22 +182,17 @@ class ConcreteTaskArithmetic(EntropyAdaptation):
         super().__init__(objective, collapse_below)
         self.base, self.lam, self.lr = base, lam, lr
         self.summed = {k: sum(tv[k] for tv in tvs) for k in base}
-        self.keys = list(base)
-        self.logits = nn.ParameterList([nn.Parameter(torch.zeros_like(base[k])) for k in base])
-        self.temperature, self.generator = temperature, generator
+        self.mask = ConcreteMask(base, temperature, generator)
 
     def step_loss(self, step: int) -> tuple[Tensor, float]:
         """Entropy of the merge under one Concrete mask sample."""
-        mask = {
-            k: concrete_sample(x, self.temperature, self.generator)
-            for k, x in zip(self.keys, self.logits, strict=True)
-        }
+        mask = self.mask.sample()
         (masked,) = mask_task_vectors([self.summed], mask)
         return self.objective({k: self.base[k] + self.lam * masked[k] for k in self.base}, step)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam on the mask logits."""
-        return torch.optim.Adam(self.logits.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.mask.parameters(), lr=self.lr)
 
 
 class LayerwiseAdaMerging(EntropyAdaptation):
@@ -234,18 +251,13 @@ class ConcreteAdaMergingMask(LayerwiseAdaMerging):
     ) -> None:
         super().__init__(base, tvs, objective, lr=lr, init=init, collapse_below=collapse_below)
         self.inner_lr = inner_lr
-        self.keys = list(base)
-        self.logits = nn.ParameterList([nn.Parameter(torch.zeros_like(base[k])) for k in base])
-        self.temperature, self.generator = temperature, generator
+        self.mask = ConcreteMask(base, temperature, generator)
 
     def step_loss(self, step: int) -> tuple[Tensor, float]:
         """The inner step on λ, then the meta-loss at the adapted λ."""
         with torch.no_grad():
             self.lambdas.fill_(self.init)
-        mask = {
-            k: concrete_sample(x, self.temperature, self.generator)
-            for k, x in zip(self.keys, self.logits, strict=True)
-        }
+        mask = self.mask.sample()
         fixed = mask_task_vectors(self.tvs, {k: m.detach() for k, m in mask.items()})
         inner_loss, _ = self.objective(merge_layerwise(self.base, fixed, self.coefficients()), step)
         inner = self._optimizers()[1]
@@ -260,7 +272,7 @@ class ConcreteAdaMergingMask(LayerwiseAdaMerging):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:  # type: ignore[override]
         """The outer Adam on the mask logits, then the inner Adam on λ."""
         return [
-            torch.optim.Adam(self.logits.parameters(), lr=self.lr),
+            torch.optim.Adam(self.mask.parameters(), lr=self.lr),
             torch.optim.Adam([self.lambdas], lr=self.inner_lr),
         ]
 
@@ -296,7 +308,7 @@ def concrete_task_arithmetic(
         module.steps_run,
         module.collapsed,
         module.losses,
-        logits={k: x.detach().clone() for k, x in zip(module.keys, module.logits, strict=True)},
+        logits=module.mask.logits_dict(),
     )
 
 
@@ -355,7 +367,7 @@ def concrete_adamerging_mask(
         module.steps_run,
         module.collapsed,
         module.losses,
-        logits={k: x.detach().clone() for k, x in zip(module.keys, module.logits, strict=True)},
+        logits=module.mask.logits_dict(),
     )
 
 
