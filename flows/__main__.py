@@ -16,4 +16,7 @@ if __name__ == "__main__":
     parser.add_argument("--deployment", help="fan the studies out to this deployment's pool")
     args = parser.parse_args()
     for row in lab_flow(args.studies or None, deployment=args.deployment):
-        print(f"{row['study']}: {row['holding']}/{row['claims']} claims hold")
+        print(
+            f"{row['study']}: {row['holding']}/{row['claims']} claims hold, "
+            f"{row['inconclusive']} inconclusive"
+        )

@@ -155,6 +155,7 @@ def study_worker_flow(
         "lock": lock_entries(root, stages),
         "files": _report_files(root, slug),
         "holding": sum(bool(c["holds"]) for c in claims),
+        "inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
         "claims": len(claims),
     }
 

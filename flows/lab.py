@@ -48,7 +48,12 @@ def study_flow(slug: str, root: str = ".") -> dict[str, Any]:
     for step in study.steps:
         dvc_stage(study.stage_name(step.name), str(root_path))
     claims = read_json(report_paths(root_path, slug)["claims"])
-    return {"study": slug, "holding": sum(c["holds"] for c in claims), "claims": len(claims)}
+    return {
+        "study": slug,
+        "holding": sum(c["holds"] for c in claims),
+        "inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
+        "claims": len(claims),
+    }
 
 
 @flow(name="lab")
@@ -124,7 +129,8 @@ def _fan_out(
                     if state.is_completed():
                         result = state.result()
                         merge_result(root, result)
-                        done[slug] = {k: result[k] for k in ("study", "holding", "claims")}
+                        keys = ("study", "holding", "inconclusive", "claims")
+                        done[slug] = {k: result[k] for k in keys}
                     elif attempt <= retries:
                         kind = state.type.value
                         logger.warning("%s: run %s ended %s; retrying", slug, run_id, kind)

@@ -21,6 +21,7 @@ from subspacelab.registry import (
     StepOutput,
     Study,
 )
+from subspacelab.verdicts import decide, on_mean
 
 
 @dataclass
@@ -70,7 +71,7 @@ def _report(ctx: StepContext) -> Report:
 
 
 def _trace_positive(m: Metrics) -> ClaimResult:
-    return ClaimResult(m["trace"].mean > 0, {"trace": m["trace"]})
+    return decide(on_mean("trace", m["trace"], ">", 0.0))
 
 
 FAKE = Study(

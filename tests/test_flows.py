@@ -29,8 +29,8 @@ def test_lab_flow_leaves_what_dvc_repro_would(
     with prefect_test_harness(server_startup_timeout=120):
         results = lab_flow(root=str(ws))
     assert results == [
-        {"study": "fake", "holding": 1, "claims": 1},
-        {"study": "fake2", "holding": 1, "claims": 1},
+        {"study": "fake", "holding": 0, "inconclusive": 1, "claims": 1},
+        {"study": "fake2", "holding": 0, "inconclusive": 1, "claims": 1},
     ]
     assert (ws / "reports/fake/metrics.json").is_file()
     assert (ws / "reports/SUMMARY.md").is_file()

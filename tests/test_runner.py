@@ -45,10 +45,16 @@ def test_chain_writes_reports(ws: Path) -> None:
             "id": "a",
             "statement": "trace > 0",
             "paper": "n/a",
-            "holds": True,
-            "measured": {"trace": metrics["metrics"]["trace"]},
+            "verdict": "inconclusive",  # two seeds: t(0.975, 1) = 12.7 makes a wide interval
+            "holds": False,
+            "resolution": claims[0]["resolution"],
+            "tests": claims[0]["tests"],
+            "measured": {},
         }
     ]
+    (test,) = claims[0]["tests"]
+    assert test["values"] == metrics["metrics"]["trace"]["values"]
+    assert test["low"] < 0 < test["mean"] and test["verdict"] == "inconclusive"
     meta = json.loads((ws / "data/fake/download/_meta.json").read_text())
     assert set(meta["files"]) == {"x_0.safetensors", "x_1.safetensors"}
     assert not (ws / ".stage-tmp" / "fake_download").exists()
@@ -101,7 +107,7 @@ def test_mlflow_down_still_writes_results(ws: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SUBSPACELAB_TRACKING", "sync")
     with pytest.warns(UserWarning, match="not reachable"):
         metrics, _ = run_chain(ws, "fake")
-    assert metrics["claims_holding"] == 1
+    assert metrics["claims_inconclusive"] == 1
     spooled = sorted((ws / ".mlflow-spool").glob("*.json"))
     assert len(spooled) == 3
     # once the store is back, the spooled runs are sent, exactly once
@@ -136,7 +142,8 @@ def test_mlflow_runs_nested_and_tagged(ws: Path, monkeypatch: pytest.MonkeyPatch
         assert r.data.tags["git_commit"]
         assert r.data.params["cfg.data.n"] == "50"
     report = next(r for r in stages if r.data.tags["subspacelab.step"] == "report")
-    assert report.data.metrics["claim.a.holds"] == 1.0
+    assert report.data.metrics["claim.a.holds"] == 0.0
+    assert report.data.metrics["claim.a.inconclusive"] == 1.0
     arts = {a.path for a in client.list_artifacts(report.info.run_id)}
     assert {"metrics.json", "claims.json", "plots"} <= arts
 

@@ -44,8 +44,9 @@ def test_study_chain_runs_and_is_deterministic(slug: str, tmp_path: Path) -> Non
     study = registry.get_study(slug)
     assert [c["id"] for c in claims] == [c.id for c in study.claims]
     for claim in claims:
-        assert isinstance(claim["holds"], bool)
-        assert claim["measured"], f"claim {claim['id']} reports no numbers"
+        assert claim["verdict"] in ("holds", "does not hold", "inconclusive")
+        assert claim["holds"] == (claim["verdict"] == "holds")
+        assert claim["tests"], f"claim {claim['id']} is decided on no condition"
     assert metrics["metrics"], "no metrics"
     assert any((first / "reports" / slug / "plots").glob("*.png")), "no plots"
     # same params and seeds, fresh workspace (the upstream outputs copied): identical metrics

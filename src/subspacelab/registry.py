@@ -9,14 +9,14 @@ these declarations; nothing about a study is written down twice.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import pkgutil
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from subspacelab.verdicts import ClaimResult, Stat
 
 if TYPE_CHECKING:
     import torch
@@ -25,34 +25,6 @@ if TYPE_CHECKING:
     from subspacelab.config import LabConfig
 
 StepKind = Literal["data", "models", "report"]
-
-
-@dataclass(frozen=True)
-class Stat:
-    """A metric over seeds: its values, mean and sample standard deviation."""
-
-    values: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        """Mean over seeds."""
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation over seeds (0 for a single value)."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
-
-    def fmt(self, digits: int = 3) -> str:
-        """``"mean ± std"`` with ``digits`` decimals (just the mean for a single value): the one
-        way tables show a metric over seeds."""
-        if len(self.values) == 1:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form: mean, std, n and the values."""
-        return {"mean": self.mean, "std": self.std, "n": len(self.values), "values": self.values}
 
 
 class Metrics(Mapping[str, Stat]):
@@ -83,30 +55,14 @@ class Metrics(Mapping[str, Stat]):
 
 
 @dataclass(frozen=True)
-class ClaimResult:
-    """Whether a claim holds and the numbers behind the verdict."""
-
-    holds: bool
-    measured: dict[str, float | Stat]
-
-    def measured_json(self) -> dict[str, Any]:
-        """The measured numbers in JSON form."""
-        return {
-            k: v.to_json() if isinstance(v, Stat) else _finite_or_none(v)
-            for k, v in self.measured.items()
-        }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(float(value)) else None
-
-
-@dataclass(frozen=True)
 class Claim:
-    """A relation from the spec's miniature section, checked on the study's metrics.
+    """A relation from the spec's miniature section, decided on the study's metrics.
 
-    ``paper`` is the paper's own claim or number; ``statement`` the miniature relation exactly as
-    the spec words it; ``check`` computes it from metrics averaged over seeds.
+    ``paper`` is the paper's own claim or number; ``statement`` the miniature relation in the
+    spec's words (or the issue's, where an issue replaced it), kept here since users have no spec;
+    ``check`` returns a :class:`~subspacelab.verdicts.ClaimResult` built from conditions on paired
+    per-seed differences (:func:`~subspacelab.verdicts.gap`) decided on their 95 % interval:
+    ``holds``, ``does not hold`` or ``inconclusive``.
     """
 
     id: str

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from subspacelab.io import read_json, replace_dir, write_text
+from subspacelab.verdicts import VERDICTS
 
 SUMMARY = Path("reports/SUMMARY.md")
 SUMMARY_PLOTS = Path("reports/summary")
@@ -60,10 +61,35 @@ def collect(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["metrics"].get("group", ""), r["metrics"]["study"]))
 
 
+def _verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    return {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+
+
+def fmt_tests(tests: list[dict[str, Any]]) -> str:
+    """Each condition as ``name = mean [low, high] (n) op threshold``."""
+    parts = []
+    for t in tests:
+        if t["rule"] == "every":
+            vals = t["values"]
+            span = f"all {t['n']} in [{fmt_number(min(vals))}, {fmt_number(max(vals))}]"
+        elif t["low"] is None:
+            span = f"{fmt_number(t['mean'])} (n={t['n']}, no interval)"
+        else:
+            span = (
+                f"{fmt_number(t['mean'])} [{fmt_number(t['low'])}, {fmt_number(t['high'])}] "
+                f"(n={t['n']})"
+            )
+        parts.append(f"{t['name']} = {span} {t['op']} {fmt_number(t['threshold'])}")
+    return "; ".join(parts)
+
+
+_MARK = {"holds": "holds", "does not hold": "**does not hold**", "inconclusive": "*inconclusive*"}
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """The Markdown of SUMMARY.md."""
-    n_claims = sum(len(r["claims"]) for r in rows)
-    n_hold = sum(c["holds"] for r in rows for c in r["claims"])
+    all_claims = [c for r in rows for c in r["claims"]]
+    counts = _verdict_counts(all_claims)
     total_s = sum(r["metrics"]["timing_s"]["total"] for r in rows)
     profiles = sorted({r["metrics"]["profile"] for r in rows})
     lines = [
@@ -73,43 +99,55 @@ def render(rows: list[dict[str, Any]]) -> str:
         "reports/<study>/metrics.json and claims.json. Do not edit by hand.",
         "",
         f"Profile: {', '.join(profiles) or 'n/a'}. Studies: {len(rows)}. "
-        f"Claims holding: {n_hold} of {n_claims}. Compute time: {total_s / 60:.1f} min.",
+        f"Claims: {len(all_claims)} — {counts['holds']} hold, "
+        f"{counts['inconclusive']} inconclusive, {counts['does not hold']} do not hold. "
+        f"Compute time: {total_s / 60:.1f} min.",
+        "",
+        "How a claim is decided: each condition puts a per-seed quantity (usually the paired",
+        "per-seed difference of two arms) against the relation's threshold and looks at the 95 %",
+        "Student-t interval of its mean: *holds* when the whole interval is on the claimed side,",
+        "*does not hold* when it is wholly on the other side, *inconclusive* when it straddles the",
+        "threshold. Invariants (rule `every`) must hold on every seed. The column *resolves* is",
+        "the interval's half-width: the smallest effect the study's seeds can resolve.",
         "",
         "![claims per study](summary/claims.png)",
         "",
         "## Studies",
         "",
-        "| study | paper | group | claims holding | time |",
-        "|---|---|---|---|---|",
+        "| study | paper | group | holds | inconclusive | does not hold | time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r["metrics"]
-        held = sum(c["holds"] for c in r["claims"])
         if m.get("kind") == "comparison":  # a cross-paper comparison: tables, no claims
-            paper, verdict = f"{m['title']} (comparison)", "tables"
+            paper = f"{m['title']} (comparison)"
+            cells = "tables | | "
         else:
             paper = f"[{m['title']}](https://arxiv.org/abs/{m['arxiv']})"
-            verdict = f"{held}/{len(r['claims'])}"
+            c = _verdict_counts(r["claims"])
+            cells = f"{c['holds']} | {c['inconclusive']} | {c['does not hold']}"
         lines.append(
             f"| [{m['study']}]({m['study']}/) | {_cell(paper)} | {m.get('group', '')} | "
-            f"{verdict} | {m['timing_s']['total']:.0f} s |"
+            f"{cells} | {m['timing_s']['total']:.0f} s |"
         )
     lines += [
         "",
         "## Claims",
         "",
-        "Measured values are means ± sample standard deviation over the study's seeds (n).",
+        "Conditions: mean over seeds [95 % interval] (n) against the threshold; other numbers:",
+        "mean ± sample standard deviation over seeds (n).",
         "",
-        "| study | claim | the paper | miniature relation | measured | holds | time |",
-        "|---|---|---|---|---|---|---|",
+        "| study | claim | the paper | miniature relation | conditions | resolves | other numbers "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r["metrics"]
         for c in r["claims"]:
             lines.append(
                 f"| {m['study']} | {c['id']} | {_cell(c['paper'])} | {_cell(c['statement'])} | "
-                f"{_cell(fmt_measured(c['measured']))} | {'yes' if c['holds'] else '**no**'} | "
-                f"{m['timing_s']['total']:.0f} s |"
+                f"{_cell(fmt_tests(c['tests']))} | ±{fmt_number(c['resolution'])} | "
+                f"{_cell(fmt_measured(c['measured']))} | {_MARK[c['verdict']]} |"
             )
     with_tables = [r for r in rows if r["tables"].strip()]
     if with_tables:
@@ -125,7 +163,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_claims(rows: list[dict[str, Any]], out: Path) -> None:
-    """A horizontal bar per study: claims holding vs not."""
+    """A horizontal bar per study: claims holding, inconclusive and not holding."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,15 +171,17 @@ def plot_claims(rows: list[dict[str, Any]], out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     names = [r["metrics"]["study"] for r in rows]
-    held = [sum(c["holds"] for c in r["claims"]) for r in rows]
-    failed = [len(r["claims"]) - h for r, h in zip(rows, held, strict=True)]
+    counts = [_verdict_counts(r["claims"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 0.4 * max(len(rows), 3) + 1))
-    ax.barh(names, held, color="#2a9d8f", label="holds")
-    ax.barh(names, failed, left=held, color="#e76f51", label="does not hold")
+    left = [0] * len(rows)
+    for verdict, color in zip(VERDICTS, ("#2a9d8f", "#e9c46a", "#e76f51"), strict=True):
+        widths = [c[verdict] for c in counts]
+        ax.barh(names, widths, left=left, color=color, label=verdict)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_xlabel("claims")
     ax.invert_yaxis()
     ax.legend(loc="lower right")
-    ax.set_title("Claims of each study's miniature")
+    ax.set_title("Verdicts of each study's miniature")
     fig.savefig(out / "claims.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 

@@ -161,7 +161,10 @@ def _claims(study: Study, metrics: Metrics) -> list[dict[str, Any]]:
                 "id": claim.id,
                 "statement": claim.statement,
                 "paper": claim.paper,
-                "holds": bool(result.holds),
+                "verdict": result.verdict,
+                "holds": result.holds,
+                "resolution": result.resolution,
+                "tests": [t.to_json() for t in result.tests],
                 "measured": result.measured_json(),
             }
         )
@@ -203,6 +206,7 @@ def _write_report(
         "metrics": metrics.to_json(),
         "timing_s": timing,
         "claims_holding": sum(c["holds"] for c in claims),
+        "claims_inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
         "claims_total": len(claims),
     }
     write_json(staged / "metrics.json", doc)
@@ -267,7 +271,9 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
                 raise TypeError(f"the last step of {slug} must return a Report")
             doc, claims = _write_report(root, study, staging, result, lab, wall_s)
             logged = {f"{k}.mean": v["mean"] for k, v in doc["metrics"].items()}
-            logged.update({f"claim.{c['id']}.holds": float(c["holds"]) for c in claims})
+            for c in claims:
+                logged[f"claim.{c['id']}.holds"] = float(c["holds"])
+                logged[f"claim.{c['id']}.inconclusive"] = float(c["verdict"] == "inconclusive")
         else:
             if isinstance(result, StepOutput):
                 logged = dict(result.metrics)
