@@ -1,0 +1,122 @@
+"""The unified_embedding miniature's model and measurements (Coleman et al., arXiv:2305.12102).
+
+Every embedding scheme feeds the same downstream model: each field's embedding e_f (width w_f)
+goes through its own first-layer projection z_f = P_f e_f (d x w_f), then an FM term over the
+z_f plus an MLP over their concatenation. The per-field projections are the paper's
+"decomposition" argument: trained projections can read a shared (multiplexed) row differently
+for each field that hashes to it, which :func:`collision_cosine` measures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from subspacelab.recsys.hashing import bucket
+from subspacelab.recsys.tables import (
+    Scheme,
+    multiplexed,
+    per_field,
+    salt,
+    split_budget,
+    unified,
+)
+
+SCHEMES = ("per_field_equal", "per_field_vocab", "multiplexed", "unified")
+
+
+def build_schemes(
+    vocab: list[int], rows: int, dim: int, large_fields: int, ue_chunks: int, ue_tables: int
+) -> dict[str, Scheme]:
+    """The four schemes at a budget of ``rows`` x ``dim`` embedding parameters.
+
+    Unified Embedding gives ``ue_chunks`` chunks of width ``dim`` to the ``large_fields`` fields
+    with the largest vocabularies (one to the others), round-robin over ``ue_tables`` tables that
+    together hold ``rows`` rows.
+    """
+    if rows % ue_tables:
+        raise ValueError(f"budget {rows} rows is not divisible by ue_tables={ue_tables}")
+    large = set(np.argsort(vocab)[::-1][:large_fields].tolist())
+    chunks = [ue_chunks if f in large else 1 for f in range(len(vocab))]
+    return {
+        "per_field_equal": per_field(split_budget(rows, vocab, "equal"), dim, "per_field_equal"),
+        "per_field_vocab": per_field(split_budget(rows, vocab, "vocab"), dim, "per_field_vocab"),
+        "multiplexed": multiplexed(len(vocab), rows, dim),
+        "unified": unified(chunks, ue_tables, rows // ue_tables, dim),
+    }
+
+
+class CTRModel(nn.Module):
+    """Per-field projections, an FM over them and an MLP: the same tower for every scheme."""
+
+    def __init__(self, scheme: Scheme, dim: int, hidden: list[int], init_std: float) -> None:
+        super().__init__()
+        self.widths = list(scheme.widths)
+        self.table = scheme.module(init_std)
+        self.proj = nn.ModuleList(nn.Linear(w, dim, bias=False) for w in self.widths)
+        layers: list[nn.Module] = []
+        width = dim * len(self.widths)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def field_vectors(self, rows: Tensor) -> Tensor:
+        """(n, fields, dim): each field's projected embedding."""
+        parts = torch.split(self.table(rows), self.widths, dim=1)
+        return torch.stack([p(e) for p, e in zip(self.proj, parts, strict=True)], dim=1)
+
+    def forward(self, rows: Tensor) -> Tensor:
+        """Click logits (n,)."""
+        z = self.field_vectors(rows)
+        fm = 0.5 * (z.sum(dim=1).pow(2) - z.pow(2).sum(dim=1)).sum(dim=1)
+        return fm + self.mlp(z.flatten(1)).squeeze(1)
+
+    def dense_params(self) -> int:
+        """Parameters outside the embedding table (counted for every scheme alike)."""
+        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith("table."))
+
+
+def shared_row_share(scheme: Scheme, x: np.ndarray) -> float:
+    """Share of the seen (field, value) pairs whose first chunk's row another pair also uses."""
+    own = np.concatenate(
+        [
+            bucket(np.unique(x[:, f]), salt(f, 0), scheme.sizes[f][0]) + scheme.offsets[f][0]
+            for f in range(x.shape[1])
+        ]
+    )
+    _, inverse, counts = np.unique(own, return_inverse=True, return_counts=True)
+    return float((counts[inverse] > 1).mean())
+
+
+def collision_cosine(
+    model: CTRModel, scheme: Scheme, x: np.ndarray, projections: list[Tensor]
+) -> float:
+    """Mean |cos(P_f e_r, P_g e_r)| over shared rows r and field pairs f != g that hash to r.
+
+    Only rows of the multiplexed table reached by at least two fields' seen values count.
+    ``projections`` are the P_f to use (trained, or the initial random ones as the reference);
+    the embeddings e_r are the trained table's.
+    """
+    if len(set(scheme.chunks)) != 1 or scheme.chunks[0] != 1 or len(set(scheme.offsets)) != 1:
+        raise ValueError("collision_cosine needs a multiplexed scheme (one shared table)")
+    n_fields = x.shape[1]
+    rows = scheme.lookup_rows(x)
+    users: dict[int, set[int]] = {}
+    for f in range(n_fields):
+        for r in np.unique(rows[:, f]).tolist():
+            users.setdefault(r, set()).add(f)
+    shared = {r: sorted(fs) for r, fs in users.items() if len(fs) > 1}
+    if not shared:
+        raise ValueError("no row is shared by two fields: nothing to measure")
+    weight = model.table.bag.weight.detach()
+    cosines = []
+    for r, fields in shared.items():
+        reads = torch.stack([projections[f] @ weight[r] for f in fields])
+        reads = nn.functional.normalize(reads, dim=1)
+        sims = reads @ reads.T
+        iu = torch.triu_indices(len(fields), len(fields), offset=1)
+        cosines.append(sims[iu[0], iu[1]].abs())
+    return float(torch.cat(cosines).mean())
