@@ -1,0 +1,77 @@
+"""Typed schema of the ``optfs`` section of params.yaml (values live only there).
+
+optfs: Lyu et al., WWW 2023, arXiv:2301.10909.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subspacelab.config import param
+
+
+@dataclass
+class DataConfig:
+    """A generated CTR log with known signal values (§6)."""
+
+    n_train: int = param(ge=100)
+    n_val: int = param(ge=100)
+    n_test: int = param(ge=100)
+    n_fields: int = param(ge=2)
+    vocab_min: int = param(ge=2)
+    vocab_max: int = param(ge=2)
+    zipf_s: float = param(gt=0)
+    n_noise: int = param(ge=0)
+    signal_value_frac: float = param(gt=0, le=1)
+    latent_dim: int = param(ge=1)
+    target_ctr: float = param(gt=0, lt=1)
+    min_count: int = param(ge=1)
+    data_seed: int = param(ge=0)
+
+    def check(self) -> dict[str, str]:
+        """Sizes that fit together."""
+        if self.vocab_min > self.vocab_max:
+            return {"vocab_min": f"at most vocab_max ({self.vocab_max})"}
+        if self.n_noise >= self.n_fields:
+            return {"n_noise": f"fewer than n_fields ({self.n_fields})"}
+        return {}
+
+
+@dataclass
+class ModelConfig:
+    """DeepFM backbone (§6)."""
+
+    dim: int = param(ge=1)
+    hidden: list[int] = param(ge=1, min_len=1)
+
+
+@dataclass
+class SearchConfig:
+    """OptFS: gates by continuation, the λ sweep, rewind and retrain (§3, §6)."""
+
+    lr: float = param(gt=0)
+    l2: float = param(ge=0)
+    gate_lr: float = param(gt=0)
+    gate_init: float = param()
+    lambdas: list[float] = param(gt=0, min_len=1)
+    tau_final: float = param(gt=1)
+    search_epochs: int = param(ge=2)
+    rewind_epoch: int = param(ge=0)
+    retrain_epochs: int = param(ge=1)
+    batch: int = param(ge=1)
+
+    def check(self) -> dict[str, str]:
+        """The rewind checkpoint is taken during the search."""
+        if self.rewind_epoch >= self.search_epochs:
+            return {"rewind_epoch": f"below search_epochs ({self.search_epochs})"}
+        return {}
+
+
+@dataclass
+class OptFSConfig:
+    """The optfs study."""
+
+    seeds: list[int] = param(min_len=1)
+    data: DataConfig = param()
+    model: ModelConfig = param()
+    search: SearchConfig = param()

@@ -1,0 +1,117 @@
+"""optfs: ids with OOV, gates and their continuation, rewind, selectivity, claims three ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subspacelab.nets.training import LocalEnv
+from subspacelab.registry import Metrics
+from subspacelab.studies.optfs import core
+from subspacelab.studies.optfs.study import STUDY
+
+
+def _vocab() -> core.Vocabulary:
+    x = np.array([[0, 1], [0, 1], [1, 2], [0, 1]])
+    return core.build_vocabulary(x, [3, 4], min_count=2)
+
+
+def test_rare_values_share_their_fields_oov_id() -> None:
+    v = _vocab()
+    assert v.n_features == 4 + 5
+    ids = v.encode(np.array([[0, 1], [1, 2], [2, 3]]))
+    assert ids.tolist() == [[0, 5], [3, 8], [3, 8]]  # 1 and 2 of field 0 are rare: OOV id 3
+    assert v.field_of().tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+
+
+def _net(gate: str) -> core.GatedDeepFM:
+    torch.manual_seed(0)
+    v = _vocab()
+    return core.GatedDeepFM(v.n_features, 2, 4, [8], gate, 0.5, v.field_of())
+
+
+def test_gates_start_at_one_and_a_closed_gate_removes_the_value_everywhere() -> None:
+    net = _net("value")
+    torch.testing.assert_close(net.gates(), torch.ones(9))
+    ids = torch.tensor([[0, 5], [3, 5]])
+    with torch.no_grad():
+        net.m[0] = -1.0  # close value 0 of field 0
+        net.harden()
+        out = net(ids)
+        net.emb.weight[0] += 5.0  # its embedding and weight no longer matter
+        net.lin.weight[0] += 5.0
+        torch.testing.assert_close(net(ids), out)
+    assert not net.kept()[0] and net.kept()[1:].all()
+
+
+def test_field_gate_applies_to_every_value_of_the_field() -> None:
+    net = _net("field")
+    with torch.no_grad():
+        net.m[1] = -0.1
+    kept = net.kept()
+    assert kept[:4].all() and not kept[4:].any()
+
+
+def test_continuation_schedule_and_l0_surrogate() -> None:
+    assert core.tau_at(0, 8, 200.0) == 1.0
+    assert core.tau_at(7, 8, 200.0) == pytest.approx(200.0)
+    net = _net("value")
+    net.tau = 200.0
+    # σ(100) = 1 per open gate
+    assert float(net.l0_surrogate().detach()) == pytest.approx(9.0, abs=1e-6)
+
+
+def test_selectivity_known_answer() -> None:
+    kept = np.array([True, False, True, True])
+    raw = np.array([[0, 0], [1, 1]])
+    ids = np.array([[0, 2], [1, 3]])
+    signal = (np.array([True, True]), np.array([False, False]))
+    assert core.selectivity(kept, ids, raw, signal) == (0.5, 1.0)
+
+
+def test_search_rewinds_to_the_checkpoint_and_learns_gates() -> None:
+    from subspacelab.studies.optfs.lightning import search
+
+    v = _vocab()
+    rng = np.random.default_rng(0)
+    ids = torch.from_numpy(v.encode(rng.integers(0, 3, size=(64, 2)) % [3, 4]))
+    y = torch.from_numpy((rng.random(64) < 0.3).astype(np.float32))
+    torch.manual_seed(0)
+    net = core.GatedDeepFM(v.n_features, 2, 4, [8], "value", 0.5, v.field_of())
+    start = {k: t.clone() for k, t in net.state_dict().items()}
+    (snap,) = search(
+        LocalEnv(), [net], [1e-2], ids, y, epochs=3, tau_final=10.0, rewind=0,
+        lr=1e-2, l2=0.0, gate_lr=0.1, batch=16, seed=0,
+    )  # fmt: skip
+    for k in ("emb.weight", "m"):
+        torch.testing.assert_close(snap[k], start[k])  # rewind 0: the initial weights
+    assert not torch.equal(net.m.detach(), start["m"])
+    assert net.tau == pytest.approx(10.0)
+
+
+def _metrics(auc_gain: float, kept: float, sig: float, spread: float) -> Metrics:
+    noise = np.array([1.0, -1.0, 0.3]) * spread
+    base = 0.66 + np.array([0.01, -0.01, 0.0])
+    return Metrics(
+        {
+            "backbone_auc": list(base),
+            "optfs_auc": list(base + auc_gain + noise),
+            "reinit_auc": list(base),
+            "field_auc": list(base),
+            "optfs_kept": list(kept + noise),
+            "field_kept": list(0.5 + noise * 0),
+            "optfs_signal_kept": list(sig + noise),
+            "optfs_noise_kept": [0.3] * 3,
+        }
+    )
+
+
+def test_claims_three_ways() -> None:
+    good = _metrics(0.01, 0.1, 0.8, 0.001)
+    assert [c.check(good).verdict for c in STUDY.claims] == ["holds"] * 4
+    bad = _metrics(-0.02, 0.6, 0.35, 0.001)
+    assert [c.check(bad).verdict for c in STUDY.claims] == ["does not hold"] * 4
+    unsure = _metrics(0.001, 0.1, 0.8, 0.02)
+    assert STUDY.claims[0].check(unsure).verdict == "inconclusive"
+    assert STUDY.claims[3].check(unsure).verdict == "inconclusive"
