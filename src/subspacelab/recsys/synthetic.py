@@ -118,9 +118,7 @@ def ctr_log(
         lo_b, hi_b = (mid, hi_b) if _sigmoid(core + mid).mean() < target_ctr else (lo_b, mid)
     logits = core + 0.5 * (lo_b + hi_b)
     y = (rng.random(n_rows) < _sigmoid(logits)).astype(np.float32)
-    return CTRLog(
-        x, y, logits, tuple(int(v) for v in vocab), signal_fields, tuple(signal_values)
-    )
+    return CTRLog(x, y, logits, tuple(int(v) for v in vocab), signal_fields, tuple(signal_values))
 
 
 def iter_batches(n_rows: int, batch: int, seed: int) -> list[np.ndarray]:
