@@ -48,25 +48,50 @@ def build_schemes(
 
 
 class CTRModel(nn.Module):
-    """Per-field projections, an FM over them and an MLP: the same tower for every scheme."""
+    """Per-field projections, an FM over them and an MLP: the same tower for every scheme.
+
+    The projections P_f (d x w_f) are held as one (fields, d, max width) parameter, zero-padded
+    where a field is narrower, so all fields project in one batched matmul.
+    """
 
     def __init__(self, scheme: Scheme, dim: int, hidden: list[int], init_std: float) -> None:
         super().__init__()
         self.widths = list(scheme.widths)
+        wmax, n_fields = max(self.widths), len(self.widths)
         self.table = scheme.module(init_std)
-        self.proj = nn.ModuleList(nn.Linear(w, dim, bias=False) for w in self.widths)
+        # where each padded slot reads from the concatenated embedding (the last column: zero)
+        total = sum(self.widths)
+        gather = torch.full((n_fields, wmax), total, dtype=torch.long)
+        start = 0
+        for f, w in enumerate(self.widths):
+            gather[f, :w] = torch.arange(start, start + w)
+            start += w
+        self.register_buffer("gather", gather.flatten(), persistent=False)
+        weight = torch.zeros(n_fields, dim, wmax)
+        for f, w in enumerate(self.widths):  # nn.Linear's default init, per field
+            weight[f, :, :w].uniform_(-(w**-0.5), w**-0.5)
+        self.proj = nn.Parameter(weight)
         layers: list[nn.Module] = []
-        width = dim * len(self.widths)
+        width = dim * n_fields
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
+    def projections(self) -> list[Tensor]:
+        """The P_f, each d x w_f."""
+        return [self.proj[f, :, :w].detach() for f, w in enumerate(self.widths)]
+
     def field_vectors(self, rows: Tensor) -> Tensor:
         """(n, fields, dim): each field's projected embedding."""
-        parts = torch.split(self.table(rows), self.widths, dim=1)
-        return torch.stack([p(e) for p, e in zip(self.proj, parts, strict=True)], dim=1)
+        e = self.table(rows)
+        if len(set(self.widths)) == 1:
+            padded = e.view(e.shape[0], len(self.widths), self.widths[0])
+        else:
+            e = torch.cat([e, e.new_zeros(e.shape[0], 1)], dim=1)
+            padded = e[:, self.gather].view(e.shape[0], len(self.widths), -1)
+        return torch.einsum("nfw,fdw->nfd", padded, self.proj)
 
     def forward(self, rows: Tensor) -> Tensor:
         """Click logits (n,)."""
@@ -75,8 +100,9 @@ class CTRModel(nn.Module):
         return fm + self.mlp(z.flatten(1)).squeeze(1)
 
     def dense_params(self) -> int:
-        """Parameters outside the embedding table (counted for every scheme alike)."""
-        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith("table."))
+        """Parameters outside the embedding table (padding excluded), alike for every scheme."""
+        mlp = sum(p.numel() for p in self.mlp.parameters())
+        return mlp + self.proj.shape[1] * sum(self.widths)
 
 
 def shared_row_share(scheme: Scheme, x: np.ndarray) -> float:

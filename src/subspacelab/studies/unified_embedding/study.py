@@ -127,7 +127,7 @@ def _fit(ctx: StepContext) -> StepOutput:
         models = torch.nn.ModuleList(
             core.CTRModel(s, m.dim, m.hidden, m.init_std) for s in schemes.values()
         )
-        initial = [[p.weight.detach().clone() for p in net.proj] for net in models]
+        initial = [net.projections() for net in models]
 
         def loss(
             nets: torch.nn.Module,
@@ -162,7 +162,7 @@ def _fit(ctx: StepContext) -> StepOutput:
                 r[f"shared_rows_{name}"] = core.shared_row_share(scheme, x_train)
                 if name.startswith("multiplexed_"):
                     rows_b = name.removeprefix("multiplexed_")
-                    trained = [p.weight.detach() for p in net.proj]
+                    trained = net.projections()
                     r[f"cos_trained_{rows_b}"] = core.collision_cosine(
                         net, scheme, x_train, trained
                     )
