@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import clustering, gcr_step, merging, pca_stream, probes, training
+from benchmarks import clustering, gcr_step, merging, pca_stream, probes, recsys, training
 from benchmarks.common import in_subprocess, machine
 
 OUT = Path(__file__).with_name("RESULTS.md")
@@ -54,6 +54,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "merging": merging.section,
     "probes": probes.section,
     "training": training.section,
+    "recsys": recsys.section,
 }
 PARTS = Path(__file__).with_name("results")
 
