@@ -8,6 +8,7 @@ without losing anything.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -253,22 +254,25 @@ def _write_curves(study: Study, result: Report, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, curve in declared.items():
         rows = list(result.curves[name])
-        columns = [curve.x, *curve.ys]
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        for i, row in enumerate(rows):
-            absent = [c for c in (curve.x, *curve.ys) if c not in row]
-            bad = [k for k, v in row.items() if not isinstance(v, int | float)]
-            if absent or bad or not rows:
-                raise ValueError(
-                    f"study {study.slug}: curve {name!r} row {i} lacks columns {absent} or has "
-                    f"non-numbers in {bad}"
-                )
         if not rows:
             raise ValueError(f"study {study.slug}: curve {name!r} has no rows")
-        lines = [",".join(columns)]
-        lines += [",".join(_csv_number(row.get(c)) for c in columns) for row in rows]
-        (out / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        required = [curve.x, *curve.ys]
+        columns = list(required)
+        for i, row in enumerate(rows):
+            absent = [c for c in required if c not in row]
+            bad = [
+                k for k, v in row.items() if isinstance(v, bool) or not isinstance(v, int | float)
+            ]
+            if absent or bad:
+                raise ValueError(
+                    f"study {study.slug}: curve {name!r} row {i} lacks columns {absent} or holds "
+                    f"non-numbers in {bad}"
+                )
+            columns += [k for k in row if k not in columns]
+        with (out / f"{name}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows([_csv_number(row.get(c)) for c in columns] for row in rows)
 
 
 def _csv_number(value: float | None) -> str:

@@ -112,18 +112,21 @@ def dvc_dir_md5(directory: Path) -> tuple[str, dict[str, str]]:
     """DVC's hash of a directory (``<md5>.dir``, the value dvc.lock records) and each file's MD5.
 
     DVC hashes the JSON list of ``{"md5", "relpath"}`` of its files, sorted by path. File MD5s
-    come from the step's ``_meta.json`` manifest when it has them (no re-read of large outputs);
-    the manifest itself and any file it lacks are hashed here.
+    come from the step's ``_meta.json`` manifest when it has them (no re-read of large outputs)
+    and the file is unchanged since (same size, not modified after the manifest); the manifest
+    itself and any other file are hashed here.
     """
     listed: dict[str, Any] = {}
+    written = 0
     if (directory / META).is_file():
         listed = read_json(directory / META).get("files", {})
+        written = (directory / META).stat().st_mtime_ns
     md5s = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory).as_posix()
-        entry = listed.get(rel, {})
-        known = entry.get("md5") if entry.get("bytes") == path.stat().st_size else None
-        md5s[rel] = known or file_md5(path)
+        entry, stat = listed.get(rel, {}), path.stat()
+        unchanged = entry.get("bytes") == stat.st_size and stat.st_mtime_ns <= written
+        md5s[rel] = (entry.get("md5") if unchanged else None) or file_md5(path)
     entries = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(md5s.items())]
     digest = hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return f"{digest}.dir", md5s
