@@ -27,7 +27,10 @@ test: $(STAMP)
 	python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
+# MLflow 3.17's UI opens experiments on its GenAI pages until its sidebar switch says model training.
 ui: $(STAMP)
+	@echo "MLflow: http://127.0.0.1:5000 - pick 'Model training' at the top of the sidebar once"
+	@echo "(the browser keeps it): each experiment then opens on its runs."
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
 
 flow: $(STAMP)

@@ -17,7 +17,7 @@ from subspacelab import dvcgen, registry
 from subspacelab.io import read_json
 from subspacelab.registry import get_study, report_paths
 from subspacelab.runner import run_step
-from tests.fake_study import FAKE, FAKE2, FAKE_PARAMS
+from tests.fake_study import FAKE, FAKE2, FAKE_PARAMS, TRAIN, TRAIN_PARAMS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny_params.yaml"
@@ -61,11 +61,16 @@ def make_workspace(root: Path, params: Mapping[str, Any], *, with_code: bool = F
     return root
 
 
+FAKE_PLUGINS = "tests.fake_study:FAKE,tests.fake_study:FAKE2"
+PLUGINS_FILE = ".test-plugins"  # a workspace's registered test studies (dvc_workspace writes it)
+
+
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    plugins = root / PLUGINS_FILE
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        registry.PLUGINS_ENV: "tests.fake_study:FAKE,tests.fake_study:FAKE2",
+        registry.PLUGINS_ENV: plugins.read_text() if plugins.is_file() else FAKE_PLUGINS,
         "PYTHONPATH": f"{root / 'src'}:{root}",
     }
     return subprocess.run(
@@ -78,13 +83,16 @@ def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def dvc_workspace(tmp_path: Path) -> Path:
-    """A git + DVC repository holding a copy of the code with only the fake studies."""
-    ws = make_workspace(
-        tmp_path / "ws",
-        {"lab": LAB, "fake": FAKE_PARAMS, "fake2": copy.deepcopy(FAKE_PARAMS)},
-        with_code=True,
+def dvc_workspace(tmp_path: Path, train: bool = False) -> Path:
+    """A git + DVC repository holding a copy of the code with only the fake studies (``train``:
+    only the fake study that trains, tests.fake_study.TRAIN)."""
+    params: dict[str, Any] = (
+        {"lab": LAB, "train": copy.deepcopy(TRAIN_PARAMS)}
+        if train
+        else {"lab": LAB, "fake": FAKE_PARAMS, "fake2": copy.deepcopy(FAKE_PARAMS)}
     )
+    ws = make_workspace(tmp_path / "ws", params, with_code=True)
+    (ws / PLUGINS_FILE).write_text("tests.fake_study:TRAIN" if train else FAKE_PLUGINS)
     shutil.copytree(REPO / "tests", ws / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     # the workspace runs its own copy of the code, with only the fake studies registered
     for pkg in (ws / "src/subspacelab/studies").iterdir():
@@ -97,7 +105,7 @@ def dvc_workspace(tmp_path: Path) -> Path:
     ):
         subprocess.run(cmd, cwd=ws, check=True)
     dvc(ws, "init", "-q")
-    dvcgen.write(ws, {"fake": FAKE, "fake2": FAKE2})
+    dvcgen.write(ws, {"train": TRAIN} if train else {"fake": FAKE, "fake2": FAKE2})
     return ws
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from subspacelab import dvcgen, registry
+from tests.fake_study import FAKE, TRAIN
 from tests.helpers import REPO, dvc, dvc_workspace
 
 LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
@@ -48,6 +49,25 @@ def test_import_closure_follows_relative_and_absolute_imports(tmp_path: Path) ->
     assert "src/subspacelab/studies/demo/core.py" in rel
     assert "src/subspacelab/geometry/pca.py" in rel
     assert "src/subspacelab/tracking.py" not in rel  # never changes a number
+
+
+def test_report_declares_headline_as_metrics_and_curves_as_plots() -> None:
+    doc = dvcgen.dvc_yaml(REPO, {"train": TRAIN})
+    stage = doc["stages"]["train_report"]
+    assert stage["metrics"] == [{"reports/train/headline.json": {"cache": False}}]
+    outs = [next(iter(o)) for o in stage["outs"]]
+    assert {"reports/train/metrics.json", "reports/train/curves"} <= set(outs)
+    assert doc["plots"] == [
+        {
+            "reports/train/curves/acc_vs_width.csv": {
+                "x": "width",
+                "y": "acc",
+                "template": "linear",
+                "title": "train: accuracy vs hidden width",
+            }
+        }
+    ]
+    assert "plots" not in dvcgen.dvc_yaml(REPO, {"fake": FAKE})  # no curves declared
 
 
 @pytest.mark.slow

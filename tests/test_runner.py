@@ -19,7 +19,7 @@ from subspacelab import registry
 from subspacelab.config import ParamsError
 from subspacelab.io import ModelFileError, save_tensors
 from subspacelab.runner import MissingInputError, run_step
-from subspacelab.tracking import replay
+from subspacelab.tracking import dvc_dir_md5, file_md5, replay
 from tests.fake_study import FAKE, FAKE_PARAMS
 from tests.helpers import REPO, deep_merge, make_workspace, run_chain
 
@@ -145,7 +145,90 @@ def test_mlflow_runs_nested_and_tagged(ws: Path, monkeypatch: pytest.MonkeyPatch
     assert report.data.metrics["claim.a.holds"] == 0.0
     assert report.data.metrics["claim.a.inconclusive"] == 1.0
     arts = {a.path for a in client.list_artifacts(report.info.run_id)}
-    assert {"metrics.json", "claims.json", "plots"} <= arts
+    assert {"metrics.json", "headline.json", "claims.json", "plots"} <= arts
+    # the experiment is model training; the chain run carries the verdicts and claims table
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "arXiv:0000.00000" in exp.tags["mlflow.note.content"]
+    assert chains[0].data.tags["claim.a"] == "holds"
+    assert "| a | trace > 0 | holds | trace = " in chains[0].data.tags["mlflow.note.content"]
+    # inputs are datasets carrying DVC's hash; model files are logged models pointing at DVC
+    fit = next(r for r in stages if r.data.tags["subspacelab.step"] == "fit")
+    (data,) = fit.inputs.dataset_inputs
+    assert data.dataset.name == "data/fake/download"
+    assert data.dataset.digest == dvc_dir_md5(ws / "data/fake/download")[0]
+    assert fit.data.tags["dvc.out_md5"] == dvc_dir_md5(ws / "models/fake/fit")[0]
+    models = {m.name: m for m in client.search_logged_models([exp.experiment_id])}
+    assert sorted(models) == ["cov_0", "cov_1"]
+    assert models["cov_0"].source_run_id == fit.info.run_id  # no model run of that name
+    assert models["cov_0"].tags["dvc.path"] == "models/fake/fit/cov_0.safetensors"
+
+
+def test_headline_holds_means_and_verdict_counts_only(ws: Path) -> None:
+    metrics, _ = run_chain(ws, "fake")
+    headline = json.loads((ws / "reports/fake/headline.json").read_text())
+    assert headline == {
+        "metrics": {"trace": metrics["metrics"]["trace"]["mean"]},
+        "verdicts": {"holds": 1, "does_not_hold": 0, "inconclusive": 0},
+    }
+
+
+def test_dvc_dir_md5_follows_the_files_not_a_stale_manifest(ws: Path) -> None:
+    run_step(ws, "fake", "download")
+    out = ws / "data/fake/download"
+    digest, md5s = dvc_dir_md5(out)
+    assert set(md5s) == {"_meta.json", "x_0.safetensors", "x_1.safetensors"}
+    blob = (out / "x_0.safetensors").read_bytes()
+    (out / "x_0.safetensors").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))  # same size
+    changed, md5s = dvc_dir_md5(out)
+    assert changed != digest and md5s["x_0.safetensors"] == file_md5(out / "x_0.safetensors")
+
+
+def _curve_study(returned: dict[str, list[dict[str, float]]]) -> registry.Study:
+    def report(ctx: registry.StepContext) -> registry.Report:
+        return registry.Report(metrics={"x": 1.0}, curves=returned)
+
+    return registry.Study(
+        **{
+            **FAKE.__dict__,
+            "steps": (*FAKE.steps[:-1], registry.Step("report", report, kind="report")),
+            "claims": (),
+            "kind": "comparison",
+            "curves": (registry.Curve("loss_vs_d", x="d", y=("train", "test")),),
+        }
+    )
+
+
+def test_declared_curves_are_written_as_csv(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{"d": 1, "train": 0.5, "test": 0.25}, {"d": 2, "train": 0.125, "test": float("nan")}]
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": _curve_study({"loss_vs_d": rows})})
+    run_chain(ws, "fake")
+    text = (ws / "reports/fake/curves/loss_vs_d.csv").read_text()
+    assert text == "d,train,test\n1,0.5,0.25\n2,0.125,\n"
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ({}, "missing: \\['loss_vs_d'\\]"),
+        ({"loss_vs_d": [{"d": 1, "train": 0.5}]}, "lacks columns \\['test'\\]"),
+        ({"loss_vs_d": [{"d": 1, "train": 0.5, "test": "x"}]}, "non-numbers in \\['test'\\]"),
+        ({"loss_vs_d": [], "other": []}, "undeclared: \\['other'\\]"),
+    ],
+)
+def test_bad_curves_stop_the_report(
+    ws: Path, monkeypatch: pytest.MonkeyPatch, returned: dict, message: str
+) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": _curve_study(returned)})
+    run_step(ws, "fake", "download")
+    run_step(ws, "fake", "fit")
+    with pytest.raises(ValueError, match=message):
+        run_step(ws, "fake", "report")
+    assert not (ws / "reports/fake").exists()
+
+
+def test_curve_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="curve names"):
+        registry.Study(**{**FAKE.__dict__, "curves": (registry.Curve("../x", x="a", y="b"),)})
 
 
 def _stage_subprocess(ws: Path, step: str, env: dict[str, str]) -> subprocess.Popen:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
+from subspacelab import tracking
 from subspacelab.nets.training import (
     LocalEnv,
     LossModule,
@@ -132,3 +133,43 @@ def test_fit_trains_in_train_mode_even_after_an_earlier_fit() -> None:
         )
         assert not module.training
     assert modes == [True] * 4 and stops == [2, 2]
+
+
+def test_each_fit_is_a_model_record_with_params_and_per_epoch_metrics() -> None:
+    """The LabLogger hands the running stage one record per fit: Lightning's metrics with their
+    steps (one point per epoch), the optimiser's settings and the step's params; a single-epoch
+    full-batch run traces its loss over the steps instead."""
+    tracking.take_models()
+    _, history = _train(0, 3)
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
+    y = (x[:, 0] > 0).long()
+    fit(
+        LocalEnv(),
+        LossModule(nn.Linear(4, 2), _ce, lr=0.1),
+        full_batch_loader(x, y, steps=250),
+        epochs=1,
+        label="full",
+        params={"arm": "linear", "seed": 5},
+    )
+    first, full = tracking.take_models()
+    assert tracking.take_models() == []
+    assert first["name"] == "train" and first["status"] == "FINISHED"
+    assert {"optimizer": "Adam", "optimizer.lr": "0.1", "max_epochs": "3"}.items() <= (
+        first["params"].items()
+    )
+    losses = [(step, value) for key, value, step, _ in first["metrics"] if key == "loss"]
+    assert [v for _, v in losses] == pytest.approx([h["loss"] for h in history])
+    # at each epoch's last optimiser step, counted from 0 (Lightning's): 4 batches of 16 rows
+    assert [s for s, _ in losses] == [3, 7, 11]
+    assert full["name"] == "full" and full["params"]["arm"] == "linear"
+    assert full["params"]["seed"] == "5" and full["params"]["batches_per_epoch"] == "250"
+    traced = [(step, value) for key, value, step, _ in full["metrics"] if key == "step_loss"]
+    assert [s for s, _ in traced] == list(range(0, 250, 3))  # ceil(250 / 100) = every 3rd step
+    assert traced[-1][1] < traced[0][1]
+
+
+def test_repeated_labels_stay_separate_models() -> None:
+    tracking.take_models()
+    for _ in range(3):
+        tracking.add_model({"name": "dense", "params": {}, "metrics": []})
+    assert [m["name"] for m in tracking.take_models()] == ["dense", "dense #2", "dense #3"]

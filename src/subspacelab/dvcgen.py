@@ -129,12 +129,30 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
             stage["desc"] = st.description
         if st.kind == "report":
             paths = {k: v.as_posix() for k, v in report_paths(Path("."), study.slug).items()}
-            stage["outs"] = [{paths[k]: {"cache": False}} for k in ("claims", "tables")]
-            stage["metrics"] = [{paths["metrics"]: {"cache": False}}]
+            outs = ["metrics", "claims", "tables", *(["curves"] if study.curves else [])]
+            stage["outs"] = [{paths[k]: {"cache": False}} for k in outs]
+            stage["metrics"] = [{paths["headline"]: {"cache": False}}]
             stage["plots"] = [{paths["plots"]: {"cache": False}}]
         else:
             stage["outs"] = [step_dir(Path("."), study, st).as_posix()]
         out[study.stage_name(st.name)] = stage
+    return out
+
+
+def curve_plots(study: Study) -> list[dict[str, Any]]:
+    """Top-level dvc.yaml plots of a study's declared curves: file, x and y columns, template."""
+    base = report_paths(Path("."), study.slug)["curves"]
+    out = []
+    for c in study.curves:
+        spec: dict[str, Any] = {
+            "x": c.x,
+            "y": c.y if isinstance(c.y, str) else list(c.y),
+            "template": "linear",
+            "title": f"{study.slug}: {c.title or c.name}",
+        }
+        if len(c.ys) > 1:
+            spec["y_label"] = "value"
+        out.append({(base / f"{c.name}.csv").as_posix(): spec})
     return out
 
 
@@ -149,8 +167,10 @@ def dvc_yaml(root: Path, chosen: Mapping[str, Study] | None = None) -> dict[str,
     """The whole DAG: every study's chain (or the ``chosen`` ones) and the summary."""
     all_stages: dict[str, Any] = {}
     report_deps: list[str] = []
+    plots: list[dict[str, Any]] = []
     for study in (studies() if chosen is None else chosen).values():
         all_stages.update(stages_for(root, study))
+        plots += curve_plots(study)
         paths = report_paths(Path("."), study.slug)
         report_deps += [paths["metrics"].as_posix(), paths["claims"].as_posix()]
     all_stages["summary"] = {
@@ -163,7 +183,7 @@ def dvc_yaml(root: Path, chosen: Mapping[str, Study] | None = None) -> dict[str,
         "outs": [{SUMMARY_OUT.as_posix(): {"cache": False}}],
         "plots": [{SUMMARY_PLOTS.as_posix(): {"cache": False}}],
     }
-    return {"stages": all_stages}
+    return {"stages": all_stages, **({"plots": plots} if plots else {})}
 
 
 HEADER = "# Generated from the study registry by `python -m subspacelab dvc-yaml`; do not edit.\n"

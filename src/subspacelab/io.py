@@ -80,6 +80,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def file_hashes(path: Path, chunk: int = 1 << 20) -> dict[str, str]:
+    """Hex SHA-256 and MD5 (DVC's hash) of a file, in one streamed read."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            sha.update(block)
+            md5.update(block)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
 def save_tensors(
     path: Path,
     tensors: Mapping[str, torch.Tensor | np.ndarray],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from subspacelab.config import LabConfig
 
 StepKind = Literal["data", "models", "report"]
+_CURVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Metrics(Mapping[str, Stat]):
@@ -78,17 +80,43 @@ class StepOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+CurveRows = Sequence[Mapping[str, float]]
+
+
 @dataclass(frozen=True)
 class Report:
     """What a study's last step returns.
 
     ``metrics``: name -> value per seed (or one value); ``figures`` go to reports/<slug>/plots/;
-    ``tables`` (name -> Markdown) go to reports/<slug>/tables.md and into the summary.
+    ``tables`` (name -> Markdown) go to reports/<slug>/tables.md and into the summary;
+    ``curves``: name -> rows (column -> number) of each curve the study declares
+    (:attr:`Study.curves`), written to reports/<slug>/curves/<name>.csv, which dvc.yaml declares
+    as DVC plots (``dvc plots show`` / ``dvc plots diff`` draw and compare them).
     """
 
     metrics: dict[str, Sequence[float] | float]
     figures: dict[str, Figure] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
+    curves: dict[str, CurveRows] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A key curve of a study, declared up front so dvc.yaml can name its file and axes.
+
+    The report step returns its rows in ``Report.curves[name]``; ``x`` is the column on the
+    x axis, ``y`` one column or several (one line each), ``title`` the plot's title.
+    """
+
+    name: str
+    x: str
+    y: str | tuple[str, ...]
+    title: str = ""
+
+    @property
+    def ys(self) -> tuple[str, ...]:
+        """The y columns as a tuple."""
+        return (self.y,) if isinstance(self.y, str) else tuple(self.y)
 
 
 @dataclass
@@ -156,10 +184,20 @@ class Study:
     steps: tuple[Step, ...]
     claims: tuple[Claim, ...]
     kind: Literal["paper", "comparison"] = "paper"
+    curves: tuple[Curve, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind == "paper" and not self.claims:
             raise ValueError(f"study {self.slug}: a paper's study declares its claims")
+        curve_names = [c.name for c in self.curves]
+        bad_curves = [
+            n for n in curve_names if not _CURVE_NAME.fullmatch(n) or curve_names.count(n) > 1
+        ]
+        if bad_curves:
+            raise ValueError(
+                f"study {self.slug}: curve names {bad_curves} must be unique and match "
+                f"{_CURVE_NAME.pattern}"
+            )
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"study {self.slug}: duplicate step names {names}")
@@ -216,13 +254,17 @@ def step_dir(root: Path, study: Study, step: Step) -> Path:
 
 
 def report_paths(root: Path, slug: str) -> dict[str, Path]:
-    """The fixed report outputs of a study."""
+    """The fixed report outputs of a study: ``metrics`` (the full record), ``headline`` (the
+    numbers DVC compares across experiments), ``claims``, ``tables``, ``plots`` (figures) and
+    ``curves`` (the declared curves' data)."""
     base = root / "reports" / slug
     return {
         "metrics": base / "metrics.json",
+        "headline": base / "headline.json",
         "claims": base / "claims.json",
         "tables": base / "tables.md",
         "plots": base / "plots",
+        "curves": base / "curves",
     }
 
 

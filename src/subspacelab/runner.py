@@ -8,9 +8,11 @@ without losing anything.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -33,7 +35,7 @@ from subspacelab.config import (
     study_config,
     to_flat_dict,
 )
-from subspacelab.io import read_json, replace_dir, sha256_file, write_json
+from subspacelab.io import file_hashes, read_json, replace_dir, write_json
 from subspacelab.registry import (
     ClaimResult,
     Metrics,
@@ -194,6 +196,7 @@ def _write_report(
         plt.close(fig)
     tables = "".join(f"### {name}\n\n{table.strip()}\n\n" for name, table in result.tables.items())
     (staged / "tables.md").write_text(tables)
+    _write_curves(study, result, staged / "curves")
     timing = {**_timings(root, study), study.report_step.name: wall_s}
     timing["total"] = sum(timing.values())
     doc = {
@@ -210,8 +213,77 @@ def _write_report(
         "claims_total": len(claims),
     }
     write_json(staged / "metrics.json", doc)
+    write_json(staged / "headline.json", headline(doc, claims))
     write_json(staged / "claims.json", claims)
     return doc, claims
+
+
+def verdict(claim: Mapping[str, Any]) -> str:
+    """A claim's verdict (``holds``, ``does not hold`` or ``inconclusive``) from claims.json."""
+    given = claim.get("verdict")
+    if isinstance(given, str):
+        return given
+    return "holds" if claim["holds"] else "does not hold"
+
+
+def headline(doc: Mapping[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers DVC compares across experiments (reports/<slug>/headline.json, the stage's
+    DVC metrics file): each metric's mean over seeds and the count of each verdict. The full
+    record (per-seed values, spread, timings, paper) stays in metrics.json."""
+    means = {
+        name: (stat["mean"] if math.isfinite(stat["mean"]) else None)
+        for name, stat in doc["metrics"].items()
+    }
+    verdicts = [verdict(c) for c in claims]
+    counts = {v.replace(" ", "_"): verdicts.count(v) for v in VERDICTS}
+    return {"metrics": means, "verdicts": counts}
+
+
+VERDICTS = ("holds", "does not hold", "inconclusive")
+
+
+def _write_curves(study: Study, result: Report, out: Path) -> None:
+    """Each declared curve's rows as ``<name>.csv`` (x column first); an error naming the curve
+    if one is missing, undeclared, or lacks its x/y columns or numbers."""
+    declared = {c.name: c for c in study.curves}
+    undeclared = sorted(set(result.curves) - set(declared))
+    missing = sorted(set(declared) - set(result.curves))
+    if undeclared or missing:
+        raise ValueError(
+            f"study {study.slug}: the report returns curves {sorted(result.curves)}, the study "
+            f"declares {sorted(declared)} (missing: {missing}; undeclared: {undeclared})"
+        )
+    if not declared:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, curve in declared.items():
+        rows = list(result.curves[name])
+        if not rows:
+            raise ValueError(f"study {study.slug}: curve {name!r} has no rows")
+        required = [curve.x, *curve.ys]
+        columns = list(required)
+        for i, row in enumerate(rows):
+            absent = [c for c in required if c not in row]
+            bad = [
+                k for k, v in row.items() if isinstance(v, bool) or not isinstance(v, int | float)
+            ]
+            if absent or bad:
+                raise ValueError(
+                    f"study {study.slug}: curve {name!r} row {i} lacks columns {absent} or holds "
+                    f"non-numbers in {bad}"
+                )
+            columns += [k for k in row if k not in columns]
+        with (out / f"{name}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows([_csv_number(row.get(c)) for c in columns] for row in rows)
+
+
+def _csv_number(value: float | None) -> str:
+    """A CSV cell: the number's repr, empty when absent or not finite."""
+    if value is None or not math.isfinite(float(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
 def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
@@ -222,9 +294,21 @@ def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
     paths = report_paths(root, study.slug)
     paths["metrics"].parent.mkdir(parents=True, exist_ok=True)
     replace_dir(staged / "plots", paths["plots"])
-    for name in ("tables", "claims", "metrics"):  # metrics last: it marks the report complete
+    if (staged / "curves").is_dir():
+        replace_dir(staged / "curves", paths["curves"])
+    elif paths["curves"].exists():
+        shutil.rmtree(paths["curves"])  # the study no longer declares curves
+    # metrics last: it marks the report complete
+    for name in ("tables", "claims", "headline", "metrics"):
         os.replace(staged / paths[name].name, paths[name])
-    return [paths["metrics"], paths["claims"], paths["tables"], paths["plots"]]
+    return [
+        paths["metrics"],
+        paths["headline"],
+        paths["claims"],
+        paths["tables"],
+        paths["plots"],
+        *([paths["curves"]] if paths["curves"].is_dir() else []),
+    ]
 
 
 def run_step(root: Path, slug: str, step_name: str) -> Path:
@@ -259,6 +343,7 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     )
     start_ms = tracking.now_ms()
     t0 = time.perf_counter()
+    tracking.take_models()  # models of an earlier step in this process are not this step's
     try:
         with threadpool_limits(lab.threads):  # BLAS in numpy/scipy/sklearn too, not only torch
             result = step.run(ctx)
@@ -266,6 +351,7 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
         if _finish_ranks(rank) != 0:
             return step_dir(root, study, step)  # rank 0 commits and logs; this rank's scratch goes
         logged: dict[str, float] = {}
+        claims: list[dict[str, Any]] = []
         if step.kind == "report":
             if not isinstance(result, Report):
                 raise TypeError(f"the last step of {slug} must return a Report")
@@ -295,27 +381,47 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     flat = {f"cfg.{k}": v for k, v in to_flat_dict(cfg).items()}
     flat.update({f"lab.{k}": v for k, v in to_flat_dict(lab).items()})
     commit = tracking.git_commit(root)
+    tags = {
+        "git_commit": commit,
+        "subspacelab.study": slug,
+        "subspacelab.step": step_name,
+        "subspacelab.role": "stage",
+        "dvc_stage": stage,
+        "profile": lab.profile,
+        "device": str(device),
+        "inputs": ",".join(str(p.relative_to(root)) for p in inputs.values()),
+    }
+    model_files: list[dict[str, Any]] = []
+    if step.kind != "report":
+        out_ref = tracking.dataset_ref(root, committed[0], step_name)
+        tags.update({"dvc.out": out_ref["name"], "dvc.out_md5": out_ref["digest"]})
+        if step.kind == "models":
+            model_files = tracking.model_file_refs(root, committed[0])
     record = tracking.RunRecord(
         study=slug,
         step=step_name,
         stage=stage,
         chain_key=f"{commit}:{params_digest(params, study)}",
-        tags={
-            "git_commit": commit,
-            "subspacelab.study": slug,
-            "subspacelab.step": step_name,
-            "subspacelab.role": "stage",
-            "dvc_stage": stage,
-            "profile": lab.profile,
-            "device": str(device),
-            "inputs": ",".join(str(p.relative_to(root)) for p in inputs.values()),
-        },
+        tags=tags,
         params=tracking.stringify(flat),
         metrics={**logged, "wall_s": wall_s},
         artifacts=_artifacts(committed),
         final=step.kind == "report",
         start_ms=start_ms,
         end_ms=tracking.now_ms(),
+        models=tracking.take_models(),
+        datasets=[tracking.dataset_ref(root, path, name) for name, path in inputs.items()],
+        model_files=model_files,
+        claims=[
+            {
+                "id": c["id"],
+                "statement": c["statement"],
+                "verdict": verdict(c),
+                "measured": c["measured"],
+            }
+            for c in claims
+        ],
+        paper=tracking.paper_note(study.title, study.arxiv, study.group, slug),
     )
     tracking.log_run(record, root)
     return committed[0]
@@ -356,9 +462,10 @@ def _silent(msg: str) -> None:
 
 
 def _manifest(out: Path) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of every file a step wrote: the model/data reference MLflow records."""
+    """Size, SHA-256 and MD5 (DVC's hash) of every file a step wrote: the model/data reference
+    MLflow records, and what DVC's directory hash is computed from without re-reading them."""
     return {
-        str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        p.relative_to(out).as_posix(): {"bytes": p.stat().st_size, **file_hashes(p)}
         for p in sorted(out.rglob("*"))
         if p.is_file()
     }

@@ -1,10 +1,22 @@
 """MLflow tracking that never costs a result.
 
-One experiment per study. Each execution of a stage is a run, nested under the study's chain run
-(one chain run per study, git commit and params), tagged with git commit, study, step and DVC
-stage. The default store is a SQLite file at the repository root (an absolute path, so queued DVC
-experiments in temporary copies log to the same place); MLFLOW_TRACKING_URI overrides it, and
-SUBSPACELAB_PARENT_RUN_ID makes chain runs children of an outer run (the Prefect lab flow's).
+One experiment per study, tagged as model training (``mlflow.experimentKind``) and described by
+its paper. Each execution of a stage is a run, nested under the study's chain run (one chain run
+per study, git commit and params), tagged with git commit, study, step and DVC stage. Inside a
+stage run:
+
+- every trained model (each Lightning ``fit``, see :class:`subspacelab.nets.training.LabLogger`)
+  is a child run with its own params and per-epoch metric history;
+- every input directory is a dataset input whose digest is DVC's hash of it (``<md5>.dir``, as
+  in dvc.lock), its source the DVC path;
+- every model file a models step writes is a logged model (weights stay with DVC) tagged with its
+  DVC path and hashes, output of the child run that trained it when the names match.
+
+The chain run carries the study's claims: one tag per claim with its verdict, and the claims
+table as its description. The default store is a SQLite file at the repository root (an absolute
+path, so queued DVC experiments in temporary copies log to the same place); MLFLOW_TRACKING_URI
+overrides it, and SUBSPACELAB_PARENT_RUN_ID makes chain runs children of an outer run (the
+Prefect lab flow's).
 
 Every run is first written as JSON to ``.mlflow-spool/``; then, by SUBSPACELAB_TRACKING:
 
@@ -22,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -39,6 +53,8 @@ from subspacelab.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 SPOOL_DIR = ".mlflow-spool"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow's kind for model training (not GenAI)
+META = "_meta.json"  # a step directory's manifest (written by the runner)
 
 
 @dataclass
@@ -56,6 +72,100 @@ class RunRecord:
     final: bool = False
     start_ms: int = 0
     end_ms: int = 0
+    models: list[dict[str, Any]] = field(default_factory=list)  # trained models: child runs
+    datasets: list[dict[str, Any]] = field(default_factory=list)  # inputs, by DVC path and hash
+    model_files: list[dict[str, Any]] = field(default_factory=list)  # -> logged models
+    claims: list[dict[str, Any]] = field(default_factory=list)  # the report's: on the chain run
+    paper: str = ""  # the experiment's description
+
+
+_MODELS: list[dict[str, Any]] = []
+
+
+def add_model(record: dict[str, Any]) -> None:
+    """Keep a trained model's record (name, params, metric history) for the running stage; a
+    repeated name gets `` #2``, `` #3``... so each stays its own child run."""
+    names = {m["name"] for m in _MODELS}
+    name, i = record["name"], 2
+    while name in names:
+        name, i = f"{record['name']} #{i}", i + 1
+    _MODELS.append({**record, "name": name})
+
+
+def take_models() -> list[dict[str, Any]]:
+    """The models trained since the last call (the runner calls it before and after a step)."""
+    out = list(_MODELS)
+    _MODELS.clear()
+    return out
+
+
+def file_md5(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex MD5 of a file, as DVC hashes it."""
+    h = hashlib.md5()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dvc_dir_md5(directory: Path) -> tuple[str, dict[str, str]]:
+    """DVC's hash of a directory (``<md5>.dir``, the value dvc.lock records) and each file's MD5.
+
+    DVC hashes the JSON list of ``{"md5", "relpath"}`` of its files, sorted by path. File MD5s
+    come from the step's ``_meta.json`` manifest when it has them (no re-read of large outputs)
+    and the file is unchanged since (same size, not modified after the manifest); the manifest
+    itself and any other file are hashed here.
+    """
+    listed: dict[str, Any] = {}
+    written = 0
+    if (directory / META).is_file():
+        listed = read_json(directory / META).get("files", {})
+        written = (directory / META).stat().st_mtime_ns
+    md5s = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        entry, stat = listed.get(rel, {}), path.stat()
+        unchanged = entry.get("bytes") == stat.st_size and stat.st_mtime_ns <= written
+        md5s[rel] = (entry.get("md5") if unchanged else None) or file_md5(path)
+    entries = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(md5s.items())]
+    digest = hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+    return f"{digest}.dir", md5s
+
+
+def dataset_ref(root: Path, directory: Path, context: str) -> dict[str, Any]:
+    """A step directory as an MLflow dataset input: its DVC path, hash, size and file count."""
+    digest, md5s = dvc_dir_md5(directory)
+    files = [directory / rel for rel in md5s]
+    return {
+        "name": directory.relative_to(root).as_posix(),
+        "digest": digest,
+        "context": context,
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+    }
+
+
+def model_file_refs(root: Path, directory: Path) -> list[dict[str, Any]]:
+    """The model files (``*.safetensors``) of a models step, with their DVC path and hashes."""
+    digest, md5s = dvc_dir_md5(directory)
+    listed = read_json(directory / META).get("files", {}) if (directory / META).is_file() else {}
+    out = []
+    for rel, md5 in md5s.items():
+        if not rel.endswith(".safetensors"):
+            continue
+        path = directory / rel
+        out.append(
+            {
+                "name": Path(rel).stem,
+                "path": path.relative_to(root).as_posix(),
+                "md5": md5,
+                "sha256": listed.get(rel, {}).get("sha256", ""),
+                "bytes": path.stat().st_size,
+                "dvc_out": directory.relative_to(root).as_posix(),
+                "dvc_out_md5": digest,
+            }
+        )
+    return out
 
 
 def tracking_uri(root: Path) -> str:
@@ -114,14 +224,7 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(record.study)
-    exp_id = (
-        exp.experiment_id
-        if exp is not None
-        else client.create_experiment(
-            record.study, artifact_location=_artifact_location(uri, root, record.study)
-        )
-    )
+    exp_id = _experiment(client, record, uri, root)
     parent = os.environ.get("SUBSPACELAB_PARENT_RUN_ID")
     chain_filter = f"tags.`subspacelab.chain_key` = '{record.chain_key}'"
     if parent:  # one chain run per outer run: a later lab run's chain gets its own
@@ -156,10 +259,143 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
             client.log_artifacts(run_id, str(path), artifact_path=path.name)
         elif path.is_file():
             client.log_artifact(run_id, str(path))
+    children = _log_models(client, exp_id, run_id, record)
+    _log_datasets(client, run_id, record)
+    _log_model_files(client, exp_id, run_id, children, record)
     client.set_terminated(run_id, "FINISHED", end_time=record.end_ms)
+    if record.claims:
+        _log_claims(client, chain_id, record.claims)
     if record.final:
         client.set_terminated(chain_id, "FINISHED", end_time=record.end_ms)
     return run_id
+
+
+def _experiment(client: Any, record: RunRecord, uri: str, root: Path) -> str:
+    """The study's experiment (created on first use), tagged as model training and described
+    by its paper."""
+    exp = client.get_experiment_by_name(record.study)
+    if exp is None:
+        exp_id = client.create_experiment(
+            record.study, artifact_location=_artifact_location(uri, root, record.study)
+        )
+        tags: dict[str, str] = {}
+    else:
+        exp_id, tags = exp.experiment_id, exp.tags
+    wanted = {"mlflow.experimentKind": EXPERIMENT_KIND}
+    if record.paper:
+        wanted["mlflow.note.content"] = record.paper
+    for key, value in wanted.items():
+        if tags.get(key) != value:
+            client.set_experiment_tag(exp_id, key, value)
+    return exp_id
+
+
+def _log_models(client: Any, exp_id: str, run_id: str, record: RunRecord) -> dict[str, str]:
+    """Each trained model as a child run of the stage run: params and metric history."""
+    from mlflow.entities import Metric, Param
+
+    children = {}
+    for model in record.models:
+        tags = {
+            "mlflow.parentRunId": run_id,
+            "mlflow.runName": model["name"],
+            "subspacelab.role": "model",
+            "subspacelab.study": record.study,
+            "dvc_stage": record.stage,
+            "git_commit": record.tags.get("git_commit", "unknown"),
+            "subspacelab.stage_run_id": run_id,
+        }
+        child = client.create_run(exp_id, start_time=model["start_ms"], tags=tags).info.run_id
+        metrics = [Metric(k, v, ts, step) for k, v, step, ts in model["metrics"]]
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(model["params"].items())]
+        for i in range(0, len(params), 100):  # MLflow's limits per log_batch call
+            client.log_batch(child, params=params[i : i + 100])
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(child, metrics=metrics[i : i + 1000])
+        client.set_terminated(child, model["status"], end_time=model["end_ms"])
+        children[model["name"]] = child
+    return children
+
+
+def _log_datasets(client: Any, run_id: str, record: RunRecord) -> None:
+    """The stage's inputs as dataset inputs: name and source the DVC path, digest DVC's hash."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    commit = record.tags.get("git_commit", "unknown")
+    for ref in record.datasets:
+        source = {"path": ref["name"], "md5": ref["digest"], "git_commit": commit}
+        dataset = Dataset(
+            name=ref["name"],
+            digest=ref["digest"],
+            source_type="dvc",
+            source=json.dumps(source),
+            profile=json.dumps({"files": ref["files"], "bytes": ref["bytes"]}),
+        )
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", ref["context"])]))
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def _log_model_files(
+    client: Any, exp_id: str, run_id: str, children: dict[str, str], record: RunRecord
+) -> None:
+    """Each model file as a logged model (no weights copied: DVC holds them), tagged with its
+    DVC path and hashes; output of the child run of the same name, else of the stage run."""
+    from mlflow.entities import LoggedModelOutput
+
+    outputs: dict[str, list[Any]] = {}
+    for ref in record.model_files:
+        source = children.get(ref["name"], run_id)
+        model = client.create_logged_model(
+            exp_id,
+            name=ref["name"],
+            source_run_id=source,
+            tags={
+                "dvc.path": ref["path"],
+                "dvc.md5": ref["md5"],
+                "dvc.out": ref["dvc_out"],
+                "dvc.out_md5": ref["dvc_out_md5"],
+                "sha256": ref["sha256"],
+                "bytes": str(ref["bytes"]),
+                "dvc_stage": record.stage,
+            },
+            model_type="safetensors",
+        )
+        client.finalize_logged_model(model.model_id, "READY")
+        outputs.setdefault(source, []).append(LoggedModelOutput(model.model_id, 0))
+    for source, models in outputs.items():
+        client.log_outputs(source, models)
+
+
+def paper_note(title: str, arxiv: str, group: str, slug: str) -> str:
+    """An experiment's description: the paper (arXiv links), its group and where the report is."""
+    links = ", ".join(f"[arXiv:{a}](https://arxiv.org/abs/{a})" for a in arxiv.split(", ") if a)
+    return f"**{title}** ({links}); group: {group}. Report: reports/{slug}/ (claims, plots)."
+
+
+def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
+    """The claims table (claim, relation, verdict, measured) as Markdown."""
+    from subspacelab.report import fmt_measured
+
+    lines = ["| claim | miniature relation | verdict | measured |", "|---|---|---|---|"]
+    for c in claims:
+        cells = [c["id"], c["statement"], c["verdict"], fmt_measured(c["measured"])]
+        lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines)
+
+
+def _log_claims(client: Any, chain_id: str, claims: Sequence[Mapping[str, Any]]) -> None:
+    """Verdicts as tags of the chain run (``claim.<id>``), the claims table as its description."""
+    from mlflow.entities import RunTag
+
+    held = sum(c["verdict"] == "holds" for c in claims)
+    tags = [RunTag(f"claim.{c['id']}", c["verdict"]) for c in claims]
+    tags += [
+        RunTag("claims", f"{held}/{len(claims)} hold"),
+        RunTag("mlflow.note.content", claims_markdown(claims)),
+    ]
+    client.log_batch(chain_id, tags=tags)
 
 
 MODES = ("async", "sync", "off")

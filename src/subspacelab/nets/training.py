@@ -10,27 +10,50 @@ mini-batches straight from tensors (index slicing, no per-sample collation), and
 :func:`full_batch_loader` repeats one full batch ``steps`` times in a single epoch (for the
 full-batch solvers of small problems, where an epoch per step would cost Lightning's per-epoch
 hooks every step). :func:`fit` ties them to :func:`make_trainer`.
+
+Every Trainer logs through a :class:`LabLogger`: Lightning's metrics per epoch (and a traced loss
+for single-epoch full-batch runs), the hyperparameters, the optimiser and any ``params`` the step
+passes are kept for the running stage, which spools them with its MLflow run; each trained model
+(each ``fit``) becomes a child run of the stage run there. Training never waits on MLflow.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from subspacelab import tracking
 from subspacelab.config import LabConfig
 
 # Tensor loaders run in the training process by design (the data is already in memory).
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+
+
+class _NoLitLoggerTip(logging.Filter):
+    """Lightning advertises its cloud logger for every Trainer with another logger; a stage's
+    log need not repeat that for each model it trains."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop the advertisement, keep everything else."""
+        return "litlogger" not in record.getMessage()
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoLitLoggerTip())
 
 
 class TrainEnv(Protocol):
@@ -62,15 +85,114 @@ class LocalEnv:
     progress: Callable[[str], None] = field(default=lambda msg: None)
 
 
+class LabLogger(Logger):
+    """Lightning's logging of one trained model, kept for the running stage's MLflow run.
+
+    Records the hyperparameters Lightning reports, what :meth:`describe` reads off the Trainer
+    (optimiser and its settings, epochs, batches, trainable parameters, the torch seed) and the
+    step's own ``params``; every metric Lightning logs, with its step. When training ends the
+    record joins the stage's (:func:`subspacelab.tracking.add_model`): the stage spools it with
+    its own run and MLflow shows it as a child run of the stage run. Nothing here talks to MLflow.
+    """
+
+    def __init__(self, label: str, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.label = label
+        self.params = {"label": label, "torch_initial_seed": str(torch.initial_seed())}
+        self.params.update({k: str(v) for k, v in (params or {}).items()})
+        self.history: list[tuple[str, float, int, int]] = []
+        self._start_ms = tracking.now_ms()
+        self._trained = False
+        self._done = False
+
+    @property
+    def name(self) -> str:
+        """The lab's logger."""
+        return "subspacelab"
+
+    @property
+    def version(self) -> str:
+        """The model's label."""
+        return self.label
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep the module's hyperparameters (``save_hyperparameters``), flattened."""
+        items = params.items() if isinstance(params, Mapping) else vars(params).items()
+        for key, value in items:
+            self.params.setdefault(f"hparams.{key}", str(value))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Keep each metric with its step (Lightning's global step unless given)."""
+        now = tracking.now_ms()
+        for key, value in metrics.items():
+            self.history.append((key, float(value), int(step or 0), now))
+
+    @rank_zero_only
+    def describe(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """What the model's run shows as params: module, optimiser settings, schedule."""
+        self._trained = True
+        self._start_ms = tracking.now_ms()
+        info: dict[str, Any] = {
+            "module": type(module).__name__,
+            "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+            "max_epochs": trainer.max_epochs,
+            "max_steps": trainer.max_steps,
+            "batches_per_epoch": trainer.num_training_batches,
+            "precision": trainer.precision,
+        }
+        for i, opt in enumerate(trainer.optimizers):
+            key = "optimizer" if i == 0 else f"optimizer{i}"
+            info[key] = type(opt).__name__
+            group = opt.param_groups[0]
+            for name in ("lr", "momentum", "weight_decay", "betas", "eps", "nesterov"):
+                if name in group:
+                    info[f"{key}.{name}"] = group[name]
+            if len(opt.param_groups) > 1:
+                info[f"{key}.groups"] = len(opt.param_groups)
+        for key, value in info.items():
+            self.params.setdefault(key, str(value))
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Hand the model's record to the running stage (once, and only if it trained)."""
+        if self._done or not self._trained:
+            return
+        self._done = True
+        tracking.add_model(
+            {
+                "name": self.label,
+                "params": self.params,
+                "metrics": [list(m) for m in self.history],
+                "status": "FINISHED" if status in ("success", "finished") else "FAILED",
+                "start_ms": self._start_ms,
+                "end_ms": tracking.now_ms(),
+            }
+        )
+
+
 class EpochProgress(Callback):
     """Prints one line per epoch (``every`` epochs) and keeps the epoch-end metrics."""
 
-    def __init__(self, say: Callable[[str], None], label: str, every: int = 1) -> None:
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        label: str,
+        every: int = 1,
+        logger: LabLogger | None = None,
+    ) -> None:
         self.say = say
         self.label = label
         self.every = max(1, every)
+        self.logger = logger
         self.history: list[dict[str, float]] = []
         self._t0 = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Let the model's logger read the optimiser and schedule."""
+        if self.logger is not None:
+            self.logger.describe(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record and print the logged metrics of the finished epoch."""
@@ -94,11 +216,15 @@ def make_trainer(
     label: str = "train",
     every: int = 1,
     callbacks: Sequence[Callback] = (),
+    params: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[L.Trainer, EpochProgress]:
-    """A Trainer on ctx.device with the lab's scale-out settings and a progress callback."""
+    """A Trainer on ctx.device with the lab's scale-out settings, a progress callback and a
+    :class:`LabLogger` (the model's MLflow child run, named ``label``; ``params`` are its
+    params besides those read off the Trainer, e.g. the arm and seed)."""
     lab = ctx.lab
-    progress = EpochProgress(ctx.progress, label, every)
+    logger = LabLogger(label, params)
+    progress = EpochProgress(ctx.progress, label, every, logger)
     trainer = L.Trainer(
         accelerator="gpu" if ctx.device.type == "cuda" else "cpu",
         devices=lab.accelerator_devices,
@@ -108,7 +234,7 @@ def make_trainer(
         deterministic=lab.deterministic,
         max_epochs=max_epochs,
         max_steps=max_steps,
-        logger=False,
+        logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -125,6 +251,7 @@ def state_dict_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 Batch = Sequence[Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]
+TRACE_POINTS = 100  # traced losses of a single-epoch (full-batch) run
 
 
 class LossModule(L.LightningModule):
@@ -167,11 +294,27 @@ class LossModule(L.LightningModule):
         size = len(batch[0]) if batch else 1
         self._loss_sum = self._loss_sum + loss.detach() * size
         self._rows += size
+        if self._trace_every and batch_idx % self._trace_every == 0:
+            self._trace.append((batch_idx, loss.detach()))
         return loss
 
     def on_train_epoch_start(self) -> None:
-        """Reset the epoch's running loss."""
+        """Reset the epoch's running loss; a single-epoch run of many steps (full-batch
+        training) also traces the loss at up to ``TRACE_POINTS`` evenly spaced steps."""
         self._loss_sum, self._rows = torch.zeros((), device=self.device), 0
+        batches = self.trainer.num_training_batches
+        single = self.trainer.max_epochs == 1 and 1 < batches < math.inf
+        self._trace_every = math.ceil(batches / TRACE_POINTS) if single else 0
+        self._trace: list[tuple[int, Tensor]] = []
+
+    def on_train_epoch_end(self) -> None:
+        """Send the traced losses (one device sync) to the loggers as ``step_loss``."""
+        if not self._trace:
+            return
+        values = torch.stack([v for _, v in self._trace]).float().cpu().tolist()
+        for logger in self.loggers:
+            for (step, _), value in zip(self._trace, values, strict=True):
+                logger.log_metrics({"step_loss": value}, step=step)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam or SGD over the trainable parameters (or the given groups)."""
@@ -191,7 +334,8 @@ class LossModule(L.LightningModule):
             with torch.no_grad():
                 self.after_step(self.net)
         if batch_idx + 1 == self.trainer.num_training_batches:
-            self.log("loss", self._loss_sum / max(1, self._rows))
+            mean = self._loss_sum / max(1, self._rows)
+            self.log("loss", mean, on_step=False, on_epoch=True, batch_size=1)
 
 
 class _Tensors(Dataset[tuple[Tensor, ...]]):
@@ -255,13 +399,15 @@ def fit(
     label: str = "train",
     every: int = 1,
     callbacks: Sequence[Callback] = (),
+    params: Mapping[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``module`` for ``epochs`` passes over ``loader``; returns the per-epoch metrics
-    (``loss`` is the epoch mean). ``callbacks`` join the progress callback (a stopping rule).
+    (``loss`` is the epoch mean). ``callbacks`` join the progress callback (a stopping rule);
+    ``label`` and ``params`` name and describe the model's MLflow child run.
     The module is put in train mode first (Lightning keeps whatever mode it finds, so a second
     ``fit`` would otherwise train BatchNorm in eval mode) and left in eval mode."""
     trainer, progress = make_trainer(
-        env, max_epochs=epochs, label=label, every=every, callbacks=callbacks
+        env, max_epochs=epochs, label=label, every=every, callbacks=callbacks, params=params
     )
     module.train()
     trainer.fit(module, loader)

@@ -30,6 +30,7 @@ from subspacelab.merging.plots import bar_figure
 from subspacelab.registry import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Stat,
@@ -182,8 +183,18 @@ def _evaluate(ctx: StepContext) -> Report:
     fig = bar_figure(
         "flora: accuracy over tasks", "accuracy", {a: metrics[f"{a}_acc"] for a in arms}
     )
+    budgets = [a.removeprefix("flora_") for a in arms if a.startswith("flora_")]
     return Report(
-        metrics=metrics, tables={"flora_accuracy": "\n".join(table)}, figures={"accuracy": fig}
+        metrics=metrics,
+        tables={"flora_accuracy": "\n".join(table)},
+        figures={"accuracy": fig},
+        curves={
+            "accuracy_vs_budget": [
+                {"budget": float(b)}
+                | {m: float(np.mean(metrics[f"{m}_{b}_acc"])) for m in ("flora", "lora")}
+                for b in sorted(budgets, key=float)
+            ]
+        },
     )
 
 
@@ -237,4 +248,12 @@ STUDY = Study(
         Step("evaluate", _evaluate, needs=("fit",), kind="report"),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "accuracy_vs_budget",
+            x="budget",
+            y=("flora", "lora"),
+            title="accuracy vs conv-parameter budget (FLoRA, LoRA)",
+        ),
+    ),
 )

@@ -290,7 +290,13 @@ def fit(ctx: StepContext) -> StepOutput:
                     num_workers=tr.num_workers,
                     generator=torch.Generator().manual_seed(seed),
                 )
-                trainer, progress = make_trainer(ctx, max_epochs=epochs, label=name, every=epochs)
+                trainer, progress = make_trainer(
+                    ctx,
+                    max_epochs=epochs,
+                    label=name,
+                    every=epochs,
+                    params={"task": task, "head": head, "seed": seed},
+                )
                 trainer.fit(module, loader)
                 if trainer.is_global_zero:
                     save_tensors(
@@ -309,7 +315,7 @@ def fit(ctx: StepContext) -> StepOutput:
                     )
                 log[name] = progress.history[-1]
     write_json(ctx.out / "train_log.json", log)
-    return StepOutput({f"{n}.train_loss": v["train_loss"] for n, v in log.items()})
+    return StepOutput()  # each model's losses are on its own MLflow run (a child of this one)
 
 
 def _load_net(ctx: StepContext, task: str, head: str, seed: int) -> core.Classifier:

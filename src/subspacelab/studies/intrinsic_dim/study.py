@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from subspacelab import registry
 from subspacelab.data import embedded
 from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
 from subspacelab.data.mnist import MNIST_RESOURCES, fetch_mnist, load_mnist
@@ -490,6 +491,17 @@ def evaluate(ctx: StepContext) -> Report:
             ),
         },
         tables={"d_int90": results_table(_table_rows(shapes, collected))},
+        curves={
+            "d_int90_vs_width": [
+                {"width": float(w), "d_int90": float(np.mean(collected[f"fc/w{w}/d_int90"]))}
+                for w in cfg.family.widths
+            ],
+            "toy_loss_vs_d": [
+                {"d": float(d)}
+                | {k: float(np.mean(collected[f"toy/{k}/d{d}"])) for k in ("loss", "floor")}
+                for d in cfg.toy.d_grid
+            ],
+        },
     )
 
 
@@ -681,4 +693,8 @@ STUDY = Study(
         ),
     ),
     claims=CLAIMS,
+    curves=(
+        registry.Curve("d_int90_vs_width", x="width", y="d_int90", title="d_int90 of FC nets"),
+        registry.Curve("toy_loss_vs_d", x="d", y=("loss", "floor"), title="toy problem: loss vs d"),
+    ),
 )

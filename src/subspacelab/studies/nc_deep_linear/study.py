@@ -25,6 +25,7 @@ from subspacelab.probes import collapse as nc
 from subspacelab.registry import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Step,
@@ -169,7 +170,17 @@ def evaluate(ctx: StepContext) -> Report:
             rho = spearmanr(w.norm(dim=1).numpy(), np.asarray(cfg.data.class_counts)).statistic
             put(f"net/M{depth}/row_norm_spearman", float(rho))
             put(f"net/M{depth}/train_error", train_error[f"M{depth}_s{seed}"])
-    return Report(metrics=metrics, figures=_figures(cfg, curves, ctx), tables={})
+    ufm = [
+        {"depth": float(depth)}
+        | {n: float(np.mean(metrics[f"ufm/M{depth}/{n}"])) for n in ("nc2_h", "nc2_w", "nc3")}
+        for depth in u.depths
+    ]
+    return Report(
+        metrics=metrics,
+        figures=_figures(cfg, curves, ctx),
+        tables={},
+        curves={"ufm_geometry_vs_depth": ufm},
+    )
 
 
 def _figures(
@@ -309,4 +320,12 @@ STUDY = Study(
         ),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "ufm_geometry_vs_depth",
+            x="depth",
+            y=("nc2_h", "nc2_w", "nc3"),
+            title="UFM: distance to the predicted geometry vs depth M",
+        ),
+    ),
 )

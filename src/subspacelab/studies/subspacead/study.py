@@ -30,6 +30,7 @@ from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.registry import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Stat,
@@ -380,7 +381,17 @@ def _evaluate(ctx: StepContext) -> Report:
             [per_seed[f"{_ev_name(ev)}_k"] for ev in evs],
         ),
     }
-    return Report(metrics=per_seed, figures=figures, tables={"per_category": _table(table)})
+    ablation = [
+        {"explained_variance": ev, "k": float(np.mean(per_seed[f"{_ev_name(ev)}_k"]))}
+        | {n: float(np.mean(per_seed[f"{_ev_name(ev)}_{n}"])) for n in METHOD_METRICS}
+        for ev in evs
+    ]
+    return Report(
+        metrics=per_seed,
+        figures=figures,
+        tables={"per_category": _table(table)},
+        curves={"pca_ev_ablation": ablation},
+    )
 
 
 def _examples(
@@ -532,6 +543,14 @@ STUDY = Study(
             "does not",
             "pca_ev = 0.99 is the paper's default, chosen by its explained-variance ablation",
             claim_c,
+        ),
+    ),
+    curves=(
+        Curve(
+            "pca_ev_ablation",
+            x="explained_variance",
+            y=METHOD_METRICS,
+            title="image/pixel AUROC and AUPRO vs PCA explained variance",
         ),
     ),
 )
