@@ -33,6 +33,7 @@ from subspacelab.config import (
     study_config,
     to_flat_dict,
 )
+from subspacelab.console import StageConsole
 from subspacelab.io import read_json, replace_dir, sha256_file, write_json
 from subspacelab.registry import (
     ClaimResult,
@@ -138,15 +139,6 @@ def check_inputs(root: Path, study: Study, step: Step) -> dict[str, Path]:
     return inputs
 
 
-def _progress(stage: str) -> Any:
-    start = time.perf_counter()
-
-    def say(msg: str) -> None:
-        print(f"[{stage} {time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    return say
-
-
 def _claims(study: Study, metrics: Metrics) -> list[dict[str, Any]]:
     out = []
     for claim in study.claims:
@@ -241,7 +233,9 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     out.mkdir(parents=True)
     torch.set_num_threads(lab.threads)  # determinism in training: Lightning's deterministic flag
     seed_all(cfg.seeds[0])
-    say = _progress(stage) if rank == 0 else _silent
+    # from here on the process's output goes to logs/<stage>.log; the console gets our lines
+    con = StageConsole(root, stage if rank == 0 else f"{stage}.rank{rank}", quiet=rank != 0)
+    say = con.say if rank == 0 else _silent
     ctx = StepContext(
         study=study,
         step=step,
@@ -284,7 +278,8 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
         committed = _commit(root, study, step, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    say(f"done in {wall_s:.1f}s -> {', '.join(str(p.relative_to(root)) for p in committed)}")
+        con.close(sys.exc_info()[1])
+    con.done(wall_s, [str(p.relative_to(root)) for p in committed])
 
     flat = {f"cfg.{k}": v for k, v in to_flat_dict(cfg).items()}
     flat.update({f"lab.{k}": v for k, v in to_flat_dict(lab).items()})
@@ -306,7 +301,7 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
         },
         params=tracking.stringify(flat),
         metrics={**logged, "wall_s": wall_s},
-        artifacts=_artifacts(committed),
+        artifacts=[*_artifacts(committed), str(con.path)],
         final=step.kind == "report",
         start_ms=start_ms,
         end_ms=tracking.now_ms(),

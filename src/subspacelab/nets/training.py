@@ -14,6 +14,7 @@ hooks every step). :func:`fit` ties them to :func:`make_trainer`.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,9 @@ from subspacelab.config import LabConfig
 # Tensor loaders run in the training process by design (the data is already in memory).
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+# Lightning's info lines (GPU/TPU availability, tips) off on every fit; its warnings stay.
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class TrainEnv(Protocol):
