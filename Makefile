@@ -15,16 +15,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Study chains run side by side (params.yaml lab.jobs); DVC checks and records every stage.
 lab: $(STAMP)
-	python -m subspacelab check
-	python -m subspacelab dvc-yaml --check
-	dvc repro
-	-python -m subspacelab replay-tracking   # waits for the background MLflow senders
-	@echo "Front page: reports/SUMMARY.md  |  runs: make ui"
+	@python -m subspacelab dvc-yaml --check
+	@python -m subspacelab lab
+	-@python -m subspacelab replay-tracking   # waits for the background MLflow senders
+	@echo "Front page: reports/SUMMARY.md  |  runs: make ui  |  logs: logs/"
 
 test: $(STAMP)
 	ruff check .
-	python -m pytest; rc=$$?; \
+	python -m pytest -n 2; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 ui: $(STAMP)

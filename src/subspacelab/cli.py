@@ -1,7 +1,8 @@
 """Command line: ``python -m subspacelab <command>``.
 
-Commands: ``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate
-params.yaml), ``dvc-yaml [--check]``, ``list``, ``replay-tracking``.
+Commands: ``lab [study ...] [--jobs N]`` (the lab through DVC, study chains side by side),
+``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate params.yaml),
+``dvc-yaml [--check]``, ``list``, ``replay-tracking``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stage", help="run one step of one study, or the summary")
     st.add_argument("step")
     st.add_argument("study", nargs="?")
+    lb = sub.add_parser("lab", help="reproduce the lab through DVC, study chains side by side")
+    lb.add_argument("studies", nargs="*", help="studies to run (default: all, then the summary)")
+    lb.add_argument("--jobs", type=int, help="chains at once (default: params.yaml lab.jobs)")
     sub.add_parser("check", help="validate params.yaml for every study")
     dv = sub.add_parser("dvc-yaml", help="regenerate dvc.yaml from the registry")
     dv.add_argument("--check", action="store_true", help="fail if dvc.yaml is out of date")
@@ -72,6 +76,14 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
         run_step(root, args.study, args.step)
         return 0
+    if args.command == "lab":
+        from subspacelab.lab import run_lab
+
+        check_params(root)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs: got {args.jobs}; allowed: >= 1")
+        jobs = args.jobs or lab_config(read_params(root / "params.yaml")).job_count()
+        return run_lab(root, args.studies, jobs)
     if args.command == "check":
         check_params(root)
         print("params.yaml: ok", file=sys.stderr)

@@ -5,21 +5,24 @@ a data or models step is its step function's module, the modules that function r
 the module-level functions, classes and constants it calls, and the imports it names), their
 import closure within ``subspacelab``, the study's config schema and the runner; a report step
 depends on the whole study package (its claims and plots included). The params are the ``lab``
-section and the dotted keys of the config sections the step declares in ``reads``, of the active
-profile only: ``<slug>.${lab.profile}.<section>``, which DVC resolves from params.yaml, so
-switching ``lab.profile`` reruns everything and editing the other profile reruns nothing.
+settings (all but ``lab.jobs``) and the dotted keys of the config sections the step declares in
+``reads``, of the active profile only: ``<slug>.${lab.profile}.<section>``, which DVC resolves
+from params.yaml, so switching ``lab.profile`` reruns everything and editing the other profile
+reruns nothing.
 ``python -m subspacelab dvc-yaml`` rewrites the file; a test fails when it drifts.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from subspacelab.config import LabConfig
 from subspacelab.registry import Step, Study, report_paths, resolve_use, step_dir, studies
 
 SRC = Path("src")
@@ -30,6 +33,8 @@ NOT_DEPS = frozenset({"subspacelab.tracking", "subspacelab.report", "subspacelab
 SUMMARY_OUT = Path("reports/SUMMARY.md")
 # DVC interpolates this from params.yaml: a stage tracks the active profile's values only.
 PROFILE_VAR = "${lab.profile}"
+# The lab settings a stage's numbers may depend on (lab.jobs only schedules chains).
+LAB_PARAMS = tuple(f"lab.{f.name}" for f in dataclasses.fields(LabConfig) if f.name != "jobs")
 SUMMARY_PLOTS = Path("reports/summary")
 
 
@@ -224,7 +229,7 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
                 ),
                 *(step_dir(Path("."), *resolve_use(ref)).as_posix() for ref in st.uses),
             ],
-            "params": ["lab", *(f"{study.slug}.{PROFILE_VAR}.{r}" for r in reads)],
+            "params": [*LAB_PARAMS, *(f"{study.slug}.{PROFILE_VAR}.{r}" for r in reads)],
         }
         if st.description:
             stage["desc"] = st.description

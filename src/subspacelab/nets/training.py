@@ -60,6 +60,7 @@ class LocalEnv:
             strategy="auto",
             precision="32-true",
             deterministic=True,
+            jobs=1,
         )
     )
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
