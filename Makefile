@@ -17,7 +17,6 @@ $(STAMP): pyproject.toml
 
 # Study chains run side by side (params.yaml lab.jobs); DVC checks and records every stage.
 lab: $(STAMP)
-	@python -m subspacelab dvc-yaml --check
 	@python -m subspacelab lab
 	-@python -m subspacelab replay-tracking   # waits for the background MLflow senders
 	@echo "Front page: reports/SUMMARY.md  |  runs: make ui  |  logs: logs/"

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from subspacelab.console import DRIVER_ENV, LOG_DIR, PROGRESS_ENV
-from subspacelab.registry import Study, get_study, studies
 
 SUMMARY = "summary"
 _RUNNING = re.compile(r"^Running stage '([^']+)':")
@@ -52,13 +53,30 @@ class Chain:
     after: set[str] = field(default_factory=set)
 
 
-def chains(chosen: Sequence[str]) -> dict[str, Chain]:
-    """The chains of the chosen studies; ``after`` holds the chosen studies each one uses."""
+def chains(root: Path) -> dict[str, Chain]:
+    """Every study's chain, in dvc.yaml's order, read from dvc.yaml (which the registry
+    generates): no study is imported. ``after`` holds the studies whose outputs a chain reads."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     out: dict[str, Chain] = {}
-    for slug in chosen:
-        study: Study = get_study(slug)
-        used = {ref.partition(".")[0] for st in study.steps for ref in st.uses}
-        out[slug] = Chain(slug, [study.stage_name(s.name) for s in study.steps], used & set(chosen))
+    owner: dict[str, str] = {}
+    for name, stage in stages.items():
+        words = stage["cmd"].split()
+        if name == SUMMARY:
+            continue
+        if words[:3] != ["python", "-m", "stages"] or len(words) != 5:
+            raise ValueError(f"dvc.yaml: stage {name} runs {stage['cmd']!r}, not a study step")
+        slug = words[4]
+        out.setdefault(slug, Chain(slug, [])).stages.append(name)
+        for entry in stage.get("outs", []):
+            owner[next(iter(entry)) if isinstance(entry, dict) else entry] = slug
+    for name, stage in stages.items():
+        if name == SUMMARY:
+            continue
+        slug = stage["cmd"].split()[4]
+        for dep in stage.get("deps", []):
+            other = owner.get(dep)
+            if other is not None and other != slug:
+                out[slug].after.add(other)
     return out
 
 
@@ -296,6 +314,17 @@ def schedule(
     return codes
 
 
+def _upstream(plan: dict[str, Chain], slug: str) -> set[str]:
+    found: set[str] = set()
+    stack = list(plan[slug].after)
+    while stack:
+        cur = stack.pop()
+        if cur not in found:
+            found.add(cur)
+            stack.extend(plan[cur].after)
+    return found
+
+
 def lock_order(root: Path, order: Sequence[str]) -> None:
     """Put dvc.lock's stage entries in ``order`` (a sequential ``dvc repro``'s), rewriting the
     file the way DVC does; the entries themselves are untouched."""
@@ -316,9 +345,16 @@ def lock_order(root: Path, order: Sequence[str]) -> None:
 def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sys.stderr) -> int:
     """Reproduce the chosen studies (all by default, then the summary); 0 when all succeeded."""
     t0 = time.perf_counter()
-    everything = list(studies())
-    chosen = list(slugs) if slugs else everything
-    plan = chains(chosen)
+    everything = chains(root)
+    unknown = sorted(set(slugs or ()) - set(everything))
+    if unknown:
+        raise KeyError(f"unknown study {unknown[0]!r}; known: {', '.join(everything)}")
+    chosen = list(slugs) if slugs else list(everything)
+    plan = {slug: everything[slug] for slug in chosen}
+    for slug in chosen:  # a chosen study's upstream studies run first (DVC needs their outputs)
+        for used in _upstream(everything, slug):
+            plan.setdefault(used, everything[used])
+    plan = {slug: ch for slug, ch in everything.items() if slug in plan}
     with_summary = set(chosen) >= set(everything)
     total = sum(len(c.stages) for c in plan.values()) + int(with_summary)
     con = Console(total, out)
