@@ -370,7 +370,15 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
         flush=True,
     )
     progress = out.isatty()
-    codes = schedule(root, plan, run, max(1, jobs), con, progress)
+    try:
+        codes = schedule(root, plan, run, max(1, jobs), con, progress)
+    except KeyboardInterrupt:
+        print(
+            f"lab: interrupted after {time.perf_counter() - t0:.0f} s; {con.ran} stage(s) "
+            "finished and recorded, the interrupted ones left nothing behind",
+            file=out,
+        )
+        return 130
     failed = sorted(slug for slug, code in codes.items() if code != 0)
     if summary and not failed and Job(root, SUMMARY, [SUMMARY], con, progress).finish() != 0:
         failed.append(SUMMARY)
