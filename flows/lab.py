@@ -49,8 +49,7 @@ def study_flow(slug: str, root: str = ".") -> dict[str, Any]:
     root_path = Path(root).resolve()
     for step in study.steps:
         dvc_stage(study.stage_name(step.name), str(root_path))
-    claims = read_json(report_paths(root_path, slug)["claims"])
-    return {"study": slug, "holding": sum(c["holds"] for c in claims), "claims": len(claims)}
+    return _claims_row(root_path, slug)
 
 
 @flow(name="lab")
@@ -98,13 +97,12 @@ def _side_by_side(chosen: list[str], root: Path) -> list[dict[str, Any]]:
                 pending.remove(slug)
     for future in futures.values():
         future.result()
-    out = []
-    for slug in chosen:
-        claims = read_json(report_paths(root, slug)["claims"])
-        out.append(
-            {"study": slug, "holding": sum(c["holds"] for c in claims), "claims": len(claims)}
-        )
-    return out
+    return [_claims_row(root, slug) for slug in chosen]
+
+
+def _claims_row(root: Path, slug: str) -> dict[str, Any]:
+    claims = read_json(report_paths(root, slug)["claims"])
+    return {"study": slug, "holding": sum(c["holds"] for c in claims), "claims": len(claims)}
 
 
 def _fan_out(
