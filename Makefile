@@ -23,7 +23,7 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	ruff check .
-	python -m pytest -n 2; rc=$$?; \
+	python -m pytest -n auto; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 ui: $(STAMP)

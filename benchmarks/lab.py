@@ -122,12 +122,17 @@ def noop(root: Path, copy: Path) -> dict[str, Any]:
     if "up to date" not in status:
         raise RuntimeError(f"placeholders did not give a clean status:\n{status[:2000]}")
     n_stages = len(yaml.safe_load((ws / "dvc.yaml").read_text())["stages"])
-    return {
+    out: dict[str, Any] = {
         "stages": n_stages,
         "dvc commit -f (setup) wall_s": round(commit[0], 1),
         "dvc status": _median([*dvc, "status"], ws),
         "dvc repro": _median([*dvc, "repro"], ws),
     }
+    if (ws / "src/subspacelab/lab.py").is_file():  # the lab driver (this branch on)
+        lab = [sys.executable, "-m", "subspacelab", "lab"]
+        out["lab checks (first run, setup)"] = _median(lab, ws, n=1)
+        out["python -m subspacelab lab"] = _median(lab, ws)
+    return out
 
 
 def _lock_without_timing(ws: Path) -> dict[str, Any]:
@@ -141,13 +146,11 @@ def chains(root: Path, copy: Path, slugs: list[str], jobs: int) -> dict[str, Any
     for mode in ("sequential", "parallel"):
         ws = _copy(root, copy / mode)
         (ws / "dvc.lock").unlink(missing_ok=True)
-        keep = {k: v for k, v in yaml.safe_load((ws / "params.yaml").read_text()).items()}
         targets = [f"reports/{s}/metrics.json" for s in slugs]
         if mode == "sequential":
             cmd = [sys.executable, "-m", "dvc", "repro", *targets]
         else:
             cmd = [sys.executable, "-m", "subspacelab", "lab", "--jobs", str(jobs), *slugs]
-        del keep
         results[mode] = _timed(cmd, ws)
         locks[mode] = _lock_without_timing(ws)
     results["same dvc.lock"] = locks["sequential"] == locks["parallel"]
