@@ -165,7 +165,7 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path.cwd())
     p.add_argument("--copy", type=Path)
     p.add_argument("--jobs", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     root = args.root.resolve()
     if args.what == "imports":
         out: dict[str, Any] = imports(root, args.slugs)
