@@ -15,16 +15,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Study chains run side by side (params.yaml lab.jobs); DVC checks and records every stage.
 lab: $(STAMP)
-	python -m subspacelab check
-	python -m subspacelab dvc-yaml --check
-	dvc repro
-	-python -m subspacelab replay-tracking   # waits for the background MLflow senders
-	@echo "Front page: reports/SUMMARY.md  |  runs: make ui"
+	@python -m subspacelab lab
+	-@python -m subspacelab replay-tracking   # waits for the background MLflow senders
+	@echo "Front page: reports/SUMMARY.md  |  runs: make ui  |  logs: logs/"
 
 test: $(STAMP)
 	ruff check .
-	python -m pytest; rc=$$?; \
+	python -m pytest -n auto; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # MLflow 3.17's UI opens experiments on its GenAI pages until its sidebar switch says model training.

@@ -32,8 +32,10 @@ from flows.cluster import (
     study_stages,
     upstream_stages,
 )
-from flows.tasks import dvc_stage
+from flows.tasks import dvc_chain, dvc_stage
 from subspacelab.io import read_json
+from subspacelab.lab import inspect as inspect_repo
+from subspacelab.lab import lock_order
 from subspacelab.registry import get_study, report_paths, studies
 from subspacelab.tracking import tracking_uri
 
@@ -47,13 +49,7 @@ def study_flow(slug: str, root: str = ".") -> dict[str, Any]:
     root_path = Path(root).resolve()
     for step in study.steps:
         dvc_stage(study.stage_name(step.name), str(root_path))
-    claims = read_json(report_paths(root_path, slug)["claims"])
-    return {
-        "study": slug,
-        "holding": sum(c["holds"] for c in claims),
-        "inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
-        "claims": len(claims),
-    }
+    return _claims_row(root_path, slug)
 
 
 @flow(name="lab")
@@ -65,6 +61,7 @@ def lab_flow(
     poll_s: float = 2.0,
 ) -> list[dict[str, Any]]:
     """Every study, then the summary; or only the studies named (the summary needs them all).
+    Locally, independent chains run side by side (as many as the flow's task runner allows).
 
     ``deployment`` (``study-worker/<name>``): run each study on the work pool instead of here,
     with up to ``retries`` new flow runs for a study whose run crashed or failed.
@@ -74,10 +71,43 @@ def lab_flow(
     if deployment:
         results = _fan_out(chosen, root_path, deployment, retries, poll_s)
     else:
-        results = [study_flow(slug, root) for slug in chosen]
+        results = _side_by_side(chosen, root_path)
     if set(chosen) >= set(studies()):
         dvc_stage("summary", str(root_path))
+    if not deployment:
+        _, order = inspect_repo(root_path)
+        lock_order(root_path, order)  # dvc.lock entries in a sequential `dvc repro`'s order
     return results
+
+
+def _side_by_side(chosen: list[str], root: Path) -> list[dict[str, Any]]:
+    """Each study's chain as one task (one DVC process, which holds the repository lock only
+    between commands), started once the chains of the studies it uses are done; the flow's
+    task runner decides how many run at once (``python -m flows``: ``lab.jobs``)."""
+    futures: dict[str, Any] = {}
+    pending = list(chosen)
+    while pending:  # submit in dependency order, so a waiting chain never blocks its upstream
+        for slug in list(pending):
+            used = _used_studies(slug) & set(chosen)
+            if used <= set(futures):
+                stages = [get_study(slug).stage_name(st.name) for st in get_study(slug).steps]
+                futures[slug] = dvc_chain.submit(
+                    slug, stages, str(root), wait_for=[futures[u] for u in used]
+                )
+                pending.remove(slug)
+    for future in futures.values():
+        future.result()
+    return [_claims_row(root, slug) for slug in chosen]
+
+
+def _claims_row(root: Path, slug: str) -> dict[str, Any]:
+    claims = read_json(report_paths(root, slug)["claims"])
+    return {
+        "study": slug,
+        "holding": sum(c["holds"] for c in claims),
+        "inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
+        "claims": len(claims),
+    }
 
 
 def _fan_out(

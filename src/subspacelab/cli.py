@@ -1,7 +1,8 @@
 """Command line: ``python -m subspacelab <command>``.
 
-Commands: ``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate
-params.yaml), ``dvc-yaml [--check]``, ``list``, ``replay-tracking``.
+Commands: ``lab [study ...] [--jobs N]`` (the lab through DVC, study chains side by side),
+``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate params.yaml),
+``dvc-yaml [--check]``, ``list``, ``replay-tracking``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from subspacelab.config import ParamsError, lab_config, read_params, study_config
-from subspacelab.io import ModelFileError
 
-EXPECTED_ERRORS = (ParamsError, FileNotFoundError, ModelFileError, KeyError, ValueError)
+# ModelFileError (subspacelab.io) is a ValueError: importing io here would load torch for every
+# command, the lab driver's no-op run included.
+EXPECTED_ERRORS = (ParamsError, FileNotFoundError, KeyError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stage", help="run one step of one study, or the summary")
     st.add_argument("step")
     st.add_argument("study", nargs="?")
+    lb = sub.add_parser("lab", help="reproduce the lab through DVC, study chains side by side")
+    lb.add_argument("studies", nargs="*", help="studies to run (default: all, then the summary)")
+    lb.add_argument("--jobs", type=int, help="chains at once (default: params.yaml lab.jobs)")
     sub.add_parser("check", help="validate params.yaml for every study")
     dv = sub.add_parser("dvc-yaml", help="regenerate dvc.yaml from the registry")
     dv.add_argument("--check", action="store_true", help="fail if dvc.yaml is out of date")
@@ -45,6 +50,52 @@ def check_params(root: Path) -> None:
             )
     for slug, study in studies().items():
         study_config(study.config, params, slug, lab.profile)
+
+
+CHECK_STAMP = Path(".dvc/tmp/subspacelab-checked")
+
+
+def _check_key(root: Path) -> str:
+    """Digest of everything the lab's pre-run checks read: the code, params.yaml, dvc.yaml,
+    plugin studies and the interpreter."""
+    import hashlib
+    import importlib.util
+    import os
+
+    from subspacelab.registry import PLUGINS_ENV
+
+    plugins = os.environ.get(PLUGINS_ENV, "")
+    code = [*(root / "src").rglob("*.py"), *(root / "stages").rglob("*.py")]
+    files = [*sorted(code), root / "params.yaml", root / "dvc.yaml"]
+    for spec in filter(None, plugins.split(",")):
+        found = importlib.util.find_spec(spec.strip().partition(":")[0])
+        if found is not None and found.origin:
+            files.append(Path(found.origin))
+    digest = hashlib.sha256(f"{sys.version}\0{plugins}".encode())
+    for path in files:
+        if path.is_file():
+            digest.update(f"\0{path}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def lab_checks(root: Path) -> bool:
+    """params.yaml valid and dvc.yaml current (as ``check`` and ``dvc-yaml --check``); both
+    import every study, so a pass is remembered until the code or either file changes."""
+    from subspacelab import dvcgen
+
+    key = _check_key(root)
+    stamp = root / CHECK_STAMP
+    if stamp.is_file() and stamp.read_text() == key:
+        return True
+    check_params(root)
+    current = (root / "dvc.yaml").read_text() if (root / "dvc.yaml").exists() else ""
+    if current != dvcgen.render(root):
+        print("dvc.yaml is out of date: run `python -m subspacelab dvc-yaml`", file=sys.stderr)
+        return False
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    return True
 
 
 def main(argv: Sequence[str] | None = None, root: Path | None = None) -> int:
@@ -72,6 +123,15 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
         run_step(root, args.study, args.step)
         return 0
+    if args.command == "lab":
+        from subspacelab.lab import run_lab
+
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs: got {args.jobs}; allowed: >= 1")
+        jobs = args.jobs or lab_config(read_params(root / "params.yaml")).job_count()
+        if not lab_checks(root):
+            return 1
+        return run_lab(root, args.studies, jobs)
     if args.command == "check":
         check_params(root)
         print("params.yaml: ok", file=sys.stderr)

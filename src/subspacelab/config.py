@@ -149,6 +149,15 @@ class LabConfig:
     strategy: str = param(choices=("auto", "ddp", "ddp_spawn", "fsdp"))
     precision: str = param(choices=("32-true", "16-mixed", "bf16-mixed", "64-true"))
     deterministic: bool = MISSING
+    # Study chains `make lab` runs side by side (0: one per CPU core). Never changes a number,
+    # so it is not a param of any stage.
+    jobs: int = param(ge=0)
+
+    def job_count(self) -> int:
+        """``jobs``, with 0 meaning one per CPU core this process may use."""
+        import os
+
+        return self.jobs or len(os.sched_getaffinity(0))
 
 
 def read_params(path: Path) -> dict[str, Any]:

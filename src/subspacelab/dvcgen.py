@@ -1,22 +1,29 @@
 """Generate dvc.yaml from the study registry.
 
-Each stage's deps are the code it runs (the import closure of the study's package within
-``subspacelab``, plus the runner), its upstream step directories, and its params are the dotted
-keys of the config sections it declares in ``reads`` (both profiles) plus the ``lab`` section.
+Each stage's deps are the code it runs, its upstream step directories and its params. The code of
+a data or models step is its step function's module, the modules that function reaches (through
+the module-level functions, classes and constants it calls, and the imports it names), their
+import closure within ``subspacelab``, the study's config schema and the runner; a report step
+depends on the whole study package (its claims and plots included). The params are the ``lab``
+settings (all but ``lab.jobs``) and the dotted keys of the config sections the step declares in
+``reads``, of the active profile only: ``<slug>.${lab.profile}.<section>``, which DVC resolves
+from params.yaml, so switching ``lab.profile`` reruns everything and editing the other profile
+reruns nothing.
 ``python -m subspacelab dvc-yaml`` rewrites the file; a test fails when it drifts.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from subspacelab.config import PROFILES
-from subspacelab.registry import Study, report_paths, resolve_use, step_dir, studies
+from subspacelab.config import LabConfig
+from subspacelab.registry import Step, Study, report_paths, resolve_use, step_dir, studies
 
 SRC = Path("src")
 # Framework modules every stage runs through: they shape outputs, so they are deps.
@@ -24,6 +31,10 @@ FRAMEWORK = ("subspacelab.runner", "subspacelab.config", "subspacelab.registry",
 # Modules that never change a number a stage writes: not deps (editing them reruns nothing).
 NOT_DEPS = frozenset({"subspacelab.tracking", "subspacelab.report", "subspacelab.dvcgen"})
 SUMMARY_OUT = Path("reports/SUMMARY.md")
+# DVC interpolates this from params.yaml: a stage tracks the active profile's values only.
+PROFILE_VAR = "${lab.profile}"
+# The lab settings a stage's numbers may depend on (lab.jobs only schedules chains).
+LAB_PARAMS = tuple(f"lab.{f.name}" for f in dataclasses.fields(LabConfig) if f.name != "jobs")
 SUMMARY_PLOTS = Path("reports/summary")
 
 
@@ -37,22 +48,103 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
+def _ours(modules: Iterable[str]) -> set[str]:
+    return {m for m in modules if m == "subspacelab" or m.startswith("subspacelab.")}
+
+
+def _import_targets(node: ast.Import | ast.ImportFrom, package: str) -> dict[str, set[str]]:
+    """Name bound by an import statement -> the modules it may stand for."""
+    bound: dict[str, set[str]] = {}
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            bound[a.asname or a.name.partition(".")[0]] = {a.name}
+        return bound
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".")
+        parts = parts[: len(parts) - node.level + 1]
+        base = ".".join([*parts, base] if base else parts)
+    for a in node.names:
+        bound[a.asname or a.name] = {base, f"{base}.{a.name}"}
+    return bound
+
+
+def _package_of(path: Path, module: str) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
 def _imports(path: Path, module: str) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
-    return {m for m in found if m == "subspacelab" or m.startswith("subspacelab.")}
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for targets in _import_targets(node, _package_of(path, module)).values():
+                found.update(targets)
+    return _ours(found)
+
+
+_ANNOTATIONS = ("annotation", "returns")  # type hints never change a number
+
+
+def _names_and_imports(node: ast.AST, package: str) -> tuple[set[str], set[str]]:
+    """Names a definition reads and the modules its own (local) imports name."""
+    names: set[str] = set()
+    modules: set[str] = set()
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, ast.Name):
+            names.add(cur.id)
+        elif isinstance(cur, ast.Import | ast.ImportFrom):
+            for targets in _import_targets(cur, package).values():
+                modules.update(targets)
+        for field, value in ast.iter_fields(cur):
+            if field in _ANNOTATIONS:
+                continue
+            children = value if isinstance(value, list) else [value]
+            stack.extend(c for c in children if isinstance(c, ast.AST))
+    return names, modules
+
+
+def reached_modules(root: Path, module: str, name: str) -> set[str]:
+    """The ``subspacelab`` modules that function ``name`` of ``module`` can run: those its body
+    (and the module-level functions, classes and constants it uses, transitively) imports or
+    names through the module's imports. The module itself is not included."""
+    path = _module_file(root, module)
+    if path is None:
+        raise FileNotFoundError(f"module {module}: source not found under {root}")
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _package_of(path, module)
+    defs: dict[str, ast.AST] = {}
+    bound: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defs[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Name):
+                        defs[leaf.id] = node
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update(_import_targets(node, package))
+    if name not in defs:
+        raise KeyError(f"{module}: no top-level definition {name!r}")
+    modules: set[str] = set()
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        cur = stack.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        if cur in defs:
+            names, local = _names_and_imports(defs[cur], package)
+            modules.update(local)
+            stack.extend(names)
+        elif cur in bound:
+            modules.update(bound[cur])
+    return _ours(modules)
 
 
 def import_closure(root: Path, modules: Iterable[str]) -> set[Path]:
@@ -96,7 +188,8 @@ def _compress(root: Path, files: set[Path]) -> list[str]:
 
 
 def code_deps(root: Path, study: Study) -> list[str]:
-    """Code a study's stages depend on: every module of its package and what they import."""
+    """Code a study's report step depends on: every module of its package and what they
+    import."""
     pkg = f"subspacelab.studies.{study.slug}"
     pkg_dir = root / SRC / Path(*pkg.split("."))
     if pkg_dir.is_dir():
@@ -107,12 +200,25 @@ def code_deps(root: Path, study: Study) -> list[str]:
     return ["stages/__main__.py", *_compress(root, files)]
 
 
+def step_code_deps(root: Path, study: Study, step: Step) -> list[str]:
+    """Code a data or models step depends on: its function's module, what that function
+    reaches (:func:`reached_modules`) and their import closure, the config schema, the runner."""
+    module = step.run.__module__
+    own = _module_file(root, module)
+    if own is None:  # defined somewhere dvcgen cannot read: the whole study, to be safe
+        return code_deps(root, study)
+    parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+    reached = reached_modules(root, module, step.run.__name__)
+    files = import_closure(root, [*parents, *reached, study.config.__module__, *FRAMEWORK])
+    return ["stages/__main__.py", *_compress(root, files | {own})]
+
+
 def stages_for(root: Path, study: Study) -> dict[str, Any]:
     """The dvc.yaml stages of one study."""
-    code = code_deps(root, study)
     out: dict[str, Any] = {}
     for st in study.steps:
         reads = ["seeds", *st.reads]
+        code = code_deps(root, study) if st.kind == "report" else step_code_deps(root, study, st)
         stage: dict[str, Any] = {
             "cmd": f"python -m stages {st.name} {study.slug}",
             "deps": [
@@ -123,7 +229,7 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
                 ),
                 *(step_dir(Path("."), *resolve_use(ref)).as_posix() for ref in st.uses),
             ],
-            "params": ["lab", *(f"{study.slug}.{p}.{r}" for p in PROFILES for r in reads)],
+            "params": [*LAB_PARAMS, *(f"{study.slug}.{PROFILE_VAR}.{r}" for r in reads)],
         }
         if st.description:
             stage["desc"] = st.description

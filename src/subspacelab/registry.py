@@ -274,6 +274,33 @@ _REGISTRY: dict[str, Study] = {}
 PLUGINS_ENV = "SUBSPACELAB_STUDIES"
 
 
+_LOADED: dict[str, Study] = {}  # studies imported one at a time by get_study
+
+
+def _package_slugs() -> list[str]:
+    import subspacelab.studies as pkg
+
+    return sorted(info.name for info in pkgutil.iter_modules(pkg.__path__) if info.ispkg)
+
+
+def _load_package(slug: str) -> Study:
+    if slug not in _LOADED:
+        study: Study = importlib.import_module(f"subspacelab.studies.{slug}.study").STUDY
+        if study.slug != slug:
+            raise ValueError(f"study package {slug} declares slug {study.slug}")
+        _LOADED[slug] = study
+    return _LOADED[slug]
+
+
+def _plugins() -> dict[str, Study]:
+    found: dict[str, Study] = {}
+    for spec in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
+        module, _, attr = spec.strip().partition(":")
+        study = getattr(importlib.import_module(module), attr or "STUDY")
+        found[study.slug] = study
+    return found
+
+
 def studies() -> dict[str, Study]:
     """All registered studies by slug.
 
@@ -281,22 +308,12 @@ def studies() -> dict[str, Study]:
     outside the package, named as ``module:ATTR`` in the comma-separated SUBSPACELAB_STUDIES.
     """
     if not _REGISTRY:
-        import subspacelab.studies as pkg
-
-        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-            if not info.ispkg:
-                continue
-            module = f"subspacelab.studies.{info.name}.study"
-            study: Study = importlib.import_module(module).STUDY
-            if study.slug != info.name:
-                raise ValueError(f"study package {info.name} declares slug {study.slug}")
-            _REGISTRY[study.slug] = study
-        for spec in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
-            module, _, attr = spec.strip().partition(":")
-            study = getattr(importlib.import_module(module), attr or "STUDY")
-            if study.slug in _REGISTRY:
-                raise ValueError(f"{PLUGINS_ENV}: study {study.slug!r} is already registered")
-            _REGISTRY[study.slug] = study
+        found = {slug: _load_package(slug) for slug in _package_slugs()}
+        for slug, study in _plugins().items():
+            if slug in found:
+                raise ValueError(f"{PLUGINS_ENV}: study {slug!r} is already registered")
+            found[slug] = study
+        _REGISTRY.update(found)
     return dict(_REGISTRY)
 
 
@@ -308,7 +325,19 @@ def resolve_use(ref: str) -> tuple[Study, Step]:
 
 
 def get_study(slug: str) -> Study:
-    """One study by slug; a KeyError naming the known slugs otherwise."""
+    """One study by slug; a KeyError naming the known slugs otherwise.
+
+    Imports only that study's package (or the plugin modules), not every study: a stage loads
+    the code its step runs and nothing else."""
+    if not _REGISTRY:
+        if slug in _LOADED:
+            return _LOADED[slug]
+        plugins = _plugins()
+        if slug in plugins and slug not in _package_slugs():
+            _LOADED[slug] = plugins[slug]
+            return plugins[slug]
+        if slug not in plugins and slug in _package_slugs():
+            return _load_package(slug)
     all_studies = studies()
     if slug not in all_studies:
         raise KeyError(f"unknown study {slug!r}; known: {', '.join(sorted(all_studies))}")

@@ -35,6 +35,7 @@ from subspacelab.config import (
     study_config,
     to_flat_dict,
 )
+from subspacelab.console import StageConsole
 from subspacelab.io import file_hashes, read_json, replace_dir, write_json
 from subspacelab.registry import (
     ClaimResult,
@@ -49,6 +50,7 @@ from subspacelab.registry import (
     resolve_use,
     step_dir,
 )
+from subspacelab.verdicts import VERDICTS
 
 META = "_meta.json"
 STAGING = ".stage-tmp"
@@ -140,15 +142,6 @@ def check_inputs(root: Path, study: Study, step: Step) -> dict[str, Path]:
     return inputs
 
 
-def _progress(stage: str) -> Any:
-    start = time.perf_counter()
-
-    def say(msg: str) -> None:
-        print(f"[{stage} {time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    return say
-
-
 def _claims(study: Study, metrics: Metrics) -> list[dict[str, Any]]:
     out = []
     for claim in study.claims:
@@ -218,14 +211,6 @@ def _write_report(
     return doc, claims
 
 
-def verdict(claim: Mapping[str, Any]) -> str:
-    """A claim's verdict (``holds``, ``does not hold`` or ``inconclusive``) from claims.json."""
-    given = claim.get("verdict")
-    if isinstance(given, str):
-        return given
-    return "holds" if claim["holds"] else "does not hold"
-
-
 def headline(doc: Mapping[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
     """The numbers DVC compares across experiments (reports/<slug>/headline.json, the stage's
     DVC metrics file): each metric's mean over seeds and the count of each verdict. The full
@@ -234,12 +219,9 @@ def headline(doc: Mapping[str, Any], claims: list[dict[str, Any]]) -> dict[str, 
         name: (stat["mean"] if math.isfinite(stat["mean"]) else None)
         for name, stat in doc["metrics"].items()
     }
-    verdicts = [verdict(c) for c in claims]
+    verdicts = [c["verdict"] for c in claims]
     counts = {v.replace(" ", "_"): verdicts.count(v) for v in VERDICTS}
     return {"metrics": means, "verdicts": counts}
-
-
-VERDICTS = ("holds", "does not hold", "inconclusive")
 
 
 def _write_curves(study: Study, result: Report, out: Path) -> None:
@@ -329,7 +311,9 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     out.mkdir(parents=True)
     torch.set_num_threads(lab.threads)  # determinism in training: Lightning's deterministic flag
     seed_all(cfg.seeds[0])
-    say = _progress(stage) if rank == 0 else _silent
+    # from here on the process's output goes to logs/<stage>.log; the console gets our lines
+    con = StageConsole(root, stage if rank == 0 else f"{stage}.rank{rank}", quiet=rank != 0)
+    say = con.say if rank == 0 else _silent
     ctx = StepContext(
         study=study,
         step=step,
@@ -376,7 +360,8 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
         committed = _commit(root, study, step, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    say(f"done in {wall_s:.1f}s -> {', '.join(str(p.relative_to(root)) for p in committed)}")
+        con.close(sys.exc_info()[1])
+    con.done(wall_s, [str(p.relative_to(root)) for p in committed])
 
     flat = {f"cfg.{k}": v for k, v in to_flat_dict(cfg).items()}
     flat.update({f"lab.{k}": v for k, v in to_flat_dict(lab).items()})
@@ -405,7 +390,7 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
         tags=tags,
         params=tracking.stringify(flat),
         metrics={**logged, "wall_s": wall_s},
-        artifacts=_artifacts(committed),
+        artifacts=[*_artifacts(committed), str(con.path)],
         final=step.kind == "report",
         start_ms=start_ms,
         end_ms=tracking.now_ms(),
@@ -416,7 +401,8 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
             {
                 "id": c["id"],
                 "statement": c["statement"],
-                "verdict": verdict(c),
+                "verdict": c["verdict"],
+                "tests": c["tests"],
                 "measured": c["measured"],
             }
             for c in claims

@@ -375,12 +375,13 @@ def paper_note(title: str, arxiv: str, group: str, slug: str) -> str:
 
 
 def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
-    """The claims table (claim, relation, verdict, measured) as Markdown."""
-    from subspacelab.report import fmt_measured
+    """The claims table (claim, relation, verdict, conditions with their intervals) as Markdown."""
+    from subspacelab.report import fmt_measured, fmt_tests
 
     lines = ["| claim | miniature relation | verdict | measured |", "|---|---|---|---|"]
     for c in claims:
-        cells = [c["id"], c["statement"], c["verdict"], fmt_measured(c["measured"])]
+        measured = "; ".join(filter(None, [fmt_tests(c["tests"]), fmt_measured(c["measured"])]))
+        cells = [c["id"], c["statement"], c["verdict"], measured]
         lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines)
 

@@ -41,6 +41,9 @@ from subspacelab.config import LabConfig
 # Tensor loaders run in the training process by design (the data is already in memory).
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+# Lightning's info lines (GPU/TPU availability, tips) off on every fit; its warnings stay.
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class _NoLitLoggerTip(logging.Filter):
@@ -79,6 +82,7 @@ class LocalEnv:
             strategy="auto",
             precision="32-true",
             deterministic=True,
+            jobs=1,
         )
     )
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

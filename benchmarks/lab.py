@@ -1,0 +1,180 @@
+"""The lab's machinery: per-stage fixed cost, no-op ``dvc repro``, parallel vs sequential chains.
+
+Run from a checkout (``--root``, default the current directory), so the same commands measure
+an older commit exported with ``git archive``:
+
+- ``python -m benchmarks.lab imports [slug ...]``: wall time of a process that imports the stage
+  runner and one study, resolves the study and validates its params: everything
+  ``python -m stages <step> <slug>`` does before the step's own code runs (median of 3);
+- ``python -m benchmarks.lab noop --copy DIR``: copy the checkout to ``DIR``, give every stage a
+  placeholder output and let ``dvc commit -f`` record it, then time ``dvc status`` and
+  ``dvc repro`` there (nothing is left to run, so both measure DVC's own checks);
+- ``python -m benchmarks.lab chains --copy DIR slug ...``: run the named studies' chains in a
+  copy, once one stage at a time (``dvc repro``) and once with ``python -m subspacelab lab``
+  (``--jobs 2``), each from empty outputs; wall times and whether the two dvc.lock files agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    extra = os.environ.get("BENCH_PYTHONPATH", "")  # e.g. a shim that hides libyaml
+    env["PYTHONPATH"] = ":".join(filter(None, [extra, str(root / "src"), str(root)]))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.setdefault("MPLBACKEND", "Agg")
+    env["SUBSPACELAB_TRACKING"] = "off"
+    return env
+
+
+def _run(cmd: list[str], root: Path) -> str:
+    proc = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def _timed(cmd: list[str], root: Path) -> tuple[float, float]:
+    """Wall and CPU (user + sys of the command and its children) seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    _run(cmd, root)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _median(cmd: list[str], root: Path, n: int = 3) -> dict[str, float]:
+    runs = [_timed(cmd, root) for _ in range(n)]
+    return {
+        "wall_s": round(statistics.median(w for w, _ in runs), 2),
+        "cpu_s": round(statistics.median(c for _, c in runs), 2),
+    }
+
+
+def imports(root: Path, slugs: list[str]) -> dict[str, dict[str, float]]:
+    """Median wall and CPU time (s) of the pre-step work of a stage, per study."""
+    code = (
+        "import sys; from pathlib import Path;"
+        "from subspacelab.runner import load_configs;"
+        "from subspacelab.registry import get_study;"
+        "load_configs(Path.cwd(), get_study(sys.argv[1]))"
+    )
+    out = {
+        "python -c pass": _median([sys.executable, "-c", "pass"], root),
+        "import torch": _median([sys.executable, "-c", "import torch"], root),
+    }
+    for slug in slugs:
+        out[slug] = _median([sys.executable, "-c", code, slug], root)
+    return out
+
+
+def _copy(root: Path, dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    ignore = shutil.ignore_patterns(".venv", "__pycache__", "mlflow.db", ".git", "*.egg-info")
+    shutil.copytree(root, dest, ignore=ignore)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "bench"],
+    ):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def _placeholder_outputs(root: Path) -> None:
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                rel = next(iter(entry)) if isinstance(entry, dict) else entry
+                path = root / rel
+                if path.suffix:  # a file
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("{}\n" if path.suffix == ".json" else "placeholder\n")
+                else:
+                    path.mkdir(parents=True, exist_ok=True)
+                    (path / "_meta.json").write_text("{}\n")
+
+
+def noop(root: Path, copy: Path) -> dict[str, Any]:
+    """No-op ``dvc status`` / ``dvc repro`` times (s) on a copy whose lock matches placeholders."""
+    ws = _copy(root, copy)
+    _placeholder_outputs(ws)
+    dvc = [sys.executable, "-m", "dvc"]
+    commit = _timed([*dvc, "commit", "-f", "-q"], ws)
+    status = _run([*dvc, "status"], ws)
+    if "up to date" not in status:
+        raise RuntimeError(f"placeholders did not give a clean status:\n{status[:2000]}")
+    n_stages = len(yaml.safe_load((ws / "dvc.yaml").read_text())["stages"])
+    out: dict[str, Any] = {
+        "stages": n_stages,
+        "dvc commit -f (setup) wall_s": round(commit[0], 1),
+        "dvc status": _median([*dvc, "status"], ws),
+        "dvc repro": _median([*dvc, "repro"], ws),
+    }
+    if (ws / "src/subspacelab/lab.py").is_file():  # the lab driver (this branch on)
+        lab = [sys.executable, "-m", "subspacelab", "lab"]
+        out["lab checks (first run, setup)"] = _median(lab, ws, n=1)
+        out["python -m subspacelab lab"] = _median(lab, ws)
+    return out
+
+
+def _lock_without_timing(ws: Path) -> dict[str, Any]:
+    return yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+
+
+def chains(root: Path, copy: Path, slugs: list[str], jobs: int) -> dict[str, Any]:
+    """Sequential ``dvc repro`` vs ``python -m subspacelab lab --jobs`` on the named chains."""
+    results: dict[str, Any] = {}
+    locks = {}
+    for mode in ("sequential", "parallel"):
+        ws = _copy(root, copy / mode)
+        (ws / "dvc.lock").unlink(missing_ok=True)
+        targets = [f"reports/{s}/metrics.json" for s in slugs]
+        if mode == "sequential":
+            cmd = [sys.executable, "-m", "dvc", "repro", *targets]
+        else:
+            cmd = [sys.executable, "-m", "subspacelab", "lab", "--jobs", str(jobs), *slugs]
+        results[mode] = _timed(cmd, ws)
+        locks[mode] = _lock_without_timing(ws)
+    results["same dvc.lock"] = locks["sequential"] == locks["parallel"]
+    return results
+
+
+def main() -> None:
+    """Command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.lab", description=__doc__)
+    p.add_argument("what", choices=("imports", "noop", "chains"))
+    p.add_argument("slugs", nargs="*")
+    p.add_argument("--root", type=Path, default=Path.cwd())
+    p.add_argument("--copy", type=Path)
+    p.add_argument("--jobs", type=int, default=2)
+    args = p.parse_intermixed_args()
+    root = args.root.resolve()
+    if args.what == "imports":
+        out: dict[str, Any] = imports(root, args.slugs)
+    elif args.what == "noop":
+        out = noop(root, args.copy.resolve())
+    else:
+        out = chains(root, args.copy.resolve(), args.slugs, args.jobs)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""``python -m subspacelab lab [study ...] [--jobs N]``: the lab through DVC, chains side by side.
+
+DVC stays the one record. Each study's chain is reproduced by its own
+``dvc --wait-for-lock repro --single-item <its stages>`` process: DVC checks a stage and records
+it in dvc.lock under its repository lock, but releases that lock while the stage's command runs,
+so up to ``lab.jobs`` chains compute at once while their checks and dvc.lock updates take turns.
+A chain starts once the chains of the studies it uses (``Step.uses``) are done, and the summary
+runs last, so no two jobs write the same outputs and DVC's read/write locks never collide. What
+runs and what is recorded is DVC's decision, stage by stage, as in a sequential ``dvc repro``;
+new dvc.lock entries are put in DVC's own (sequential) order at the end.
+
+One in-process ``dvc status`` first tells which chains have anything to do, so a run with
+nothing to do costs one status and no job. Ctrl-C (SIGINT, or SIGTERM) is passed to every job:
+DVC stops the running stage, whose outputs are still in the runner's staging area and never
+reach their place, and records nothing for it; what was recorded before stays.
+
+Console: one line when a stage starts and one when it ends (``[12/130] gcr_fit 96 s``), our
+warnings and errors, and an end line. Each chain's DVC output goes to ``logs/lab/<slug>.log``,
+each stage's own output to ``logs/<stage>.log``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from subspacelab.console import DRIVER_ENV, LOG_DIR, PROGRESS_ENV
+
+SUMMARY = "summary"
+_RUNNING = re.compile(r"^Running stage '([^']+)':")
+_SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached)")
+
+
+@dataclass
+class Chain:
+    """One study's stages, in order, and the chains that must finish first."""
+
+    slug: str
+    stages: list[str]
+    after: set[str] = field(default_factory=set)
+
+
+def chains(root: Path) -> dict[str, Chain]:
+    """Every study's chain, in dvc.yaml's order, read from dvc.yaml (which the registry
+    generates): no study is imported. ``after`` holds the studies whose outputs a chain reads."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    out: dict[str, Chain] = {}
+    owner: dict[str, str] = {}
+    for name, stage in stages.items():
+        words = stage["cmd"].split()
+        if name == SUMMARY:
+            continue
+        if words[:3] != ["python", "-m", "stages"] or len(words) != 5:
+            raise ValueError(f"dvc.yaml: stage {name} runs {stage['cmd']!r}, not a study step")
+        slug = words[4]
+        out.setdefault(slug, Chain(slug, [])).stages.append(name)
+        for entry in stage.get("outs", []):
+            owner[next(iter(entry)) if isinstance(entry, dict) else entry] = slug
+    for name, stage in stages.items():
+        if name == SUMMARY:
+            continue
+        slug = stage["cmd"].split()[4]
+        for dep in stage.get("deps", []):
+            other = owner.get(dep)
+            if other is not None and other != slug:
+                out[slug].after.add(other)
+    return out
+
+
+def _memoized_yaml() -> None:
+    """DVC parses params.yaml once per stage (and dvc.yaml, dvc.lock again after each lock):
+    parse each text once in this process. A cache of a pure function; copies are handed out."""
+    from dvc.utils.serialize import _yaml
+
+    parse = _yaml.parse_yaml
+    if getattr(parse, "_subspacelab_memo", False):
+        return
+    memo: dict[tuple[str, str, str], Any] = {}
+
+    def cached(text: str, path: str, typ: str = "safe") -> Any:
+        if typ != "safe":  # round-trip parses carry comments for rewriting: never shared
+            return parse(text, path, typ)
+        key = (str(path), text, typ)
+        if key not in memo:
+            memo[key] = parse(text, path, typ)
+        return copy.deepcopy(memo[key])
+
+    cached._subspacelab_memo = True  # type: ignore[attr-defined]
+    _yaml.parse_yaml = cached
+
+
+def inspect(root: Path) -> tuple[set[str], list[str]]:
+    """What ``dvc status`` reports as changed, and the stage order of a sequential
+    ``dvc repro`` (DVC's plan), from one in-process DVC repository."""
+    _memoized_yaml()
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+
+    with Repo(str(root)) as repo:
+        changed = {name.rpartition(":")[2] for name in repo.status()}
+        stages = collect_stages(repo, ["dvc.yaml"])
+        order = [st.addressing for st in plan_repro(get_active_graph(repo.index.graph), stages)]
+    return changed, order
+
+
+def to_run(plan: dict[str, Chain], changed: set[str]) -> list[str]:
+    """Chains with a changed stage, and those that use them (transitively), in plan order."""
+    wanted = {slug for slug, ch in plan.items() if changed & set(ch.stages)}
+    grew = True
+    while grew:
+        grew = False
+        for slug, ch in plan.items():
+            if slug not in wanted and ch.after & wanted:
+                wanted.add(slug)
+                grew = True
+    return [slug for slug in plan if slug in wanted]
+
+
+class Console:
+    """The driver's lines: numbered stage starts and ends, our warnings, errors, the end."""
+
+    def __init__(self, total: int, out: TextIO) -> None:
+        self.total = total
+        self.out = out
+        self.started: dict[str, tuple[int, float]] = {}
+        self.ran = 0
+        self.skipped = 0
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def start(self, stage: str) -> None:
+        """A stage's command started."""
+        with self._lock:
+            n = self.ran + self.skipped + len(self.failed) + len(self.started) + 1
+            self.started[stage] = (n, time.perf_counter())
+            self._print(f"[{n:>{len(str(self.total))}}/{self.total}] {stage}")
+
+    def end(self, stage: str, ok: bool) -> None:
+        """A started stage finished (or failed)."""
+        with self._lock:
+            if stage not in self.started:
+                return
+            n, t0 = self.started.pop(stage)
+            head = f"[{n:>{len(str(self.total))}}/{self.total}] {stage}"
+            took = time.perf_counter() - t0
+            if ok:
+                self.ran += 1
+                self._print(f"{head} {took:.0f} s")
+            else:
+                self.failed.append(stage)
+                self._print(f"{head} FAILED after {took:.0f} s: {LOG_DIR}/{stage}.log")
+
+    def skip(self, stage: str) -> None:
+        """DVC found the stage up to date."""
+        with self._lock:
+            self.skipped += 1
+
+    def echo(self, line: str) -> None:
+        """A line the stage meant for the console (progress, our warnings, errors)."""
+        with self._lock:
+            self._print(f"    {line}")
+
+
+def _dvc_cmd(stages: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", *stages]
+
+
+def _stage_env(progress: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env[DRIVER_ENV] = "1"
+    if progress:
+        env[PROGRESS_ENV] = "1"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+class Job:
+    """One chain's DVC process; its output goes to ``logs/lab/<name>.log`` and is read for the
+    stage markers."""
+
+    def __init__(
+        self, root: Path, name: str, stages: Sequence[str], con: Console, progress: bool
+    ) -> None:
+        self.name = name
+        self.stages = list(stages)
+        self.con = con
+        self.log_path = root / LOG_DIR / "lab" / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            _dvc_cmd(stages),
+            cwd=root,
+            env=_stage_env(progress),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches it through the driver, once
+        )
+        self.current: str | None = None
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log_path.open("w") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                self._marker(line.rstrip("\n"))
+
+    def _marker(self, line: str) -> None:
+        running, skipped = _RUNNING.match(line), _SKIPPED.match(line)
+        if running or skipped:
+            if self.current is not None:
+                self.con.end(self.current, ok=True)
+                self.current = None
+            if running:
+                self.current = running.group(1)
+                self.con.start(self.current)
+            else:
+                self.con.skip(skipped.group(1))  # type: ignore[union-attr]
+        elif line.startswith(("[", "error:")) and self.current is not None:
+            self.con.echo(line)  # the stage's own console lines
+
+    def finish(self) -> int:
+        """Wait for the job; close its last stage's line. Returns DVC's exit code."""
+        code = self.proc.wait()
+        self.reader.join()
+        if self.current is not None:
+            self.con.end(self.current, ok=code == 0)
+            self.current = None
+        return code
+
+    def interrupt(self, sig: int = signal.SIGINT) -> None:
+        """Pass a signal to the job's whole process group (DVC and the stage it runs)."""
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM behaves as Ctrl-C (KeyboardInterrupt) while jobs run."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def schedule(
+    root: Path,
+    plan: dict[str, Chain],
+    run: list[str],
+    jobs: int,
+    con: Console,
+    progress: bool,
+    poll_s: float = 0.2,
+) -> dict[str, int]:
+    """Run the chains in ``run`` with at most ``jobs`` at once; returns their exit codes."""
+    waiting = list(run)
+    active: dict[str, Job] = {}
+    codes: dict[str, int] = {}
+    with _interruptible():
+        try:
+            while waiting or active:
+                for slug in list(waiting):
+                    if len(active) >= jobs:
+                        break
+                    blocked = plan[slug].after & set(run)
+                    if any(codes.get(b, 0) != 0 for b in blocked):
+                        waiting.remove(slug)
+                        codes[slug] = -1  # not run: a chain it uses failed
+                    elif all(b in codes for b in blocked):
+                        waiting.remove(slug)
+                        active[slug] = Job(root, slug, plan[slug].stages, con, progress)
+                for slug, job in list(active.items()):
+                    if job.proc.poll() is not None:
+                        codes[slug] = job.finish()
+                        del active[slug]
+                if waiting or active:
+                    time.sleep(poll_s)
+        except KeyboardInterrupt:
+            for job in active.values():
+                job.interrupt()
+            deadline = time.monotonic() + 60
+            for job in active.values():
+                try:
+                    job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    job.interrupt(signal.SIGKILL)
+                job.finish()
+            raise
+    return codes
+
+
+def _upstream(plan: dict[str, Chain], slug: str) -> set[str]:
+    found: set[str] = set()
+    stack = list(plan[slug].after)
+    while stack:
+        cur = stack.pop()
+        if cur not in found:
+            found.add(cur)
+            stack.extend(plan[cur].after)
+    return found
+
+
+def lock_order(root: Path, order: Sequence[str]) -> None:
+    """Put dvc.lock's stage entries in ``order`` (a sequential ``dvc repro``'s), rewriting the
+    file the way DVC does; the entries themselves are untouched."""
+    path = root / "dvc.lock"
+    if not path.is_file():
+        return
+    from dvc.utils.serialize import modify_yaml
+
+    rank = {name: i for i, name in enumerate(order)}
+    with modify_yaml(str(path)) as data:
+        entries = data.get("stages", {})
+        ranked = sorted(entries, key=lambda s: (rank.get(s, len(rank)), s))
+        if ranked != list(entries):
+            for name in ranked:
+                entries.move_to_end(name)
+
+
+def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sys.stderr) -> int:
+    """Reproduce the chosen studies (all by default, then the summary); 0 when all succeeded."""
+    t0 = time.perf_counter()
+    everything = chains(root)
+    unknown = sorted(set(slugs or ()) - set(everything))
+    if unknown:
+        raise KeyError(f"unknown study {unknown[0]!r}; known: {', '.join(everything)}")
+    chosen = list(slugs) if slugs else list(everything)
+    plan = {slug: everything[slug] for slug in chosen}
+    for slug in chosen:  # a chosen study's upstream studies run first (DVC needs their outputs)
+        for used in _upstream(everything, slug):
+            plan.setdefault(used, everything[used])
+    plan = {slug: ch for slug, ch in everything.items() if slug in plan}
+    with_summary = set(chosen) >= set(everything)
+    total = sum(len(c.stages) for c in plan.values()) + int(with_summary)
+    con = Console(total, out)
+    changed, order = inspect(root)
+    run = to_run(plan, changed)
+    summary = with_summary and (bool(run) or SUMMARY in changed)
+    if not run and not summary:
+        print(f"lab: {total} stages up to date ({time.perf_counter() - t0:.1f} s)", file=out)
+        return 0
+    print(
+        f"lab: {len(run)} of {len(plan)} chain(s) to check, {jobs} at a time; logs in {LOG_DIR}/",
+        file=out,
+        flush=True,
+    )
+    progress = out.isatty()
+    try:
+        codes = schedule(root, plan, run, max(1, jobs), con, progress)
+    except KeyboardInterrupt:
+        print(
+            f"lab: interrupted after {time.perf_counter() - t0:.0f} s; {con.ran} stage(s) "
+            "finished and recorded, the interrupted ones left nothing behind",
+            file=out,
+        )
+        return 130
+    failed = sorted(slug for slug, code in codes.items() if code != 0)
+    if summary and not failed and Job(root, SUMMARY, [SUMMARY], con, progress).finish() != 0:
+        failed.append(SUMMARY)
+    if con.ran:
+        lock_order(root, order)
+    untouched = sum(len(ch.stages) for slug, ch in plan.items() if slug not in run)
+    up_to_date = con.skipped + untouched + int(with_summary and not summary)
+    line = f"lab: {con.ran} stage(s) ran, {up_to_date} up to date"
+    unreached = total - con.ran - up_to_date - len(con.failed)
+    if failed:
+        if unreached:
+            line += f", {unreached} not reached"
+        logs = ", ".join(f"{LOG_DIR}/lab/{s}.log" for s in failed)
+        took = time.perf_counter() - t0
+        print(f"{line}; FAILED: {', '.join(failed)} in {took:.0f} s; see {logs}", file=out)
+        return 1
+    where = "reports/SUMMARY.md" if with_summary else "reports/<study>/"
+    took = time.perf_counter() - t0
+    print(f"{line} in {took:.0f} s; front page {where}, logs in {LOG_DIR}/", file=out)
+    return 0

@@ -1,0 +1,155 @@
+"""``python -m subspacelab lab``: chains side by side, DVC the one record, a readable console."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from subspacelab import registry
+from subspacelab.lab import Chain, to_run
+from tests.helpers import dvc, dvc_workspace
+
+STAGES = [f"{s}_{t}" for s in ("fake", "fake2") for t in ("download", "fit", "report")]
+
+
+def _env(ws: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        registry.PLUGINS_ENV: "tests.fake_study:FAKE,tests.fake_study:FAKE2",
+        "PYTHONPATH": f"{ws / 'src'}:{ws}",
+        **extra,
+    }
+
+
+def lab(ws: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "subspacelab", "lab", *args],
+        cwd=ws,
+        env=_env(ws, **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _outputs_only(lock: dict[str, Any]) -> dict[str, Any]:
+    """dvc.lock without the hashes of what the runs wrote: _meta.json and metrics.json record
+    wall times, so those differ between any two runs, sequential or not."""
+    out = {}
+    for name, entry in lock["stages"].items():
+        entry = dict(entry)
+        for key in ("deps", "outs"):
+            entry[key] = [
+                {"path": d["path"]} if d["path"].startswith(("data/", "models/", "reports/")) else d
+                for d in entry.get(key, [])
+            ]
+        out[name] = entry
+    return out
+
+
+def _files(ws: Path) -> dict[str, bytes]:
+    """Everything the chains wrote that does not record a time."""
+    return {
+        str(p.relative_to(ws)): p.read_bytes()
+        for top in ("data", "models", "reports")
+        for p in sorted((ws / top).rglob("*"))
+        if p.is_file() and p.name not in ("_meta.json", "metrics.json", "SUMMARY.md")
+    }
+
+
+@pytest.mark.slow
+def test_parallel_lab_records_what_sequential_dvc_repro_does(tmp_path: Path) -> None:
+    seq = dvc_workspace(tmp_path / "seq")
+    dvc(seq, "repro")
+    par = dvc_workspace(tmp_path / "par")
+    first = lab(par, "--jobs", "2")
+    assert first.returncode == 0, first.stderr
+    seq_lock = yaml.safe_load((seq / "dvc.lock").read_text())
+    par_lock = yaml.safe_load((par / "dvc.lock").read_text())
+    assert list(par_lock["stages"]) == list(seq_lock["stages"])  # same entries, same order
+    assert _outputs_only(par_lock) == _outputs_only(seq_lock)
+    assert _files(par) == _files(seq)
+    assert "Data and pipelines are up to date" in dvc(par, "status").stdout
+
+    # the console: a start and an end line per stage, a header and an end line
+    lines = first.stderr.strip().splitlines()
+    stages = [*STAGES, "summary"]
+    for stage in stages:
+        assert sum(line.split("] ", 1)[-1].split(" ")[0] == stage for line in lines) == 2, lines
+    assert len(lines) <= 4 * len(stages)
+    assert lines[-1].startswith("lab: 7 stage(s) ran, 0 up to date")
+    assert (par / "logs/fake_fit.log").is_file()
+    assert (par / "logs/lab/fake.log").is_file()
+
+    second = lab(par, "--jobs", "2")
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        line for line in second.stderr.strip().splitlines() if "up to date" in line
+    ]
+    assert len(second.stderr.strip().splitlines()) == 1
+
+    # one changed param: that chain and the summary rerun, the other chain is not even checked
+    params = yaml.safe_load((par / "params.yaml").read_text())
+    params["fake2"]["mini"]["fit"]["ridge"] = 0.5
+    params["fake"]["full"] = {**params["fake"]["full"], "fit": {"ridge": 9.0}}  # other profile
+    (par / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = lab(par, "--jobs", "2")
+    assert third.returncode == 0, third.stderr
+    ran = [line.split()[1] for line in third.stderr.splitlines() if line.endswith(" s")]
+    assert sorted(ran) == ["fake2_fit", "fake2_report", "summary"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_job_and_records_nothing_half_done(tmp_path: Path) -> None:
+    ws = dvc_workspace(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "subspacelab", "lab", "--jobs", "2"],
+        cwd=ws,
+        env=_env(ws, FAKE_HANG="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partials = [ws / f".stage-tmp/{s}_download/out/partial.txt" for s in ("fake", "fake2")]
+    deadline = time.time() + 300
+    while not all(p.exists() for p in partials) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(p.exists() for p in partials), "both chains should be computing"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    for slug in ("fake", "fake2"):
+        assert not (ws / f"data/{slug}/download").exists()
+        assert not (ws / f".stage-tmp/{slug}_download").exists()
+    lock = ws / "dvc.lock"
+    assert not lock.exists() or "download" not in lock.read_text()
+    # no job is left running in the workspace
+    left = []
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            if proc_dir.name.isdigit() and Path(os.readlink(proc_dir / "cwd")) == ws:
+                left.append(proc_dir.name)
+        except OSError:
+            continue
+    assert not left, err
+
+
+def test_chains_that_use_a_changed_one_rerun_too() -> None:
+    plan = {
+        "a": Chain("a", ["a_x", "a_y"]),
+        "b": Chain("b", ["b_x"], after={"a"}),
+        "c": Chain("c", ["c_x"], after={"b"}),
+        "d": Chain("d", ["d_x"]),
+    }
+    assert to_run(plan, {"a_y"}) == ["a", "b", "c"]
+    assert to_run(plan, {"d_x", "summary"}) == ["d"]
+    assert to_run(plan, set()) == []
