@@ -111,7 +111,7 @@ def inspect(root: Path) -> tuple[set[str], list[str]]:
 
     with Repo(str(root)) as repo:
         changed = {name.rpartition(":")[2] for name in repo.status()}
-        stages = collect_stages(repo, ["dvc.yaml"])
+        stages = collect_stages(repo, [str(root / "dvc.yaml")])
         order = [st.addressing for st in plan_repro(get_active_graph(repo.index.graph), stages)]
     return changed, order
 
