@@ -428,5 +428,5 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
         return 1
     where = "reports/SUMMARY.md" if with_summary else "reports/<study>/"
     took = time.perf_counter() - t0
-    print(f"{line} in {took:.0f} s; front page {where}, logs in {LOG_DIR}/", file=out)
+    print(f"{line} in {took:.0f} s; front page {where}, logs {LOG_DIR}/, runs: make ui", file=out)
     return 0
