@@ -19,7 +19,6 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	@python -m subspacelab lab
 	-@python -m subspacelab replay-tracking   # waits for the background MLflow senders
-	@echo "Front page: reports/SUMMARY.md  |  runs: make ui  |  logs: logs/"
 
 test: $(STAMP)
 	ruff check .

@@ -28,7 +28,7 @@ def test_every_stage_is_named_for_its_study_and_has_fixed_outputs() -> None:
             stage = stages[f"{slug}_{step.name}"]
             assert "stages/__main__.py" in stage["deps"]
             assert any(d.startswith(f"src/subspacelab/studies/{slug}") for d in stage["deps"])
-            assert all(p.startswith(f"{slug}.") or p == "lab" for p in stage["params"])
+            assert all(p.startswith((f"{slug}.", "lab.")) for p in stage["params"])
             outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
             assert all(o.split("/")[1] == slug for o in outs)
     assert "summary" in stages
@@ -87,3 +87,42 @@ def test_repro_then_nothing_then_only_what_changed(tmp_path: Path) -> None:
     third = dvc(dvc_ws, "repro").stdout
     ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}
     assert ran == {"fake_fit", "fake_report", "summary"}
+
+
+def test_step_deps_follow_what_the_step_function_reaches(tmp_path: Path) -> None:
+    pkg = tmp_path / "src/subspacelab"
+    (pkg / "studies/demo").mkdir(parents=True)
+    for f in ("__init__.py", "studies/__init__.py", "studies/demo/__init__.py"):
+        (pkg / f).write_text("")
+    (pkg / "studies/demo/data.py").write_text("def make():\n    return 1\n")
+    (pkg / "studies/demo/train.py").write_text("import math\n")
+    (pkg / "studies/demo/plots.py").write_text("")
+    (pkg / "studies/demo/study.py").write_text(
+        "from subspacelab.studies.demo import data, plots\n"
+        "from subspacelab.studies.demo.train import fit as _fit\n"
+        "HELPERS = {'make': data.make}\n"
+        "def _helper():\n    return HELPERS['make']()\n"
+        "def _download(ctx: plots.Figure) -> int:\n    return _helper()\n"
+        "def _fit(ctx):\n    from subspacelab.studies.demo import train\n    return train\n"
+        "def _report(ctx):\n    return plots\n"
+    )
+    mod = "subspacelab.studies.demo.study"
+
+    def reached(name: str) -> set[str]:
+        return {m for m in dvcgen.reached_modules(tmp_path, mod, name) if m.count(".") == 3}
+
+    # through a helper and a module-level constant; the annotation is not a dependency
+    assert reached("_download") == {"subspacelab.studies.demo.data"}
+    assert reached("_fit") == {"subspacelab.studies.demo.train"}  # a local import
+    assert reached("_report") == {"subspacelab.studies.demo.plots"}
+
+
+def test_params_are_the_active_profile_and_lab_settings() -> None:
+    stages = dvcgen.dvc_yaml(REPO)["stages"]
+    for slug, study in registry.studies().items():
+        for step in study.steps:
+            params = stages[f"{slug}_{step.name}"]["params"]
+            assert "lab.profile" in params and "lab.jobs" not in params
+            assert all(
+                p.startswith(f"{slug}.{dvcgen.PROFILE_VAR}.") for p in params if "lab." not in p
+            )

@@ -309,3 +309,36 @@ def test_stat_formats_mean_and_sample_std() -> None:
     assert stat.mean == 2.0 and stat.std == 1.0  # sample std (n - 1)
     assert stat.fmt(2) == "2.00 ± 1.00"
     assert Stat((0.5,)).fmt() == "0.500"
+
+
+def test_stage_output_goes_to_its_log_and_the_console_gets_our_lines(
+    ws: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    from subspacelab import console
+
+    def noisy(ctx):
+        print("library chatter on stdout")
+        os.write(2, b"C-level chatter on stderr\n")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)  # from tests/: not ours
+        warnings.warn_explicit("our own warning", UserWarning, console.__file__, 1)
+        ctx.progress("halfway")
+        return FAKE.steps[0].run(ctx)
+
+    step = registry.Step("download", noisy, reads=("data",))
+    study = registry.Study(**{**FAKE.__dict__, "steps": (step, *FAKE.steps[1:])})
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": study})
+    monkeypatch.delenv(console.DRIVER_ENV, raising=False)
+    monkeypatch.delenv(console.PROGRESS_ENV, raising=False)
+    capfd.readouterr()
+    run_step(ws, "fake", "download")
+    out, err = capfd.readouterr()
+    shown = [line for line in (out + err).splitlines() if line.strip()]
+    assert len(shown) == 2, shown  # our warning and the end line (no progress off a terminal)
+    assert "our own warning" in shown[0]
+    assert "done in" in shown[1]
+    assert "1 third-party warning(s) in logs/fake_download.log" in shown[1]
+    log = (ws / "logs/fake_download.log").read_text()
+    for text in ("library chatter", "C-level chatter", "a library's warning", "halfway"):
+        assert text in log

@@ -47,6 +47,8 @@ class StageConsole:
         self.progress = not quiet and (self.console.isatty() or os.environ.get(PROGRESS_ENV) == "1")
         os.dup2(self._log.fileno(), 1)
         os.dup2(self._log.fileno(), 2)
+        self._streams = (sys.stdout, sys.stderr)  # and Python's streams, wherever they point
+        sys.stdout = sys.stderr = self._log
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._warning
         self._open = True
@@ -91,6 +93,7 @@ class StageConsole:
             self._log.write("".join(traceback.format_exception(error)))
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = self._streams
         os.dup2(self._saved[0], 1)
         os.dup2(self._saved[1], 2)
         for fd in self._saved:

@@ -80,9 +80,38 @@ def chains(root: Path) -> dict[str, Chain]:
     return out
 
 
-def _memoized_yaml() -> None:
-    """DVC parses params.yaml once per stage (and dvc.yaml, dvc.lock again after each lock):
-    parse each text once in this process. A cache of a pure function; copies are handed out."""
+class _DirectGet:
+    """``dpath`` for DVC's params lookups: a plain dotted key is looked up directly instead of
+    by walking every value of params.yaml (DVC does that once per key and stage); anything
+    else, a missing key included, goes to dpath itself."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def get(self, obj: Any, glob: Any, separator: str = "/", **kwargs: Any) -> Any:
+        """The value at ``glob`` in ``obj``."""
+        if kwargs or not isinstance(glob, str) or any(c in glob for c in "*?[]"):
+            return self._real.get(obj, glob, separator=separator, **kwargs)
+        cur = obj
+        for part in glob.split(separator):
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+                cur = cur[int(part)]
+            else:
+                return self._real.get(obj, glob, separator=separator)
+        return cur
+
+
+def _fast_dvc() -> None:
+    """Two shortcuts for this process's DVC, results unchanged: each YAML text is parsed once
+    (DVC parses params.yaml once per stage, dvc.yaml and dvc.lock again after each lock; copies
+    of the first parse are handed out), and params are looked up by key (:class:`_DirectGet`)."""
+    from dvc.dependency import param
+    from dvc.utils import strictyaml
     from dvc.utils.serialize import _yaml
 
     parse = _yaml.parse_yaml
@@ -100,18 +129,20 @@ def _memoized_yaml() -> None:
 
     cached._subspacelab_memo = True  # type: ignore[attr-defined]
     _yaml.parse_yaml = cached
+    strictyaml.parse_yaml = cached  # dvc.yaml and dvc.lock (imported there by name)
+    param.dpath = _DirectGet(param.dpath)
 
 
 def inspect(root: Path) -> tuple[set[str], list[str]]:
     """What ``dvc status`` reports as changed, and the stage order of a sequential
     ``dvc repro`` (DVC's plan), from one in-process DVC repository."""
-    _memoized_yaml()
+    _fast_dvc()
     from dvc.repo import Repo
     from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
     with Repo(str(root)) as repo:
         changed = {name.rpartition(":")[2] for name in repo.status()}
-        stages = collect_stages(repo, ["dvc.yaml"])
+        stages = collect_stages(repo, [str(root / "dvc.yaml")])
         order = [st.addressing for st in plan_repro(get_active_graph(repo.index.graph), stages)]
     return changed, order
 
@@ -397,5 +428,5 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
         return 1
     where = "reports/SUMMARY.md" if with_summary else "reports/<study>/"
     took = time.perf_counter() - t0
-    print(f"{line} in {took:.0f} s; front page {where}, logs in {LOG_DIR}/", file=out)
+    print(f"{line} in {took:.0f} s; front page {where}, logs {LOG_DIR}/, runs: make ui", file=out)
     return 0

@@ -64,7 +64,8 @@ def test_two_ddp_processes_give_the_same_claims_as_one(
     run_step(two, "lit", "report")
 
     # two ranks trained in one gloo process group; rank 0 alone reported, committed and logged
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in fit_two.stderr
+    # (Lightning's info lines are off; each rank's own output is in its log file)
+    assert (two / "logs/lit_fit.rank1.log").is_file()  # the second rank ran the step
     assert fit_two.stderr.count("done in") == 1
     assert sorted(p.name for p in (two / "models/lit/fit").iterdir()) == [
         "_meta.json",
