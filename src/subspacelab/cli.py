@@ -1,7 +1,12 @@
 """Command line: ``python -m subspacelab <command>``.
 
 Commands: ``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate
-params.yaml), ``dvc-yaml [--check]``, ``list``, ``replay-tracking``.
+params.yaml, and refuse unpinned inputs of the active profile), ``dvc-yaml [--check]``, ``list``,
+``replay-tracking``.
+
+Errors in what the user gave (params, missing or foreign inputs, corrupt downloads, a full disk, a
+diverged run) print one ``error:`` line and exit 2; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +16,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from subspacelab.config import ParamsError, lab_config, read_params, study_config
-from subspacelab.io import ModelFileError
+from subspacelab.config import ParamsError, lab_config, read_params, study_config, unpinned
+from subspacelab.data.download import DownloadError
+from subspacelab.io import (
+    CorruptFileError,
+    DiskFullError,
+    MissingFileError,
+    ModelFileError,
+    NonFiniteError,
+)
+from subspacelab.runner import MissingInputError
 
-EXPECTED_ERRORS = (ParamsError, FileNotFoundError, ModelFileError, KeyError, ValueError)
+
+class UsageError(ValueError):
+    """The command line names a study or step that does not exist."""
+
+
+EXPECTED_ERRORS = (
+    ParamsError,
+    UsageError,
+    MissingInputError,
+    MissingFileError,
+    CorruptFileError,
+    ModelFileError,
+    DownloadError,
+    DiskFullError,
+    NonFiniteError,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_params(root: Path) -> None:
-    """Validate the lab section and both profiles of every study (ParamsError on the first)."""
+    """Validate the lab section and both profiles of every study (ParamsError on the first),
+    then list every input the active profile would fetch or load unpinned (one ParamsError)."""
     from subspacelab.registry import studies
 
     params = read_params(root / "params.yaml")
@@ -43,8 +72,16 @@ def check_params(root: Path) -> None:
             raise ParamsError(
                 f"{section}: unknown section; allowed: lab, {', '.join(sorted(known))}"
             )
+    missing = []
     for slug, study in studies().items():
-        study_config(study.config, params, slug, lab.profile)
+        cfg = study_config(study.config, params, slug, lab.profile)
+        missing += unpinned(cfg, f"{slug}.{lab.profile}")
+    if missing:
+        lines = "\n  ".join(missing)
+        raise ParamsError(
+            f"{len(missing)} input(s) of the {lab.profile} profile are not pinned; nothing is "
+            f"fetched or loaded unpinned, so pin each in params.yaml first:\n  {lines}"
+        )
 
 
 def main(argv: Sequence[str] | None = None, root: Path | None = None) -> int:
@@ -54,9 +91,24 @@ def main(argv: Sequence[str] | None = None, root: Path | None = None) -> int:
     try:
         return _dispatch(args, root)
     except EXPECTED_ERRORS as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was committed", file=sys.stderr)
+        return 130
+
+
+def _stage(root: Path, step: str, slug: str | None) -> None:
+    if slug is None:
+        raise UsageError("usage: python -m stages <step> <study>, or python -m stages summary")
+    from subspacelab.registry import get_study
+    from subspacelab.runner import run_step
+
+    try:
+        get_study(slug).step(step)
+    except KeyError as exc:  # unknown study or step: the message lists the known ones
+        raise UsageError(exc.args[0]) from None
+    run_step(root, slug, step)
 
 
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
@@ -66,11 +118,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
             print(write_summary(root), file=sys.stderr)
             return 0
-        if args.study is None:
-            raise ValueError("usage: python -m stages <step> <study>")
-        from subspacelab.runner import run_step
-
-        run_step(root, args.study, args.step)
+        _stage(root, args.step, args.study)
         return 0
     if args.command == "check":
         check_params(root)
@@ -100,7 +148,11 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command == "replay-tracking":
         from subspacelab.tracking import replay
 
-        sent, kept = replay(root)
-        print(f"sent {sent} spooled run(s); {kept} still spooled", file=sys.stderr)
-        return 0 if kept == 0 else 1
+        done = replay(root)
+        print(
+            f"sent {done.sent} spooled run(s); {done.kept} still spooled; "
+            f"{done.corrupt} corrupt file(s) set aside",
+            file=sys.stderr,
+        )
+        return 0 if done.kept == 0 and done.corrupt == 0 else 1
     raise AssertionError(args.command)

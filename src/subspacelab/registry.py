@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from subspacelab.io import NonFiniteError
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
@@ -64,6 +66,12 @@ class Metrics(Mapping[str, Stat]):
             seq = [vals] if isinstance(vals, int | float) else list(vals)
             if not seq or not all(isinstance(v, int | float) for v in seq):
                 raise ValueError(f"metric {name!r}: expected numbers, got {vals!r}")
+            bad = [i for i, v in enumerate(seq) if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteError(
+                    f"metric {name!r} is not finite: {seq[bad[0]]} at index {bad[0]} of "
+                    f"{len(seq)} (a diverged run or an undefined score)"
+                )
             self._stats[name] = Stat(tuple(float(v) for v in seq))
 
     def __getitem__(self, name: str) -> Stat:

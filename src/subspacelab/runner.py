@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -32,8 +33,17 @@ from subspacelab.config import (
     read_params,
     study_config,
     to_flat_dict,
+    unpinned,
 )
-from subspacelab.io import read_json, replace_dir, sha256_file, write_json
+from subspacelab.io import (
+    NonFiniteError,
+    disk_full_is_clear,
+    read_json,
+    recover_dir,
+    replace_dir,
+    sha256_file,
+    write_json,
+)
 from subspacelab.registry import (
     ClaimResult,
     Metrics,
@@ -103,6 +113,12 @@ def load_configs(root: Path, study: Study) -> tuple[LabConfig, Any, dict[str, An
     params = read_params(root / "params.yaml")
     lab = lab_config(params)
     cfg = study_config(study.config, params, study.slug, lab.profile)
+    missing = unpinned(cfg, f"{study.slug}.{lab.profile}")
+    if missing:
+        raise ParamsError(
+            f"{missing[0]}; unpinned inputs are never fetched or loaded: pin them in params.yaml "
+            "(`python -m subspacelab check` lists them all)"
+        )
     return lab, cfg, params
 
 
@@ -180,7 +196,12 @@ def _timings(root: Path, study: Study) -> dict[str, float]:
 def _write_report(
     root: Path, study: Study, staged: Path, result: Report, lab: LabConfig, wall_s: float
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    metrics = Metrics(result.metrics)
+    try:
+        metrics = Metrics(result.metrics)
+    except NonFiniteError as exc:
+        raise NonFiniteError(
+            f"{study.stage_name(study.report_step.name)}: {exc}; nothing was committed"
+        ) from None
     claims = _claims(study, metrics)
     plots = staged / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -210,6 +231,14 @@ def _write_report(
     return doc, claims
 
 
+def _final_paths(root: Path, study: Study, step: Step) -> list[Path]:
+    """Where a step's outputs are committed (the step directory, or the report's files)."""
+    if step.kind != "report":
+        return [step_dir(root, study, step)]
+    paths = report_paths(root, study.slug)
+    return [paths["metrics"], paths["claims"], paths["tables"], paths["plots"]]
+
+
 def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
     if step.kind != "report":
         final = step_dir(root, study, step)
@@ -220,7 +249,7 @@ def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
     replace_dir(staged / "plots", paths["plots"])
     for name in ("tables", "claims", "metrics"):  # metrics last: it marks the report complete
         os.replace(staged / paths[name].name, paths[name])
-    return [paths["metrics"], paths["claims"], paths["tables"], paths["plots"]]
+    return _final_paths(root, study, step)
 
 
 def run_step(root: Path, slug: str, step_name: str) -> Path:
@@ -234,6 +263,8 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     rank = process_rank(lab)
 
     # under multi-process training every rank runs this step; each has its own scratch area
+    for final in _final_paths(root, study, step):
+        recover_dir(final)  # what a commit killed between two renames left behind
     staging = root / STAGING / (stage if rank == 0 else f"{stage}.rank{rank}")
     if staging.exists():
         shutil.rmtree(staging)  # leftovers of a killed run
@@ -255,49 +286,85 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     )
     start_ms = tracking.now_ms()
     t0 = time.perf_counter()
+    spooled: Path | None = None
     try:
-        with threadpool_limits(lab.threads):  # BLAS in numpy/scipy/sklearn too, not only torch
-            result = step.run(ctx)
-        wall_s = time.perf_counter() - t0
-        if _finish_ranks(rank) != 0:
-            return step_dir(root, study, step)  # rank 0 commits and logs; this rank's scratch goes
-        logged: dict[str, float] = {}
-        if step.kind == "report":
-            if not isinstance(result, Report):
-                raise TypeError(f"the last step of {slug} must return a Report")
-            doc, claims = _write_report(root, study, staging, result, lab, wall_s)
-            logged = {f"{k}.mean": v["mean"] for k, v in doc["metrics"].items()}
-            logged.update({f"claim.{c['id']}.holds": float(c["holds"]) for c in claims})
-        else:
-            if isinstance(result, StepOutput):
-                logged = dict(result.metrics)
-            write_json(
-                out / META,
-                {
-                    "study": slug,
-                    "step": step_name,
-                    "wall_s": wall_s,
-                    "profile": lab.profile,
-                    "files": _manifest(out),
-                },
-            )
+        # a full disk anywhere before the commit is one clear error, and nothing is committed
+        with disk_full_is_clear(stage), threadpool_limits(lab.threads):
+            result = step.run(ctx)  # BLAS in numpy/scipy/sklearn too, not only torch
+            wall_s = time.perf_counter() - t0
+            if _finish_ranks(rank) != 0:
+                return step_dir(root, study, step)  # rank 0 commits and logs; this scratch goes
+            logged: dict[str, float] = {}
+            if step.kind == "report":
+                if not isinstance(result, Report):
+                    raise TypeError(f"the last step of {slug} must return a Report")
+                doc, claims = _write_report(root, study, staging, result, lab, wall_s)
+                logged = {f"{k}.mean": v["mean"] for k, v in doc["metrics"].items()}
+                logged.update({f"claim.{c['id']}.holds": float(c["holds"]) for c in claims})
+            else:
+                if isinstance(result, StepOutput):
+                    logged = _finite(stage, result.metrics)
+                write_json(
+                    out / META,
+                    {
+                        "study": slug,
+                        "step": step_name,
+                        "wall_s": wall_s,
+                        "profile": lab.profile,
+                        "files": _manifest(out),
+                    },
+                )
+            record = _record(root, study, step, lab, cfg, params, device, inputs)
+            record.metrics = {**logged, "wall_s": wall_s}
+            record.start_ms, record.end_ms = start_ms, tracking.now_ms()
+            spooled = tracking.spool(record, root)  # the last write before the commit
         committed = _commit(root, study, step, staging)
+    except BaseException:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)  # nothing committed: no run to log
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(f"done in {wall_s:.1f}s -> {', '.join(str(p.relative_to(root)) for p in committed)}")
+    tracking.dispatch(spooled, root)
+    return committed[0]
 
+
+def _finite(stage: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """A step's logged scalars; a NonFiniteError naming the stage and metric if one is NaN/Inf."""
+    for name, value in metrics.items():
+        if not math.isfinite(float(value)):
+            raise NonFiniteError(
+                f"{stage}: metric {name!r} is {value}; nothing was committed (a diverged run or "
+                "an undefined score)"
+            )
+    return dict(metrics)
+
+
+def _record(
+    root: Path,
+    study: Study,
+    step: Step,
+    lab: LabConfig,
+    cfg: Any,
+    params: Mapping[str, Any],
+    device: torch.device,
+    inputs: Mapping[str, Path],
+) -> tracking.RunRecord:
+    """The MLflow run of one step execution (its metrics and times are filled in after it)."""
     flat = {f"cfg.{k}": v for k, v in to_flat_dict(cfg).items()}
     flat.update({f"lab.{k}": v for k, v in to_flat_dict(lab).items()})
     commit = tracking.git_commit(root)
-    record = tracking.RunRecord(
-        study=slug,
-        step=step_name,
+    stage = study.stage_name(step.name)
+    return tracking.RunRecord(
+        study=study.slug,
+        step=step.name,
         stage=stage,
         chain_key=f"{commit}:{params_digest(params, study)}",
         tags={
             "git_commit": commit,
-            "subspacelab.study": slug,
-            "subspacelab.step": step_name,
+            "subspacelab.study": study.slug,
+            "subspacelab.step": step.name,
             "subspacelab.role": "stage",
             "dvc_stage": stage,
             "profile": lab.profile,
@@ -305,14 +372,10 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
             "inputs": ",".join(str(p.relative_to(root)) for p in inputs.values()),
         },
         params=tracking.stringify(flat),
-        metrics={**logged, "wall_s": wall_s},
-        artifacts=_artifacts(committed),
+        metrics={},
+        artifacts=_artifacts(step, _final_paths(root, study, step)),
         final=step.kind == "report",
-        start_ms=start_ms,
-        end_ms=tracking.now_ms(),
     )
-    tracking.log_run(record, root)
-    return committed[0]
 
 
 def process_rank(lab: LabConfig) -> int:
@@ -358,6 +421,6 @@ def _manifest(out: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def _artifacts(committed: list[Path]) -> list[str]:
+def _artifacts(step: Step, finals: list[Path]) -> list[str]:
     """Report files are logged whole; for data/models only their _meta.json (DVC holds files)."""
-    return [str(p / META) if p.is_dir() and (p / META).is_file() else str(p) for p in committed]
+    return [str(p) for p in finals] if step.kind == "report" else [str(finals[0] / META)]
