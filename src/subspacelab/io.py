@@ -40,7 +40,7 @@ class NonFiniteError(ValueError):
     """A number that must be finite (a loss, a metric, a value written to JSON) is NaN or ±Inf."""
 
 
-class DiskFullError(OSError):
+class DiskFullError(RuntimeError):
     """The disk (or quota) filled up while a stage wrote its outputs; nothing was committed."""
 
 
@@ -54,11 +54,10 @@ def disk_full_is_clear(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in DISK_FULL or isinstance(exc, DiskFullError):
+        if exc.errno not in DISK_FULL:
             raise
         where = f" while writing {exc.filename}" if exc.filename else ""
         raise DiskFullError(
-            exc.errno,
             f"{what}: no space left on device{where}; nothing was committed (the previous "
             "outputs are untouched): free some space and run it again",
         ) from exc

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 SPOOL_DIR = ".mlflow-spool"
 CORRUPT_DIR = "corrupt"
 SPOOL_TAG = "subspacelab.spool_id"
+PARENT_ENV = "SUBSPACELAB_PARENT_RUN_ID"
 
 
 @dataclass
@@ -65,6 +66,7 @@ class RunRecord:
     start_ms: int = 0
     end_ms: int = 0
     spool_id: str = ""
+    parent_run_id: str = ""  # SUBSPACELAB_PARENT_RUN_ID when spooled (a worker's runs keep it)
 
 
 def tracking_uri(root: Path) -> str:
@@ -131,7 +133,7 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
             record.study, artifact_location=_artifact_location(uri, root, record.study)
         )
     )
-    parent = os.environ.get("SUBSPACELAB_PARENT_RUN_ID")
+    parent = record.parent_run_id or os.environ.get(PARENT_ENV)
     chain_filter = f"tags.`subspacelab.chain_key` = '{record.chain_key}'"
     if parent:  # one chain run per outer run: a later lab run's chain gets its own
         chain_filter += f" and tags.`mlflow.parentRunId` = '{parent}'"
@@ -238,6 +240,7 @@ def dispatch(path: Path, root: Path) -> None:
 def spool(record: RunRecord, root: Path) -> Path:
     """Write a record to the spool directory (giving it its spool id)."""
     record.spool_id = record.spool_id or uuid.uuid4().hex
+    record.parent_run_id = record.parent_run_id or os.environ.get(PARENT_ENV, "")
     path = root / SPOOL_DIR / f"{record.end_ms}-{record.stage}-{record.spool_id}.json"
     write_json(path, asdict(record))
     return path
@@ -249,6 +252,27 @@ class Replayed(NamedTuple):
     sent: int
     kept: int
     corrupt: int
+
+
+def spooled_runs(root: Path) -> list[RunRecord]:
+    """The runs waiting in the spool at ``root`` (unreadable files skipped), with artifact paths
+    relative to ``root``: what a cluster worker hands back before its clone disappears."""
+    runs = []
+    for path in sorted((root / SPOOL_DIR).glob("*.json")):
+        try:
+            record = load_record(path)
+        except CorruptFileError as exc:
+            log.warning("not handing back %s: %s", path.name, exc)
+            continue
+        record.artifacts = [_relative(Path(a), root.resolve()) for a in record.artifacts]
+        runs.append(record)
+    return runs
+
+
+def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else unchanged."""
+    resolved = path.resolve() if path.is_absolute() else path
+    return str(resolved.relative_to(base)) if resolved.is_relative_to(base) else str(path)
 
 
 def load_record(path: Path) -> RunRecord:
