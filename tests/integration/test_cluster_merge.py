@@ -164,7 +164,7 @@ def test_a_workers_unsent_runs_reach_the_head(tmp_path: Path) -> None:
 def test_a_workers_runs_are_confined_too(tmp_path: Path, over: dict[str, Any]) -> None:
     root = tmp_path / "ws"
     commit = _repo(root)
-    with pytest.raises(RuntimeError, match="outside its outputs|returned a run"):
+    with pytest.raises(RuntimeError, match=r"outside its outputs|returned a run"):
         merge_result(root, {**_result("fake", commit, b"[]"), "runs": [_run(**over)]})
     assert not (root / SPOOL_DIR).exists()
 
