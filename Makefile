@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	python -m subspacelab check
 	python -m subspacelab dvc-yaml --check
-	dvc repro
+	dvc --wait-for-lock repro   # waits (not fails) while a flow's stage holds DVC's lock
 	-python -m subspacelab replay-tracking   # waits for the background MLflow senders
 	@echo "Front page: reports/SUMMARY.md  |  runs: make ui"
 
