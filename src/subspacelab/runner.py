@@ -2,8 +2,9 @@
 
 The order guarantees the quality bar: params and inputs are checked before any compute; outputs
 are written under ``.stage-tmp/`` and moved into place only when the step has finished, so a
-killed stage leaves nothing half-written where DVC looks; MLflow is logged last and may fail
-without losing anything.
+killed stage leaves nothing half-written where DVC looks. A non-finite loss or metric, or a full
+disk, stops the step before that commit. The MLflow run is spooled just before the commit and
+sent after it; sending may fail without losing anything.
 """
 
 from __future__ import annotations
