@@ -146,7 +146,11 @@ def _fan_out(
 def _send_spooled(root: Path) -> None:
     """Send the MLflow runs the workers could not (merged into this workspace's spool); those
     that still fail wait there for ``python -m subspacelab replay-tracking``."""
-    done = replay(root)
+    try:
+        done = replay(root)
+    except Exception as exc:  # MLflow never costs a result: the merge is done
+        get_run_logger().warning("MLflow runs not sent (%s); they wait in %s", exc, SPOOL_DIR)
+        return
     if done.kept or done.corrupt:
         get_run_logger().warning(
             "%d MLflow run(s) wait in %s: python -m subspacelab replay-tracking",

@@ -163,7 +163,9 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
     earlier = client.search_runs(
         [exp_id], filter_string=f"tags.`{SPOOL_TAG}` = '{record.spool_id}'"
     )
-    if earlier and earlier[0].info.status == "FINISHED":
+    if earlier and earlier[0].info.status == "FINISHED":  # sent; its spool file outlived it
+        if record.final:
+            client.set_terminated(chain_id, "FINISHED", end_time=record.end_ms)
         return earlier[0].info.run_id
     if earlier:
         run_id = earlier[0].info.run_id
