@@ -263,9 +263,10 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     inputs = check_inputs(root, study, step)
     rank = process_rank(lab)
 
+    if rank == 0:
+        for final in _final_paths(root, study, step):
+            recover_dir(final)  # what a commit killed between two renames left behind
     # under multi-process training every rank runs this step; each has its own scratch area
-    for final in _final_paths(root, study, step):
-        recover_dir(final)  # what a commit killed between two renames left behind
     staging = root / STAGING / (stage if rank == 0 else f"{stage}.rank{rank}")
     if staging.exists():
         shutil.rmtree(staging)  # leftovers of a killed run
