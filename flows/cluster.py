@@ -19,11 +19,13 @@ import base64
 import fcntl
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import asdict
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -33,8 +35,10 @@ from prefect.logging import get_run_logger
 from flows.tasks import dvc_chain, stage_env
 from subspacelab.io import read_json
 from subspacelab.registry import get_study, report_paths, resolve_use
+from subspacelab.tracking import RunRecord, spool, spooled_runs
 
 MERGE_LOCK = ".dvc/tmp/subspacelab-merge.lock"
+SPOOL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _run(cmd: Sequence[str], root: Path, env: dict[str, str]) -> str:
@@ -146,26 +150,84 @@ def study_worker_flow(
         text=True,
         check=False,
     )
-    if sent.returncode != 0:  # MLflow never costs a result: the lab's outputs are pushed
-        logger.warning("MLflow runs of %s not sent: %s", slug, sent.stderr[-2000:])
+    runs = [asdict(r) for r in spooled_runs(root)]  # not sent: the head spools them
+    if sent.returncode != 0 or runs:  # MLflow never costs a result: the outputs are pushed
+        logger.warning(
+            "%d MLflow run(s) of %s not sent, handed to the lab flow: %s",
+            len(runs),
+            slug,
+            sent.stderr[-2000:],
+        )
     claims = read_json(report_paths(root, slug)["claims"])
     return {
         "study": slug,
         "commit": git_head(root),
         "lock": lock_entries(root, stages),
         "files": _report_files(root, slug),
+        "runs": runs,
         "holding": sum(bool(c["holds"]) for c in claims),
         "inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
         "claims": len(claims),
     }
 
 
+def confined(root: Path, rel: str, slug: str) -> Path:
+    """``root / rel`` for a path a worker returned, if it names something inside the study's own
+    outputs (``data/<slug>/``, ``models/<slug>/``, ``reports/<slug>/``); a RuntimeError otherwise
+    (an absolute path, ``..``, a backslash, another study's files or the repository's own).
+
+    The check is on the name: a worker cannot place links in this workspace, and DVC's cache
+    may legitimately link the outputs' files elsewhere.
+    """
+    parts = PurePosixPath(rel).parts
+    if (
+        PurePosixPath(rel).is_absolute()
+        or "\\" in rel
+        or ".." in parts
+        or len(parts) < 2
+        or parts[0] not in ("data", "models", "reports")
+        or parts[1] != slug
+    ):
+        raise RuntimeError(f"{slug}: the worker returned the path {rel!r}, outside its outputs")
+    return root.joinpath(*parts)
+
+
+def _check_result(root: Path, result: dict[str, Any]) -> list[RunRecord]:
+    """Refuse a result that reaches beyond its study: other stages' dvc.lock entries, files or
+    outputs outside the study's directories, runs of another study. Returns its runs."""
+    slug = result["study"]
+    own = set(study_stages(slug))
+    foreign = sorted(set(result["lock"]) - own)
+    if foreign:
+        raise RuntimeError(f"{slug}: the worker returned dvc.lock entries of {foreign}")
+    for entry in result["lock"].values():
+        for out in [*entry.get("outs", []), *entry.get("metrics", [])]:
+            confined(root, out["path"], slug)
+    for rel in result["files"]:
+        confined(root, rel, slug)
+    runs = []
+    for data in result.get("runs", []):
+        record = RunRecord(**data)
+        if record.study != slug or record.stage not in own:
+            raise RuntimeError(f"{slug}: the worker returned a run of {record.stage!r}")
+        if not (SPOOL_ID.fullmatch(str(record.spool_id)) and isinstance(record.end_ms, int)):
+            raise RuntimeError(
+                f"{slug}: the worker returned a run with spool id {record.spool_id!r}"
+            )
+        for art in record.artifacts:
+            confined(root, art, slug)
+        runs.append(record)
+    return runs
+
+
 def merge_result(root: Path, result: dict[str, Any]) -> None:
     """Merge a worker's result into the workspace at ``root``, under a file lock.
 
-    Its report files are written (checked against the md5 its dvc.lock entries record) and its
-    stages' entries replace the old ones in dvc.lock; :func:`checkout_merged` then brings the
-    data and model outputs they name from the remote.
+    Every path it names must lie in the study's own directories (:func:`confined`) and its
+    dvc.lock entries must be the study's stages. Its report files are written (checked against
+    the md5 its dvc.lock entries record), its stages' entries replace the old ones in dvc.lock
+    and the MLflow runs it could not send are spooled here; :func:`checkout_merged` then brings
+    the data and model outputs they name from the remote.
     """
     slug = result["study"]
     head = git_head(root)
@@ -174,6 +236,7 @@ def merge_result(root: Path, result: dict[str, Any]) -> None:
             f"{slug}: the worker ran commit {result['commit'][:12]}, this workspace is at "
             f"{head[:12]}; redeploy (prefect deploy --all) after committing"
         )
+    runs = _check_result(root, result)
     recorded = {
         out["path"]: out.get("md5")
         for entry in result["lock"].values()
@@ -195,6 +258,8 @@ def merge_result(root: Path, result: dict[str, Any]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(blob)
         _update_lock(root, result["lock"])
+        for record in runs:  # the worker's unsent MLflow runs wait in this workspace's spool
+            spool(record, root)
 
 
 def checkout_merged(root: Path, stages: Sequence[str]) -> None:

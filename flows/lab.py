@@ -37,7 +37,7 @@ from subspacelab.io import read_json
 from subspacelab.lab import inspect as inspect_repo
 from subspacelab.lab import lock_order
 from subspacelab.registry import get_study, report_paths, studies
-from subspacelab.tracking import tracking_uri
+from subspacelab.tracking import SPOOL_DIR, replay, tracking_uri
 
 __all__ = ["dvc_stage", "lab_flow", "study_flow"]
 
@@ -170,12 +170,29 @@ def _fan_out(
         merged = [stage for slug in done for stage in study_stages(slug)]
         if merged:
             checkout_merged(root, merged)
+            _send_spooled(root)
         ok = not failed
     finally:
         close_lab_run(root, parent, ok=ok)
     if failed:
         raise RuntimeError(f"studies failed on {deployment}: {failed}")
     return [done[slug] for slug in chosen]
+
+
+def _send_spooled(root: Path) -> None:
+    """Send the MLflow runs the workers could not (merged into this workspace's spool); those
+    that still fail wait there for ``python -m subspacelab replay-tracking``."""
+    try:
+        done = replay(root)
+    except Exception as exc:  # MLflow never costs a result: the merge is done
+        get_run_logger().warning("MLflow runs not sent (%s); they wait in %s", exc, SPOOL_DIR)
+        return
+    if done.kept or done.corrupt:
+        get_run_logger().warning(
+            "%d MLflow run(s) wait in %s: python -m subspacelab replay-tracking",
+            done.kept + done.corrupt,
+            root / SPOOL_DIR,
+        )
 
 
 def _used_studies(slug: str) -> set[str]:

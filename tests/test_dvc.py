@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +132,75 @@ def test_params_are_the_active_profile_and_lab_settings() -> None:
             assert all(
                 p.startswith(f"{slug}.{dvcgen.PROFILE_VAR}.") for p in params if "lab." not in p
             )
+
+
+def test_make_lab_waits_for_the_dvc_lock() -> None:
+    """A flow's stage holds DVC's lock; `make lab` (the lab driver) must wait for it, not fail."""
+    from subspacelab.lab import _dvc_cmd
+
+    recipe = (REPO / "Makefile").read_text().split("\nlab:", 1)[1].split("\n\n", 1)[0]
+    assert "python -m subspacelab lab" in recipe
+    assert _dvc_cmd(["a_b"])[2:5] == ["dvc", "--wait-for-lock", "repro"]
+
+
+def _interrupted_repro(ws: Path, sig: signal.Signals) -> None:
+    """``dvc repro`` with the first stage hanging mid-write, then ``sig`` to its process group
+    (what Ctrl-C does in a terminal; SIGKILL: a lost node or the OOM killer)."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        registry.PLUGINS_ENV: "tests.fake_study:FAKE,tests.fake_study:FAKE2",
+        "PYTHONPATH": f"{ws / 'src'}:{ws}",
+        "FAKE_HANG": "1",
+    }
+    started = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=ws,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    partial = ws / ".stage-tmp/fake_download/out/partial.txt"
+    deadline = time.time() + 120
+
+    def writing() -> bool:  # this run's stage, not a killed one's leftover
+        return partial.exists() and partial.stat().st_mtime >= started
+
+    while not writing() and time.time() < deadline:
+        time.sleep(0.2)
+    try:
+        assert writing(), "the stage never started writing"
+        os.killpg(proc.pid, sig)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if sig == signal.SIGKILL:  # nothing ran the stage's cleanup: the next run does it
+        assert partial.exists()
+
+
+@pytest.mark.slow
+def test_interrupted_repro_then_repro_completes_and_status_is_true(tmp_path: Path) -> None:
+    ws = dvc_workspace(tmp_path)
+    dvc(ws, "repro", "fake_download")
+    meta = ws / "data/fake/download/_meta.json"
+    before = meta.read_text()
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["fake"]["mini"]["data"]["n"] = 60  # fake_download must run again
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    for sig in (signal.SIGKILL, signal.SIGINT):  # the next interruption starts from the last's
+        _interrupted_repro(ws, sig)
+        status = dvc(ws, "status", "fake_download").stdout
+        assert "fake_download" in status and "up to date" not in status  # not claimed done
+        assert not meta.exists() or meta.read_text() == before  # old or absent, never partial
+        assert not (ws / "data/fake/download/partial.txt").exists()
+    assert not (ws / ".stage-tmp/fake_download").exists()  # Ctrl-C cleans up after itself
+
+    dvc(ws, "repro", "fake_download")  # no stale lock, no leftovers in the way
+    assert "Data and pipelines are up to date" in dvc(ws, "status", "fake_download").stdout
+    assert json.loads(meta.read_text())["files"]  # the new output, complete
+    assert not [p for p in (ws / "data/fake").iterdir() if ".old-" in p.name]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -13,7 +18,21 @@ import pytest
 import torch
 
 from subspacelab.data.download import DownloadError, Resource, fetch, safe_extract, verify
-from subspacelab.io import ModelFileError, atomic_path, load_tensors, save_tensors, write_json
+from subspacelab.io import (
+    CorruptFileError,
+    DiskFullError,
+    MissingFileError,
+    ModelFileError,
+    NonFiniteError,
+    atomic_path,
+    disk_full_is_clear,
+    load_tensors,
+    read_json,
+    recover_dir,
+    replace_dir,
+    save_tensors,
+    write_json,
+)
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
@@ -65,15 +84,19 @@ def test_fetch_verifies_sha256(tmp_path: Path) -> None:
     assert not (tmp_path / "dl2" / "file.bin").exists()
 
 
-def test_corrupt_local_copy_is_removed(tmp_path: Path) -> None:
+def test_mismatching_local_copy_is_kept_and_not_replaced(tmp_path: Path) -> None:
     f = tmp_path / "file.bin"
     f.write_bytes(b"tampered")
     res = Resource(
         url="https://example.invalid/f", filename="file.bin", md5=hashlib.md5(b"x").hexdigest()
     )
-    with pytest.raises(DownloadError, match=r"md5 mismatch.*removed"):
+    with pytest.raises(DownloadError, match=r"md5 mismatch.*left in place"):
         verify(f, res)
-    assert not f.exists()
+    assert f.read_bytes() == b"tampered"
+    # fetch verifies the copy in place (no download is tried: the URL does not resolve)
+    with pytest.raises(DownloadError, match=r"md5 mismatch.*never deleted"):
+        fetch(res, tmp_path)
+    assert f.read_bytes() == b"tampered"
 
 
 def test_resource_needs_a_checksum() -> None:
@@ -136,5 +159,79 @@ def test_manually_placed_file_is_kept_on_mismatch(tmp_path: Path) -> None:
     f.write_bytes(b"user download")
     res = Resource(url=f.as_uri(), filename=f.name, sha256=hashlib.sha256(b"other").hexdigest())
     with pytest.raises(DownloadError, match="sha256 mismatch"):
-        verify(f, res, remove=False)
+        verify(f, res)
     assert f.read_bytes() == b"user download"
+
+
+def test_write_json_is_strict_and_names_the_key(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    with pytest.raises(NonFiniteError, match=r"metrics\.json: acc\.values\[1\] is nan"):
+        write_json(target, {"acc": {"values": [0.5, float("nan")]}})
+    with pytest.raises(NonFiniteError, match=r"loss is -inf"):
+        write_json(target, {"loss": np.float32("-inf")})
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file either
+
+
+def test_read_json_refuses_nan_and_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "old.json"
+    bad.write_text('{"acc": NaN}')
+    with pytest.raises(CorruptFileError, match=r"old\.json: corrupt JSON.*NaN"):
+        read_json(bad)
+    with pytest.raises(MissingFileError, match="run the stage that writes it"):
+        read_json(tmp_path / "none.json")
+
+
+_KILL_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from subspacelab import io
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if ".old-" in str(dst):  # the old directory moved aside; the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+io.os.replace = replace
+io.replace_dir(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def _staged(tmp_path: Path, name: str, text: str) -> Path:
+    staged = tmp_path / name
+    staged.mkdir()
+    (staged / "f.txt").write_text(text)
+    return staged
+
+
+def test_replace_dir_killed_between_renames_recovers(tmp_path: Path) -> None:
+    final = tmp_path / "out" / "step"
+    replace_dir(_staged(tmp_path, "v1", "one"), final)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_BETWEEN_RENAMES, str(_staged(tmp_path, "v2", "two")), final],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    left = [p.name for p in final.parent.iterdir()]
+    assert not final.exists() and len(left) == 1 and left[0].startswith(".step.old-")
+    recover_dir(final)  # what the runner does before a step: the previous output is back
+    assert (final / "f.txt").read_text() == "one"
+    assert [p.name for p in final.parent.iterdir()] == ["step"]
+
+
+def test_replace_dir_clears_leftovers_beside_an_existing_dir(tmp_path: Path) -> None:
+    final = tmp_path / "step"
+    replace_dir(_staged(tmp_path, "v1", "one"), final)
+    stale = tmp_path / ".step.old-999999999"  # no such process
+    stale.mkdir()
+    replace_dir(_staged(tmp_path, "v2", "two"), final)
+    assert (final / "f.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step"]
+
+
+def test_disk_full_is_one_clear_error() -> None:
+    full = pytest.raises(DiskFullError, match=r"fake_fit: no space left on device while writing x")
+    with full, disk_full_is_clear("fake_fit"):
+        raise OSError(errno.ENOSPC, "No space left on device", "x")
+    with pytest.raises(PermissionError), disk_full_is_clear("fake_fit"):
+        raise PermissionError(errno.EACCES, "denied")

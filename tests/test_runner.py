@@ -3,6 +3,7 @@ outputs that survive a kill, determinism, MLflow outages, and provenance checks.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -112,8 +113,8 @@ def test_mlflow_down_still_writes_results(ws: Path, monkeypatch: pytest.MonkeyPa
     assert len(spooled) == 3
     # once the store is back, the spooled runs are sent, exactly once
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'back.db'}")
-    assert replay(ws) == (3, 0)
-    assert replay(ws) == (0, 0)
+    assert replay(ws) == (3, 0, 0)
+    assert replay(ws) == (0, 0, 0)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
@@ -342,3 +343,164 @@ def test_stage_output_goes_to_its_log_and_the_console_gets_our_lines(
     log = (ws / "logs/fake_download.log").read_text()
     for text in ("library chatter", "C-level chatter", "a library's warning", "halfway"):
         assert text in log
+
+
+# ------------------------------------------------------------------ divergence and bad numbers
+
+
+def _fit_diverging(ctx: registry.StepContext) -> None:
+    from torch.nn import functional as F
+
+    from subspacelab.nets.training import LossModule, fit, tensor_loader
+
+    gen = torch.Generator().manual_seed(0)
+    x = 100 * torch.randn(64, 3, generator=gen)
+    net = torch.nn.Linear(3, 1)
+    module = LossModule(net, lambda n, b: F.mse_loss(n(b[0]), b[1]), lr=1.0, optimizer="sgd")
+    loader = tensor_loader(x, x.sum(1, keepdim=True), batch_size=16, seed=0)
+    fit(ctx, module, loader, epochs=50, label="ridge")
+    save_tensors(ctx.out / "w.safetensors", {"w": net.weight}, study="fake", kind="model")
+
+
+def _with_step(name: str, run: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = tuple(
+        registry.Step(**{**s.__dict__, "run": run}) if s.name == name else s for s in FAKE.steps
+    )
+    monkeypatch.setattr(
+        registry, "_REGISTRY", {"fake": registry.Study(**{**FAKE.__dict__, "steps": steps})}
+    )
+
+
+def _nothing_committed(ws: Path) -> None:
+    assert not (ws / "models/fake/fit").exists()
+    assert not (ws / "reports/fake").exists()
+    assert not list((ws / ".mlflow-spool").glob("*fake_fit*.json"))
+    assert not (ws / ".stage-tmp/fake_fit").exists()
+
+
+def test_diverging_training_stops_the_stage_naming_study_step_model_epoch(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subspacelab.io import NonFiniteError
+
+    _with_step("fit", _fit_diverging, monkeypatch)
+    run_step(ws, "fake", "download")
+    with pytest.raises(
+        NonFiniteError,
+        match=r"fake\.fit: model 'ridge' diverged: the loss is "
+        r"(nan|inf) at epoch \d+/50",
+    ):
+        run_step(ws, "fake", "fit")
+    _nothing_committed(ws)
+
+
+def test_non_finite_report_metric_commits_nothing(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subspacelab.io import NonFiniteError
+
+    _with_step(
+        "report", lambda ctx: registry.Report(metrics={"trace": [1.0, float("nan")]}), monkeypatch
+    )
+    run_step(ws, "fake", "download")
+    run_step(ws, "fake", "fit")
+    with pytest.raises(
+        NonFiniteError,
+        match=r"fake_report: metric 'trace' is not finite: nan at "
+        r"index 1 of 2.*nothing was committed",
+    ):
+        run_step(ws, "fake", "report")
+    assert not (ws / "reports/fake").exists()
+    assert len(list((ws / ".mlflow-spool").glob("*.json"))) == 2  # download and fit only
+
+
+def test_non_finite_step_metric_commits_nothing(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from subspacelab.io import NonFiniteError
+
+    _with_step(
+        "download", lambda ctx: registry.StepOutput(metrics={"n": float("inf")}), monkeypatch
+    )
+    with pytest.raises(NonFiniteError, match=r"fake_download: metric 'n' is inf"):
+        run_step(ws, "fake", "download")
+    assert not (ws / "data/fake/download").exists()
+
+
+def test_metrics_reject_non_finite_values_by_name() -> None:
+    from subspacelab.io import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match=r"metric 'acc' is not finite: inf at index 0"):
+        registry.Metrics({"acc": float("inf")})
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+def _no_space(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_while_writing_outputs_is_clear_and_keeps_the_old_ones(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subspacelab.io import DiskFullError
+
+    run_step(ws, "fake", "download")
+    before = (ws / "data/fake/download/_meta.json").read_text()
+    monkeypatch.setattr(Path, "write_bytes", _no_space)  # save_tensors' write
+    with pytest.raises(
+        DiskFullError,
+        match=r"fake_download: no space left on device.*nothing "
+        "was committed",
+    ):
+        run_step(ws, "fake", "download")
+    assert (ws / "data/fake/download/_meta.json").read_text() == before
+    assert not (ws / ".stage-tmp/fake_download").exists()
+
+
+def test_disk_full_at_the_last_write_fails_before_the_commit(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run record is the last file a stage writes: a full disk there used to strike after
+    the outputs were committed (a traceback, and DVC reran the stage)."""
+    from subspacelab import tracking
+    from subspacelab.io import DiskFullError
+
+    monkeypatch.setattr(tracking, "write_json", _no_space)
+    with pytest.raises(DiskFullError, match="fake_download: no space left on device"):
+        run_step(ws, "fake", "download")
+    assert not (ws / "data/fake/download").exists()
+
+
+# ------------------------------------------------------------------ killed mid-commit
+
+
+_KILL_MID_COMMIT = """
+import os, signal, sys
+from pathlib import Path
+from subspacelab import io, registry
+from tests.fake_study import FAKE
+registry._REGISTRY["fake"] = FAKE
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if ".old-" in str(dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+io.os.replace = replace
+from subspacelab.runner import run_step
+run_step(Path(sys.argv[1]), "fake", "download")
+"""
+
+
+def test_stage_killed_between_the_two_renames_leaves_nothing_after_the_next_run(ws: Path) -> None:
+    run_step(ws, "fake", "download")
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_MID_COMMIT, str(ws)],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name[:14] for p in (ws / "data/fake").iterdir()] == [".download.old-"]
+    run_step(ws, "fake", "download")
+    assert sorted(p.name for p in (ws / "data/fake").iterdir()) == ["download"]
+    assert (ws / "data/fake/download/_meta.json").is_file()

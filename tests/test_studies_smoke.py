@@ -5,6 +5,7 @@ One test parametrised over the registry: a new study is covered the moment it is
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -60,5 +61,15 @@ def test_study_chain_runs_and_is_deterministic(slug: str, tmp_path: Path) -> Non
 
 
 def _computed(metrics: dict) -> dict:
-    """Every metric but wall-clock measurements (named ``*_time`` or ``*_seconds``)."""
+    """Every metric but wall-clock measurements (named ``*_time`` or ``*_seconds``), each value
+    checked finite first: NaN == NaN passes a dict comparison when both are the same object
+    (json's own NaN), so a diverged study would otherwise look deterministic."""
+    for name, stat in metrics.items():
+        assert all(math.isfinite(v) for v in stat["values"]), f"metric {name}: {stat['values']}"
     return {k: v for k, v in metrics.items() if not k.endswith(("_time", "_seconds"))}
+
+
+def test_the_determinism_check_cannot_pass_on_nan() -> None:
+    nan = {"acc": {"values": [float("nan")]}}
+    with pytest.raises(AssertionError, match="metric acc"):
+        _computed(nan)

@@ -173,3 +173,36 @@ def test_repeated_labels_stay_separate_models() -> None:
     for _ in range(3):
         tracking.add_model({"name": "dense", "params": {}, "metrics": []})
     assert [m["name"] for m in tracking.take_models()] == ["dense", "dense #2", "dense #3"]
+
+
+def _diverging(lr: float) -> tuple[LossModule, object]:
+    gen = torch.Generator().manual_seed(0)
+    x = 100 * torch.randn(64, 4, generator=gen)
+    y = x.sum(1, keepdim=True)
+    net = nn.Linear(4, 1)
+    module = LossModule(net, lambda n, b: F.mse_loss(n(b[0]), b[1]), lr=lr, optimizer="sgd")
+    return module, tensor_loader(x, y, batch_size=16, seed=0)
+
+
+def test_a_diverging_run_stops_at_once_naming_model_and_epoch() -> None:
+    from subspacelab.io import NonFiniteError
+
+    module, loader = _diverging(lr=1.0)  # far too high: the loss overflows within a few steps
+    seen: list[int] = []
+
+    class Count(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            seen.append(trainer.global_step)
+
+    with pytest.raises(
+        NonFiniteError,
+        match=r"training: model 'ridge' diverged: the loss is "
+        r"(nan|inf) at epoch \d+/50, batch \d+",
+    ):
+        fit(LocalEnv(), module, loader, epochs=50, label="ridge", callbacks=[Count()])
+    assert len(seen) < 50 * 4  # stopped at the first non-finite loss, not at the end
+
+
+def test_a_finite_run_is_not_stopped() -> None:
+    module, loader = _diverging(lr=1e-6)
+    assert len(fit(LocalEnv(), module, loader, epochs=3, label="ridge")) == 3

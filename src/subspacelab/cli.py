@@ -1,8 +1,13 @@
 """Command line: ``python -m subspacelab <command>``.
 
 Commands: ``lab [study ...] [--jobs N]`` (the lab through DVC, study chains side by side),
-``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate params.yaml),
-``dvc-yaml [--check]``, ``list``, ``replay-tracking``.
+``stage <step> <study>`` (what DVC runs), ``stage summary``, ``check`` (validate params.yaml, and
+refuse unpinned inputs of the active profile), ``dvc-yaml [--check]``, ``list``,
+``replay-tracking``.
+
+Errors in what the user gave (params, missing or foreign inputs, corrupt downloads, a full disk, a
+diverged run) print one ``error:`` line and exit 2; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +17,37 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from subspacelab.config import ParamsError, lab_config, read_params, study_config
+from subspacelab.config import ParamsError, lab_config, read_params, study_config, unpinned
 
-# ModelFileError (subspacelab.io) is a ValueError: importing io here would load torch for every
-# command, the lab driver's no-op run included.
-EXPECTED_ERRORS = (ParamsError, FileNotFoundError, KeyError, ValueError)
+
+class UsageError(ValueError):
+    """The command line names a study or step that does not exist."""
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean bad user input (one ``error:`` line), imported only when one is
+    raised: subspacelab.io loads torch, which the lab driver's no-op run should not pay for."""
+    from subspacelab.data.download import DownloadError
+    from subspacelab.io import (
+        CorruptFileError,
+        DiskFullError,
+        MissingFileError,
+        ModelFileError,
+        NonFiniteError,
+    )
+    from subspacelab.runner import MissingInputError
+
+    return (
+        ParamsError,
+        UsageError,
+        MissingInputError,
+        MissingFileError,
+        CorruptFileError,
+        ModelFileError,
+        DownloadError,
+        DiskFullError,
+        NonFiniteError,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_params(root: Path) -> None:
-    """Validate the lab section and both profiles of every study (ParamsError on the first)."""
+    """Validate the lab section and both profiles of every study (ParamsError on the first),
+    then list every input the active profile would fetch or load unpinned (one ParamsError)."""
     from subspacelab.registry import studies
 
     params = read_params(root / "params.yaml")
@@ -48,8 +80,16 @@ def check_params(root: Path) -> None:
             raise ParamsError(
                 f"{section}: unknown section; allowed: lab, {', '.join(sorted(known))}"
             )
+    missing = []
     for slug, study in studies().items():
-        study_config(study.config, params, slug, lab.profile)
+        cfg = study_config(study.config, params, slug, lab.profile)
+        missing += unpinned(cfg, f"{slug}.{lab.profile}")
+    if missing:
+        lines = "\n  ".join(missing)
+        raise ParamsError(
+            f"{len(missing)} input(s) of the {lab.profile} profile are not pinned; nothing is "
+            f"fetched or loaded unpinned, so pin each in params.yaml first:\n  {lines}"
+        )
 
 
 CHECK_STAMP = Path(".dvc/tmp/subspacelab-checked")
@@ -104,10 +144,30 @@ def main(argv: Sequence[str] | None = None, root: Path | None = None) -> int:
     root = (root or Path.cwd()).resolve()
     try:
         return _dispatch(args, root)
-    except EXPECTED_ERRORS as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {msg}", file=sys.stderr)
+    except (ParamsError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was committed", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not isinstance(exc, expected_errors()):
+            raise  # a bug: keep its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _stage(root: Path, step: str, slug: str | None) -> None:
+    if slug is None:
+        raise UsageError("usage: python -m stages <step> <study>, or python -m stages summary")
+    from subspacelab.registry import get_study
+    from subspacelab.runner import run_step
+
+    try:
+        get_study(slug).step(step)
+    except KeyError as exc:  # unknown study or step: the message lists the known ones
+        raise UsageError(exc.args[0]) from None
+    run_step(root, slug, step)
 
 
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
@@ -117,17 +177,13 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
             print(write_summary(root), file=sys.stderr)
             return 0
-        if args.study is None:
-            raise ValueError("usage: python -m stages <step> <study>")
-        from subspacelab.runner import run_step
-
-        run_step(root, args.study, args.step)
+        _stage(root, args.step, args.study)
         return 0
     if args.command == "lab":
         from subspacelab.lab import run_lab
 
         if args.jobs is not None and args.jobs < 1:
-            raise ValueError(f"--jobs: got {args.jobs}; allowed: >= 1")
+            raise UsageError(f"--jobs: got {args.jobs}; allowed: >= 1")
         jobs = args.jobs or lab_config(read_params(root / "params.yaml")).job_count()
         if not lab_checks(root):
             return 1
@@ -160,7 +216,11 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command == "replay-tracking":
         from subspacelab.tracking import replay
 
-        sent, kept = replay(root)
-        print(f"sent {sent} spooled run(s); {kept} still spooled", file=sys.stderr)
-        return 0 if kept == 0 else 1
+        done = replay(root)
+        print(
+            f"sent {done.sent} spooled run(s); {done.kept} still spooled; "
+            f"{done.corrupt} corrupt file(s) set aside",
+            file=sys.stderr,
+        )
+        return 0 if done.kept == 0 and done.corrupt == 0 else 1
     raise AssertionError(args.command)

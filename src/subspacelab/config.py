@@ -111,6 +111,34 @@ def validate(obj: object, prefix: str) -> None:
             raise ParamsError(f"{prefix}.{name}: got {value!r}; allowed: {allowed}")
 
 
+def unpinned(obj: object, prefix: str) -> list[str]:
+    """Every input the config would download or load without a pinned checksum or revision,
+    as ``<dotted key>: <what to pin>``, recursively (like :func:`validate`).
+
+    A dataclass declares its own with an optional ``unpinned()`` method returning
+    ``{field: what is missing}`` for the inputs its values select (a full profile's archives, a
+    model revision); a run refuses before any compute while the list is not empty.
+    """
+    if not dataclasses.is_dataclass(obj):
+        return []
+    found = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            found += unpinned(value, key)
+        elif isinstance(value, list | dict):
+            entries = value.items() if isinstance(value, dict) else enumerate(value)
+            for index, item in entries:
+                found += unpinned(
+                    item, f"{key}[{index}]" if isinstance(value, list) else f"{key}.{index}"
+                )
+    own = getattr(obj, "unpinned", None)
+    if callable(own):
+        found += [f"{prefix}.{name}: {what}" for name, what in own().items()]
+    return found
+
+
 def build(schema: type[T], raw: object, prefix: str) -> T:
     """Merge ``raw`` into the structured ``schema`` and validate; ParamsError when invalid."""
     if not isinstance(raw, Mapping):

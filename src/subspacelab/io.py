@@ -6,8 +6,10 @@ from another study fails with a clear message instead of a shape error deep insi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -24,6 +26,41 @@ from safetensors.torch import save
 
 class ModelFileError(ValueError):
     """A model or array file is missing, unreadable or belongs to another study."""
+
+
+class MissingFileError(FileNotFoundError):
+    """A JSON file a step reads is missing: the stage that writes it has not run."""
+
+
+class CorruptFileError(ValueError):
+    """A JSON file is not valid (strict) JSON."""
+
+
+class NonFiniteError(ValueError):
+    """A number that must be finite (a loss, a metric, a value written to JSON) is NaN or ±Inf."""
+
+
+class DiskFullError(RuntimeError):
+    """The disk (or quota) filled up while a stage wrote its outputs; nothing was committed."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def disk_full_is_clear(what: str) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT raised inside the block into a :class:`DiskFullError` naming ``what``
+    (a stage) and the file; any other error passes unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        raise DiskFullError(
+            f"{what}: no space left on device{where}; nothing was committed (the previous "
+            "outputs are untouched): free some space and run it again",
+        ) from exc
 
 
 @contextmanager
@@ -47,8 +84,43 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: object) -> None:
-    """Write JSON atomically, with sorted keys for stable diffs."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Write strict JSON atomically, with sorted keys for stable diffs.
+
+    NaN and ±Infinity are not JSON: a NonFiniteError names the file and the key holding one,
+    and nothing is written.
+    """
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    except ValueError:
+        where, value = _first_non_finite(data, "")
+        if where is None:
+            raise
+        raise NonFiniteError(
+            f"{path}: {where or 'the value'} is {value}, which JSON cannot hold; nothing was "
+            "written"
+        ) from None
+    write_text(path, text + "\n")
+
+
+def _first_non_finite(data: object, where: str) -> tuple[str | None, float | None]:
+    """The dotted key (``a.b[2]``) and value of the first NaN/±Inf in ``data``."""
+    if isinstance(data, float | np.floating) and not math.isfinite(float(data)):
+        return where, float(data)
+    if isinstance(data, Mapping):
+        items: Iterator[tuple[str, object]] = (
+            (f"{where}.{k}" if where else str(k), v) for k, v in data.items()
+        )
+    elif isinstance(data, list | tuple | set):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(data))
+    elif isinstance(data, np.ndarray):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(data.ravel().tolist()))
+    else:
+        return None, None
+    for key, value in items:
+        found = _first_non_finite(value, key)
+        if found[0] is not None:
+            return found
+    return None, None
 
 
 def _json_default(obj: object) -> object:
@@ -62,13 +134,18 @@ def _json_default(obj: object) -> object:
 
 
 def read_json(path: Path) -> Any:
-    """Read JSON; a clear error naming the file if it is missing or corrupt."""
+    """Read strict JSON (no NaN/Infinity); a clear error naming the file if it is missing
+    (MissingFileError) or corrupt (CorruptFileError)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run the stage that writes it first")
+        raise MissingFileError(f"{path}: missing; run the stage that writes it first")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt JSON ({exc})") from None
+        return json.loads(path.read_text(), parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: corrupt JSON ({exc})") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -155,11 +232,50 @@ def load_tensors(
 
 
 def replace_dir(staged: Path, final: Path) -> None:
-    """Move a fully written directory into place, replacing any previous one."""
+    """Move a fully written directory into place, replacing any previous one.
+
+    Two renames: the old directory to ``.<name>.old-<pid>``, the new one into place. A process
+    killed between them leaves the old one under that name; :func:`recover_dir` (run here first,
+    and by the runner before a step) puts it back or removes it.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(final)
     trash = final.parent / f".{final.name}.old-{os.getpid()}"
     if final.exists():
         os.replace(final, trash)
     os.replace(staged, final)
     if trash.exists():
         shutil.rmtree(trash)
+
+
+def recover_dir(final: Path) -> None:
+    """Clear what a :func:`replace_dir` killed between its two renames left beside ``final``.
+
+    With ``final`` missing, the newest leftover is the previous complete directory and is moved
+    back; every other leftover is removed. Leftovers of a live process (mid-commit) are kept.
+    """
+    leftovers = sorted(
+        (p for p in final.parent.glob(f".{final.name}.old-*") if not _alive(p)),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if leftovers and not final.exists() and leftovers[-1].is_dir():
+        os.replace(leftovers.pop(), final)
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _alive(leftover: Path) -> bool:
+    """Whether the process whose id ends the leftover's name is still running (not this one)."""
+    pid = leftover.name.rpartition("-")[2]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

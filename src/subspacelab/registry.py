@@ -9,6 +9,7 @@ these declarations; nothing about a study is written down twice.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import pkgutil
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from subspacelab.io import NonFiniteError
 from subspacelab.verdicts import ClaimResult, Stat
 
 if TYPE_CHECKING:
@@ -38,6 +40,12 @@ class Metrics(Mapping[str, Stat]):
             seq = [vals] if isinstance(vals, int | float) else list(vals)
             if not seq or not all(isinstance(v, int | float) for v in seq):
                 raise ValueError(f"metric {name!r}: expected numbers, got {vals!r}")
+            bad = [i for i, v in enumerate(seq) if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteError(
+                    f"metric {name!r} is not finite: {seq[bad[0]]} at index {bad[0]} of "
+                    f"{len(seq)} (a diverged run or an undefined score)"
+                )
             self._stats[name] = Stat(tuple(float(v) for v in seq))
 
     def __getitem__(self, name: str) -> Stat:

@@ -2,8 +2,9 @@
 
 The order guarantees the quality bar: params and inputs are checked before any compute; outputs
 are written under ``.stage-tmp/`` and moved into place only when the step has finished, so a
-killed stage leaves nothing half-written where DVC looks; MLflow is logged last and may fail
-without losing anything.
+killed stage leaves nothing half-written where DVC looks. A non-finite loss or metric, or a full
+disk, stops the step before that commit. The MLflow run is spooled just before the commit and
+sent after it; sending may fail without losing anything.
 """
 
 from __future__ import annotations
@@ -34,9 +35,18 @@ from subspacelab.config import (
     read_params,
     study_config,
     to_flat_dict,
+    unpinned,
 )
 from subspacelab.console import StageConsole
-from subspacelab.io import file_hashes, read_json, replace_dir, write_json
+from subspacelab.io import (
+    NonFiniteError,
+    disk_full_is_clear,
+    file_hashes,
+    read_json,
+    recover_dir,
+    replace_dir,
+    write_json,
+)
 from subspacelab.registry import (
     ClaimResult,
     Metrics,
@@ -107,6 +117,12 @@ def load_configs(root: Path, study: Study) -> tuple[LabConfig, Any, dict[str, An
     params = read_params(root / "params.yaml")
     lab = lab_config(params)
     cfg = study_config(study.config, params, study.slug, lab.profile)
+    missing = unpinned(cfg, f"{study.slug}.{lab.profile}")
+    if missing:
+        raise ParamsError(
+            f"{missing[0]}; unpinned inputs are never fetched or loaded: pin them in params.yaml "
+            "(`python -m subspacelab check` lists them all)"
+        )
     return lab, cfg, params
 
 
@@ -178,7 +194,12 @@ def _timings(root: Path, study: Study) -> dict[str, float]:
 def _write_report(
     root: Path, study: Study, staged: Path, result: Report, lab: LabConfig, wall_s: float
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    metrics = Metrics(result.metrics)
+    try:
+        metrics = Metrics(result.metrics)
+    except NonFiniteError as exc:
+        raise NonFiniteError(
+            f"{study.stage_name(study.report_step.name)}: {exc}; nothing was committed"
+        ) from None
     claims = _claims(study, metrics)
     plots = staged / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -268,6 +289,15 @@ def _csv_number(value: float | None) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+def _final_paths(root: Path, study: Study, step: Step) -> list[Path]:
+    """Where a step's outputs are committed (the step directory, or the report's files)."""
+    if step.kind != "report":
+        return [step_dir(root, study, step)]
+    paths = report_paths(root, study.slug)
+    names = ("metrics", "headline", "claims", "tables", "plots")
+    return [paths[n] for n in names] + ([paths["curves"]] if study.curves else [])
+
+
 def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
     if step.kind != "report":
         final = step_dir(root, study, step)
@@ -283,14 +313,7 @@ def _commit(root: Path, study: Study, step: Step, staged: Path) -> list[Path]:
     # metrics last: it marks the report complete
     for name in ("tables", "claims", "headline", "metrics"):
         os.replace(staged / paths[name].name, paths[name])
-    return [
-        paths["metrics"],
-        paths["headline"],
-        paths["claims"],
-        paths["tables"],
-        paths["plots"],
-        *([paths["curves"]] if paths["curves"].is_dir() else []),
-    ]
+    return _final_paths(root, study, step)
 
 
 def run_step(root: Path, slug: str, step_name: str) -> Path:
@@ -303,6 +326,9 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     inputs = check_inputs(root, study, step)
     rank = process_rank(lab)
 
+    if rank == 0:
+        for final in _final_paths(root, study, step):
+            recover_dir(final)  # what a commit killed between two renames left behind
     # under multi-process training every rank runs this step; each has its own scratch area
     staging = root / STAGING / (stage if rank == 0 else f"{stage}.rank{rank}")
     if staging.exists():
@@ -328,48 +354,89 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     start_ms = tracking.now_ms()
     t0 = time.perf_counter()
     tracking.take_models()  # models of an earlier step in this process are not this step's
+    spooled: Path | None = None
     try:
-        with threadpool_limits(lab.threads):  # BLAS in numpy/scipy/sklearn too, not only torch
-            result = step.run(ctx)
-        wall_s = time.perf_counter() - t0
-        if _finish_ranks(rank) != 0:
-            return step_dir(root, study, step)  # rank 0 commits and logs; this rank's scratch goes
-        logged: dict[str, float] = {}
-        claims: list[dict[str, Any]] = []
-        if step.kind == "report":
-            if not isinstance(result, Report):
-                raise TypeError(f"the last step of {slug} must return a Report")
-            doc, claims = _write_report(root, study, staging, result, lab, wall_s)
-            logged = {f"{k}.mean": v["mean"] for k, v in doc["metrics"].items()}
-            for c in claims:
-                logged[f"claim.{c['id']}.holds"] = float(c["holds"])
-                logged[f"claim.{c['id']}.inconclusive"] = float(c["verdict"] == "inconclusive")
-        else:
-            if isinstance(result, StepOutput):
-                logged = dict(result.metrics)
-            write_json(
-                out / META,
-                {
-                    "study": slug,
-                    "step": step_name,
-                    "wall_s": wall_s,
-                    "profile": lab.profile,
-                    "files": _manifest(out),
-                },
-            )
+        # a full disk anywhere before the commit is one clear error, and nothing is committed
+        with disk_full_is_clear(stage), threadpool_limits(lab.threads):
+            result = step.run(ctx)  # BLAS in numpy/scipy/sklearn too, not only torch
+            wall_s = time.perf_counter() - t0
+            if _finish_ranks(rank) != 0:
+                return step_dir(root, study, step)  # rank 0 commits and logs; this scratch goes
+            logged: dict[str, float] = {}
+            claims: list[dict[str, Any]] = []
+            if step.kind == "report":
+                if not isinstance(result, Report):
+                    raise TypeError(f"the last step of {slug} must return a Report")
+                doc, claims = _write_report(root, study, staging, result, lab, wall_s)
+                logged = {f"{k}.mean": v["mean"] for k, v in doc["metrics"].items()}
+                for c in claims:
+                    logged[f"claim.{c['id']}.holds"] = float(c["holds"])
+                    logged[f"claim.{c['id']}.inconclusive"] = float(c["verdict"] == "inconclusive")
+            else:
+                if isinstance(result, StepOutput):
+                    logged = _finite(stage, result.metrics)
+                write_json(
+                    out / META,
+                    {
+                        "study": slug,
+                        "step": step_name,
+                        "wall_s": wall_s,
+                        "profile": lab.profile,
+                        "files": _manifest(out),
+                    },
+                )
+            record = _record(root, study, step, lab, cfg, params, device, inputs, out, claims)
+            record.metrics = {**logged, "wall_s": wall_s}
+            record.artifacts.append(str(con.path))
+            record.start_ms, record.end_ms = start_ms, tracking.now_ms()
+            spooled = tracking.spool(record, root)  # the last write before the commit
         committed = _commit(root, study, step, staging)
+    except BaseException:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)  # nothing committed: no run to log
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         con.close(sys.exc_info()[1])
     con.done(wall_s, [str(p.relative_to(root)) for p in committed])
+    tracking.dispatch(spooled, root)
+    return committed[0]
 
+
+def _finite(stage: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """A step's logged scalars; a NonFiniteError naming the stage and metric if one is NaN/Inf."""
+    for name, value in metrics.items():
+        if not math.isfinite(float(value)):
+            raise NonFiniteError(
+                f"{stage}: metric {name!r} is {value}; nothing was committed (a diverged run or "
+                "an undefined score)"
+            )
+    return dict(metrics)
+
+
+def _record(
+    root: Path,
+    study: Study,
+    step: Step,
+    lab: LabConfig,
+    cfg: Any,
+    params: Mapping[str, Any],
+    device: torch.device,
+    inputs: Mapping[str, Path],
+    staged_out: Path,
+    claims: list[dict[str, Any]],
+) -> tracking.RunRecord:
+    """The MLflow run of one step execution, built before the commit (its metrics and times are
+    filled in by the caller): inputs as DVC-hashed datasets, the staged output's DVC hash under
+    its final path, model files as logged models, the report's claims for the chain run."""
     flat = {f"cfg.{k}": v for k, v in to_flat_dict(cfg).items()}
     flat.update({f"lab.{k}": v for k, v in to_flat_dict(lab).items()})
     commit = tracking.git_commit(root)
+    stage = study.stage_name(step.name)
     tags = {
         "git_commit": commit,
-        "subspacelab.study": slug,
-        "subspacelab.step": step_name,
+        "subspacelab.study": study.slug,
+        "subspacelab.step": step.name,
         "subspacelab.role": "stage",
         "dvc_stage": stage,
         "profile": lab.profile,
@@ -378,22 +445,25 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     }
     model_files: list[dict[str, Any]] = []
     if step.kind != "report":
-        out_ref = tracking.dataset_ref(root, committed[0], step_name)
-        tags.update({"dvc.out": out_ref["name"], "dvc.out_md5": out_ref["digest"]})
+        final = step_dir(root, study, step).relative_to(root).as_posix()
+        digest = tracking.dataset_ref(root, staged_out, step.name)["digest"]
+        tags.update({"dvc.out": final, "dvc.out_md5": digest})
         if step.kind == "models":
-            model_files = tracking.model_file_refs(root, committed[0])
-    record = tracking.RunRecord(
-        study=slug,
-        step=step_name,
+            staged = staged_out.relative_to(root).as_posix()
+            for ref in tracking.model_file_refs(root, staged_out):
+                ref["path"] = final + ref["path"].removeprefix(staged)
+                ref["dvc_out"] = final
+                model_files.append(ref)
+    return tracking.RunRecord(
+        study=study.slug,
+        step=step.name,
         stage=stage,
         chain_key=f"{commit}:{params_digest(params, study)}",
         tags=tags,
         params=tracking.stringify(flat),
-        metrics={**logged, "wall_s": wall_s},
-        artifacts=[*_artifacts(committed), str(con.path)],
+        metrics={},
+        artifacts=_artifacts(step, _final_paths(root, study, step)),
         final=step.kind == "report",
-        start_ms=start_ms,
-        end_ms=tracking.now_ms(),
         models=tracking.take_models(),
         datasets=[tracking.dataset_ref(root, path, name) for name, path in inputs.items()],
         model_files=model_files,
@@ -407,10 +477,8 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
             }
             for c in claims
         ],
-        paper=tracking.paper_note(study.title, study.arxiv, study.group, slug),
+        paper=tracking.paper_note(study.title, study.arxiv, study.group, study.slug),
     )
-    tracking.log_run(record, root)
-    return committed[0]
 
 
 def process_rank(lab: LabConfig) -> int:
@@ -457,6 +525,6 @@ def _manifest(out: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def _artifacts(committed: list[Path]) -> list[str]:
+def _artifacts(step: Step, finals: list[Path]) -> list[str]:
     """Report files are logged whole; for data/models only their _meta.json (DVC holds files)."""
-    return [str(p / META) if p.is_dir() and (p / META).is_file() else str(p) for p in committed]
+    return [str(p) for p in finals] if step.kind == "report" else [str(finals[0] / META)]

@@ -27,7 +27,12 @@ Every run is first written as JSON to ``.mlflow-spool/``; then, by SUBSPACELAB_T
 
 When the store cannot be reached the stage still completes with a warning and the run waits in
 the spool; ``python -m subspacelab replay-tracking`` sends it once the store is back. Flushes
-take a file lock, so concurrent stages never send a run twice.
+take a file lock, so concurrent stages never send a run twice, and sending is idempotent: each
+spooled run carries a spool id, stored as the tag ``subspacelab.spool_id`` and looked up before a
+run is created, so a send that failed midway is completed on the next try, never duplicated. A
+spool file that cannot be read is moved to ``.mlflow-spool/corrupt/`` and reported; the others
+are still sent. A cluster worker hands its unsent runs to the lab flow, which spools them on the
+head (flows/cluster.py).
 """
 
 from __future__ import annotations
@@ -42,19 +47,23 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from subspacelab.io import read_json, write_json
+from subspacelab.io import CorruptFileError, read_json, write_json
 
 log = logging.getLogger(__name__)
 SPOOL_DIR = ".mlflow-spool"
 EXPERIMENT_KIND = "custom_model_development"  # MLflow's kind for model training (not GenAI)
 META = "_meta.json"  # a step directory's manifest (written by the runner)
+CORRUPT_DIR = "corrupt"
+SPOOL_TAG = "subspacelab.spool_id"
+PARENT_ENV = "SUBSPACELAB_PARENT_RUN_ID"
 
 
 @dataclass
@@ -77,6 +86,8 @@ class RunRecord:
     model_files: list[dict[str, Any]] = field(default_factory=list)  # -> logged models
     claims: list[dict[str, Any]] = field(default_factory=list)  # the report's: on the chain run
     paper: str = ""  # the experiment's description
+    spool_id: str = ""
+    parent_run_id: str = ""  # SUBSPACELAB_PARENT_RUN_ID when spooled (a worker's runs keep it)
 
 
 _MODELS: list[dict[str, Any]] = []
@@ -225,7 +236,7 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
 
     client = MlflowClient(tracking_uri=uri)
     exp_id = _experiment(client, record, uri, root)
-    parent = os.environ.get("SUBSPACELAB_PARENT_RUN_ID")
+    parent = record.parent_run_id or os.environ.get(PARENT_ENV)
     chain_filter = f"tags.`subspacelab.chain_key` = '{record.chain_key}'"
     if parent:  # one chain run per outer run: a later lab run's chain gets its own
         chain_filter += f" and tags.`mlflow.parentRunId` = '{parent}'"
@@ -245,16 +256,40 @@ def _send(record: RunRecord, uri: str, root: Path) -> str:
         chain_id = client.create_run(
             exp_id, start_time=record.start_ms, tags=chain_tags
         ).info.run_id
-    tags = {**record.tags, "mlflow.parentRunId": chain_id, "mlflow.runName": record.stage}
-    run_id = client.create_run(exp_id, start_time=record.start_ms, tags=tags).info.run_id
+    tags = {
+        **record.tags,
+        "mlflow.parentRunId": chain_id,
+        "mlflow.runName": record.stage,
+        SPOOL_TAG: record.spool_id,
+    }
+    # a run an earlier, interrupted send created is completed, not created again
+    earlier = client.search_runs(
+        [exp_id], filter_string=f"tags.`{SPOOL_TAG}` = '{record.spool_id}'"
+    )
+    if earlier and earlier[0].info.status == "FINISHED":  # sent; its spool file outlived it
+        if record.final:
+            client.set_terminated(chain_id, "FINISHED", end_time=record.end_ms)
+        return earlier[0].info.run_id
+    if earlier:
+        run_id = earlier[0].info.run_id
+        have_params, have_metrics = earlier[0].data.params, earlier[0].data.metrics
+    else:
+        run_id = client.create_run(exp_id, start_time=record.start_ms, tags=tags).info.run_id
+        have_params, have_metrics = {}, {}
     client.log_batch(
         run_id,
-        metrics=[Metric(k, float(v), record.end_ms, 0) for k, v in sorted(record.metrics.items())],
-        params=[Param(k, v[:6000]) for k, v in sorted(record.params.items())],
+        metrics=[
+            Metric(k, float(v), record.end_ms, 0)
+            for k, v in sorted(record.metrics.items())
+            if k not in have_metrics
+        ],
+        params=[
+            Param(k, v[:6000]) for k, v in sorted(record.params.items()) if k not in have_params
+        ],
         tags=[RunTag("subspacelab.chain_run_id", chain_id)],
     )
     for art in record.artifacts:
-        path = Path(art)
+        path = root / art  # relative to the workspace (a worker's runs); absolute otherwise
         if path.is_dir():
             client.log_artifacts(run_id, str(path), artifact_path=path.name)
         elif path.is_file():
@@ -402,9 +437,8 @@ def _log_claims(client: Any, chain_id: str, claims: Sequence[Mapping[str, Any]])
 MODES = ("async", "sync", "off")
 
 
-def log_run(record: RunRecord, root: Path) -> Path:
-    """Spool a stage run, then send it per SUBSPACELAB_TRACKING; never raises for MLflow."""
-    path = spool(record, root)
+def dispatch(path: Path, root: Path) -> None:
+    """Send a spooled run per SUBSPACELAB_TRACKING; never raises (MLflow never costs a result)."""
     mode = os.environ.get("SUBSPACELAB_TRACKING", "async")
     if mode not in MODES:
         warnings.warn(
@@ -412,50 +446,104 @@ def log_run(record: RunRecord, root: Path) -> Path:
         )
         mode = "sync"
     uri = tracking_uri(root)
-    if mode != "off" and not _reachable(uri):
-        warnings.warn(
-            f"MLflow tracking store {uri} is not reachable; results are written and the run "
-            f"waits in {path} (send it later: python -m subspacelab replay-tracking)",
-            stacklevel=2,
-        )
-    elif mode == "sync":
-        _, kept = replay(root)
-        if kept:
+    try:
+        if mode != "off" and not _reachable(uri):
             warnings.warn(
-                f"MLflow logging failed for {kept} run(s); results are written and the runs "
-                f"wait in {root / SPOOL_DIR} (python -m subspacelab replay-tracking)",
+                f"MLflow tracking store {uri} is not reachable; results are written and the run "
+                f"waits in {path} (send it later: python -m subspacelab replay-tracking)",
                 stacklevel=2,
             )
-    elif mode == "async":
-        log_file = (root / SPOOL_DIR / "flush.log").open("a")
-        subprocess.Popen(
-            [sys.executable, "-m", "subspacelab", "replay-tracking"],
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # outlives the stage; DVC does not wait for it
-        )
-    return path
+        elif mode == "sync":
+            done = replay(root)
+            if done.kept or done.corrupt:
+                warnings.warn(
+                    f"MLflow logging failed for {done.kept + done.corrupt} run(s); results are "
+                    f"written and the runs wait in {root / SPOOL_DIR} "
+                    "(python -m subspacelab replay-tracking)",
+                    stacklevel=2,
+                )
+        elif mode == "async":
+            with (root / SPOOL_DIR / "flush.log").open("a") as log_file:
+                subprocess.Popen(
+                    [sys.executable, "-m", "subspacelab", "replay-tracking"],
+                    cwd=root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    start_new_session=True,  # outlives the stage; DVC does not wait for it
+                )
+    except Exception as exc:  # a full disk, a broken store: the results are committed
+        warnings.warn(f"MLflow logging not started ({exc}); the run waits in {path}", stacklevel=2)
 
 
 def spool(record: RunRecord, root: Path) -> Path:
-    """Write a record to the spool directory."""
-    path = root / SPOOL_DIR / f"{record.end_ms}-{record.stage}-{os.getpid()}.json"
+    """Write a record to the spool directory (giving it its spool id)."""
+    record.spool_id = record.spool_id or uuid.uuid4().hex
+    record.parent_run_id = record.parent_run_id or os.environ.get(PARENT_ENV, "")
+    path = root / SPOOL_DIR / f"{record.end_ms}-{record.stage}-{record.spool_id}.json"
     write_json(path, asdict(record))
     return path
 
 
-def replay(root: Path) -> tuple[int, int]:
-    """Send spooled runs, oldest first, under a lock; returns (sent, still spooled)."""
+class Replayed(NamedTuple):
+    """What a replay did: runs sent, runs still spooled, unreadable spool files set aside."""
+
+    sent: int
+    kept: int
+    corrupt: int
+
+
+def spooled_runs(root: Path) -> list[RunRecord]:
+    """The runs waiting in the spool at ``root`` (unreadable files skipped), with artifact paths
+    relative to ``root``: what a cluster worker hands back before its clone disappears."""
+    runs = []
+    for path in sorted((root / SPOOL_DIR).glob("*.json")):
+        try:
+            record = load_record(path)
+        except CorruptFileError as exc:
+            log.warning("not handing back %s: %s", path.name, exc)
+            continue
+        record.artifacts = [_relative(Path(a), root.resolve()) for a in record.artifacts]
+        runs.append(record)
+    return runs
+
+
+def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else unchanged."""
+    resolved = path.resolve() if path.is_absolute() else path
+    return str(resolved.relative_to(base)) if resolved.is_relative_to(base) else str(path)
+
+
+def load_record(path: Path) -> RunRecord:
+    """A spooled run; CorruptFileError if the file is not a valid record."""
+    data = read_json(path)
+    try:
+        record = RunRecord(**data)
+    except TypeError as exc:
+        raise CorruptFileError(f"{path}: not a spooled run ({exc})") from None
+    record.spool_id = record.spool_id or path.stem  # spooled before runs had ids
+    return record
+
+
+def replay(root: Path) -> Replayed:
+    """Send spooled runs, oldest first, under a lock; unreadable files are moved to
+    ``corrupt/`` with a warning naming them, and the rest are still sent."""
     spool_dir = root / SPOOL_DIR
     spool_dir.mkdir(parents=True, exist_ok=True)
-    sent = kept = 0
+    sent = kept = corrupt = 0
     uri = tracking_uri(root)
     with (spool_dir / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one sender at a time: no run is sent twice
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one sender at a time
         for path in sorted(spool_dir.glob("*.json")):
-            record = RunRecord(**read_json(path))
+            try:
+                record = load_record(path)
+            except CorruptFileError as exc:
+                aside = spool_dir / CORRUPT_DIR / path.name
+                aside.parent.mkdir(exist_ok=True)
+                os.replace(path, aside)
+                log.warning("skipped a corrupt spool file, moved to %s: %s", aside, exc)
+                corrupt += 1
+                continue
             try:
                 _send(record, uri, root)
             except Exception as exc:  # keep the record for the next try
@@ -464,7 +552,7 @@ def replay(root: Path) -> tuple[int, int]:
                 continue
             path.unlink()
             sent += 1
-    return sent, kept
+    return Replayed(sent, kept, corrupt)
 
 
 def now_ms() -> int:

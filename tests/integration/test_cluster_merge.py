@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,17 @@ import pytest
 import yaml
 
 from flows.cluster import merge_result
+from subspacelab import registry
 from subspacelab.config import lab_config
 from subspacelab.runner import process_rank
+from subspacelab.tracking import SPOOL_DIR, RunRecord, replay
+from tests.fake_study import FAKE, FAKE2
 from tests.helpers import LAB
+
+
+@pytest.fixture(autouse=True)
+def _fake_studies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", {"fake": FAKE, "fake2": FAKE2})
 
 
 def _repo(root: Path) -> str:
@@ -68,6 +77,96 @@ def test_merge_refuses_a_report_that_does_not_match_its_lock_entry(tmp_path: Pat
     with pytest.raises(RuntimeError, match="does not match"):
         merge_result(root, _result("fake", commit, b"[]", md5="0" * 32))
     assert not (root / "dvc.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "../evil.json",
+        "/tmp/evil.json",
+        "reports/fake/../../dvc.yaml",
+        "reports/fake2/claims.json",  # another study's report
+        "params.yaml",
+        "reports/fake/..\\..\\evil.json",
+    ],
+)
+def test_merge_confines_worker_paths_to_the_study(tmp_path: Path, rel: str) -> None:
+    root = tmp_path / "ws"
+    commit = _repo(root)
+    result = _result("fake", commit, b"[]")
+    result["files"][rel] = base64.b64encode(b"pwned").decode()
+    with pytest.raises(RuntimeError, match="outside its outputs"):
+        merge_result(root, result)
+    assert not (root / "dvc.lock").exists() and not (root / "reports").exists()
+    assert not (tmp_path / "evil.json").exists()
+
+
+def test_merge_refuses_other_stages_and_outputs(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    commit = _repo(root)
+    result = _result("fake", commit, b"[]")
+    result["lock"]["fake2_fit"] = {"cmd": "x", "outs": [{"path": "models/fake2/fit"}]}
+    with pytest.raises(RuntimeError, match=r"dvc.lock entries of \['fake2_fit'\]"):
+        merge_result(root, result)
+    result = _result("fake", commit, b"[]")
+    result["lock"]["fake_fit"] = {"cmd": "x", "outs": [{"path": "models/../../outside"}]}
+    with pytest.raises(RuntimeError, match="outside its outputs"):
+        merge_result(root, result)
+    assert not (root / "dvc.lock").exists()
+
+
+def _run(**over: Any) -> dict[str, Any]:
+    record = RunRecord(
+        study="fake",
+        step="report",
+        stage="fake_report",
+        chain_key="c:1",
+        tags={"subspacelab.role": "stage", "dvc_stage": "fake_report"},
+        params={"cfg.x": "1"},
+        metrics={"wall_s": 1.0},
+        artifacts=["reports/fake/claims.json"],
+        final=True,
+        start_ms=1,
+        end_ms=2,
+        spool_id="a" * 32,
+    )
+    return {**record.__dict__, **over}
+
+
+def test_a_workers_unsent_runs_reach_the_head(tmp_path: Path) -> None:
+    """The worker's store was down: its runs travel in the result, wait in the head's spool
+    and are sent from there, with the report artifact the merge wrote."""
+    root = tmp_path / "ws"
+    commit = _repo(root)
+    result = {**_result("fake", commit, b"[]"), "runs": [_run()]}
+    merge_result(root, result)
+    (spooled,) = (root / SPOOL_DIR).glob("*.json")
+    assert spooled.name == f"2-fake_report-{'a' * 32}.json"
+    assert replay(root) == (1, 0, 0)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("fake")
+    (run,) = client.search_runs([exp.experiment_id], "tags.dvc_stage = 'fake_report'")
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["claims.json"]
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"artifacts": ["/etc/passwd"]},
+        {"artifacts": ["reports/fake2/claims.json"]},
+        {"stage": "fake2_report"},
+        {"spool_id": "../../evil"},
+        {"end_ms": "../x"},
+    ],
+)
+def test_a_workers_runs_are_confined_too(tmp_path: Path, over: dict[str, Any]) -> None:
+    root = tmp_path / "ws"
+    commit = _repo(root)
+    with pytest.raises(RuntimeError, match=r"outside its outputs|returned a run"):
+        merge_result(root, {**_result("fake", commit, b"[]"), "runs": [_run(**over)]})
+    assert not (root / SPOOL_DIR).exists()
 
 
 @pytest.mark.parametrize(

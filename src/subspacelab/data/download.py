@@ -1,23 +1,26 @@
 """Real downloads for the ``full`` profiles: streamed, SHA-256 checked, safely extracted.
 
-A file whose checksum does not match is removed and the error names the file, the expected and
-the actual digest. Archives are extracted member by member, refusing absolute paths, ``..``,
+A download whose checksum does not match is not kept, and the error names the URL, the expected
+and the actual digest; a file already in place (a download, or one placed by hand) is verified
+and never deleted. Archives are extracted member by member, refusing absolute paths, ``..``,
 links and device files, so a hostile archive cannot write outside its target directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from subspacelab.io import atomic_path, sha256_file
+from subspacelab.io import DISK_FULL, atomic_path, sha256_file
 
 
 class DownloadError(ValueError):
@@ -60,22 +63,22 @@ def _mismatch(path: Path, resource: Resource) -> str | None:
     return None
 
 
-def verify(path: Path, resource: Resource, *, remove: bool = True) -> Path:
+def verify(path: Path, resource: Resource) -> Path:
     """Check a file's checksum; on a mismatch raise DownloadError naming it.
 
-    A mismatching download is deleted (the rerun fetches it again); pass ``remove=False`` for a
-    file the user placed by hand (a licence-gated archive), which cannot be fetched again.
+    The file is never deleted: it may have been placed by hand (a licence-gated archive, one no
+    longer served), and :func:`fetch` only ever puts verified downloads in place, so a mismatch is
+    the user's to resolve.
     """
     if not path.is_file():
         raise DownloadError(f"{path}: missing")
     problem = _mismatch(path, resource)
-    if problem and remove:
-        path.unlink()
-        raise DownloadError(
-            f"{path}: {problem}; the corrupt file was removed, run the stage again to re-download"
-        )
     if problem:
-        raise DownloadError(f"{path}: {problem}; the file is corrupt or a different release")
+        raise DownloadError(
+            f"{path}: {problem}; the file is corrupt or a different release. It was left in "
+            "place (files are never deleted): replace it with the pinned release, or remove it "
+            "to download it again"
+        )
     return path
 
 
@@ -84,20 +87,27 @@ def fetch(
     dest_dir: Path,
     progress: Callable[[str], None] = lambda _msg: None,
     chunk: int = 1 << 20,
+    timeout: float = 60.0,
 ) -> Path:
-    """Download ``resource`` into ``dest_dir`` (skipped if a verified copy is there)."""
+    """Download ``resource`` into ``dest_dir``, unless a copy is already there: that one (a
+    previous download or a file placed by hand) is verified instead, and never replaced.
+
+    A failed transfer (HTTP error, no answer within ``timeout`` seconds, a connection closed
+    before ``Content-Length`` bytes arrived) or a checksum mismatch raises DownloadError naming
+    the URL, and leaves nothing in ``dest_dir``.
+    """
     dest = dest_dir / resource.filename
     if dest.is_file():
-        try:
-            return verify(dest, resource)
-        except DownloadError:
-            progress(f"{dest.name}: existing copy is corrupt, downloading again")
+        return verify(dest, resource)
     if not resource.url.startswith(("https://", "http://", "file://")):
         raise DownloadError(f"{resource.url}: only http(s) and file URLs are allowed")
     progress(f"downloading {resource.url}")
     with atomic_path(dest) as tmp:
         try:
-            with urllib.request.urlopen(resource.url, timeout=60) as resp, tmp.open("wb") as out:
+            with (
+                urllib.request.urlopen(resource.url, timeout=timeout) as resp,
+                tmp.open("wb") as out,
+            ):
                 total = int(resp.headers.get("Content-Length") or 0)
                 done = 0
                 next_report = 0.0
@@ -107,12 +117,33 @@ def fetch(
                     if total and done / total >= next_report:
                         progress(f"{dest.name}: {100 * done / total:5.1f}% of {total >> 20} MiB")
                         next_report += 0.1
-        except OSError as exc:
-            raise DownloadError(f"{resource.url}: download failed ({exc})") from None
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise  # the runner's disk-full error, not a download problem
+            raise DownloadError(
+                f"{resource.url}: download failed ({_failure(exc, timeout)}); nothing was kept"
+            ) from None
+        if total and done != total:
+            raise DownloadError(
+                f"{resource.url}: download failed (truncated: {done} of {total} bytes); "
+                "nothing was kept"
+            )
         problem = _mismatch(tmp, resource)
         if problem:
             raise DownloadError(f"{resource.url}: {problem}; nothing was kept")
     return dest
+
+
+def _failure(exc: BaseException, timeout: float) -> str:
+    """What went wrong with a transfer, in words."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, http.client.IncompleteRead):
+        return f"connection closed early, {reason.expected} more bytes were due: truncated"
+    return str(reason)
 
 
 def _safe_target(dest: Path, name: str) -> Path:

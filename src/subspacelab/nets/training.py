@@ -37,6 +37,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from subspacelab import tracking
 from subspacelab.config import LabConfig
+from subspacelab.io import NonFiniteError
 
 # Tensor loaders run in the training process by design (the data is already in memory).
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -212,6 +213,54 @@ class EpochProgress(Callback):
             )
 
 
+class StopOnNonFinite(Callback):
+    """Stops training at the first non-finite loss (or epoch metric) with a NonFiniteError that
+    names the study, step, model and epoch: a diverged run never reaches a metric or a file.
+
+    Every trainer from :func:`make_trainer` has it; under multi-process training the ranks agree
+    on the decision, so all of them stop together.
+    """
+
+    def __init__(self, env: TrainEnv, label: str) -> None:
+        study = getattr(env, "study", None)
+        step = getattr(env, "step", None)
+        self.where = (
+            f"{study.slug}.{step.name}" if study is not None and step is not None else "training"
+        )
+        self.label = label
+
+    def _check(self, trainer: L.Trainer, name: str, value: Tensor, batch: int | None) -> None:
+        bad = not bool(torch.isfinite(value.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            at = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            if batch is not None:
+                at += f", batch {batch + 1} (optimiser step {trainer.global_step})"
+            shown = float(value.detach().float().flatten()[0]) if value.numel() else value
+            raise NonFiniteError(
+                f"{self.where}: model {self.label!r} diverged: {name} is {shown} at {at}; "
+                "nothing was written (lower the learning rate, or check the inputs)"
+            )
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Check the batch's loss (the training step's output)."""
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, Tensor):
+            self._check(trainer, "the loss", loss, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Check every metric the module logged this epoch."""
+        for name, value in sorted(trainer.callback_metrics.items()):
+            if isinstance(value, Tensor):
+                self._check(trainer, f"logged metric {name!r}", value, None)
+
+
 def make_trainer(
     ctx: TrainEnv,
     *,
@@ -223,9 +272,9 @@ def make_trainer(
     params: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[L.Trainer, EpochProgress]:
-    """A Trainer on ctx.device with the lab's scale-out settings, a progress callback and a
-    :class:`LabLogger` (the model's MLflow child run, named ``label``; ``params`` are its
-    params besides those read off the Trainer, e.g. the arm and seed)."""
+    """A Trainer on ctx.device with the lab's scale-out settings, a progress callback,
+    :class:`StopOnNonFinite` and a :class:`LabLogger` (the model's MLflow child run, named
+    ``label``; ``params`` are its params besides those read off the Trainer, e.g. arm and seed)."""
     lab = ctx.lab
     logger = LabLogger(label, params)
     progress = EpochProgress(ctx.progress, label, every, logger)
@@ -242,7 +291,7 @@ def make_trainer(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[progress, *callbacks],
+        callbacks=[progress, StopOnNonFinite(ctx, label), *callbacks],
         **kwargs,
     )
     return trainer, progress

@@ -21,6 +21,10 @@ class FloraVtab:
     tasks: list[str] = param(choices=VTAB_TASKS, min_len=1)
     image_size: int = param(ge=8)
 
+    def unpinned(self) -> dict[str, str]:
+        """The archive is downloaded only against its SHA-256."""
+        return {} if self.sha256 else {"sha256": f"the SHA-256 of {self.filename}"}
+
 
 @dataclass
 class FloraSchedule:

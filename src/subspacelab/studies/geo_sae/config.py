@@ -37,6 +37,17 @@ class DataConfig:
             return {"scene_file": "the scene export to fetch"}
         return {}
 
+    def unpinned(self) -> dict[str, str]:
+        """A real scene (and its ground truth, when named) is fetched only against its SHA-256."""
+        if self.source != "scene":
+            return {}
+        missing = {}
+        if not self.scene_sha256:
+            missing["scene_sha256"] = f"the SHA-256 of {self.scene_file}"
+        if self.units_file and not self.units_sha256:
+            missing["units_sha256"] = f"the SHA-256 of {self.units_file}"
+        return missing
+
 
 @dataclass
 class ModelConfig:

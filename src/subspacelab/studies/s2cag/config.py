@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from subspacelab.clustering.datasets import PLANETOID_PARTS
 from subspacelab.config import param
 
 
@@ -42,6 +43,18 @@ class DataConfig:
         elif not self.planetoid:
             return {"planetoid": "at least one of cora, citeseer, pubmed"}
         return {}
+
+    def unpinned(self) -> dict[str, str]:
+        """Each Planetoid file is fetched only against its SHA-256."""
+        if self.source != "planetoid":
+            return {}
+        parts = (*PLANETOID_PARTS, "test.index")
+        files = [f"ind.{name}.{part}" for name in self.planetoid for part in parts]
+        return {
+            f"planetoid_sha256.{f}": "its SHA-256"
+            for f in files
+            if not self.planetoid_sha256.get(f)
+        }
 
 
 @dataclass

@@ -5,6 +5,7 @@ SubspaceAD: Lendering, Akdag & Bondarev, CVPR 2026, arXiv:2602.23013.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from subspacelab.config import param
@@ -52,6 +53,15 @@ class DataConfig:
                 return {"defects": f"{cat}: a non-empty list from {list(DEFECT_TYPES)}"}
         return {}
 
+    def unpinned(self) -> dict[str, str]:
+        """The MVTec-AD archive (placed by hand) and VisA (downloaded) are SHA-256 pinned."""
+        pins = {"mvtec_ad": "mvtec_sha256", "visa": "visa_sha256"}
+        return {
+            pins[d]: "the archive's SHA-256"
+            for d in self.datasets
+            if d in pins and not getattr(self, pins[d])
+        }
+
 
 @dataclass
 class FeaturesConfig:
@@ -88,6 +98,12 @@ class FeaturesConfig:
             return {"cnn_channels": "four stage widths"}
         if self.backbone == "random_cnn" and self.image_res % 16:
             return {"image_res": "a multiple of 16 for the 4-stage stride-2 CNN"}
+        return {}
+
+    def unpinned(self) -> dict[str, str]:
+        """DINOv2 is loaded at a pinned hub commit (40 hex digits)."""
+        if self.backbone == "dinov2" and not re.fullmatch(r"[0-9a-f]{40}", self.hf_revision):
+            return {"hf_revision": f"the 40-hex commit of {self.hf_model} on the HF hub"}
         return {}
 
 

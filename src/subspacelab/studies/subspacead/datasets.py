@@ -121,9 +121,7 @@ def prepare_mvtec(archive: Path, sha256: str, dest: Path) -> list[str]:
             "mvtec_anomaly_detection.tar.xz from https://www.mvtec.com/company/research/"
             f"datasets/mvtec-ad and place it at {archive}"
         )
-    verify(
-        archive, Resource(url=archive.as_uri(), filename=archive.name, sha256=sha256), remove=False
-    )
+    verify(archive, Resource(url=archive.as_uri(), filename=archive.name, sha256=sha256))
     safe_extract(archive, dest)
     return list_categories(dest)
 

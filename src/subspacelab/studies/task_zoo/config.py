@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from subspacelab.config import param
 from subspacelab.merging.bench import TRANSFORMS
-from subspacelab.studies.task_zoo.full import VISION_TASKS
+from subspacelab.studies.task_zoo.full import URLS, VISION_TASKS
 
 
 @dataclass
@@ -18,6 +18,16 @@ class VisionData:
     val_fraction: float = param(gt=0, lt=1)  # validation carved from train (task-vectors: 0.1)
     max_val: int = param(ge=1)  # ... at most this many images (task-vectors: 5000)
     checksums: dict[str, str] = param()  # file -> "md5:<hex>" / "sha256:<hex>"; "" refuses
+
+    def unpinned(self) -> dict[str, str]:
+        """Every file of the chosen tasks is fetched (or verified) against a pinned checksum."""
+        missing = {}
+        for task in self.tasks:
+            for name in URLS[task]:
+                algo, _, digest = self.checksums.get(name, "").partition(":")
+                if algo not in ("md5", "sha256") or not digest:
+                    missing[f"checksums.{name}"] = '"md5:<hex>" or "sha256:<hex>"'
+        return missing
 
 
 @dataclass
