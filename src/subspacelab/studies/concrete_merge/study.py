@@ -267,17 +267,23 @@ def _evaluate(ctx: StepContext) -> Report:
     results = read_json(ctx.inputs["merge"] / "results.json")
     metrics = collect_results(results, ctx.seeds)
     combos = sorted({tuple(k.split("/")[1:]) for k in results})
+    masks = ("cta", "concrete_adamerging")
     rows = [
-        "| head | regime | " + " | ".join(METHODS) + " | CTA logit std (max abs) |",
-        "|---|---|" + "---|" * (len(METHODS) + 1),
+        "| head | regime | "
+        + " | ".join(METHODS)
+        + " | "
+        + " | ".join(f"{m} mask logit std (max abs)" for m in masks)
+        + " |",
+        "|---|---|" + "---|" * (len(METHODS) + len(masks)),
     ]
     for h, r in combos:
         cells = [Stat(tuple(metrics[f"{h}_{r}_{m}_norm"])).fmt() for m in METHODS]
-        spread = (
-            f"{np.mean(metrics[f'{h}_{r}_cta_logit_std']):.3f} "
-            f"({np.max(metrics[f'{h}_{r}_cta_logit_absmax']):.2f})"
-        )
-        rows.append(f"| {h} | {r} | " + " | ".join(cells) + f" | {spread} |")
+        cells += [
+            f"{Stat(tuple(metrics[f'{h}_{r}_{m}_logit_std'])).fmt()} "
+            f"({np.max(metrics[f'{h}_{r}_{m}_logit_absmax']):.2f})"
+            for m in masks
+        ]
+        rows.append(f"| {h} | {r} | " + " | ".join(cells) + " |")
     figures = {
         f"normalised_{h}_{r}": bar_figure(
             f"concrete_merge {h}/{r}: normalised accuracy",
