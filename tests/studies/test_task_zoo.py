@@ -72,6 +72,7 @@ def test_tiny_merging_chain(tmp_path: Path) -> None:
     for method in CONCRETE_METHODS:
         assert 0.0 <= cm[f"h1_fft_{method}_abs"]["mean"] <= 1.0
         assert cm[f"h1_fft_{method}_task_norm"]["n"] == 3  # 1 seed x 3 tasks
+    assert cm["h1_fft_cta_steps"]["mean"] == 3  # the tiny profile's cta_steps, none skipped
     assert cm["h1_fft_cta_logit_std"]["mean"] > 0.0  # the mask moved off its start
     assert {c["verdict"] for c in out["concrete_merge"][1]} <= {
         "holds",
