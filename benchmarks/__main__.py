@@ -52,6 +52,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "gcr": gcr_step.section,
     "clustering": clustering.section,
     "merging": merging.section,
+    "merging_fusion_bench": merging.fusion_bench_section,
     "probes": probes.section,
     "training": training.section,
     "recsys": recsys.section,
@@ -77,7 +78,7 @@ def main(names: list[str]) -> None:
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
-        "`python -m benchmarks [pca gcr clustering merging probes training]`.",
+        "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training]`.",
         "Not part of `make test`.",
         "",
     ]

@@ -15,10 +15,11 @@ from subspacelab.merging.concrete import (
     evaluation_mask,
     label_entropy,
     layerwise_adamerging,
-    mask_density,
+    logit_spread,
     mask_task_vectors,
     merge_layerwise,
     prediction_entropy,
+    shuffled_mask,
 )
 from subspacelab.nets.training import LocalEnv, fit, full_batch_loader
 
@@ -37,7 +38,11 @@ def test_concrete_sample_is_seeded_and_saturates() -> None:
 def test_masks_and_rescaling() -> None:
     logits = {"w": torch.zeros(2, 2)}
     assert torch.equal(evaluation_mask(logits, "continuous")["w"], torch.full((2, 2), 0.5))
-    assert mask_density(logits) == 0.5
+    assert logit_spread(logits) == (0.0, 0.0)  # untrained: uniform mask
+    assert logit_spread({"a": torch.tensor([-1.0, 1.0]), "b": torch.tensor([3.0, -3.0])}) == (
+        pytest.approx(5**0.5),
+        3.0,
+    )
     discrete = evaluation_mask({"w": torch.full((100,), 50.0)}, "discrete", _gen())["w"]
     assert torch.equal(discrete, torch.ones(100))
     with pytest.raises(ValueError, match="generator"):
@@ -49,6 +54,17 @@ def test_masks_and_rescaling() -> None:
     assert torch.equal(half["w"], torch.tensor([2.0, 0.0, 6.0, 0.0]))
     (empty,) = mask_task_vectors([tv], {"w": torch.zeros(4)})  # clamp: no division by zero
     assert torch.equal(empty["w"], torch.zeros(4))
+
+
+def test_shuffled_mask_keeps_each_tensors_values_not_their_places() -> None:
+    mask = {"w": torch.arange(100.0).reshape(10, 10), "b": torch.tensor([1.0, 0.0, 0.0, 1.0])}
+    out = shuffled_mask(mask, _gen())
+    for k, m in mask.items():
+        assert out[k].shape == m.shape
+        assert torch.equal(out[k].reshape(-1).sort().values, m.reshape(-1).sort().values)
+    assert not torch.equal(out["w"], mask["w"])  # moved (a 1-in-100! chance of not moving)
+    again = shuffled_mask(mask, _gen())
+    assert all(torch.equal(out[k], again[k]) for k in mask)  # seeded
 
 
 def test_merge_layerwise_exact() -> None:
@@ -98,7 +114,7 @@ def test_adaptation_loops_decrease_a_toy_loss() -> None:
         generator=_gen(),
         collapse_below=0.5,
     )
-    assert cta.steps_run == 30 and mask_density(cta.logits) != 0.5  # the logits moved
+    assert cta.steps_run == 30 and logit_spread(cta.logits)[0] > 0  # the logits moved
     meta = concrete_adamerging_mask(
         LocalEnv(),
         base,
@@ -112,7 +128,7 @@ def test_adaptation_loops_decrease_a_toy_loss() -> None:
         generator=_gen(),
         collapse_below=0.5,
     )
-    assert meta.steps_run == 5 and not meta.collapsed and mask_density(meta.logits) != 0.5
+    assert meta.steps_run == 5 and not meta.collapsed and logit_spread(meta.logits)[0] > 0
 
 
 def test_adamerging_clamps_lambda_to_the_unit_interval() -> None:

@@ -1,36 +1,91 @@
-"""concrete_merge: claim checks both ways and the tiny chain (with its task zoo)."""
+"""concrete_merge: claim checks (holds / does not hold / inconclusive), each with its random-mask
+control, on hand-made per seed x task metrics."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from subspacelab.registry import Metrics
 from subspacelab.studies.concrete_merge.study import CLAIMS
 
 BY_ID = {c.id: c for c in CLAIMS}
+SEEDS, TASKS = 3, 4
+N = SEEDS * TASKS
 
 
-def _m(**vals: float) -> Metrics:
-    return Metrics({f"h1_{k}": [v] for k, v in vals.items()})
+def _per(base: float, jitter: float = 0.002) -> list[float]:
+    """Per seed x task values around ``base`` (deterministic small spread)."""
+    return [base + jitter * ((i * 7) % 5 - 2) / 2 for i in range(N)]
 
 
-def test_claims_both_ways() -> None:
-    good = _m(
-        cta_norm=0.9,
-        ta_norm=0.85,
-        ta_lam=0.1,
-        concrete_adamerging_norm=0.9,
-        adamerging_norm=0.9,
-        cta_abs=0.80,
-        cta_discrete_abs=0.805,
+def _m(**arms: Sequence[float]) -> Metrics:
+    """Metrics of every concrete_merge arm (h1, fft); ``arms`` override the defaults."""
+    task = {
+        "ta": _per(0.85),
+        "cta": _per(0.90),
+        "cta_random": _per(0.86),
+        "cta_discrete": _per(0.90),
+        "cta_discrete_random": _per(0.85),
+        "adamerging": _per(0.88),
+        "concrete_adamerging": _per(0.90),
+        "concrete_adamerging_random": _per(0.87),
+    } | {k: list(v) for k, v in arms.items()}
+    vals: dict[str, list[float]] = {}
+    for arm, per in task.items():
+        for field in ("norm", "abs"):
+            vals[f"h1_fft_{arm}_task_{field}"] = per
+            vals[f"h1_fft_{arm}_{field}"] = [
+                sum(per[s * TASKS : (s + 1) * TASKS]) / TASKS for s in range(SEEDS)
+            ]
+    for arm in ("cta", "concrete_adamerging"):
+        vals[f"h1_fft_{arm}_logit_std"] = [0.4, 0.5, 0.45]
+        vals[f"h1_fft_{arm}_logit_absmax"] = [1.8, 1.9, 2.0]
+        vals[f"h1_fft_{arm}_collapsed"] = [0.0, 0.0, 0.0]
+    vals["h1_fft_ta_lam"] = [0.1, 0.1, 0.12]
+    return Metrics(vals)
+
+
+def test_claims_hold_when_the_learned_mask_beats_its_control() -> None:
+    for cid, claim in BY_ID.items():
+        assert claim.check(_m()).verdict == "holds", cid
+
+
+def test_claims_fail_without_the_relation() -> None:
+    assert BY_ID["cta_gt_ta"].check(_m(ta=_per(0.92))).verdict == "does not hold"
+    bad_b = _m(adamerging=_per(0.93))
+    assert BY_ID["concrete_adamerging_ge_adamerging"].check(bad_b).verdict == "does not hold"
+    bad_c = _m(cta_discrete=_per(0.87), cta_discrete_random=_per(0.84))  # 3 pt apart
+    assert BY_ID["discrete_vs_continuous_mask"].check(bad_c).verdict == "does not hold"
+    low_c = _m(cta_discrete=_per(0.93), cta_discrete_random=_per(0.84))  # 3 pt above
+    assert BY_ID["discrete_vs_continuous_mask"].check(low_c).verdict == "does not hold"
+
+
+def test_a_mask_no_better_than_random_fails_every_claim() -> None:
+    """A uniform mask (logits at 0): CTA = TA-like, CAdaM = AdaM, discrete ≈ continuous — every
+    main relation passes, and only the random mask of the same density exposes it."""
+    uniform = _m(
+        ta=_per(0.85),
+        cta=_per(0.86),
+        cta_random=_per(0.87),
+        cta_discrete=_per(0.86),
+        cta_discrete_random=_per(0.865),
+        adamerging=_per(0.88),
+        concrete_adamerging=_per(0.88),
+        concrete_adamerging_random=_per(0.885),
     )
-    bad = _m(
-        cta_norm=0.85,
-        ta_norm=0.85,
-        ta_lam=0.1,
-        concrete_adamerging_norm=0.89,
-        adamerging_norm=0.9,
-        cta_abs=0.80,
-        cta_discrete_abs=0.79,
+    for cid, claim in BY_ID.items():
+        res = claim.check(uniform)
+        assert res.verdict == "does not hold", cid
+        controls = [t for t in res.tests if "random" in t.name]
+        assert controls and all(t.verdict == "does not hold" for t in controls), cid
+
+
+def test_straddling_seeds_are_inconclusive() -> None:
+    noisy = [0.90 + (0.04 if i % 2 else -0.035) for i in range(N)]  # mean +0.0025 over TA 0.9
+    res = BY_ID["cta_gt_ta"].check(_m(ta=_per(0.90, 0.0), cta=noisy))
+    assert res.verdict == "inconclusive"
+    res = BY_ID["concrete_adamerging_ge_adamerging"].check(
+        _m(concrete_adamerging=_per(0.90), concrete_adamerging_random=noisy)
     )
-    for cid in BY_ID:
-        assert BY_ID[cid].check(good).holds, cid
-        assert not BY_ID[cid].check(bad).holds, cid
+    assert res.verdict == "inconclusive"
+    assert "logit_std" in res.measured

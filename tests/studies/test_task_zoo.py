@@ -10,8 +10,9 @@ import torch
 
 from subspacelab.config import ParamsError, study_config
 from subspacelab.merging.bench import load_zoo
+from subspacelab.studies.concrete_merge.study import METHODS as CONCRETE_METHODS
 from subspacelab.studies.dc_merge.study import CLAIMS_BY_ID as DC_CLAIMS
-from subspacelab.studies.merging_compare.study import adapter_rows, merge_rows
+from subspacelab.studies.merging_compare.study import adapter_rows, budget_level, merge_rows
 from subspacelab.studies.task_zoo.config import TaskZooConfig
 from tests.helpers import tiny_params
 from tests.studies.merging_helpers import tiny_merging_chain
@@ -26,12 +27,36 @@ def test_config_rejects_too_many_samples() -> None:
 
 def test_compare_rows() -> None:
     dc = {"0/h1/lora": {"ta": {"abs": 0.8, "norm": 0.9, "alpha": 0.3, "time_s": 0.01}}}
-    concrete = {"0/h1": {"cta": {"abs": 0.7, "norm": 0.8, "time_s": 2.0}, "ta": {}}}
+    concrete = {
+        "0/h1/fft": {
+            "cta": {"abs": 0.7, "norm": 0.8, "lam": 0.1, "time_s": 2.0, "task_norm": [0.8]},
+            "ta": {"abs": 0.6, "norm": 0.7, "lam": 0.1, "time_s": 0.1},
+        },
+        "0/h1/lora": {"ta": {"abs": 0.5, "norm": 0.5, "lam": 0.1, "time_s": 0.1}},
+    }
     rows = merge_rows(dc, concrete, ["h1"], ["lora", "fft"])
-    assert len(rows) == 4 and rows[2].startswith("| cta | h1 | fft | 0.700")
-    assert rows[3].startswith("| ta | h1 | lora | 0.800")
-    flora = {"0/a": {"lora_0.02": {"acc": 0.5, "params": 100.0, "budget_frac": 0.02}}}
-    assert adapter_rows(flora)[2].startswith("| lora_0.02 | 0.500")
+    assert len(rows) == 5
+    assert rows[2].startswith("| cta | h1 | fft | 0.700 | 0.800 | 0.10 |")
+    assert rows[3].startswith("| ta | h1 | fft | 0.600") and rows[3].endswith("concrete_merge |")
+    # the same method on the same slice: dc_merge's row only
+    assert rows[4].startswith("| ta | h1 | lora | 0.800") and rows[4].endswith("dc_merge |")
+
+
+def test_adapter_rows_claim_a_match_only_where_counts_show_it() -> None:
+    def arms(lora: float, flora: float) -> dict:
+        return {
+            "linear_probe": {"acc": 0.4, "params": 0.0, "budget_frac": 0.0},
+            "lora_0.02": {"acc": 0.5, "params": lora, "budget_frac": 0.02},
+            "flora_0.02": {"acc": 0.6, "params": flora, "budget_frac": 0.02},
+        }
+
+    rows = adapter_rows({"0/a": arms(841.0, 489.0)})
+    lora = next(r for r in rows if r.startswith("| lora_0.02 | 0.500"))
+    assert lora.endswith("| 0.02 | no (1.72) |")
+    assert next(r for r in rows if r.startswith("| linear_probe")).endswith("| — | — |")
+    rows = adapter_rows({"0/a": arms(500.0, 489.0)})
+    assert next(r for r in rows if r.startswith("| flora_0.02")).endswith("| yes (1.02) |")
+    assert budget_level("flora_0.05") == 0.05 and budget_level("full_ft") is None
 
 
 @pytest.mark.slow
@@ -44,9 +69,16 @@ def test_tiny_merging_chain(tmp_path: Path) -> None:
     assert dc["h1_lora_individual_norm"]["mean"] == pytest.approx(1.0)
     assert [c["id"] for c in out["dc_merge"][1]] == list(DC_CLAIMS)
     cm = out["concrete_merge"][0]["metrics"]
-    for method in ("ta", "cta", "cta_discrete", "adamerging", "concrete_adamerging"):
-        assert 0.0 <= cm[f"h1_{method}_abs"]["mean"] <= 1.0
-    assert 0.0 < cm["h1_cta_density"]["mean"] < 1.0
+    for method in CONCRETE_METHODS:
+        assert 0.0 <= cm[f"h1_fft_{method}_abs"]["mean"] <= 1.0
+        assert cm[f"h1_fft_{method}_task_norm"]["n"] == 3  # 1 seed x 3 tasks
+    assert cm["h1_fft_cta_steps"]["mean"] == 3  # the tiny profile's cta_steps, none skipped
+    assert cm["h1_fft_cta_logit_std"]["mean"] > 0.0  # the mask moved off its start
+    assert {c["verdict"] for c in out["concrete_merge"][1]} <= {
+        "holds",
+        "does not hold",
+        "inconclusive",
+    }
     assert len(out["flora"][1]) == 2
     ws = tmp_path / "ws"
     zoo = load_zoo(ws / "data/task_zoo/data", ws / "models/task_zoo/zoo", 0)
@@ -56,4 +88,5 @@ def test_tiny_merging_chain(tmp_path: Path) -> None:
     assert int(torch.linalg.matrix_rank(delta)) <= 2  # LoRA task vectors: rank r
     assert out["merging_compare"][0]["metrics"]["merge_runs"]["mean"] > 0
     tables = (ws / "reports/merging_compare/tables.md").read_text()
-    assert "merges_on_the_task_zoo" in tables and "adapters_at_matched_budgets" in tables
+    assert "merges_on_the_task_zoo" in tables and "adapters_and_their_budgets" in tables
+    assert "| ta | h1 | fft |" in tables  # the FFT task-arithmetic row (concrete_merge's)

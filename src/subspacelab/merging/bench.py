@@ -176,3 +176,23 @@ def individual_accuracies(zoo: Zoo, head: str, regime: str, split: str = "test")
 def normalised(accs: Sequence[float], individual: Sequence[float]) -> float:
     """Mean over tasks of merged accuracy / individual fine-tuned accuracy."""
     return float(np.mean([a / max(i, 1e-12) for a, i in zip(accs, individual, strict=True)]))
+
+
+def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str, list[float]]:
+    """Metrics ``<head>_<regime>_<method>_<field>`` from a merge step's ``results.json`` (keys
+    ``"<seed>/<head>/<regime>"`` -> method -> field -> value), in the order of ``seeds``: one
+    value per seed, or one per seed x task (seed-major) for list fields such as ``task_norm``.
+    Wall times (``time_s``) stay in results.json: a rerun must reproduce the metrics exactly."""
+    metrics: dict[str, list[float]] = {}
+    for seed in seeds:
+        for key, methods in results.items():
+            s, h, r = key.split("/")
+            if int(s) != seed:
+                continue
+            for method, row in methods.items():
+                for field, value in row.items():
+                    if field == "time_s":
+                        continue
+                    vals = value if isinstance(value, list) else [value]
+                    metrics.setdefault(f"{h}_{r}_{method}_{field}", []).extend(vals)
+    return metrics

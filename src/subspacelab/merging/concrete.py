@@ -63,10 +63,24 @@ def mask_task_vectors(tvs: Sequence[StateDict], mask: StateDict) -> list[StateDi
     return [{k: v * scale[k] for k, v in tv.items()} for tv in tvs]
 
 
-def mask_density(logits: StateDict) -> float:
-    """Mean of σ(x) over every mask entry."""
-    total = sum(float(torch.sigmoid(v).sum()) for v in logits.values())
-    return total / sum(v.numel() for v in logits.values())
+def shuffled_mask(mask: StateDict, generator: torch.Generator) -> StateDict:
+    """A random mask of the same density: each tensor's entries of ``mask`` permuted at random.
+
+    Every tensor keeps its density (and its whole distribution of values) but loses where they
+    sit: the control that tells a learned mask from one that only thins the task vectors.
+    """
+    out = {}
+    for k, m in mask.items():
+        flat = m.detach().reshape(-1)
+        out[k] = flat[torch.randperm(flat.numel(), generator=generator)].reshape(m.shape)
+    return out
+
+
+def logit_spread(logits: StateDict) -> tuple[float, float]:
+    """(standard deviation, largest |x|) of the mask logits over every entry: how far training
+    moved them from their common start at 0 (at 0 the mask is uniform, σ(x) = ½)."""
+    flat = torch.cat([v.detach().reshape(-1) for v in logits.values()]).double()
+    return float(flat.std(unbiased=False)), float(flat.abs().max())
 
 
 def merge_layerwise(base: StateDict, tvs: Sequence[StateDict], lambdas: Tensor) -> StateDict:
