@@ -41,6 +41,12 @@ class DataConfig:
             return {"criteo_file": "the Criteo-format log to read"}
         return {}
 
+    def unpinned(self) -> dict[str, str]:
+        """The hand-placed Criteo log needs its SHA-256 pinned before the full profile runs."""
+        if self.source == "criteo" and not self.criteo_sha256:
+            return {"criteo_sha256": f"SHA-256 of your copy of {self.criteo_file}"}
+        return {}
+
 
 @dataclass
 class ModelConfig:
