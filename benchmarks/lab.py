@@ -9,6 +9,8 @@ an older commit exported with ``git archive``:
 - ``python -m benchmarks.lab noop --copy DIR``: copy the checkout to ``DIR``, give every stage a
   placeholder output and let ``dvc commit -f`` record it, then time ``dvc status`` and
   ``dvc repro`` there (nothing is left to run, so both measure DVC's own checks);
+- ``python -m benchmarks.lab heavy``: per stage, the heavy packages (Lightning, scikit-learn,
+  matplotlib, SciPy) its process imports and those its step function can reach (static);
 - ``python -m benchmarks.lab chains --copy DIR slug ...``: run the named studies' chains in a
   copy, once one stage at a time (``dvc repro``) and once with ``python -m subspacelab lab``
   (``--jobs 2``), each from empty outputs; wall times and whether the two dvc.lock files agree.
@@ -181,10 +183,42 @@ def chains(root: Path, copy: Path, slugs: list[str], jobs: int) -> dict[str, Any
     return results
 
 
+HEAVY = ("lightning", "sklearn", "matplotlib", "scipy")
+
+
+def heavy(root: Path) -> dict[str, dict[str, list[str]]]:
+    """Per stage: the heavy packages its process imports when it loads the study (the import
+    closure of the step's module) and those its step function can actually reach; a package in
+    the first list only is import time the stage pays for nothing (static analysis)."""
+    sys.path[:0] = [str(root / "src"), str(root)]
+    from subspacelab import dvcgen, registry
+
+    def tags(files: set[Path]) -> list[str]:
+        found = set()
+        for f in files:
+            text = f.read_text()
+            found.update(h for h in HEAVY if f"\nimport {h}" in text or f"\nfrom {h}" in text)
+        return sorted(found)
+
+    out = {}
+    for study in registry.studies().values():
+        for step in study.steps:
+            module = step.run.__module__
+            loaded = dvcgen.import_closure(root, [module])
+            if step.kind == "report":
+                reached = loaded
+            else:
+                reached = dvcgen.import_closure(
+                    root, list(dvcgen.reached_modules(root, module, step.run.__name__))
+                )
+            out[study.stage_name(step.name)] = {"loads": tags(loaded), "needs": tags(reached)}
+    return out
+
+
 def main() -> None:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.lab", description=__doc__)
-    p.add_argument("what", choices=("imports", "noop", "chains"))
+    p.add_argument("what", choices=("imports", "noop", "chains", "heavy"))
     p.add_argument("slugs", nargs="*")
     p.add_argument("--root", type=Path, default=Path.cwd())
     p.add_argument("--copy", type=Path)
@@ -193,6 +227,8 @@ def main() -> None:
     root = args.root.resolve()
     if args.what == "imports":
         out: dict[str, Any] = imports(root, args.slugs)
+    elif args.what == "heavy":
+        out = heavy(root)
     elif args.what == "noop":
         out = noop(root, args.copy.resolve())
     else:
