@@ -165,7 +165,14 @@ def chains(root: Path, copy: Path, slugs: list[str], jobs: int) -> dict[str, Any
         ws = _copy(root, copy / mode)
         (ws / "dvc.lock").unlink(missing_ok=True)
         if mode == "sequential":
-            targets = [f"reports/{s}/metrics.json" for s in slugs]
+            stages = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
+            targets = [  # each study's report stage (DVC runs its upstream first)
+                name
+                for name, st in stages.items()
+                for s in slugs
+                if {"reports/" + s + "/metrics.json"}
+                & {next(iter(m)) for m in st.get("metrics", [])}
+            ]
             cmd = [sys.executable, "-m", "dvc", "repro", *targets]
         else:
             cmd = [sys.executable, "-m", "subspacelab", "lab", "--jobs", str(jobs), *slugs]
