@@ -114,9 +114,49 @@ def _placeholder_outputs(root: Path) -> None:
                     (path / "_meta.json").write_text("{}\n")
 
 
-def noop(root: Path, copy: Path) -> dict[str, Any]:
+def _double(ws: Path) -> None:
+    """Every study twice (``<slug>x2`` beside ``<slug>``: its own params section, outputs and
+    stages, the same code), to see how the no-op scales towards 42 studies."""
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    for slug in [k for k in params if k != "lab"]:
+        params[f"{slug}x2"] = params[slug]
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    doc = yaml.safe_load((ws / "dvc.yaml").read_text())
+
+    def moved(path: str, slug: str) -> str:
+        parts = path.split("/")
+        if parts[0] in ("data", "models", "reports") and len(parts) > 1 and parts[1] == slug:
+            parts[1] = f"{slug}x2"
+        return "/".join(parts)
+
+    extra = {}
+    for name, stage in doc["stages"].items():
+        if name == "summary":
+            continue
+        slug = stage["cmd"].split()[-1]
+        dup = dict(stage, cmd=f"{stage['cmd']}x2")
+        dup["params"] = [
+            f"{slug}x2{p[len(slug) :]}" if p.startswith(f"{slug}.") else p for p in stage["params"]
+        ]
+        dup["deps"] = [moved(d, slug) for d in stage["deps"]]
+        for kind in ("outs", "metrics", "plots"):
+            if kind in stage:
+                dup[kind] = [
+                    {moved(next(iter(o)), slug): next(iter(o.values()))}
+                    if isinstance(o, dict)
+                    else moved(o, slug)
+                    for o in stage[kind]
+                ]
+        extra[f"{name}_x2"] = dup
+    doc["stages"] = {**extra, **doc["stages"]}
+    (ws / "dvc.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+
+
+def noop(root: Path, copy: Path, double: bool = False) -> dict[str, Any]:
     """No-op ``dvc status`` / ``dvc repro`` times (s) on a copy whose lock matches placeholders."""
     ws = _copy(root, copy)
+    if double:
+        _double(ws)
     _placeholder_outputs(ws)
     dvc = [sys.executable, "-m", "dvc"]
     commit = _timed([*dvc, "commit", "-f", "-q"], ws)
@@ -131,9 +171,14 @@ def noop(root: Path, copy: Path) -> dict[str, Any]:
         "dvc repro": _median([*dvc, "repro"], ws),
     }
     if (ws / "src/subspacelab/lab.py").is_file():  # the lab driver (this branch on)
-        lab = [sys.executable, "-m", "subspacelab", "lab"]
-        out["lab checks (first run, setup)"] = _median(lab, ws, n=1)
-        out["python -m subspacelab lab"] = _median(lab, ws)
+        # what `python -m subspacelab lab` does once its checks are remembered
+        code = "from pathlib import Path; import subspacelab.lab as l; l.chains(Path.cwd()); "
+        code += "print(l.inspect(Path.cwd())[0])"
+        out["lab driver's status (in process)"] = _median([sys.executable, "-c", code], ws)
+        if not double:  # a doubled dvc.yaml is not the registry's: the checks would refuse it
+            lab = [sys.executable, "-m", "subspacelab", "lab"]
+            out["lab checks (first run, setup)"] = _median(lab, ws, n=1)
+            out["python -m subspacelab lab"] = _median(lab, ws)
     return out
 
 
@@ -230,6 +275,7 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path.cwd())
     p.add_argument("--copy", type=Path)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--double", action="store_true", help="noop: every study twice")
     args = p.parse_intermixed_args()
     root = args.root.resolve()
     if args.what == "imports":
@@ -237,7 +283,7 @@ def main() -> None:
     elif args.what == "heavy":
         out = heavy(root)
     elif args.what == "noop":
-        out = noop(root, args.copy.resolve())
+        out = noop(root, args.copy.resolve(), args.double)
     else:
         out = chains(root, args.copy.resolve(), args.slugs, args.jobs)
     print(json.dumps(out, indent=2))
