@@ -9,6 +9,8 @@ an older commit exported with ``git archive``:
 - ``python -m benchmarks.lab noop --copy DIR``: copy the checkout to ``DIR``, give every stage a
   placeholder output and let ``dvc commit -f`` record it, then time ``dvc status`` and
   ``dvc repro`` there (nothing is left to run, so both measure DVC's own checks);
+- ``python -m benchmarks.lab heavy``: per stage, the heavy packages (Lightning, scikit-learn,
+  matplotlib, SciPy) its process imports and those its step function can reach (static);
 - ``python -m benchmarks.lab chains --copy DIR slug ...``: run the named studies' chains in a
   copy, once one stage at a time (``dvc repro``) and once with ``python -m subspacelab lab``
   (``--jobs 2``), each from empty outputs; wall times and whether the two dvc.lock files agree.
@@ -112,9 +114,49 @@ def _placeholder_outputs(root: Path) -> None:
                     (path / "_meta.json").write_text("{}\n")
 
 
-def noop(root: Path, copy: Path) -> dict[str, Any]:
+def _double(ws: Path) -> None:
+    """Every study twice (``<slug>x2`` beside ``<slug>``: its own params section, outputs and
+    stages, the same code), to see how the no-op scales towards 42 studies."""
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    for slug in [k for k in params if k != "lab"]:
+        params[f"{slug}x2"] = params[slug]
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    doc = yaml.safe_load((ws / "dvc.yaml").read_text())
+
+    def moved(path: str, slug: str) -> str:
+        parts = path.split("/")
+        if parts[0] in ("data", "models", "reports") and len(parts) > 1 and parts[1] == slug:
+            parts[1] = f"{slug}x2"
+        return "/".join(parts)
+
+    extra = {}
+    for name, stage in doc["stages"].items():
+        if name == "summary":
+            continue
+        slug = stage["cmd"].split()[-1]
+        dup = dict(stage, cmd=f"{stage['cmd']}x2")
+        dup["params"] = [
+            f"{slug}x2{p[len(slug) :]}" if p.startswith(f"{slug}.") else p for p in stage["params"]
+        ]
+        dup["deps"] = [moved(d, slug) for d in stage["deps"]]
+        for kind in ("outs", "metrics", "plots"):
+            if kind in stage:
+                dup[kind] = [
+                    {moved(next(iter(o)), slug): next(iter(o.values()))}
+                    if isinstance(o, dict)
+                    else moved(o, slug)
+                    for o in stage[kind]
+                ]
+        extra[f"{name}_x2"] = dup
+    doc["stages"] = {**extra, **doc["stages"]}
+    (ws / "dvc.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+
+
+def noop(root: Path, copy: Path, double: bool = False) -> dict[str, Any]:
     """No-op ``dvc status`` / ``dvc repro`` times (s) on a copy whose lock matches placeholders."""
     ws = _copy(root, copy)
+    if double:
+        _double(ws)
     _placeholder_outputs(ws)
     dvc = [sys.executable, "-m", "dvc"]
     commit = _timed([*dvc, "commit", "-f", "-q"], ws)
@@ -129,9 +171,14 @@ def noop(root: Path, copy: Path) -> dict[str, Any]:
         "dvc repro": _median([*dvc, "repro"], ws),
     }
     if (ws / "src/subspacelab/lab.py").is_file():  # the lab driver (this branch on)
-        lab = [sys.executable, "-m", "subspacelab", "lab"]
-        out["lab checks (first run, setup)"] = _median(lab, ws, n=1)
-        out["python -m subspacelab lab"] = _median(lab, ws)
+        # what `python -m subspacelab lab` does once its checks are remembered
+        code = "from pathlib import Path; import subspacelab.lab as l; l.chains(Path.cwd()); "
+        code += "print(l.inspect(Path.cwd())[0])"
+        out["lab driver's status (in process)"] = _median([sys.executable, "-c", code], ws)
+        if not double:  # a doubled dvc.yaml is not the registry's: the checks would refuse it
+            lab = [sys.executable, "-m", "subspacelab", "lab"]
+            out["lab checks (first run, setup)"] = _median(lab, ws, n=1)
+            out["python -m subspacelab lab"] = _median(lab, ws)
     return out
 
 
@@ -163,7 +210,14 @@ def chains(root: Path, copy: Path, slugs: list[str], jobs: int) -> dict[str, Any
         ws = _copy(root, copy / mode)
         (ws / "dvc.lock").unlink(missing_ok=True)
         if mode == "sequential":
-            targets = [f"reports/{s}/metrics.json" for s in slugs]
+            stages = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
+            targets = [  # each study's report stage (DVC runs its upstream first)
+                name
+                for name, st in stages.items()
+                for s in slugs
+                if {"reports/" + s + "/metrics.json"}
+                & {next(iter(m)) for m in st.get("metrics", [])}
+            ]
             cmd = [sys.executable, "-m", "dvc", "repro", *targets]
         else:
             cmd = [sys.executable, "-m", "subspacelab", "lab", "--jobs", str(jobs), *slugs]
@@ -181,20 +235,55 @@ def chains(root: Path, copy: Path, slugs: list[str], jobs: int) -> dict[str, Any
     return results
 
 
+HEAVY = ("lightning", "sklearn", "matplotlib", "scipy")
+
+
+def heavy(root: Path) -> dict[str, dict[str, list[str]]]:
+    """Per stage: the heavy packages its process imports when it loads the study (the import
+    closure of the step's module) and those its step function can actually reach; a package in
+    the first list only is import time the stage pays for nothing (static analysis)."""
+    sys.path[:0] = [str(root / "src"), str(root)]
+    from subspacelab import dvcgen, registry
+
+    def tags(files: set[Path]) -> list[str]:
+        found = set()
+        for f in files:
+            text = f.read_text()
+            found.update(h for h in HEAVY if f"\nimport {h}" in text or f"\nfrom {h}" in text)
+        return sorted(found)
+
+    out = {}
+    for study in registry.studies().values():
+        for step in study.steps:
+            module = step.run.__module__
+            loaded = dvcgen.import_closure(root, [module])
+            if step.kind == "report":
+                reached = loaded
+            else:
+                reached = dvcgen.import_closure(
+                    root, list(dvcgen.reached_modules(root, module, step.run.__name__))
+                )
+            out[study.stage_name(step.name)] = {"loads": tags(loaded), "needs": tags(reached)}
+    return out
+
+
 def main() -> None:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.lab", description=__doc__)
-    p.add_argument("what", choices=("imports", "noop", "chains"))
+    p.add_argument("what", choices=("imports", "noop", "chains", "heavy"))
     p.add_argument("slugs", nargs="*")
     p.add_argument("--root", type=Path, default=Path.cwd())
     p.add_argument("--copy", type=Path)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--double", action="store_true", help="noop: every study twice")
     args = p.parse_intermixed_args()
     root = args.root.resolve()
     if args.what == "imports":
         out: dict[str, Any] = imports(root, args.slugs)
+    elif args.what == "heavy":
+        out = heavy(root)
     elif args.what == "noop":
-        out = noop(root, args.copy.resolve())
+        out = noop(root, args.copy.resolve(), args.double)
     else:
         out = chains(root, args.copy.resolve(), args.slugs, args.jobs)
     print(json.dumps(out, indent=2))

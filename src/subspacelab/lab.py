@@ -22,6 +22,7 @@ each stage's own output to ``logs/<stage>.log``.
 from __future__ import annotations
 
 import copy
+import marshal
 import os
 import re
 import signal
@@ -56,7 +57,8 @@ class Chain:
 def chains(root: Path) -> dict[str, Chain]:
     """Every study's chain, in dvc.yaml's order, read from dvc.yaml (which the registry
     generates): no study is imported. ``after`` holds the studies whose outputs a chain reads."""
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
+    stages = yaml.load((root / "dvc.yaml").read_text(), Loader=loader)["stages"]
     out: dict[str, Chain] = {}
     owner: dict[str, str] = {}
     for name, stage in stages.items():
@@ -117,15 +119,20 @@ def _fast_dvc() -> None:
     parse = _yaml.parse_yaml
     if getattr(parse, "_subspacelab_memo", False):
         return
-    memo: dict[tuple[str, str, str], Any] = {}
+    memo: dict[tuple[str, str, str], tuple[bytes | None, Any]] = {}
 
     def cached(text: str, path: str, typ: str = "safe") -> Any:
         if typ != "safe":  # round-trip parses carry comments for rewriting: never shared
             return parse(text, path, typ)
         key = (str(path), text, typ)
         if key not in memo:
-            memo[key] = parse(text, path, typ)
-        return copy.deepcopy(memo[key])
+            data = parse(text, path, typ)
+            try:  # plain YAML data: marshal copies it in C, far faster than deepcopy
+                memo[key] = (marshal.dumps(data), None)
+            except ValueError:  # a date or another type marshal does not know
+                memo[key] = (None, data)
+        raw, data = memo[key]
+        return marshal.loads(raw) if raw is not None else copy.deepcopy(data)
 
     cached._subspacelab_memo = True  # type: ignore[attr-defined]
     _yaml.parse_yaml = cached
