@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,32 @@ def test_hvp_and_gnvp_match_exact_matrices(loss: str) -> None:
     # G is positive semi-definite; H - G is the residual term, nonzero for a tanh net
     assert float(torch.linalg.eigvalsh(g).min()) > -1e-10
     assert float(torch.linalg.norm(h - g)) > 1e-6
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+@pytest.mark.parametrize("widths", [(4,), (5, 6), (3, 4, 5)])
+def test_closed_form_mlp_hessian_matches_autograd(loss: str, widths: tuple[int, ...]) -> None:
+    torch.manual_seed(2)
+    dims = (3, *widths, 3)
+    mods: list[nn.Module] = []
+    for a, b in itertools.pairwise(dims):
+        mods += [nn.Linear(a, b), nn.Tanh()]
+    model = nn.Sequential(*mods[:-1]).double()
+    x, y = _data()
+    fn, theta = hs.flat_model(model)
+    h, g = hs.mlp_hessian(model, x, y, loss)
+    torch.testing.assert_close(h, hs.exact_hessian(fn, theta, x, y, loss), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g, hs.gauss_newton(fn, theta, x, loss), rtol=1e-10, atol=1e-12)
+
+
+def test_closed_form_mlp_hessian_refuses_other_models() -> None:
+    x, y = _data()
+    relu = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3)).double()
+    with pytest.raises(ValueError, match="Linear, Tanh"):
+        hs.mlp_hessian(relu, x, y, "ce")
+    no_bias = nn.Sequential(nn.Linear(3, 3, bias=False)).double()
+    with pytest.raises(ValueError, match="with biases"):
+        hs.mlp_hessian(no_bias, x, y, "ce")
 
 
 def test_lanczos_matches_full_spectrum() -> None:

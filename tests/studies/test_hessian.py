@@ -83,30 +83,60 @@ def test_config_needs_exactly_one_source() -> None:
         build(DataConfig, raw, "hessian.mini.data")
 
 
-def _metrics(
-    bulk_w: tuple[float, float], overlap: float, barrier: float, sep_bulk: float
-) -> Metrics:
-    vals: dict[str, float] = {}
-    for i, w in enumerate((8, 16)):
-        vals[f"bulk/mse/k2/w{w}"] = bulk_w[i]
-        vals[f"overlap/mse/k2/w{w}"] = overlap
-        vals[f"lambda1/mse/k2/w{w}"] = 1.0
-        vals[f"outliers_gap/mse/k2/w{w}"] = 2
-    vals["bulk/mse/k2_std2/w8"] = sep_bulk
-    vals["lambda1/mse/k2_std2/w8"] = 2.0
-    vals["outliers_gap/mse/k2_std2/w8"] = 2
-    vals["overlap/mse/k2_std2/w8"] = overlap
-    vals["sblb/barrier_over_init"] = barrier
+SEEDS = 3
+
+
+def _metrics(**over: tuple[float, ...]) -> Metrics:
+    """Three seeds of a grid with losses mse/ce, k2/k5 at widths 8/16, the std×2 variants at
+    width 8; every relation holds unless ``over`` replaces a metric's per-seed values."""
+    vals: dict[str, tuple[float, ...]] = {}
+    jitter = (0.0, 0.004, -0.003)
+    for loss in ("mse", "ce"):
+        for data, lam in (("k2", 1.0), ("k5", 2.0), ("k2_std2", 3.0), ("k5_std2", 4.0)):
+            widths = (8,) if data.endswith("_std2") else (8, 16)
+            for i, w in enumerate(widths):
+                cell = f"{loss}/{data}/w{w}"
+                vals[f"bulk/{cell}"] = tuple(0.5 + 0.1 * i + j for j in jitter)
+                vals[f"overlap/{cell}"] = tuple(0.99 + j / 2 for j in jitter)
+                vals[f"overlap_dim/{cell}"] = (2.0,) * SEEDS
+                vals[f"lambda1/{cell}"] = tuple(lam * (1 + j) for j in jitter)
+                vals[f"outliers_gap/{cell}"] = (2.0,) * SEEDS
+    vals["sblb/barrier_over_init"] = (0.01, 0.02, 0.015)
+    vals["sblb/barrier"] = (0.01, 0.02, 0.015)
+    vals["sblb/init_loss"] = (1.0,) * SEEDS
+    vals.update(over)
     return Metrics(vals)
 
 
-def test_claims_both_ways() -> None:
-    good = _metrics((0.5, 0.6), 0.99, 0.01, 0.52)
-    bad = _metrics((0.6, 0.5), 0.9, 0.2, 0.7)
-    checks = {c.id: c.check for c in hs_study.CLAIMS}
-    for cid in checks:
-        assert checks[cid](good).holds, cid
-        assert not checks[cid](bad).holds, cid
+def _check(claim: str):
+    return {c.id: c.check for c in hs_study.CLAIMS}[claim]
+
+
+def test_claims_hold_on_good_metrics() -> None:
+    for claim in hs_study.CLAIMS:
+        assert claim.check(_metrics()).verdict == "holds", claim.id
+
+
+@pytest.mark.parametrize(
+    ("claim", "over"),
+    [
+        ("bulk_grows_with_width", {"bulk/ce/k5/w16": (0.4, 0.41, 0.39)}),
+        ("outliers_from_gauss_newton", {"overlap/ce/k2_std2/w8": (0.9, 0.91, 0.89)}),
+        # one of the six comparisons moves the bulk by 20 pts: (c) needs every comparison
+        ("data_moves_outliers_not_bulk", {"bulk/mse/k5_std2/w8": (0.7, 0.71, 0.69)}),
+        # (d) needs every seed: one seed's barrier is above 5 % of the initial loss
+        ("sb_lb_no_barrier", {"sblb/barrier_over_init": (0.01, 0.01, 0.2)}),
+    ],
+)
+def test_claims_fail_when_one_part_fails(claim: str, over: dict) -> None:
+    assert _check(claim)(_metrics(**over)).verdict == "does not hold"
+
+
+def test_unchanged_outliers_fail_c_and_straddling_bulk_is_inconclusive() -> None:
+    same = {"lambda1/ce/k2_std2/w8": (1.0, 1.0, 1.0)}  # λ₁ and the count as for k2
+    assert _check("data_moves_outliers_not_bulk")(_metrics(**same)).verdict == "does not hold"
+    straddle = {"bulk/ce/k5/w16": (0.7, 0.45, 0.6)}
+    assert _check("bulk_grows_with_width")(_metrics(**straddle)).verdict == "inconclusive"
 
 
 def _idx_gz(path: Path, array: np.ndarray, magic: int) -> str:

@@ -101,6 +101,127 @@ def gauss_newton(fn: OutputFn, theta: Tensor, x: Tensor, loss: str) -> Tensor:
     return 0.5 * (g + g.T)
 
 
+def _tanh_mlp_layers(model: nn.Module) -> list[nn.Linear]:
+    """The Linear layers of ``Linear → Tanh → … → Linear`` (a clear error for anything else)."""
+    mods = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+    ok = len(mods) % 2 == 1 and all(
+        isinstance(m, nn.Linear if i % 2 == 0 else nn.Tanh) for i, m in enumerate(mods)
+    )
+    if not ok or any(m.bias is None for m in mods[::2]):
+        raise ValueError(
+            "mlp_hessian needs nn.Sequential(Linear, Tanh, ..., Linear) with biases, got "
+            f"{[type(m).__name__ for m in mods]}"
+        )
+    return mods[::2]
+
+
+def _sym_outer(m: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``Σ_i m[i,p,q] a[i,r] b[i,s]`` laid out (p, r, q, s) as a (p·r, q·s) matrix: one GEMM."""
+    n, p, q = m.shape
+    r, s = a.shape[1], b.shape[1]
+    ab = (a[:, :, None] * b[:, None, :]).reshape(n, r * s)
+    out = (m.reshape(n, p * q).T @ ab).reshape(p, q, r, s)
+    return out.permute(0, 2, 1, 3).reshape(p * r, q * s)
+
+
+def mlp_hessian(model: nn.Module, x: Tensor, y: Tensor, loss: str) -> tuple[Tensor, Tensor]:
+    """The exact Hessian H and Gauss-Newton matrix G of the full-batch loss of a tanh MLP
+    (``nn.Sequential(Linear, Tanh, …, Linear)``), in closed form; the same matrices as
+    :func:`exact_hessian` and :func:`gauss_newton` (flat parameters in ``named_parameters``
+    order), several times faster: a few large matrix products instead of P vmapped
+    second-order backward passes.
+
+    With ``z_l = Θ_l ã_{l−1}`` (``ã = [a; 1]``, ``a_l = tanh z_l``, ``f = z_n``), the
+    second-order differential of the per-sample loss is
+    ``dfᵀ ∇²_f ℓ df + Σ_{l<n} (u_l ⊙ σ''(z_l))ᵀ dz_l² + Σ_{l≥2} 2 δ_lᵀ dΘ_l dã_{l−1}``,
+    with ``δ_l = ∂ℓ/∂z_l``, ``u_l = Θ'_{l+1}ᵀ δ_{l+1}`` and ``dz_l = Σ_m B_{lm} dΘ_m ã_{m−1}``
+    (``B_{lm} = ∂z_l/∂z_m``). The first term is G; every block of every term is a Kronecker
+    product summed over samples (Sagun et al., arXiv:1706.04454, §2 for the split).
+    """
+    layers = _tanh_mlp_layers(model)
+    n_layers, n = len(layers), x.shape[0]
+    with torch.no_grad():
+        inputs, acts = [], []  # ã_{l−1} (n, in+1) and tanh'(z_l), tanh''(z_l) of hidden layers
+        a = x
+        for i, lin in enumerate(layers):
+            inputs.append(torch.cat([a, torch.ones_like(a[:, :1])], dim=1))
+            z = lin(a)
+            if i < n_layers - 1:
+                a = torch.tanh(z)
+                d1 = 1 - a.square()
+                acts.append((d1, -2 * a * d1))
+        f = z
+        hf = output_hessian(f, loss)  # (n, k, k)
+        if loss == "mse":
+            delta = f - nn.functional.one_hot(y, f.shape[1]).to(f.dtype)
+        else:
+            delta = f.softmax(dim=1) - nn.functional.one_hot(y, f.shape[1]).to(f.dtype)
+        weights = [lin.weight for lin in layers]
+        deltas, curv = [delta], []  # δ_l from the top; (u_l ⊙ σ''_l) per hidden layer
+        for i in range(n_layers - 2, -1, -1):
+            u = deltas[0] @ weights[i + 1]
+            curv.insert(0, u * acts[i][1])
+            deltas.insert(0, u * acts[i][0])
+        # B[l][m] = ∂z_l/∂z_m per sample, (n, W_l, W_m), m ≤ l
+        eye = [torch.eye(w.shape[0], dtype=x.dtype).expand(n, -1, -1) for w in weights]
+        jac: list[list[Tensor]] = []
+        for i in range(n_layers):
+            row = [
+                torch.einsum("pq,iq,iqm->ipm", weights[i], acts[i - 1][0], jac[i - 1][m])
+                for m in range(i)
+            ]
+            jac.append([*row, eye[i]])
+        # quadratic terms: M[m][m'] = Σ_l B_{lm}ᵀ D_l B_{lm'} (G: the output term alone)
+        blocks_g: dict[tuple[int, int], Tensor] = {}
+        blocks_h: dict[tuple[int, int], Tensor] = {}
+        for m in range(n_layers):
+            for m2 in range(m, n_layers):
+                top = jac[-1]
+                mg = torch.einsum("ipm,ipq,iqr->imr", top[m], hf, top[m2])
+                mh = mg.clone()
+                for li in range(m2, n_layers - 1):
+                    b = jac[li]
+                    mh += torch.einsum("ipm,ip,ipr->imr", b[m], curv[li], b[m2])
+                blocks_g[m, m2] = _sym_outer(mg, inputs[m], inputs[m2])
+                blocks_h[m, m2] = _sym_outer(mh, inputs[m], inputs[m2])
+        # bilinear terms 2 δ_lᵀ dΘ_l dã_{l−1}: block (l, m), m < l, entry ((p, a), (q, b)) is
+        # Σ_i δ_l[i,p] ã_{m−1}[i,b] σ'_{l−1}[i,a] B_{l−1,m}[i,a,q] (0 on the bias column a)
+        for li in range(1, n_layers):
+            for m in range(li):
+                s_ = acts[li - 1][0][:, :, None] * jac[li - 1][m]  # (n, W_{l−1}, W_m)
+                s_ = torch.cat([s_, torch.zeros_like(s_[:, :1])], dim=1)
+                w_l, w_m, i_m = deltas[li].shape[1], s_.shape[2], inputs[m].shape[1]
+                left = (deltas[li][:, :, None] * inputs[m][:, None, :]).reshape(n, -1)
+                c = (left.T @ s_.reshape(n, -1)).reshape(w_l, i_m, s_.shape[1], w_m)
+                c = c.permute(0, 2, 3, 1).reshape(w_l * s_.shape[1], w_m * i_m)
+                blocks_h[m, li] += c.T
+        order = _flat_index(layers)
+        p_total = sum(o.numel() for o in order)
+        out = []
+        for blocks in (blocks_h, blocks_g):
+            mat = torch.zeros(p_total, p_total, dtype=x.dtype)
+            for (m, m2), blk in blocks.items():
+                mat[order[m][:, None], order[m2][None, :]] = blk / n
+                if m != m2:
+                    mat[order[m2][:, None], order[m][None, :]] = blk.T / n
+            out.append(mat)
+    return out[0], out[1]
+
+
+def _flat_index(layers: list[nn.Linear]) -> list[Tensor]:
+    """For each layer, the flat parameter index of its augmented ``[W | b]`` entries, row-major:
+    ``named_parameters`` order puts W (row-major) then b for each layer in turn."""
+    out, offset = [], 0
+    for lin in layers:
+        w, i = lin.weight.shape
+        idx = torch.empty(w, i + 1, dtype=torch.long)
+        idx[:, :i] = offset + torch.arange(w * i).reshape(w, i)
+        idx[:, i] = offset + w * i + torch.arange(w)
+        out.append(idx.reshape(-1))
+        offset += w * (i + 1)
+    return out
+
+
 def hvp_fn(
     fn: OutputFn, theta: Tensor, x: Tensor, y: Tensor, loss: str
 ) -> Callable[[Tensor], Tensor]:

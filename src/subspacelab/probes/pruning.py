@@ -2,11 +2,13 @@
 
 Magnitude masks (one-shot and the gradual cubic schedule of Zhu & Gupta 2017), lottery-ticket
 rewinding (Frankle & Carbin 2019: reuse a trained net's mask on its early weights), and
-edge-popup supermasks on frozen random weights (Ramanujan et al. 2020: top-k scores with a
-straight-through gradient).
+edge-popup supermasks on frozen random weights (Ramanujan et al. 2020, arXiv:1911.13299: top-k
+scores with a straight-through gradient, on scaled signed-constant weights).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -129,21 +131,39 @@ def topk_mask(scores: Tensor, keep: float) -> Tensor:
 
 
 class EdgePopup(nn.Module):
-    """Wraps a Linear/Conv layer: its weights are frozen at init, a score per weight is learned
-    and only the top-``keep`` scored weights are used (a supermask on random weights)."""
+    """Wraps a Linear/Conv layer as edge-popup does (Ramanujan et al. 2020, arXiv:1911.13299;
+    the official allenai/hidden-networks code): the weights are frozen at the scaled signed
+    Kaiming constant ``sign(w) · √2 / √(keep · fan_in)`` (``init: signed_constant`` with
+    ``scale_fan``: only ``keep`` of the inputs survive), the layer has no bias (zeroed and
+    frozen), and a score per weight, drawn Kaiming-uniform (``a = √5``, from ``generator``), is
+    learned; the top-``keep`` fraction of ``|score|`` picks the weights used."""
 
-    def __init__(self, layer: nn.Linear | nn.Conv1d | nn.Conv2d, keep: float) -> None:
+    def __init__(
+        self,
+        layer: nn.Linear | nn.Conv1d | nn.Conv2d,
+        keep: float,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
+        if not 0.0 < keep <= 1.0:
+            raise ValueError(f"keep: got {keep}; allowed: 0 < keep <= 1")
         self.layer = layer
         self.keep = keep
+        fan_in = layer.weight[0].numel()
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight.sign() * math.sqrt(2.0 / (keep * fan_in)))
+            if layer.bias is not None:
+                layer.bias.zero_()
         layer.weight.requires_grad_(False)
         if layer.bias is not None:
             layer.bias.requires_grad_(False)
-        self.scores = nn.Parameter(layer.weight.detach().abs().clone())
+        scores = torch.empty_like(layer.weight)
+        nn.init.kaiming_uniform_(scores, a=math.sqrt(5), generator=generator)
+        self.scores = nn.Parameter(scores)
 
     def mask(self) -> Tensor:
-        """The current binary mask over the layer's weights."""
-        return topk_mask(self.scores, self.keep)
+        """The current binary mask over the layer's weights (top ``keep`` of ``|scores|``)."""
+        return topk_mask(self.scores.abs(), self.keep)
 
     def forward(self, x: Tensor) -> Tensor:
         """The layer with masked weights."""

@@ -19,48 +19,60 @@ from torch import Tensor
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
+# Severity 1-5 of each corruption.
+GAUSSIAN = (0.08, 0.12, 0.18, 0.26, 0.38)  # noise std / signal std
+SHOT = (60.0, 25.0, 12.0, 5.0, 3.0)  # photons at the signal's maximum
+IMPULSE = (0.03, 0.06, 0.09, 0.17, 0.27)  # fraction of positions hit
+BLUR = (0.5, 0.8, 1.1, 1.5, 2.0)  # Gaussian sigma, in samples
+CONTRAST = (0.6, 0.5, 0.4, 0.3, 0.2)  # factor toward the signal's mean
+PIXELATE = (2, 2, 3, 4, 5)  # block length
+BRIGHTNESS = (0.1, 0.2, 0.3, 0.4, 0.5)  # offset / signal std
+WARP = (0.5, 1.0, 1.5, 2.0, 2.5)  # largest displacement, in samples
 
-def _scale(x: np.ndarray) -> float:
-    return float(x.std()) or 1.0
+
+def _scale(x: np.ndarray) -> np.ndarray:
+    """Each signal's own standard deviation, (n, 1) (1 for a flat signal): noise and offsets
+    are sized per signal, never by the range of the whole batch (issue 12)."""
+    sd = x.std(axis=-1, keepdims=True)
+    return np.where(sd > 0, sd, 1.0)
 
 
 def gaussian_noise(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
-    """Additive Gaussian noise, std ∝ severity."""
-    return x + rng.normal(0.0, (0.08, 0.12, 0.18, 0.26, 0.38)[s - 1] * _scale(x), x.shape)
+    """Additive Gaussian noise, std ∝ severity × the signal's std."""
+    return x + rng.normal(0.0, 1.0, x.shape) * GAUSSIAN[s - 1] * _scale(x)
 
 
 def shot_noise(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
-    """Poisson noise on the signal shifted to be non-negative; fewer photons = more noise."""
-    lam = (60.0, 25.0, 12.0, 5.0, 3.0)[s - 1]
-    lo, span = x.min(), np.ptp(x) or 1.0
-    u = (x - lo) / span
-    return rng.poisson(u * lam) / lam * span + lo
+    """Poisson noise on each signal shifted and scaled to [0, 1]; fewer photons = more noise."""
+    lam = SHOT[s - 1]
+    lo = x.min(axis=-1, keepdims=True)
+    span = x.max(axis=-1, keepdims=True) - lo
+    span = np.where(span > 0, span, 1.0)
+    return rng.poisson((x - lo) / span * lam) / lam * span + lo
 
 
 def impulse_noise(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
-    """Salt-and-pepper: a fraction of positions set to the min or max."""
-    frac = (0.03, 0.06, 0.09, 0.17, 0.27)[s - 1]
-    out = x.copy()
-    hit = rng.random(x.shape) < frac
-    out[hit] = np.where(rng.random(int(hit.sum())) < 0.5, x.min(), x.max())
-    return out
+    """Salt-and-pepper: a fraction of positions set to their signal's min or max."""
+    hit = rng.random(x.shape) < IMPULSE[s - 1]
+    salt = rng.random(x.shape) < 0.5
+    lo, hi = x.min(axis=-1, keepdims=True), x.max(axis=-1, keepdims=True)
+    return np.where(hit, np.where(salt, hi, lo), x)
 
 
 def blur(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
     """Gaussian blur along the signal."""
-    return gaussian_filter1d(x, (0.5, 0.8, 1.1, 1.5, 2.0)[s - 1], axis=-1, mode="nearest")
+    return gaussian_filter1d(x, BLUR[s - 1], axis=-1, mode="nearest")
 
 
 def contrast(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
     """Shrink each signal toward its mean."""
-    c = (0.6, 0.5, 0.4, 0.3, 0.2)[s - 1]
     mu = x.mean(axis=-1, keepdims=True)
-    return (x - mu) * c + mu
+    return (x - mu) * CONTRAST[s - 1] + mu
 
 
 def pixelate(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
     """Average over blocks and repeat (a coarser sampling)."""
-    block = (2, 2, 3, 4, 5)[s - 1]
+    block = PIXELATE[s - 1]
     n, length = x.shape
     pad = (-length) % block
     padded = np.pad(x, ((0, 0), (0, pad)), mode="edge")
@@ -69,13 +81,13 @@ def pixelate(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def brightness(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
-    """A constant offset."""
-    return x + (0.1, 0.2, 0.3, 0.4, 0.5)[s - 1] * _scale(x)
+    """A constant offset, in units of the signal's std."""
+    return x + BRIGHTNESS[s - 1] * _scale(x)
 
 
 def warp(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
     """Elastic-like warp: a smooth random displacement of the sampling positions."""
-    amp = (0.5, 1.0, 1.5, 2.0, 2.5)[s - 1]
+    amp = WARP[s - 1]
     n, length = x.shape
     grid = np.arange(length, dtype=np.float64)
     shift = gaussian_filter1d(rng.normal(0.0, 1.0, (n, length)), 4.0, axis=-1)

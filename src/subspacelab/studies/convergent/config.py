@@ -50,7 +50,6 @@ class TrainConfig:
     weight_decay: float = param(ge=0)
     batch_size: int = param(ge=1)
     num_workers: int = param(ge=0)  # image decoding workers (full)
-    untrained_seed: int = param(ge=0)  # the null net
 
     def check(self) -> dict[str, str]:
         """``channels`` exactly for net1d."""

@@ -1,14 +1,16 @@
 """The ``convergent`` study: steps, claims and wiring (Li et al., arXiv:1511.07543).
 
-data -> fit -> evaluate. One net per seed (plus an untrained null net), trained jointly through
-Lightning: a 1-D CNN on MNIST-1D (mini) or AlexNet on ImageNet (full); per
-layer and per pair of nets: bipartite and semi matching of unit correlations over (signal,
-position) samples, sparse (Lasso) vs one-to-one prediction on held-out signals, spectral
-clustering of the units of both nets, linear CKA and SVCCA.
+data -> fit -> evaluate. One net per seed, trained jointly through Lightning (its initial
+weights kept as an untrained null): a 1-D CNN on MNIST-1D (mini) or AlexNet on ImageNet
+(full); per layer and per pair of nets: bipartite and semi matching of unit correlations over
+(signal, position) samples, sparse (Lasso) vs one-to-one prediction on held-out signals,
+spectral clustering of the units of both nets, linear CKA and SVCCA — and all of it again for
+the trained net against the other net's untrained initial weights.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import matplotlib.pyplot as plt
@@ -23,7 +25,6 @@ from subspacelab.nets.training import state_dict_cpu, tensor_loader
 from subspacelab.probes import similarity as sim
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -35,6 +36,7 @@ from subspacelab.runner import seed_all
 from subspacelab.studies.convergent import core
 from subspacelab.studies.convergent.config import ConvergentConfig
 from subspacelab.studies.convergent.full import AlexNetUnits
+from subspacelab.verdicts import ClaimResult, decide, gap, on_mean
 
 SLUG = "convergent"
 LAYERS = ("conv1", "conv2")
@@ -110,8 +112,8 @@ def _accuracy(net: torch.nn.Module, loader: DataLoader, device: torch.device) ->
 
 
 def fit(ctx: StepContext) -> StepOutput:
-    """One net per seed, trained jointly on shared mini-batches, and the untrained null net;
-    test accuracies."""
+    """One net per seed, trained jointly on shared mini-batches, and each net's initial weights
+    kept as an untrained null (issue 12); test accuracies."""
     cfg: ConvergentConfig = ctx.cfg
     tr = cfg.train
     if cfg.data.imagenet is None:
@@ -130,10 +132,11 @@ def fit(ctx: StepContext) -> StepOutput:
             generator=torch.Generator().manual_seed(cfg.data.loader_seed),
         )
     nets: dict[str, torch.nn.Module] = {}
-    for seed in [*ctx.seeds, None]:
-        seed_all(tr.untrained_seed if seed is None else seed)
-        nets["untrained" if seed is None else f"s{seed}"] = _net(cfg, length)
-    trained = {name: net for name, net in nets.items() if name != "untrained"}
+    for seed in ctx.seeds:
+        seed_all(seed)
+        nets[f"s{seed}"] = _net(cfg, length)
+        nets[f"init_s{seed}"] = copy.deepcopy(nets[f"s{seed}"])  # its untrained null
+    trained = {name: net for name, net in nets.items() if not name.startswith("init_")}
     core.train_jointly(ctx, trained, loader, lr=tr.lr, wd=tr.weight_decay, epochs=tr.epochs)
     test_loader = _test_loader(ctx)
     acc = {}
@@ -146,13 +149,14 @@ def fit(ctx: StepContext) -> StepOutput:
 
 
 def evaluate(ctx: StepContext) -> Report:
-    """Per layer and pair: matching, prediction, clustering, CKA/SVCCA; plots."""
+    """Per layer and pair (a, b): matching, prediction, clustering, CKA/SVCCA of the trained
+    pair, and the same of (a, b's untrained initial net), the null paired with it; plots."""
     cfg: ConvergentConfig = ctx.cfg
     an = cfg.analysis
     x, test_loader = _analysis_inputs(ctx), _test_loader(ctx)
     acts: dict[str, tuple[np.ndarray, ...]] = {}
     metrics: dict[str, list[float]] = {}
-    for name in [f"s{s}" for s in ctx.seeds] + ["untrained"]:
+    for name in [f"{p}s{s}" for s in ctx.seeds for p in ("", "init_")]:
         state, _ = load_tensors(ctx.inputs["fit"] / f"{name}.safetensors", study=SLUG, kind="model")
         net = _net(cfg, x.shape[-1])
         net.load_state_dict(state)
@@ -160,7 +164,7 @@ def evaluate(ctx: StepContext) -> Report:
         with torch.no_grad():
             maps = net.activations(x.to(ctx.device))
         acts[name] = tuple(core.unit_samples(a, an.positions) for a in maps)
-        if name != "untrained":
+        if not name.startswith("init_"):
             metrics.setdefault("test_acc", []).append(_accuracy(net, test_loader, ctx.device))
     curves: dict[str, list[np.ndarray]] = {layer: [] for layer in LAYERS}
     for li, layer in enumerate(LAYERS):
@@ -168,18 +172,19 @@ def evaluate(ctx: StepContext) -> Report:
         for sa, sb in itertools.combinations(ctx.seeds, 2):
             a, b = acts[f"s{sa}"][li], acts[f"s{sb}"][li]
             row = core.analyse_pair(a, b, n_half, an.alphas, an.clusters, sa)
+            null = core.analyse_pair(a, acts[f"init_s{sb}"][li], n_half, an.alphas, an.clusters, sa)
             for k, v in row.items():
                 metrics.setdefault(f"{layer}/{k}", []).append(v)
+                metrics.setdefault(f"{layer}/null/{k}", []).append(null[k])
             la, lb = a[:, sim.live_units(a)], b[:, sim.live_units(b)]
             matched = sim.bipartite_match(sim.cross_correlation(la, lb))[1]
             # a fixed-length quantile curve: pairs may have different numbers of live units
             curves[layer].append(np.quantile(matched, np.linspace(0.0, 1.0, CURVE_POINTS)))
-            ctx.progress(f"{layer} s{sa}-s{sb}: matched {row['bipartite_mean']:.3f}")
+            ctx.progress(
+                f"{layer} s{sa}-s{sb}: matched {row['bipartite_mean']:.3f} "
+                f"(null {null['bipartite_mean']:.3f})"
+            )
         for s in ctx.seeds:
-            a, u = acts[f"s{s}"][li], acts["untrained"][li]
-            a, u = a[:, sim.live_units(a)], u[:, sim.live_units(u)]
-            matched = sim.bipartite_match(sim.cross_correlation(a, u))[1]
-            metrics.setdefault(f"{layer}/untrained_bipartite_mean", []).append(matched.mean())
             metrics.setdefault(f"{layer}/dead_units", []).append(
                 float((~sim.live_units(acts[f"s{s}"][li])).sum())
             )
@@ -223,60 +228,70 @@ def _figures(
 # ---------------------------------------------------------------------------------- claims
 
 
+# Every comparison below is paired per net pair (a, b): the trained pair against the null
+# pair (a, b's untrained initial weights). The six pairs of four nets share nets, so their
+# values are not independent; the t-interval over pairs is read with that in mind.
+
+
 def check_r1(m: Metrics) -> ClaimResult:
-    """(R1) conv1 top-quartile mean ≥ 0.85, bottom-quartile mean ≤ 0.6."""
-    top, bottom = m["conv1/bipartite_top_quartile"], m["conv1/bipartite_bottom_quartile"]
-    return ClaimResult(
-        top.mean >= 0.85 and bottom.mean <= 0.6, {"top quartile": top, "bottom quartile": bottom}
+    """(R1) conv1 top-quartile mean ≥ 0.85, bottom-quartile mean ≤ 0.6 (over pairs)."""
+    return decide(
+        on_mean("conv1 top quartile", m["conv1/bipartite_top_quartile"], ">=", 0.85),
+        on_mean("conv1 bottom quartile", m["conv1/bipartite_bottom_quartile"], "<=", 0.6),
     )
 
 
 def check_r2(m: Metrics) -> ClaimResult:
     """(R2) matched (trained, trained) ≥ (trained, untrained) + 0.08 at both layers."""
-    measured: dict[str, float] = {}
-    holds = True
-    for layer in LAYERS:
-        gap = m[f"{layer}/bipartite_mean"].mean - m[f"{layer}/untrained_bipartite_mean"].mean
-        measured[f"{layer} gap"] = gap
-        holds &= gap >= 0.08
-    return ClaimResult(holds, measured)
+    return decide(
+        *(
+            on_mean(
+                f"{la} trained − untrained",
+                gap(m[f"{la}/bipartite_mean"], m[f"{la}/null/bipartite_mean"]),
+                ">=",
+                0.08,
+            )
+            for la in LAYERS
+        )
+    )
 
 
 def check_r3(m: Metrics) -> ClaimResult:
-    """(R3) semi ≥ bipartite, and the matched correlation drops from conv1 to conv2."""
-    semi_ok = all(m[f"{la}/semi_mean"].mean >= m[f"{la}/bipartite_mean"].mean for la in LAYERS)
+    """(R3) the mean matched correlation drops from conv1 to conv2 (per pair)."""
     c1, c2 = m["conv1/bipartite_mean"], m["conv2/bipartite_mean"]
-    return ClaimResult(
-        semi_ok and c2.mean < c1.mean,
-        {
-            "conv1 bipartite": c1,
-            "conv2 bipartite": c2,
-            "conv1 semi": m["conv1/semi_mean"],
-            "conv2 semi": m["conv2/semi_mean"],
-        },
+    return decide(
+        on_mean("conv1 − conv2 matched", gap(c1, c2), ">", 0.0),
+        conv1_semi=m["conv1/semi_mean"],
+        conv2_semi=m["conv2/semi_mean"],
     )
 
 
 def make_check_r4(alpha: float) -> ClaimResult:
-    """(R4) R²(sparse all-to-one) − R²(one-to-one) ≥ 0.15 at both layers."""
+    """(R4) R²(sparse all-to-one) − R²(one-to-one) ≥ 0.15 at both layers, and larger for the
+    trained pair than for the untrained null (paired per pair)."""
 
     def check(m: Metrics) -> ClaimResult:
-        gaps = {
-            la: m[f"{la}/lasso_r2/a{alpha:g}"].mean - m[f"{la}/one_to_one_r2"].mean for la in LAYERS
-        }
-        return ClaimResult(
-            all(g >= 0.15 for g in gaps.values()), {f"{la} R² gap": g for la, g in gaps.items()}
-        )
+        tests = []
+        for la in LAYERS:
+            trained = gap(m[f"{la}/lasso_r2/a{alpha:g}"], m[f"{la}/one_to_one_r2"])
+            null = gap(m[f"{la}/null/lasso_r2/a{alpha:g}"], m[f"{la}/null/one_to_one_r2"])
+            tests.append(on_mean(f"{la} R² gap", trained, ">=", 0.15))
+            tests.append(on_mean(f"{la} R² gap − untrained null", gap(trained, null), ">", 0.0))
+        return decide(*tests)
 
     return check
 
 
 def check_r5(m: Metrics) -> ClaimResult:
-    """(R5) ≥ 30% of spectral clusters contain units from both nets."""
-    vals = {la: m[f"{la}/both_nets_cluster_fraction"] for la in LAYERS}
-    return ClaimResult(
-        all(v.mean >= 0.3 for v in vals.values()), {f"{la} fraction": v for la, v in vals.items()}
-    )
+    """(R5) ≥ 30% of spectral clusters contain units from both nets, and more than with the
+    untrained null (paired per pair)."""
+    tests = []
+    for la in LAYERS:
+        frac = m[f"{la}/both_nets_cluster_fraction"]
+        null = m[f"{la}/null/both_nets_cluster_fraction"]
+        tests.append(on_mean(f"{la} fraction", frac, ">=", 0.3))
+        tests.append(on_mean(f"{la} fraction − untrained null", gap(frac, null), ">", 0.0))
+    return decide(*tests)
 
 
 ALPHA_MAIN = 0.01  # the spec's Lasso strength for R4; analysis.alphas must include it
@@ -296,21 +311,23 @@ CLAIMS = (
         check_r2,
     ),
     Claim(
-        "r3_semi_and_depth",
-        "(R3) semi-matching ≥ bipartite, and the mean matched "
-        "correlation drops from conv1 to conv2",
+        "r3_depth",
+        "(R3) the mean matched correlation drops from conv1 to conv2 (the 'semi-matching ≥ "
+        "bipartite' half is true by construction and dropped, issue 12)",
         "Li et al.: deeper layers match worse",
         check_r3,
     ),
     Claim(
         "r4_subspace_sharing",
-        "(R4) subspace sharing: R²(sparse all-to-one) − R²(one-to-one) ≥ 0.15 at both layers",
+        "(R4) subspace sharing: R²(sparse all-to-one) − R²(one-to-one) ≥ 0.15 at both layers, "
+        "and above the untrained-net null (issue 12)",
         "Li et al. (2): shared subspaces, not shared bases",
         make_check_r4(ALPHA_MAIN),
     ),
     Claim(
         "r5_mixed_clusters",
-        "(R5) ≥ 30% of spectral clusters contain units from both nets",
+        "(R5) ≥ 30% of spectral clusters contain units from both nets, and more than with an "
+        "untrained net (issue 12)",
         "Li et al.: many-to-many groups span both nets",
         check_r5,
     ),

@@ -25,7 +25,6 @@ from subspacelab.nets.training import full_batch_loader, state_dict_cpu, tensor_
 from subspacelab.probes import hessian as hs
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -37,6 +36,7 @@ from subspacelab.runner import seed_all
 from subspacelab.studies.hessian import core
 from subspacelab.studies.hessian.config import DataConfig, HessianConfig
 from subspacelab.studies.hessian.lightning import Cell, MatchedLossTraining, MiniBatchToTarget
+from subspacelab.verdicts import ClaimResult, Stat, decide, every, gap, on_mean, ratio
 
 SLUG = "hessian"
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -209,6 +209,7 @@ def evaluate(ctx: StepContext) -> Report:
                 he = sp.h_eigs
                 put(f"bulk/{cell}", hs.bulk_fraction(he, ev.bulk_rel))
                 put(f"overlap/{cell}", sp.overlap)
+                put(f"overlap_dim/{cell}", sp.dim)
                 put(f"top_rel_error/{cell}", sp.top_rel_error)
                 put(f"residual_ratio/{cell}", sp.residual_ratio)
                 put(f"outliers_thr/{cell}", hs.threshold_outliers(he, ev.quantile, ev.margin))
@@ -232,7 +233,24 @@ def evaluate(ctx: StepContext) -> Report:
         put("sblb/barrier_over_init", core.barrier(alphas, line) / log[f"init/s{seed}"]["loss"])
         spectra.setdefault("sblb_line", line)
     write_json(ctx.out / "spectra.json", {k: v.tolist() for k, v in spectra.items()})
-    return Report(metrics=metrics, figures=_figures(cfg, spectra), tables={})
+    return Report(metrics=metrics, figures=_figures(cfg, spectra), tables=_tables(cfg, metrics))
+
+
+def _tables(cfg: HessianConfig, metrics: dict[str, list[float]]) -> dict[str, str]:
+    """Per cell: outlier counts by both rules (measured, not pass/fail: spec §6), the overlap
+    and its dimension, bulk fraction, λ₁ and the matched training loss (mean ± std over
+    seeds)."""
+    cols = ("outliers_gap", "outliers_thr", "overlap_dim", "overlap", "bulk", "lambda1")
+    cols = tuple(c for c in cols if any(n.startswith(f"{c}/") for n in metrics))
+    cells = [_cell(*c) for c in _cells(cfg)]
+    lines = [
+        "| cell | " + " | ".join((*cols, "train loss")) + " |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
+    for cell in cells:
+        vals = [Stat(tuple(metrics[f"{c}/{cell}"])).fmt(3) for c in (*cols, "train_loss")]
+        lines.append(f"| {cell} | " + " | ".join(vals) + " |")
+    return {"Spectra per cell (outlier counts are measured, not pass/fail)": "\n".join(lines)}
 
 
 def _figures(cfg: HessianConfig, spectra: dict[str, np.ndarray]) -> dict[str, Figure]:
@@ -266,86 +284,101 @@ def _figures(cfg: HessianConfig, spectra: dict[str, np.ndarray]) -> dict[str, Fi
 # ---------------------------------------------------------------------------------- claims
 
 
-def _grid(m: Metrics, prefix: str) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    """``{(loss, data): [(width, mean), ...]}`` of a metric over the base grid, width-sorted."""
-    out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+def _grid(m: Metrics, prefix: str) -> dict[tuple[str, str], list[tuple[int, Stat]]]:
+    """``{(loss, data): [(width, per-seed values), ...]}`` of a metric over the base grid,
+    width-sorted."""
+    out: dict[tuple[str, str], list[tuple[int, Stat]]] = {}
     for name in m:
         parts = name.split("/")
         if parts[0] == prefix and len(parts) == 4 and "_std2" not in parts[2]:
-            out.setdefault((parts[1], parts[2]), []).append((int(parts[3][1:]), m[name].mean))
-    return {k: sorted(v) for k, v in out.items()}
+            out.setdefault((parts[1], parts[2]), []).append((int(parts[3][1:]), m[name]))
+    if not out:
+        raise KeyError(f"no {prefix}/<loss>/<data>/w<W> metrics")
+    return {k: sorted(v, key=lambda t: t[0]) for k, v in sorted(out.items())}
 
 
 def check_bulk_grows(m: Metrics) -> ClaimResult:
-    """(a) bulk fraction increases with W at every (loss, k)."""
-    grid = _grid(m, "bulk")
-    measured: dict[str, float] = {}
-    holds = bool(grid)
-    for (loss, data_name), row in grid.items():
-        diffs = [b[1] - a[1] for a, b in itertools.pairwise(row)]
-        measured[f"{loss}/{data_name} min increase"] = min(diffs)
-        holds &= min(diffs) > 0
-    return ClaimResult(holds, measured)
+    """(a) the bulk fraction increases with W at every (loss, k): each step to the next width
+    is a paired per-seed increase."""
+    tests = [
+        on_mean(f"bulk {loss}/{data} w{w2} − w{w1}", gap(b, a), ">", 0.0)
+        for (loss, data), row in _grid(m, "bulk").items()
+        for (w1, a), (w2, b) in itertools.pairwise(row)
+    ]
+    return decide(*tests)
+
+
+OVERLAP_MIN = 0.95
 
 
 def check_overlap(m: Metrics) -> ClaimResult:
-    """(b) H-G top-k overlap > 0.95 in every cell."""
-    vals = {n: m[n].mean for n in m if n.startswith("overlap/")}
-    if not vals:
-        return ClaimResult(False, {})
-    worst = min(vals, key=vals.get)
-    return ClaimResult(vals[worst] > 0.95, {"min overlap": vals[worst], "cell": float(len(vals))})
+    """(b) H-G overlap > 0.95 in every cell (MSE: top-k; CE: the outlier subspace)."""
+    cells = sorted(n.removeprefix("overlap/") for n in m if n.startswith("overlap/"))
+    if not cells:
+        raise KeyError("no overlap/<cell> metrics")
+    tests = [on_mean(f"overlap {c}", m[f"overlap/{c}"], ">", OVERLAP_MIN) for c in cells]
+    return decide(*tests, **{f"dim {c}": m[f"overlap_dim/{c}"] for c in cells})
 
 
-def _outliers_change(m: Metrics, a: str, b: str, rel: float) -> bool:
-    count = m[f"outliers_gap/{a}"].mean != m[f"outliers_gap/{b}"].mean
-    scale = abs(m[f"lambda1/{b}"].mean / m[f"lambda1/{a}"].mean - 1.0) > rel
-    return count or scale
+def _comparisons(m: Metrics) -> list[tuple[str, str, str]]:
+    """(label, cell a, cell b) of claim (c): at the separability width, k → k × std factor for
+    each k, and the smallest → the largest k, for each loss."""
+    out = []
+    for name in sorted(m):
+        parts = name.split("/")
+        if parts[0] != "bulk" or not parts[2].endswith("_std2"):
+            continue
+        loss, std2, width = parts[1], parts[2], parts[3]
+        out.append((f"{loss} {std2}", f"{loss}/{std2.removesuffix('_std2')}/{width}", name[5:]))
+        ks = sorted(
+            {
+                p.split("/")[2]
+                for p in m
+                if p.startswith(f"bulk/{loss}/") and "_std2" not in p and p.endswith(f"/{width}")
+            },
+            key=lambda s: int(s[1:]),
+        )
+        label = f"{loss} {ks[0]}→{ks[-1]} {width}"
+        if len(ks) > 1 and label not in {c[0] for c in out}:
+            out.append((label, f"{loss}/{ks[0]}/{width}", f"{loss}/{ks[-1]}/{width}"))
+    if not out:
+        raise KeyError("no bulk/<loss>/k<k>_std2/w<W> metrics")
+    return out
 
 
-def make_check_outliers(rel: float) -> ClaimResult:
-    """(c) at fixed W, outliers change with k or separability while the bulk moves < 5 pts."""
+def make_check_outliers(rel: float, bulk_move: float) -> ClaimResult:
+    """(c) every comparison at fixed W (k, separability): the outliers change in number (gap
+    rule) or scale (λ₁ by more than ``rel``) while the bulk fraction moves < ``bulk_move``,
+    each decided on paired per-seed values."""
 
     def check(m: Metrics) -> ClaimResult:
-        measured: dict[str, float] = {}
-        ok_any = False
-        for name in m:
-            parts = name.split("/")
-            if parts[0] != "bulk" or not parts[2].endswith("_std2"):
-                continue
-            loss, std2, width = parts[1], parts[2], parts[3]
-            base = std2.removesuffix("_std2")
-            ks = sorted(
-                {
-                    p.split("/")[2]
-                    for p in m
-                    if p.startswith(f"bulk/{loss}/")
-                    and "_std2" not in p
-                    and p.endswith(f"/{width}")
-                },
-                key=lambda s: int(s[1:]),
-            )
-            pairs = {"sep": (f"{loss}/{base}/{width}", f"{loss}/{std2}/{width}")}
-            if len(ks) > 1:
-                pairs["k"] = (f"{loss}/{ks[0]}/{width}", f"{loss}/{ks[-1]}/{width}")
-            for label, (a, b) in pairs.items():
-                moved = abs(m[f"bulk/{b}"].mean - m[f"bulk/{a}"].mean)
-                changed = _outliers_change(m, a, b, rel)
-                measured[f"{label} {b} bulk move"] = moved
-                measured[f"{label} {b} λ1 ratio"] = m[f"lambda1/{b}"].mean / m[f"lambda1/{a}"].mean
-                ok_any |= changed and moved < 0.05
-        return ClaimResult(ok_any, measured)
+        tests = []
+        for label, a, b in _comparisons(m):
+            moved = [abs(v) for v in gap(m[f"bulk/{b}"], m[f"bulk/{a}"]).values]
+            scale = [abs(r - 1.0) for r in ratio(m[f"lambda1/{b}"], m[f"lambda1/{a}"]).values]
+            count = gap(m[f"outliers_gap/{b}"], m[f"outliers_gap/{a}"]).values
+            change = [max(s, 1.0 if c != 0 else 0.0) for s, c in zip(scale, count, strict=True)]
+            tests.append(on_mean(f"|Δbulk| {label}", moved, "<", bulk_move))
+            tests.append(on_mean(f"outliers changed {label}", change, ">", rel))
+        return decide(*tests)
 
     return check
 
 
+BARRIER_MAX = 0.05
+
+
 def check_barrier(m: Metrics) -> ClaimResult:
-    """(d) SB-LB line barrier < 0.05 × initial loss."""
-    ratio = m["sblb/barrier_over_init"]
-    return ClaimResult(ratio.mean < 0.05, {"barrier / initial loss": ratio})
+    """(d) SB-LB line barrier < 0.05 × initial loss on every seed."""
+    return decide(
+        every("barrier / initial loss", m["sblb/barrier_over_init"], "<", BARRIER_MAX),
+        barrier=m["sblb/barrier"],
+        initial_loss=m["sblb/init_loss"],
+    )
 
 
 SCALE_CHANGE = 0.1  # claim (c): a relative change of λ₁ above 10% counts as a change of scale
+BULK_MOVE = 0.05  # claim (c): "the bulk fraction moves < 5 pts"
 CLAIMS = (
     Claim(
         "bulk_grows_with_width",
@@ -355,20 +388,20 @@ CLAIMS = (
     ),
     Claim(
         "outliers_from_gauss_newton",
-        "(b) H–G top-k overlap > 0.95",
+        "(b) H–G top-k overlap > 0.95 (for CE on the outlier subspace of H, issue 12)",
         "Sagun et al. claim 3: the outliers come from the Gauss-Newton term",
         check_overlap,
     ),
     Claim(
         "data_moves_outliers_not_bulk",
         "(c) at fixed W, the *number or scale* of outliers changes with k or with separability "
-        "(std ×2), while the bulk fraction moves < 5 pts",
+        "(std ×2), while the bulk fraction moves < 5 pts (every comparison, issue 12)",
         "Sagun et al. claim 2: changing the data changes only the outliers",
-        make_check_outliers(SCALE_CHANGE),
+        make_check_outliers(SCALE_CHANGE, BULK_MOVE),
     ),
     Claim(
         "sb_lb_no_barrier",
-        "(d) the SB–LB line barrier < 0.05 × initial loss",
+        "(d) the SB–LB line barrier < 0.05 × initial loss (every seed, issue 12)",
         "Sagun et al. claim 4: small- and large-batch solutions lie in one flat basin",
         check_barrier,
     ),

@@ -53,15 +53,20 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    """Bias-free ReLU MLP + M linear layers, MSE, Adam with weight decay."""
+    """Bias-free ReLU MLP + M linear layers on Dang et al.'s objective (MSE, weight decay λ_W
+    on the linear head and feature decay λ_H on its input, in the UFM's scaling): Adam on
+    mini-batches, then full-batch L-BFGS to a stationary point."""
 
     hidden: int = param(ge=1)
     layers: int = param(ge=1)
     depths: list[int] = param(ge=1, min_len=1)
     lr: float = param(gt=0)
-    weight_decay: float = param(ge=0)
-    epochs: int = param(ge=1)
+    weight_decay: float = param(ge=0)  # λ_W
+    feature_decay: float = param(ge=0)  # λ_H
+    epochs: int = param(ge=1)  # Adam epochs
     batch_size: int = param(ge=1)
+    lbfgs_iters: int = param(ge=1)  # full-batch L-BFGS iterations after Adam
+    lbfgs_tol: float = param(gt=0)  # stop once every gradient entry is below
 
 
 @dataclass

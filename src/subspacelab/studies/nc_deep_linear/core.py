@@ -103,6 +103,32 @@ class DeepLinearMLP(nn.Module):
         return self.linear[-1](self.features(x)[-1])
 
 
+def regularised_mse(
+    net: DeepLinearMLP, x: Tensor, y: Tensor, lam_w: float, lam_h: float, n_total: int
+) -> Tensor:
+    """The network version of Dang et al.'s objective on a batch of an ``n_total``-sample set:
+    ``(1/2b)Σ‖f(x_i) − onehot(y_i)‖² + (λ_W/2)Σ_m‖W_m‖² + (λ_H/2)(N/b)Σ_i‖h_i‖²``, with ``h``
+    the features entering the linear head (the official ``--sep_decay``: decay on the head's
+    weights and on its input features, none on the ReLU trunk). On the full batch
+    (``b = N``) it is the UFM loss of :func:`ufm_loss` with H the trunk's features."""
+    feats = net.features(x)
+    out = net.linear[-1](feats[-1])
+    b = x.shape[0]
+    target = nn.functional.one_hot(y, out.shape[1]).to(out.dtype)
+    fit = 0.5 * (out - target).square().sum() / b
+    reg_w = 0.5 * lam_w * sum(lin.weight.square().sum() for lin in net.linear)
+    return fit + reg_w + 0.5 * lam_h * feats[0].square().sum() * n_total / b
+
+
+def gradient_norm(net: DeepLinearMLP, x: Tensor, y: Tensor, lam_w: float, lam_h: float) -> float:
+    """‖∇θ‖₂ of the full-batch :func:`regularised_mse` (the distance from a stationary
+    point)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        grads = torch.autograd.grad(regularised_mse(net, x, y, lam_w, lam_h, len(y)), params)
+    return float(torch.sqrt(sum(g.square().sum() for g in grads)))
+
+
 def subsample(y: np.ndarray, counts: list[int], seed: int) -> np.ndarray:
     """Indices with ``counts[k]`` examples of class k (sorted by class)."""
     rng = np.random.default_rng(seed)

@@ -73,6 +73,12 @@ def central_flow(
     return out
 
 
+def max_relative_increase(path: Sequence[float]) -> float:
+    """``max_t (NC1(t+1) − NC1(t)) / NC1(t)``: the largest relative step up along a path
+    (negative when it only decreases)."""
+    return max((b - a) / a for a, b in itertools.pairwise(path))
+
+
 def near_collapse(k: int, d: int, per_class: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Class means M̄₀ (d, K), unit-norm within-class deviations E (d, N) and labels."""
     g = torch.Generator().manual_seed(seed)

@@ -52,13 +52,15 @@ def last_layer(net: Classifier) -> tuple[Tensor, Tensor]:
     return net.fc2.weight, net.fc2.bias
 
 
-def to_edge_popup(net: Classifier, keep: float) -> Classifier:
-    """Wrap every Linear and Conv layer in an edge-popup supermask over its (frozen, random)
-    weights."""
+def to_edge_popup(net: Classifier, keep: float, seed: int = 0) -> Classifier:
+    """Wrap every Linear and Conv layer in an edge-popup supermask keeping ``keep`` of its
+    weights (per layer, as edge-popup), the weights set to the scaled signed constant with the
+    signs of their random init, the scores drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear | nn.Conv1d | nn.Conv2d):
-                setattr(parent, name, pr.EdgePopup(child, keep))
+                setattr(parent, name, pr.EdgePopup(child, keep, gen))
     return net
 
 
@@ -154,7 +156,7 @@ def train_methods(
         after_step=pr.MaskHold(masks),
         **common,
     )
-    popup = to_edge_popup(copy.deepcopy(init), 1.0 - sparsity)
+    popup = to_edge_popup(copy.deepcopy(init), 1.0 - sparsity, seed)
     _train(env, popup, x, y, epochs=epochs, seed=seed + 5, label="edge_popup", **common)
     return dict(zip(METHODS, (dense, finetuned, gradual, rewound, popup), strict=True))
 

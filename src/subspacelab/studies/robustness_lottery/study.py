@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram, linkage
-from scipy.stats import binomtest, spearmanr
+from scipy.stats import spearmanr
 
 from subspacelab.data import embedded
 from subspacelab.data.cifar import CIFAR_RESOURCES, load_cifar
@@ -24,9 +24,9 @@ from subspacelab.data.download import fetch, safe_extract
 from subspacelab.io import load_tensors, save_tensors
 from subspacelab.nets.training import state_dict_cpu
 from subspacelab.probes.robustness import NOISES, corrupt
+from subspacelab.probes.stats import sign_test
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -37,6 +37,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.robustness_lottery import core, full
 from subspacelab.studies.robustness_lottery.config import RobustnessLotteryConfig
+from subspacelab.verdicts import ClaimResult, Stat, decide, every, on_mean
 
 SLUG = "robustness_lottery"
 
@@ -170,7 +171,8 @@ def evaluate(ctx: StepContext) -> Report:
                 metrics.setdefault(f"{method}/{name}/{sev}/d_{k}", []).append(delta)
     n_cells = len(dc.corruptions) * len(dc.severities)
     for method in core.METHODS:
-        for key in ("acc", "d_angle"):
+        clean_acc = np.asarray(metrics[f"{method}/clean/acc"])
+        for key in ("acc", "d_angle", "d_length"):
             per_seed = np.mean(
                 [
                     metrics[f"{method}/{c}/{s}/{key}"]
@@ -179,11 +181,57 @@ def evaluate(ctx: StepContext) -> Report:
                 axis=0,
             )
             metrics[f"{method}/corrupted/{key}"] = list(per_seed)
+        # relative robustness (issue 12): accuracy under corruption / clean accuracy
+        metrics[f"{method}/corrupted/rel_acc"] = list(
+            np.asarray(metrics[f"{method}/corrupted/acc"]) / np.maximum(clean_acc, 1e-12)
+        )
     metrics["edge_popup_minus_dense/corrupted_acc"] = list(
         np.subtract(metrics["edge_popup/corrupted/acc"], metrics["dense/corrupted/acc"])
     )
     ctx.progress(f"{len(core.METHODS)} models × {n_cells} corrupted sets evaluated")
-    return Report(metrics=metrics, figures=_figures(cfg, metrics))
+    return Report(metrics=metrics, figures=_figures(cfg, metrics), tables=_tables(cfg, metrics))
+
+
+def _tables(cfg: RobustnessLotteryConfig, metrics: dict[str, list[float]]) -> dict[str, str]:
+    """Per arm: clean accuracy and whether it passes the gate, corrupted and relative
+    accuracy, mean shifts; per corruption: the dense model's accuracy by severity (severity 1
+    is calibrated to a small drop); the deviations left."""
+    dense = float(np.mean(metrics["dense/clean/acc"]))
+    rows = [
+        "| arm | clean acc | used (≥ gate) | corrupted acc | relative | mean Δθ_y (°) "
+        "| mean Δ‖h‖ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in core.METHODS:
+        clean = float(np.mean(metrics[f"{method}/clean/acc"]))
+        cells = [
+            Stat(tuple(metrics[f"{method}/{k}"])).fmt(3)
+            for k in ("clean/acc", "corrupted/acc", "corrupted/rel_acc")
+        ]
+        shifts = [
+            Stat(tuple(metrics[f"{method}/corrupted/{k}"])).fmt(2) for k in ("d_angle", "d_length")
+        ]
+        used = "yes" if clean >= CLEAN_GATE * dense else "**no**"
+        rows.append(
+            f"| {method} | {cells[0]} | {used} | {cells[1]} | {cells[2]} | "
+            + " | ".join(shifts)
+            + " |"
+        )
+    dc = cfg.data
+    sev = [
+        "| corruption | " + " | ".join(f"s{s}" for s in dc.severities) + " |",
+        "|---" * (len(dc.severities) + 1) + "|",
+    ]
+    for c in dc.corruptions:
+        accs = [Stat(tuple(metrics[f"dense/{c}/{s}/acc"])).fmt(3) for s in dc.severities]
+        sev.append(f"| {c} | " + " | ".join(accs) + " |")
+    clean = Stat(tuple(metrics["dense/clean/acc"])).fmt(3)
+    sev.append(f"| clean | {clean} |" + " |" * (len(dc.severities) - 1))
+    return {
+        f"Arms (gate: clean accuracy ≥ {CLEAN_GATE:g} × dense, mean over seeds)": "\n".join(rows),
+        "Dense accuracy per corruption and severity": "\n".join(sev),
+        "Deviations": DEVIATIONS,
+    }
 
 
 def _profiles(m: dict[str, float], corruptions: list[str], severities: list[int]) -> np.ndarray:
@@ -224,67 +272,116 @@ def _figures(cfg: RobustnessLotteryConfig, metrics: dict[str, list[float]]) -> d
 # ---------------------------------------------------------------------------------- claims
 
 
-def _cells(m: Metrics, method: str) -> tuple[list[str], list[int]]:
-    names = [p for n in m if len(p := n.split("/")) == 4 and p[0] == method and p[3] == "d_angle"]
+DEVIATIONS = "TODO"
+CLEAN_GATE = 0.8  # an arm is used when its clean accuracy ≥ 0.8 × the dense model's (issue 12)
+MIN_ARMS = 3  # a rank correlation across arms needs three of them
+
+
+def _cells(m: Metrics) -> tuple[list[str], list[int]]:
+    names = [p for n in m if len(p := n.split("/")) == 4 and p[0] == "dense" and p[3] == "d_angle"]
+    if not names:
+        raise KeyError("no dense/<corruption>/<severity>/d_angle metrics")
     return sorted({p[1] for p in names}), sorted({int(p[2]) for p in names})
 
 
+def _used(m: Metrics) -> list[str]:
+    """The arms whose mean clean accuracy passes the gate (the dense model always does)."""
+    dense = m["dense/clean/acc"].mean
+    return [a for a in core.METHODS if m[f"{a}/clean/acc"].mean >= CLEAN_GATE * dense]
+
+
+def _gate_numbers(m: Metrics) -> dict[str, float | Stat]:
+    out: dict[str, float | Stat] = {}
+    used = _used(m)
+    for arm in core.METHODS:
+        out[f"{arm} clean acc"] = m[f"{arm}/clean/acc"]
+        out[f"{arm} used"] = float(arm in used)
+    return out
+
+
+def _undecidable(m: Metrics, used: list[str]) -> ClaimResult | None:
+    """Fewer than ``MIN_ARMS`` arms pass the gate: a single-value test, inconclusive."""
+    if len(used) >= MIN_ARMS:
+        return None
+    return decide(
+        on_mean(f"arms passing the clean gate (need {MIN_ARMS})", [len(used)], ">=", MIN_ARMS),
+        **_gate_numbers(m),
+    )
+
+
 def check_a(m: Metrics) -> ClaimResult:
-    """(a) θ_y up and ‖h‖ down under corruption for every model, sign test over severities."""
-    measured: dict[str, float] = {}
-    holds = True
-    for method in core.METHODS:
-        corr, sevs = _cells(m, method)
-        dth = [np.mean([m[f"{method}/{c}/{s}/d_angle"].mean for c in corr]) for s in sevs]
-        dln = [np.mean([m[f"{method}/{c}/{s}/d_length"].mean for c in corr]) for s in sevs]
-        p_th = binomtest(sum(v > 0 for v in dth), len(sevs), alternative="greater").pvalue
-        p_ln = binomtest(sum(v < 0 for v in dln), len(sevs), alternative="greater").pvalue
-        measured[f"{method} p(θ up)"] = p_th
-        measured[f"{method} p(‖h‖ down)"] = p_ln
-        holds &= p_th < 0.05 and p_ln < 0.05
-    return ClaimResult(holds, measured)
+    """(a) θ_y up and ‖h‖ down under corruption for every arm that passes the gate: sign
+    tests over the corruption × severity cells (each cell's shift averaged over seeds)."""
+    corr, sevs = _cells(m)
+    tests = []
+    for arm in _used(m):
+        cells = list(itertools.product(corr, sevs))
+        dth = [m[f"{arm}/{c}/{s}/d_angle"].mean for c, s in cells]
+        dln = [-m[f"{arm}/{c}/{s}/d_length"].mean for c, s in cells]
+        tests.append(sign_test(f"{arm}: share of cells with Δθ_y > 0", dth))
+        tests.append(sign_test(f"{arm}: share of cells with Δ‖h‖ < 0", dln))
+    return decide(*tests, **_gate_numbers(m))
 
 
 def check_b(m: Metrics) -> ClaimResult:
-    """(b) Spearman(mean Δθ_y, corrupted accuracy) across models ≤ −0.6."""
-    dth = [m[f"{meth}/corrupted/d_angle"].mean for meth in core.METHODS]
-    acc = [m[f"{meth}/corrupted/acc"].mean for meth in core.METHODS]
-    rho = float(spearmanr(dth, acc).statistic)
-    return ClaimResult(rho <= -0.6, {"Spearman": rho})
+    """(b) across the arms that pass the gate, Spearman(mean Δθ_y, relative robustness) ≤ −0.6,
+    one correlation per seed."""
+    used = _used(m)
+    if (early := _undecidable(m, used)) is not None:
+        return early
+    n_seeds = m["dense/corrupted/d_angle"].n
+    rhos = [
+        float(
+            spearmanr(
+                [m[f"{a}/corrupted/d_angle"].values[i] for a in used],
+                [m[f"{a}/corrupted/rel_acc"].values[i] for a in used],
+            ).statistic
+        )
+        for i in range(n_seeds)
+    ]
+    return decide(
+        on_mean("Spearman(mean Δθ_y, corrupted / clean accuracy)", rhos, "<=", -0.6),
+        **_gate_numbers(m),
+    )
 
 
 def check_c(m: Metrics) -> ClaimResult:
-    """(c) two noise corruptions merge directly in the Δθ-profile dendrogram."""
-    corr, sevs = _cells(m, core.METHODS[0])
-    prof = _profiles({k: v.mean for k, v in m.items()}, corr, sevs)
-    z = linkage(prof, "average")
-    n = len(corr)
-    pairs = [(int(a), int(b)) for a, b, *_ in z if a < n and b < n]
-    noisy = [p for p in pairs if corr[p[0]] in NOISES and corr[p[1]] in NOISES]
-    return ClaimResult(
-        bool(noisy),
-        {"noise-noise leaf merges": float(len(noisy)), "leaf merges": float(len(pairs))},
-    )
+    """(c) on every seed, two noise corruptions merge directly in the dendrogram of the
+    Δθ-profiles (over the arms that pass the gate and the severities)."""
+    corr, sevs = _cells(m)
+    used = _used(m)
+    merged = []
+    for i in range(m["dense/corrupted/d_angle"].n):
+        prof = np.array(
+            [[m[f"{a}/{c}/{s}/d_angle"].values[i] for a in used for s in sevs] for c in corr]
+        )
+        z = linkage(prof, "average")
+        n = len(corr)
+        pairs = [(int(a), int(b)) for a, b, *_ in z if a < n and b < n]
+        merged.append(float(any(corr[a] in NOISES and corr[b] in NOISES for a, b in pairs)))
+    return decide(every("a noise-noise leaf merge (per seed)", merged, ">=", 1.0))
 
 
 CLAIMS = (
     Claim(
         "a_shift_signs",
         "(a) under corruption, mean θ_y increases and mean ‖h‖ decreases for "
-        "all models (sign test over severities)",
+        "all models passing the clean-accuracy gate (sign tests over corruption × severity, "
+        "issue 12)",
         "Li et al.: corruptions push features away from their class directions",
         check_a,
     ),
     Claim(
         "b_angle_predicts_robustness",
-        "(b) across models, Spearman(mean Δθ_y, corrupted accuracy) ≤ −0.6",
+        "(b) across models passing the clean-accuracy gate, Spearman(mean Δθ_y, corrupted "
+        "accuracy / clean accuracy) ≤ −0.6 (issue 12)",
         "Li et al.: robust tickets keep corrupted features closer in angle",
         check_b,
     ),
     Claim(
         "c_noise_redundancy",
         "(c) at least two noise corruptions cluster together in the "
-        "Δθ-profile dendrogram (redundancy)",
+        "Δθ-profile dendrogram (redundancy), on every seed",
         "Li et al.: several CIFAR-10-C corruptions are redundant",
         check_c,
     ),
