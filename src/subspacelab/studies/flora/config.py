@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.config import param
+from subspacelab.studies.flora import core
 from subspacelab.studies.flora.full import VTAB_TASKS
 
 TASKS = ("relabel", "invert", "rot90", "bandpass")
@@ -56,12 +57,17 @@ class FloraModel:
     convnext: str | None = param()  # full profile: the timm model name (null in mini)
 
     def check(self) -> dict[str, str]:
-        """One stride per conv."""
-        return (
-            {"strides": "one stride per channel entry"}
-            if len(self.strides) != len(self.channels)
-            else {}
-        )
+        """One stride per conv; in the miniature (no ``convnext``), budgets that LoRA and FLoRA
+        can match within 10 % on these channels, each a different adapter."""
+        if len(self.strides) != len(self.channels):
+            return {"strides": "one stride per channel entry"}
+        if self.convnext is None:
+            net = core.SmallCNN(self.channels, self.strides, 10)
+            try:
+                core.budget_matches(net, self.budgets, self.spatial_rank)
+            except ValueError as err:
+                return {"budgets": f"fractions LoRA and FLoRA can match on these channels ({err})"}
+        return {}
 
 
 @dataclass

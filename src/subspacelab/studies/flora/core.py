@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
-from subspacelab.adapters import FLoRA, LoRA, flora_param_count, lora_param_count
+from subspacelab.adapters import FLoRA, LoRA
+from subspacelab.adapters.budget import BudgetMatch, make_adapter, match_budgets
 
 
 class SmallCNN(nn.Module):
@@ -79,42 +80,20 @@ def conv_param_count(model: SmallCNN) -> int:
     return sum(c.weight.numel() for c in convs(model))
 
 
-def flora_ranks(conv: nn.Conv2d, r_c: int, spatial: int) -> list[int]:
-    """``[r_c, r_c, s, s]`` capped at each mode's size (modes [in, out, k_h, k_w])."""
-    w = conv.weight
-    return [
-        min(r_c, w.shape[1]),
-        min(r_c, w.shape[0]),
-        min(spatial, w.shape[2]),
-        min(spatial, w.shape[3]),
-    ]
+def budget_matches(model: SmallCNN, budgets: Sequence[float], spatial: int) -> list[BudgetMatch]:
+    """LoRA and FLoRA ranks at each budget (a fraction of the conv weights), matched within
+    10 % (``adapters.budget.match_budgets``; ValueError otherwise)."""
+    total = conv_param_count(model)
+    return match_budgets(convs(model), [round(b * total) for b in budgets], spatial)
 
 
-def match_budget(layers: list[nn.Conv2d], budget: int, spatial: int) -> tuple[int, int, int, int]:
-    """(FLoRA r_c, its exact count, LoRA rank, its exact count) closest to ``budget``."""
-
-    def fl(r: int) -> int:
-        return sum(flora_param_count(c, flora_ranks(c, r, spatial)) for c in layers)
-
-    def lo(r: int) -> int:
-        return sum(
-            lora_param_count(c, min(r, c.weight.shape[0], c.weight[0].numel())) for c in layers
-        )
-
-    r_f = min(range(1, 129), key=lambda r: abs(fl(r) - budget))
-    r_l = min(range(1, 129), key=lambda r: abs(lo(r) - budget))
-    return r_f, fl(r_f), r_l, lo(r_l)
-
-
-def adapt(model: SmallCNN, arm: str, rank: int, spatial: int, scale: float) -> None:
-    """Freeze the backbone and wrap every conv for ``arm`` (``flora``/``lora``), in place."""
+def adapt(model: SmallCNN, kind: str, rank: int, spatial: int, scale: float) -> None:
+    """Freeze the backbone and wrap every conv for ``kind`` (``flora``/``lora``), in place;
+    both adapters take the same scale ``s``."""
     model.features.requires_grad_(False)
     for i, m in enumerate(model.features):
         if isinstance(m, nn.Conv2d):
-            if arm == "flora":
-                model.features[i] = FLoRA(m, flora_ranks(m, rank, spatial), scale=scale)
-            else:
-                model.features[i] = LoRA(m, min(rank, m.weight.shape[0], m.weight[0].numel()))
+            model.features[i] = make_adapter(kind, m, rank, spatial, scale)
 
 
 def upsample(x: np.ndarray, size: int) -> Tensor:
