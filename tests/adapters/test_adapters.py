@@ -32,6 +32,7 @@ from subspacelab.adapters.budget import (
     make_adapter,
     match_budgets,
 )
+from subspacelab.adapters.stacked import StackedConv2d
 from subspacelab.adapters.training import (
     Member,
     accuracy,
@@ -271,3 +272,62 @@ def test_make_adapter_same_scale_for_both() -> None:
     assert lora.scale == fl.scale == 4.0
     with pytest.raises(ValueError, match="kind"):
         make_adapter("loha", conv, 2, 2, 4.0)
+
+
+def _stack_inputs(k: int, c: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    xs = [torch.randn(3, c, 7, 7) for _ in range(k)]
+    return xs, torch.cat(xs, dim=1)
+
+
+@pytest.mark.parametrize("kind", ["conv", "lora", "flora"])
+def test_stacked_conv_equals_each_layer(kind: str) -> None:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(3):
+        conv = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        layer = conv if kind == "conv" else make_adapter(kind, conv, 2, 2, 4.0)
+        for p in layer.parameters():
+            if p.requires_grad:
+                nn.init.normal_(p, std=0.3)  # ΔW ≠ 0
+        layers.append(layer)
+    xs, x = _stack_inputs(3, 4)
+    out = StackedConv2d(layers, torch.Generator())(x)
+    ref = torch.cat([m(xk) for m, xk in zip(layers, xs, strict=True)], dim=1)
+    assert torch.allclose(out, ref, atol=1e-5)
+    params = [p for m in layers for p in m.parameters() if p.requires_grad]
+    g = torch.autograd.grad(out.square().sum(), params)
+    g_ref = torch.autograd.grad(ref.square().sum(), params)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g, g_ref, strict=True))
+
+
+def test_stacked_conv_dropout_and_refusals() -> None:
+    torch.manual_seed(0)
+    layers = [make_adapter("lora", nn.Conv2d(2, 3, 3, padding=1), 1, 2, 4.0, 0.5) for _ in range(2)]
+    for m in layers:
+        nn.init.normal_(m.lora_b)
+    xs, x = _stack_inputs(2, 2)
+    out = StackedConv2d(layers, torch.Generator().manual_seed(5))(x)
+    keep = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) >= 0.5
+    dropped = (x * keep / 0.5).split(2, dim=1)
+    ref = torch.cat(
+        [
+            m.base(xk) + F.conv2d(d, m.delta(), None, padding=1)
+            for m, xk, d in zip(layers, xs, dropped, strict=True)
+        ],
+        dim=1,
+    )
+    assert torch.allclose(out, ref, atol=1e-5)
+    for m in layers:
+        m.eval()
+    no_drop = StackedConv2d(layers, torch.Generator())(x)
+    assert torch.allclose(
+        no_drop, torch.cat([m(xk) for m, xk in zip(layers, xs, strict=True)], 1), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="differ"):
+        StackedConv2d(
+            [layers[0], make_adapter("lora", nn.Conv2d(2, 3, 3), 2, 2, 4.0)], torch.Generator()
+        )
+    with pytest.raises(TypeError, match="groups 1"):
+        StackedConv2d([nn.Conv2d(2, 2, 3, groups=2)], torch.Generator())
+    with pytest.raises(TypeError, match="cannot stack"):
+        StackedConv2d([nn.Linear(2, 2)], torch.Generator())

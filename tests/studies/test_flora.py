@@ -49,12 +49,13 @@ def test_config_refuses_budgets_that_are_one_adapter() -> None:
         study_config(FloraConfig, params, "flora", "mini")
 
 
-def test_stacked_losses_equal_each_net_alone() -> None:
-    """The grouped-conv evaluation of many arms gives each arm's own loss and gradients."""
+def test_stacked_arms_equal_each_net_alone() -> None:
+    """The grouped-conv evaluation of many arms (in runs of one kind, and interleaved) gives
+    each arm's own loss and gradients."""
     torch.manual_seed(0)
     base = core.SmallCNN([4, 8, 8, 8], [2, 1, 2, 1], 10)
     nets = []
-    for kind, rank in (("full", 0), ("flora", 2), ("lora", 1)):
+    for kind, rank in (("full", 0), ("flora", 2), ("flora", 2), ("lora", 1), ("full", 0)):
         net = copy.deepcopy(base)
         if kind != "full":
             core.adapt(net, kind, rank, 2, 4.0)
@@ -64,10 +65,13 @@ def test_stacked_losses_equal_each_net_alone() -> None:
         nets.append(net)
     xs = [torch.rand(5, 1, 16, 16) for _ in nets]
     ys = [torch.randint(0, 10, (5,)) for _ in nets]
+    params = [p for n in nets for p in n.parameters() if p.requires_grad]
     alone = torch.stack([F.cross_entropy(n(x), y) for n, x, y in zip(nets, xs, ys, strict=True)])
-    grads_alone = torch.autograd.grad(alone.sum(), list(nets[1].parameters())[-4:])
-    stacked = core.stacked_losses(nets, xs, ys)
-    grads = torch.autograd.grad(stacked.sum(), list(nets[1].parameters())[-4:])
+    grads_alone = torch.autograd.grad(alone.sum(), params)
+    stacked_arms = core.StackedArms(nets)
+    assert stacked_arms.runs == [(0, 1), (1, 3), (3, 4), (4, 5)]
+    stacked = stacked_arms(xs, ys)
+    grads = torch.autograd.grad(stacked.sum(), params)
     assert torch.allclose(stacked, alone, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, grads_alone, strict=True))
     assert [c.out_channels for c in core.convs(nets[1])] == [4, 8, 8, 8]

@@ -93,12 +93,12 @@ def test_adapter_placement_and_budgets() -> None:
     (match,) = match_budgets(layers, [round(0.5 * sum(m.weight.numel() for m in layers))], 2)
     assert match.lora_params == lora_total(layers, match.lora_rank)
     assert match.flora_params == flora_total(layers, match.flora_rank, 2)
-    full.adapt(net, "flora", match.flora_rank, 2, 4.0)
+    full.adapt(net, "flora", match.flora_rank, 2, 4.0, 0.01)
     head = sum(p.numel() for p in net.head.parameters())
     assert sum(p.numel() for p in net.parameters() if p.requires_grad) == match.flora_params + head
     assert {(m.scale, m.dropout.p) for m in net.modules() if isinstance(m, FLoRA)} == {(4.0, 0.01)}
     lora_net = _ConvNeXtLike(5)
-    full.adapt(lora_net, "lora", match.lora_rank, 2, 4.0)
+    full.adapt(lora_net, "lora", match.lora_rank, 2, 4.0, 0.01)
     # the same scale and input dropout for both adapters
     assert {(m.scale, m.dropout.p) for m in lora_net.modules() if isinstance(m, LoRA)} == {
         (4.0, 0.01)

@@ -47,11 +47,13 @@ class FloraData:
 
 @dataclass
 class FloraModel:
-    """CNN of 3×3 convs (stride per layer), GAP, linear head; FLoRA scale s."""
+    """CNN of 3×3 convs (stride per layer), GAP, linear head; the adapters' scale s and input
+    dropout (the same for LoRA and FLoRA)."""
 
     channels: list[int] = param(ge=1, min_len=1)
     strides: list[int] = param(ge=1, min_len=1)
     scale: float = param(gt=0)
+    dropout: float = param(ge=0, lt=1)
     spatial_rank: int = param(ge=1)  # r = [r_c, r_c, spatial, spatial]
     budgets: list[float] = param(gt=0, lt=1, min_len=1)  # fractions of the conv parameters
     convnext: str | None = param()  # full profile: the timm model name (null in mini)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from subspacelab.adapters import FLoRA, LoRA
 from subspacelab.adapters.budget import BudgetMatch, make_adapter, match_budgets
+from subspacelab.adapters.stacked import StackedConv2d, signature
 
 
 class SmallCNN(nn.Module):
@@ -34,36 +35,48 @@ class SmallCNN(nn.Module):
         return self.head(self.embed(x))
 
 
-def stacked_losses(nets: Sequence[SmallCNN], xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
-    """Each net's cross-entropy on its own batch ``(xs[k], ys[k])``, all nets at once: every
-    conv layer runs as one grouped conv over the nets (each group one net's effective weight,
-    ``W`` or ``W + ΔW`` of its LoRA/FLoRA), the heads as one batched product — the same maps as
-    each net alone, in a few large ops instead of many small ones (batches of one size)."""
-    k = len(nets)
-    h = torch.cat(list(xs), dim=1)
-    per_net = [_effective_convs(net) for net in nets]
-    for j, conv in enumerate(convs(nets[0])):
-        w = torch.cat([layers[j][0] for layers in per_net])
-        b = torch.cat([layers[j][1] for layers in per_net])
-        h = F.relu(F.conv2d(h, w, b, conv.stride, conv.padding, conv.dilation, groups=k))
-    feats = h.mean(dim=(2, 3)).reshape(len(h), k, -1)
-    w_head = torch.stack([net.head.weight for net in nets])
-    b_head = torch.stack([net.head.bias for net in nets])
-    logits = torch.einsum("bkc,koc->kbo", feats, w_head) + b_head[:, None]
-    y = torch.stack(list(ys))
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
+class StackedArms:
+    """Each net's cross-entropy on its own batch ``(xs[k], ys[k])``, all nets at once.
 
+    Every conv layer of the K nets runs as a few grouped convs over channel blocks
+    (``adapters.stacked.StackedConv2d``, one per run of consecutive nets with the same kind of
+    layer: order the nets by arm to get few runs), the heads as one batched product — the same
+    maps as each net alone (batches of one size). The adapters' input dropout, if any, draws
+    from a generator seeded ``seed``."""
 
-def _effective_convs(net: SmallCNN) -> list[tuple[Tensor, Tensor]]:
-    """Each conv's (weight, bias) as the net applies them: ``W``, or ``W + ΔW`` under an
-    adapter."""
-    out = []
-    for m in net.features:
-        if isinstance(m, LoRA | FLoRA):
-            out.append((m.base.weight + m.delta(), m.base.bias))
-        elif isinstance(m, nn.Conv2d):
-            out.append((m.weight, m.bias))
-    return out
+    def __init__(self, nets: Sequence[SmallCNN], seed: int = 0) -> None:
+        self.nets = list(nets)
+        gen = torch.Generator().manual_seed(seed)
+        per_net = [[m for m in net.features if not isinstance(m, nn.ReLU)] for net in nets]
+        sigs = [tuple(signature(m) for m in layers) for layers in per_net]
+        self.runs: list[tuple[int, int]] = []  # [start, stop) of nets of one signature
+        for k, sig in enumerate(sigs):
+            if self.runs and sigs[self.runs[-1][0]] == sig:
+                self.runs[-1] = (self.runs[-1][0], k + 1)
+            else:
+                self.runs.append((k, k + 1))
+        self.layers = [
+            [StackedConv2d([per_net[k][j] for k in range(a, b)], gen) for a, b in self.runs]
+            for j in range(len(per_net[0]))
+        ]
+
+    def __call__(self, xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
+        """The K losses, in the nets' order."""
+        k = len(self.nets)
+        h = torch.cat(list(xs), dim=1)
+        for stacks in self.layers:
+            if len(stacks) == 1:
+                h = F.relu(stacks[0](h))
+                continue
+            blocks = h.split([(b - a) * stacks[0].in_channels for a, b in self.runs], dim=1)
+            h = F.relu(torch.cat([st(x) for st, x in zip(stacks, blocks, strict=True)], dim=1))
+        feats = h.mean(dim=(2, 3)).reshape(len(h), k, -1)
+        w_head = torch.stack([net.head.weight for net in self.nets])
+        b_head = torch.stack([net.head.bias for net in self.nets])
+        logits = torch.einsum("bkc,koc->kbo", feats, w_head) + b_head[:, None]
+        y = torch.stack(list(ys))
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return losses.view(k, -1).mean(1)
 
 
 def convs(model: SmallCNN) -> list[nn.Conv2d]:
@@ -87,13 +100,15 @@ def budget_matches(model: SmallCNN, budgets: Sequence[float], spatial: int) -> l
     return match_budgets(convs(model), [round(b * total) for b in budgets], spatial)
 
 
-def adapt(model: SmallCNN, kind: str, rank: int, spatial: int, scale: float) -> None:
+def adapt(
+    model: SmallCNN, kind: str, rank: int, spatial: int, scale: float, dropout: float = 0.0
+) -> None:
     """Freeze the backbone and wrap every conv for ``kind`` (``flora``/``lora``), in place;
-    both adapters take the same scale ``s``."""
+    both adapters take the same scale ``s`` and input dropout."""
     model.features.requires_grad_(False)
     for i, m in enumerate(model.features):
         if isinstance(m, nn.Conv2d):
-            model.features[i] = make_adapter(kind, m, rank, spatial, scale)
+            model.features[i] = make_adapter(kind, m, rank, spatial, scale, dropout)
 
 
 def upsample(x: np.ndarray, size: int) -> Tensor:

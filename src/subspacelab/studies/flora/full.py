@@ -138,7 +138,7 @@ def adaptable_layers(model: nn.Module, head: str = "head") -> list[tuple[str, La
 
 
 def adapt(
-    model: nn.Module, kind: str, rank: int, spatial: int, scale: float, dropout: float = 0.01
+    model: nn.Module, kind: str, rank: int, spatial: int, scale: float, dropout: float
 ) -> None:
     """Freeze everything but the head and put a LoRA/FLoRA (``adapters.budget.make_adapter``:
     the same scale and input dropout for both) on every adaptable layer."""
@@ -289,7 +289,7 @@ def fit_step(ctx: StepContext, make_model: ModelFactory | None = None) -> StepOu
                     net.requires_grad_(False)
                     net.get_submodule("head").requires_grad_(True)
                 elif kind != "full":
-                    adapt(net, kind, rank, m.spatial_rank, m.scale)
+                    adapt(net, kind, rank, m.spatial_rank, m.scale, m.dropout)
                 train_arm(
                     ctx,
                     net,
