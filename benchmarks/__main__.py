@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import clustering, gcr_step, merging, pca_stream, probes, training
+from benchmarks import adapters, clustering, gcr_step, merging, pca_stream, probes, training
 from benchmarks.common import in_subprocess, machine
 
 OUT = Path(__file__).with_name("RESULTS.md")
@@ -54,6 +54,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "merging": merging.section,
     "probes": probes.section,
     "training": training.section,
+    "adapters": adapters.section,
 }
 PARTS = Path(__file__).with_name("results")
 
@@ -76,7 +77,7 @@ def main(names: list[str]) -> None:
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
-        "`python -m benchmarks [pca gcr clustering merging probes training]`.",
+        "`python -m benchmarks [pca gcr clustering merging probes training adapters]`.",
         "Not part of `make test`.",
         "",
     ]

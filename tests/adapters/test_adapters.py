@@ -300,11 +300,14 @@ def test_stacked_conv_equals_each_layer(kind: str) -> None:
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g, g_ref, strict=True))
 
 
-def test_stacked_conv_dropout_and_refusals() -> None:
+@pytest.mark.parametrize("kind", ["lora", "flora"])
+def test_stacked_conv_dropout(kind: str) -> None:
     torch.manual_seed(0)
-    layers = [make_adapter("lora", nn.Conv2d(2, 3, 3, padding=1), 1, 2, 4.0, 0.5) for _ in range(2)]
+    layers = [make_adapter(kind, nn.Conv2d(2, 3, 3, padding=1), 1, 2, 4.0, 0.5) for _ in range(2)]
     for m in layers:
-        nn.init.normal_(m.lora_b)
+        for p in m.parameters():
+            if p.requires_grad:
+                nn.init.normal_(p)
     xs, x = _stack_inputs(2, 2)
     out = StackedConv2d(layers, torch.Generator().manual_seed(5))(x)
     keep = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) >= 0.5
@@ -320,13 +323,18 @@ def test_stacked_conv_dropout_and_refusals() -> None:
     for m in layers:
         m.eval()
     no_drop = StackedConv2d(layers, torch.Generator())(x)
-    assert torch.allclose(
-        no_drop, torch.cat([m(xk) for m, xk in zip(layers, xs, strict=True)], 1), atol=1e-5
-    )
+    alone = torch.cat([m(xk) for m, xk in zip(layers, xs, strict=True)], 1)
+    assert torch.allclose(no_drop, alone, atol=1e-5)
+
+
+def test_stacked_conv_refusals() -> None:
+    lora = make_adapter("lora", nn.Conv2d(2, 3, 3), 1, 2, 4.0)
     with pytest.raises(ValueError, match="differ"):
         StackedConv2d(
-            [layers[0], make_adapter("lora", nn.Conv2d(2, 3, 3), 2, 2, 4.0)], torch.Generator()
+            [lora, make_adapter("lora", nn.Conv2d(2, 3, 3), 2, 2, 4.0)], torch.Generator()
         )
+    with pytest.raises(ValueError, match="nothing"):
+        StackedConv2d([], torch.Generator())
     with pytest.raises(TypeError, match="groups 1"):
         StackedConv2d([nn.Conv2d(2, 2, 3, groups=2)], torch.Generator())
     with pytest.raises(TypeError, match="cannot stack"):
