@@ -215,8 +215,8 @@ DEVIATIONS = "\n".join(
         "fixed s = 4 | issue 12: equal scale treatment; s fixed as in FLoRA's official code |",
         "| adapter input dropout 0.01 (§4, example.py for ConvNeXt) | 0, for both adapters "
         "(model.dropout) | with dropout the stacked fit must run the update through its factors "
-        "and draw masks: +30 % per step (615 vs 477 ms for the 60 arms, one core), past the "
-        "budget; a 1 % dropout is a regulariser, not the method |",
+        "and draw masks: +29 % per step (benchmarks/results/adapters.md), past the CPU budget; "
+        "a 1 % dropout is a regulariser, not the method |",
         "| a 5×5-kernel variant (§6, suggested) | not run | 3×3 only, as the claims are stated |",
         "| strides (not given) | 2-1-2-1 on 16×16 inputs | the spec names channels only |",
     ]
