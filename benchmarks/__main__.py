@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import clustering, gcr_step, merging, pca_stream, probes, recsys, training
+from benchmarks import adapters, clustering, gcr_step, merging, pca_stream, probes, recsys, training
 from benchmarks.common import in_subprocess, machine
 
 OUT = Path(__file__).with_name("RESULTS.md")
@@ -55,6 +55,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "merging_fusion_bench": merging.fusion_bench_section,
     "probes": probes.section,
     "training": training.section,
+    "adapters": adapters.section,
     "recsys": recsys.section,
 }
 PARTS = Path(__file__).with_name("results")
@@ -81,7 +82,8 @@ def main(names: list[str]) -> None:
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
-        "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training]`.",
+        "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
+        "adapters recsys]`.",
         "Not part of `make test`.",
         "",
     ]

@@ -100,7 +100,10 @@ def test_old_and_fit_steps_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (old_dir / "seed0.safetensors").is_file()
     ctx.out, ctx.inputs = fit_dir, {"old": old_dir}
     full.fit_step(ctx, _trunk)  # type: ignore[arg-type]
-    report = _evaluate(SimpleNamespace(inputs={"fit": fit_dir}, seeds=[0]))  # type: ignore[arg-type]
+    report = _evaluate(
+        SimpleNamespace(inputs={"fit": fit_dir}, seeds=[0], profile="full")  # type: ignore[arg-type]
+    )
+    assert "deviations" not in report.tables
     assert report.metrics["ortho_error_max"][0] < 1e-4
     for key in (
         "old_to_old_map",
@@ -112,8 +115,5 @@ def test_old_and_fit_steps_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     m = Metrics(report.metrics)
     results = {c.id: c.check(m) for c in CLAIMS}  # every claim computes from the full files
     assert results["orthogonality"].holds
-    assert set(results["compatibility"].measured) == {
-        "oca_to_old",
-        "old_to_old",
-        "independent_to_old",
-    }
+    # one seed: the paired comparisons have no interval yet
+    assert [t.verdict for t in results["compatibility"].tests] == ["inconclusive"] * 2

@@ -3,7 +3,8 @@
 ``ΔW = s · B A`` with ``A ∈ R^{r × fan_in}`` (Kaiming-uniform) and ``B ∈ R^{out × r}`` (zeros);
 for a conv, ``fan_in = in/groups · Π kernel`` and ΔW is reshaped to the kernel's shape. The base
 layer is frozen; the forward is the base op (stride, padding, dilation, groups) with ``W + ΔW``
-(for a linear layer through the rank-r factors, never forming ΔW).
+(for a linear layer through the rank-r factors, never forming ΔW); with input dropout (as
+``peft``'s ``lora_dropout``) the update path sees ``dropout(x)``, the base path ``x``.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ def lora_param_count(base: Wrappable, rank: int) -> int:
 
 
 class LoRA(nn.Module):
-    """A frozen layer plus a trainable rank-``rank`` update ``s · B A``."""
+    """A frozen layer plus a trainable rank-``rank`` update ``s · B A`` (on ``dropout(x)``)."""
 
-    def __init__(self, base: Wrappable, rank: int, scale: float = 1.0) -> None:
+    def __init__(
+        self, base: Wrappable, rank: int, scale: float = 1.0, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
@@ -46,6 +49,7 @@ class LoRA(nn.Module):
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.scale = scale
+        self.dropout = nn.Dropout(dropout)
         self.lora_a = nn.Parameter(torch.empty(rank, _fan_in(base)))
         self.lora_b = nn.Parameter(torch.zeros(base.weight.shape[0], rank))
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
@@ -55,11 +59,14 @@ class LoRA(nn.Module):
         return (self.scale * self.lora_b @ self.lora_a).reshape(self.base.weight.shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``base(x) + op(x; ΔW)``: through the rank-r factors for a linear layer, as one op
-        with ``W + ΔW`` for a conv (the same map, one conv instead of two)."""
+        """``base(x) + op(dropout(x); ΔW)``: through the rank-r factors for a linear layer; for
+        a conv without active dropout as one op with ``W + ΔW`` (the same map, one conv)."""
+        drop = self.dropout(x) if self.dropout.p > 0 and self.training else x
         if isinstance(self.base, nn.Linear):
-            return self.base(x) + self.scale * F.linear(F.linear(x, self.lora_a), self.lora_b)
-        return apply_weight(self.base, x, self.base.weight + self.delta(), self.base.bias)
+            return self.base(x) + self.scale * F.linear(F.linear(drop, self.lora_a), self.lora_b)
+        if drop is x:
+            return apply_weight(self.base, x, self.base.weight + self.delta(), self.base.bias)
+        return self.base(x) + apply_weight(self.base, drop, self.delta(), None)
 
 
 def wrap_layers(

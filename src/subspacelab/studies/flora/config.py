@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.config import param
+from subspacelab.studies.flora import core
 from subspacelab.studies.flora.full import VTAB_TASKS
 
 TASKS = ("relabel", "invert", "rot90", "bandpass")
@@ -50,22 +51,29 @@ class FloraData:
 
 @dataclass
 class FloraModel:
-    """CNN of 3×3 convs (stride per layer), GAP, linear head; FLoRA scale s."""
+    """CNN of 3×3 convs (stride per layer), GAP, linear head; the adapters' scale s and input
+    dropout (the same for LoRA and FLoRA)."""
 
     channels: list[int] = param(ge=1, min_len=1)
     strides: list[int] = param(ge=1, min_len=1)
     scale: float = param(gt=0)
+    dropout: float = param(ge=0, lt=1)
     spatial_rank: int = param(ge=1)  # r = [r_c, r_c, spatial, spatial]
     budgets: list[float] = param(gt=0, lt=1, min_len=1)  # fractions of the conv parameters
     convnext: str | None = param()  # full profile: the timm model name (null in mini)
 
     def check(self) -> dict[str, str]:
-        """One stride per conv."""
-        return (
-            {"strides": "one stride per channel entry"}
-            if len(self.strides) != len(self.channels)
-            else {}
-        )
+        """One stride per conv; in the miniature (no ``convnext``), budgets that LoRA and FLoRA
+        can match within 10 % on these channels, each a different adapter."""
+        if len(self.strides) != len(self.channels):
+            return {"strides": "one stride per channel entry"}
+        if self.convnext is None:
+            net = core.SmallCNN(self.channels, self.strides, 10)
+            try:
+                core.budget_matches(net, self.budgets, self.spatial_rank)
+            except ValueError as err:
+                return {"budgets": f"fractions LoRA and FLoRA can match on these channels ({err})"}
+        return {}
 
 
 @dataclass

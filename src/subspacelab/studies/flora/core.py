@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
-from subspacelab.adapters import FLoRA, LoRA, flora_param_count, lora_param_count
+from subspacelab.adapters import FLoRA, LoRA
+from subspacelab.adapters.budget import BudgetMatch, make_adapter, match_budgets
+from subspacelab.adapters.stacked import StackedConv2d, signature
 
 
 class SmallCNN(nn.Module):
@@ -33,36 +35,48 @@ class SmallCNN(nn.Module):
         return self.head(self.embed(x))
 
 
-def stacked_losses(nets: Sequence[SmallCNN], xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
-    """Each net's cross-entropy on its own batch ``(xs[k], ys[k])``, all nets at once: every
-    conv layer runs as one grouped conv over the nets (each group one net's effective weight,
-    ``W`` or ``W + ΔW`` of its LoRA/FLoRA), the heads as one batched product — the same maps as
-    each net alone, in a few large ops instead of many small ones (batches of one size)."""
-    k = len(nets)
-    h = torch.cat(list(xs), dim=1)
-    per_net = [_effective_convs(net) for net in nets]
-    for j, conv in enumerate(convs(nets[0])):
-        w = torch.cat([layers[j][0] for layers in per_net])
-        b = torch.cat([layers[j][1] for layers in per_net])
-        h = F.relu(F.conv2d(h, w, b, conv.stride, conv.padding, conv.dilation, groups=k))
-    feats = h.mean(dim=(2, 3)).reshape(len(h), k, -1)
-    w_head = torch.stack([net.head.weight for net in nets])
-    b_head = torch.stack([net.head.bias for net in nets])
-    logits = torch.einsum("bkc,koc->kbo", feats, w_head) + b_head[:, None]
-    y = torch.stack(list(ys))
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
+class StackedArms:
+    """Each net's cross-entropy on its own batch ``(xs[k], ys[k])``, all nets at once.
 
+    Every conv layer of the K nets runs as a few grouped convs over channel blocks
+    (``adapters.stacked.StackedConv2d``, one per run of consecutive nets with the same kind of
+    layer: order the nets by arm to get few runs), the heads as one batched product — the same
+    maps as each net alone (batches of one size). The adapters' input dropout, if any, draws
+    from a generator seeded ``seed``."""
 
-def _effective_convs(net: SmallCNN) -> list[tuple[Tensor, Tensor]]:
-    """Each conv's (weight, bias) as the net applies them: ``W``, or ``W + ΔW`` under an
-    adapter."""
-    out = []
-    for m in net.features:
-        if isinstance(m, LoRA | FLoRA):
-            out.append((m.base.weight + m.delta(), m.base.bias))
-        elif isinstance(m, nn.Conv2d):
-            out.append((m.weight, m.bias))
-    return out
+    def __init__(self, nets: Sequence[SmallCNN], seed: int = 0) -> None:
+        self.nets = list(nets)
+        gen = torch.Generator().manual_seed(seed)
+        per_net = [[m for m in net.features if not isinstance(m, nn.ReLU)] for net in nets]
+        sigs = [tuple(signature(m) for m in layers) for layers in per_net]
+        self.runs: list[tuple[int, int]] = []  # [start, stop) of nets of one signature
+        for k, sig in enumerate(sigs):
+            if self.runs and sigs[self.runs[-1][0]] == sig:
+                self.runs[-1] = (self.runs[-1][0], k + 1)
+            else:
+                self.runs.append((k, k + 1))
+        self.layers = [
+            [StackedConv2d([per_net[k][j] for k in range(a, b)], gen) for a, b in self.runs]
+            for j in range(len(per_net[0]))
+        ]
+
+    def __call__(self, xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
+        """The K losses, in the nets' order."""
+        k = len(self.nets)
+        h = torch.cat(list(xs), dim=1)
+        for stacks in self.layers:
+            if len(stacks) == 1:
+                h = F.relu(stacks[0](h))
+                continue
+            blocks = h.split([(b - a) * stacks[0].in_channels for a, b in self.runs], dim=1)
+            h = F.relu(torch.cat([st(x) for st, x in zip(stacks, blocks, strict=True)], dim=1))
+        feats = h.mean(dim=(2, 3)).reshape(len(h), k, -1)
+        w_head = torch.stack([net.head.weight for net in self.nets])
+        b_head = torch.stack([net.head.bias for net in self.nets])
+        logits = torch.einsum("bkc,koc->kbo", feats, w_head) + b_head[:, None]
+        y = torch.stack(list(ys))
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return losses.view(k, -1).mean(1)
 
 
 def convs(model: SmallCNN) -> list[nn.Conv2d]:
@@ -79,42 +93,22 @@ def conv_param_count(model: SmallCNN) -> int:
     return sum(c.weight.numel() for c in convs(model))
 
 
-def flora_ranks(conv: nn.Conv2d, r_c: int, spatial: int) -> list[int]:
-    """``[r_c, r_c, s, s]`` capped at each mode's size (modes [in, out, k_h, k_w])."""
-    w = conv.weight
-    return [
-        min(r_c, w.shape[1]),
-        min(r_c, w.shape[0]),
-        min(spatial, w.shape[2]),
-        min(spatial, w.shape[3]),
-    ]
+def budget_matches(model: SmallCNN, budgets: Sequence[float], spatial: int) -> list[BudgetMatch]:
+    """LoRA and FLoRA ranks at each budget (a fraction of the conv weights), matched within
+    10 % (``adapters.budget.match_budgets``; ValueError otherwise)."""
+    total = conv_param_count(model)
+    return match_budgets(convs(model), [round(b * total) for b in budgets], spatial)
 
 
-def match_budget(layers: list[nn.Conv2d], budget: int, spatial: int) -> tuple[int, int, int, int]:
-    """(FLoRA r_c, its exact count, LoRA rank, its exact count) closest to ``budget``."""
-
-    def fl(r: int) -> int:
-        return sum(flora_param_count(c, flora_ranks(c, r, spatial)) for c in layers)
-
-    def lo(r: int) -> int:
-        return sum(
-            lora_param_count(c, min(r, c.weight.shape[0], c.weight[0].numel())) for c in layers
-        )
-
-    r_f = min(range(1, 129), key=lambda r: abs(fl(r) - budget))
-    r_l = min(range(1, 129), key=lambda r: abs(lo(r) - budget))
-    return r_f, fl(r_f), r_l, lo(r_l)
-
-
-def adapt(model: SmallCNN, arm: str, rank: int, spatial: int, scale: float) -> None:
-    """Freeze the backbone and wrap every conv for ``arm`` (``flora``/``lora``), in place."""
+def adapt(
+    model: SmallCNN, kind: str, rank: int, spatial: int, scale: float, dropout: float = 0.0
+) -> None:
+    """Freeze the backbone and wrap every conv for ``kind`` (``flora``/``lora``), in place;
+    both adapters take the same scale ``s`` and input dropout."""
     model.features.requires_grad_(False)
     for i, m in enumerate(model.features):
         if isinstance(m, nn.Conv2d):
-            if arm == "flora":
-                model.features[i] = FLoRA(m, flora_ranks(m, rank, spatial), scale=scale)
-            else:
-                model.features[i] = LoRA(m, min(rank, m.weight.shape[0], m.weight[0].numel()))
+            model.features[i] = make_adapter(kind, m, rank, spatial, scale, dropout)
 
 
 def upsample(x: np.ndarray, size: int) -> Tensor:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from subspacelab.adapters import FLoRA, LoRA, flora_param_count, lora_param_count
+from subspacelab.adapters.budget import make_adapter, match_budgets
 from subspacelab.adapters.training import accuracy
 from subspacelab.data.download import Resource, fetch, safe_extract
 from subspacelab.io import read_json, write_json
@@ -137,40 +137,11 @@ def adaptable_layers(model: nn.Module, head: str = "head") -> list[tuple[str, La
     ]
 
 
-def flora_ranks(layer: Layer, r: int, spatial: int) -> list[int]:
-    """``[r, r]`` for a linear, ``[r, r, s, s]`` for a conv, each capped by its mode size."""
-    modes = [int(layer.weight.shape[1]), int(layer.weight.shape[0]), *layer.weight.shape[2:]]
-    wanted = [r, r] + [spatial] * (len(modes) - 2)
-    return [max(1, min(w, int(m))) for w, m in zip(wanted, modes, strict=True)]
-
-
-def _lora_rank(layer: Layer, r: int) -> int:
-    return max(1, min(r, int(layer.weight.shape[0]), int(layer.weight[0].numel())))
-
-
-def budget_ranks(layers: list[Layer], budget: int, spatial: int) -> tuple[int, int]:
-    """The largest FLoRA rank r and LoRA rank whose totals stay within ``budget`` parameters
-    (at least 1 each)."""
-
-    def fl(r: int) -> int:
-        return sum(flora_param_count(m, flora_ranks(m, r, spatial)) for m in layers)
-
-    def lo(r: int) -> int:
-        return sum(lora_param_count(m, _lora_rank(m, r)) for m in layers)
-
-    top = max(max(int(m.weight.shape[0]), int(m.weight[0].numel())) for m in layers)
-
-    def largest(count: Callable[[int], int]) -> int:
-        r = 1
-        while r < top and count(r + 1) <= budget:  # both counts grow with r
-            r += 1
-        return r
-
-    return largest(fl), largest(lo)
-
-
-def adapt(model: nn.Module, kind: str, rank: int, spatial: int, scale: float) -> None:
-    """Freeze everything but the head and put a LoRA/FLoRA on every adaptable layer."""
+def adapt(
+    model: nn.Module, kind: str, rank: int, spatial: int, scale: float, dropout: float
+) -> None:
+    """Freeze everything but the head and put a LoRA/FLoRA (``adapters.budget.make_adapter``:
+    the same scale and input dropout for both) on every adaptable layer."""
     targets = adaptable_layers(model)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -179,12 +150,7 @@ def adapt(model: nn.Module, kind: str, rank: int, spatial: int, scale: float) ->
     for name, layer in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        wrapped: nn.Module = (
-            FLoRA(layer, flora_ranks(layer, rank, spatial), scale=scale, dropout=0.01)
-            if kind == "flora"
-            else LoRA(layer, _lora_rank(layer, rank))
-        )
-        setattr(parent, child, wrapped)
+        setattr(parent, child, make_adapter(kind, layer, rank, spatial, scale, dropout))
 
 
 class PeftTraining(L.LightningModule):
@@ -309,9 +275,12 @@ def fit_step(ctx: StepContext, make_model: ModelFactory | None = None) -> StepOu
                 ("linear_probe", "probe", 0),
                 ("full_ft", "full", 0),
             ]
-            for b in m.budgets:
-                r_f, r_l = budget_ranks(layers, round(b * total), m.spatial_rank)
-                arms += [(f"flora_{b:g}", "flora", r_f), (f"lora_{b:g}", "lora", r_l)]
+            matches = match_budgets(layers, [round(b * total) for b in m.budgets], m.spatial_rank)
+            for b, match in zip(m.budgets, matches, strict=True):
+                arms += [
+                    (f"flora_{b:g}", "flora", match.flora_rank),
+                    (f"lora_{b:g}", "lora", match.lora_rank),
+                ]
             row: dict[str, dict[str, float]] = {}
             for arm, kind, rank in arms:
                 seed_all(seed * 100 + i)
@@ -320,7 +289,7 @@ def fit_step(ctx: StepContext, make_model: ModelFactory | None = None) -> StepOu
                     net.requires_grad_(False)
                     net.get_submodule("head").requires_grad_(True)
                 elif kind != "full":
-                    adapt(net, kind, rank, m.spatial_rank, m.scale)
+                    adapt(net, kind, rank, m.spatial_rank, m.scale, m.dropout)
                 train_arm(
                     ctx,
                     net,

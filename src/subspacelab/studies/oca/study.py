@@ -27,20 +27,12 @@ from subspacelab.adapters.training import Member, predict, train_joint
 from subspacelab.data.embedded import mnist1d
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import (
-    Claim,
-    ClaimResult,
-    Metrics,
-    Report,
-    Step,
-    StepContext,
-    StepOutput,
-    Study,
-)
+from subspacelab.registry import Claim, Metrics, Report, Step, StepContext, StepOutput, Study
 from subspacelab.runner import seed_all
 from subspacelab.studies.oca import full
 from subspacelab.studies.oca.config import OcaConfig
 from subspacelab.studies.oca.core import Embedder, retrieval
+from subspacelab.verdicts import ClaimResult, decide, every, gap, on_mean
 
 SLUG = "oca"
 ARMS = ("independent", "bct", "oca")
@@ -182,54 +174,67 @@ def _evaluate(ctx: StepContext) -> Report:
             )
     pairs = [f"{q}_to_{g}" for q in ("old", *ARMS) for g in sorted({"old", q})]
     fig = bar_figure("oca: leave-one-out mAP", "mAP", {p: metrics[f"{p}_map"] for p in pairs})
-    return Report(metrics=metrics, tables={"oca_retrieval": "\n".join(rows)}, figures={"map": fig})
+    tables = {"oca_retrieval": "\n".join(rows)}
+    if ctx.profile == "mini":
+        tables["deviations"] = DEVIATIONS
+    return Report(metrics=metrics, tables=tables, figures={"map": fig})
 
 
-def _mean(m: Metrics, name: str) -> float:
-    return m[name].mean
+DEVIATIONS = "\n".join(
+    [
+        "| from the spec (oca.md §6, §9) | here | why |",
+        "|---|---|---|",
+        "| the miniature's schedule: 1-D CNN 32-64-64, embedding 32 (+ 8), old model and each "
+        "new arm 20 epochs, Adam 1e-3 | as specified | (issue 12 restored the channels and "
+        "epochs) |",
+        "| orthogonal layer's bias: keep or drop (§9) | kept: Q h + b is affine | as the "
+        "official code |",
+    ]
+)
 
 
 def _check_a(m: Metrics) -> ClaimResult:
-    oo, co, io = (
-        _mean(m, "old_to_old_map"),
-        _mean(m, "oca_to_old_map"),
-        _mean(m, "independent_to_old_map"),
-    )
-    return ClaimResult(
-        co > oo and io < oo - 0.20, {"oca_to_old": co, "old_to_old": oo, "independent_to_old": io}
+    """Paired per seed: OCA→old above old→old, independent→old 20 pts below old→old."""
+    oo = m["old_to_old_map"]
+    return decide(
+        on_mean("mAP OCA→old − old→old", gap(m["oca_to_old_map"], oo), ">", 0.0),
+        on_mean("mAP old→old − independent→old", gap(oo, m["independent_to_old_map"]), ">", 0.20),
     )
 
 
 def _check_b(m: Metrics) -> ClaimResult:
-    c, b, i = (
-        _mean(m, "oca_to_oca_map"),
-        _mean(m, "bct_to_bct_map"),
-        _mean(m, "independent_to_independent_map"),
+    """Paired per seed: OCA→OCA − BCT→BCT ≥ 1 pt and OCA→OCA − indep→indep ≥ −3 pts."""
+    c = m["oca_to_oca_map"]
+    return decide(
+        on_mean("mAP OCA→OCA − BCT→BCT", gap(c, m["bct_to_bct_map"]), ">=", 0.01),
+        on_mean(
+            "mAP OCA→OCA − indep→indep", gap(c, m["independent_to_independent_map"]), ">=", -0.03
+        ),
     )
-    return ClaimResult(c >= b + 0.01 and c >= i - 0.03, {"oca": c, "bct": b, "independent": i})
 
 
 def _check_c(m: Metrics) -> ClaimResult:
-    err = max(m["ortho_error_max"].values)
-    return ClaimResult(err < 1e-4, {"ortho_error_max": err})
+    """An invariant: on every seed, the largest error over all optimiser steps."""
+    return decide(every("max over steps ‖QᵀQ − I‖_F", m["ortho_error_max"], "<", 1e-4))
 
 
 CLAIMS = (
     Claim(
         "compatibility",
-        "mAP(OCA→old) > mAP(old→old), and mAP(independent→old) is near chance (< old→old − 20 pts)",
+        "mAP(OCA→old) > mAP(old→old), and mAP(independent→old) is near chance (< old→old − 20 "
+        "pts) (paired per seed)",
         "OCA is compatible (new→old above old→old); an independent model is not",
         _check_a,
     ),
     Claim(
         "new_model_quality",
-        "mAP(OCA→OCA) ≥ mAP(BCT→BCT) + 1 pt and ≥ mAP(indep→indep) − 3 pts",
+        "mAP(OCA→OCA) ≥ mAP(BCT→BCT) + 1 pt and ≥ mAP(indep→indep) − 3 pts (paired per seed)",
         "OCA's new/new retrieval close to the independent upper bound, above BCT",
         _check_b,
     ),
     Claim(
         "orthogonality",
-        "‖QᵀQ − I‖_F < 1e-4 throughout",
+        "‖QᵀQ − I‖_F < 1e-4 throughout (every step of every seed)",
         "Q stays orthogonal by construction",
         _check_c,
     ),
