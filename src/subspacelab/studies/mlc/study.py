@@ -283,6 +283,7 @@ STUDY = Study(
             "evaluate",
             _evaluate,
             needs=("fit",),
+            reads=("data", "train"),  # for the deviations table
             kind="report",
             description="ACC/NMI/ARI over seeds, Γ marginals, ranks, claims",
         ),
