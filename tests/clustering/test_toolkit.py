@@ -25,6 +25,7 @@ from subspacelab.clustering import (
     sinkhorn,
     spectral_clustering,
     ssc,
+    two_nn_dimension,
     union_of_manifolds,
     union_of_subspaces,
 )
@@ -71,20 +72,63 @@ def test_coding_rate_of_orthogonal_subspaces() -> None:
     assert float(coding_rate(z, eps2)) < parts  # total rate is below the sum at this scale
     loss, terms = mlc_loss(z, gamma, eps2, frob=0.1)
     assert float(loss) == pytest.approx(-terms["R"] + terms["Rc"] + terms["reg"])
+    # the paper's (γ/2)‖Γ‖²_F, not divided by n: a one-hot Γ of 3 groups has ‖Γ‖²_F = n
+    assert terms["reg"] == pytest.approx(0.5 * 0.1 * n)
+
+
+def test_membership_rate_gradient_matches_autograd_of_the_formula() -> None:
+    """The hand-written backward against finite differences and against autograd of slogdet."""
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(12, 4, dtype=torch.float64), dim=1)
+    gamma = torch.rand(7, 12, dtype=torch.float64)
+    z.requires_grad_()
+    gamma.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: membership_coding_rate(a, b, 0.1), (z, gamma))
+    rate = membership_coding_rate(z, gamma, 0.1)
+    gz, gg = torch.autograd.grad(rate, (z, gamma))
+    tr = gamma.sum(1) + 1e-8
+    cov = torch.einsum("ji,ia,ib->jab", gamma, z, z)
+    eye = torch.eye(4, dtype=torch.float64)
+    ref = torch.sum(tr / 24 * torch.linalg.slogdet(eye + (4 / (tr * 0.1))[:, None, None] * cov)[1])
+    rz, rg = torch.autograd.grad(ref, (z, gamma))
+    assert float(rate) == pytest.approx(float(ref))
+    torch.testing.assert_close(gz, rz)
+    torch.testing.assert_close(gg, rg)
+    with pytest.raises(ValueError, match="columns"):
+        membership_coding_rate(z, gamma[:, :5], 0.1)
 
 
 def test_sinkhorn_marginals_and_errors() -> None:
     torch.manual_seed(0)
     c = torch.nn.functional.normalize(torch.randn(50, 8, dtype=torch.float64), dim=1)
-    p = sinkhorn((c @ c.T).abs(), eta=0.175, iters=50) * 50
-    assert torch.allclose(p.sum(0), torch.ones(50, dtype=torch.float64), atol=1e-10)
-    assert torch.allclose(p.sum(1), torch.ones(50, dtype=torch.float64), atol=1e-6)
+    a = (c @ c.T).abs()
+    p = sinkhorn(a, eta=0.175, iters=5, tol=1e-9) * 50
+    ones = torch.ones(50, dtype=torch.float64)
+    assert torch.allclose(p.sum(1), ones, atol=1e-12)  # the last update normalises the rows
+    assert torch.allclose(p.sum(0), ones, atol=1e-8)
     assert bool((p >= 0).all())
+    # the same fixed point as many plain log-domain Sinkhorn updates
+    log_p = a / 0.175
+    for _ in range(3000):
+        log_p = log_p - torch.logsumexp(log_p, dim=0, keepdim=True) - math.log(50)
+        log_p = log_p - torch.logsumexp(log_p, dim=1, keepdim=True) - math.log(50)
+    torch.testing.assert_close(p / 50, log_p.exp(), atol=1e-10, rtol=1e-7)
     # constant affinity gives the uniform matrix
     u = sinkhorn(torch.zeros(4, 4), eta=1.0, iters=1) * 4
     assert torch.allclose(u, torch.full((4, 4), 0.25))
     with pytest.raises(ValueError):
         sinkhorn(torch.zeros(3, 4), eta=1.0, iters=1)
+    with pytest.raises(ValueError, match="underflow"):
+        sinkhorn(torch.tensor([[0.0, 100.0], [100.0, 0.0]]), eta=1.0, iters=1)
+
+
+def test_sinkhorn_gradient_flows_through_the_last_updates() -> None:
+    torch.manual_seed(1)
+    c = torch.nn.functional.normalize(torch.randn(20, 4, dtype=torch.float64), dim=1)
+    c.requires_grad_()
+    p = sinkhorn((c @ c.T).abs(), eta=0.175, iters=5)
+    (grad,) = torch.autograd.grad(p.pow(2).sum(), c)
+    assert float(grad.abs().max()) > 0
 
 
 def test_lsr_closed_form_against_direct_solve() -> None:
@@ -159,8 +203,16 @@ def test_generators_shapes_and_determinism() -> None:
     x, y = union_of_subspaces(10, 3, 2, 8, 0.1, seed=3, warp="tanh")
     x2, _ = union_of_subspaces(10, 3, 2, 8, 0.1, seed=3, warp="tanh")
     assert x.shape == (30, 8) and np.array_equal(x, x2) and np.bincount(y).tolist() == [10] * 3
-    m, ym = union_of_manifolds(20, 2, 3, 10, 16, 0.05, seed=0)
+    m, ym = union_of_manifolds(20, 2, 3, 10, 16, 0.05, seed=0, latent=5, offset=1.0)
     assert m.shape == (40, 10) and ym.max() == 1
+    # without noise the manifolds live in a shared 5-d subspace of R^10
+    clean, _ = union_of_manifolds(20, 2, 3, 10, 16, 0.0, seed=0, latent=5, offset=1.0)
+    s = np.linalg.svd(clean - clean.mean(0), compute_uv=False)
+    assert s[5] < 1e-5 * s[4]
+    with pytest.raises(ValueError):
+        union_of_manifolds(20, 2, 3, 10, 16, 0.05, seed=0, latent=2, offset=1.0)
+    a, _ = union_of_subspaces(10, 3, 2, 8, 0.0, seed=3, offset=2.0)
+    assert np.linalg.norm(a, axis=1).min() > 0.9  # unit rows moved by centres of norm 2
     g = csbm(600, 3, 10.0, 4.0, 50, 20, 0.2, seed=0)
     assert (g.adjacency != g.adjacency.T).nnz == 0 and g.adjacency.diagonal().sum() == 0
     assert np.allclose(np.asarray(g.features.sum(1)).ravel(), 20)
@@ -170,3 +222,14 @@ def test_generators_shapes_and_determinism() -> None:
     assert kmeans_baseline(x, 3, seed=0).shape == (30,)
     with pytest.raises(ValueError):
         union_of_subspaces(10, 3, 8, 8, 0.1, seed=0)
+
+
+def test_two_nn_recovers_the_dimension_of_flat_data() -> None:
+    rng = np.random.default_rng(0)
+    for dim in (2, 5):
+        x = rng.uniform(size=(2000, dim)) @ np.linalg.qr(rng.standard_normal((12, dim)))[0].T
+        assert two_nn_dimension(x) == pytest.approx(dim, rel=0.15)
+    with pytest.raises(ValueError):
+        two_nn_dimension(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="duplicate"):
+        two_nn_dimension(np.zeros((5, 3)))

@@ -10,13 +10,16 @@ Pure numpy/scipy/torch, no I/O. Submodules:
   sample), all followed by the same post-processing.
 * :mod:`~subspacelab.clustering.coding_rate` — MCR² coding rates R(Z) and R_c(Z, Γ)
   (Ding et al., ICCV 2023, arXiv:2301.01805).
-* :mod:`~subspacelab.clustering.sinkhorn` — log-domain Sinkhorn projection to doubly stochastic
-  matrices.
+* :mod:`~subspacelab.clustering.sinkhorn` — Sinkhorn projection to doubly stochastic matrices,
+  iterated to a tolerance.
+* :mod:`~subspacelab.clustering.dimension` — the TwoNN intrinsic-dimension estimate (a
+  label-free subspace-dimension prior).
 * :mod:`~subspacelab.clustering.synthetic` — a union of (warped) subspaces, a union of curved
   manifolds and contextual stochastic block models with bag-of-words attributes.
 """
 
 from subspacelab.clustering.coding_rate import coding_rate, membership_coding_rate, mlc_loss
+from subspacelab.clustering.dimension import two_nn_dimension
 from subspacelab.clustering.metrics import (
     cluster_accuracy,
     conductance,
@@ -56,6 +59,7 @@ __all__ = [
     "spectral_baseline",
     "spectral_clustering",
     "ssc",
+    "two_nn_dimension",
     "union_of_manifolds",
     "union_of_subspaces",
 ]

@@ -16,22 +16,30 @@ def union_of_subspaces(
     noise: float,
     seed: int,
     warp: str = "none",
+    offset: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n_clusters`` random ``dim``-dimensional subspaces of R^ambient, ``n_per`` points each.
 
     Coordinates are standard normal in a random orthonormal basis per subspace; rows are scaled
-    to unit norm, then Gaussian noise of std ``noise`` is added. ``warp="tanh"`` applies an
-    elementwise tanh(2x·√ambient)/√ambient-style warp (a nonlinear union of subspaces).
-    Returns (x of shape (n_per·n_clusters, ambient) float32, labels int64).
+    to unit norm, then each subspace is moved by a centre of norm ``offset`` in a random
+    direction (``offset=0``: linear subspaces through the origin; ``offset > 0`` gives affine
+    ones that a centroid method can partly tell apart). ``warp="tanh"`` then applies an
+    elementwise tanh(2x·√ambient)/√ambient-style warp (a nonlinear union of subspaces); Gaussian
+    noise of std ``noise`` comes last. The default ``offset=0`` draws the same points as before
+    the parameter existed. Returns (x of shape (n_per·n_clusters, ambient) float32, labels int64).
     """
-    if dim >= ambient or min(n_per, n_clusters, dim) < 1:
-        raise ValueError("need 1 <= dim < ambient and positive sizes")
+    if dim >= ambient or min(n_per, n_clusters, dim) < 1 or offset < 0:
+        raise ValueError("need 1 <= dim < ambient, positive sizes and offset >= 0")
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for c in range(n_clusters):
         basis, _ = np.linalg.qr(rng.standard_normal((ambient, dim)))
         pts = rng.standard_normal((n_per, dim)) @ basis.T
-        xs.append(pts / np.linalg.norm(pts, axis=1, keepdims=True))
+        pts = pts / np.linalg.norm(pts, axis=1, keepdims=True)
+        if offset > 0:
+            centre = rng.standard_normal(ambient)
+            pts = pts + offset * centre / np.linalg.norm(centre)
+        xs.append(pts)
         ys.append(np.full(n_per, c))
     x = np.concatenate(xs)
     if warp == "tanh":
@@ -44,19 +52,39 @@ def union_of_subspaces(
 
 
 def union_of_manifolds(
-    n_per: int, n_clusters: int, dim: int, ambient: int, hidden: int, noise: float, seed: int
+    n_per: int,
+    n_clusters: int,
+    dim: int,
+    ambient: int,
+    hidden: int,
+    noise: float,
+    seed: int,
+    latent: int,
+    offset: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MLC's miniature: per cluster u ~ U[−1,1]^dim mapped by a random 2-layer tanh MLP
-    (dim→hidden→ambient) into R^ambient, plus Gaussian noise of std ``noise``."""
+    """A union of curved manifolds (after MLC's miniature, arXiv:2301.01805): per cluster
+    u ~ U[−1,1]^dim mapped by its own random 2-layer tanh MLP (dim→hidden→latent, output bias
+    of std ``offset``), all clusters then embedded in R^ambient by one shared random orthonormal
+    map, plus Gaussian noise of std ``noise``.
+
+    With ``latent`` small the dim-dimensional manifolds interpenetrate inside the shared
+    latent space (two generic 3-d manifolds meet in 6-d), so a kNN graph links clusters where
+    they cross; ``offset`` sets how far apart their centres lie, i.e. how much a centroid method
+    can separate. The MLP's output weights are scaled by √(ambient/latent) so the manifolds
+    keep the extent they would have with latent = ambient.
+    """
+    if not 1 <= dim <= latent <= ambient or min(n_per, n_clusters, hidden) < 1 or offset < 0:
+        raise ValueError("need 1 <= dim <= latent <= ambient, positive sizes and offset >= 0")
     rng = np.random.default_rng(seed)
+    embed, _ = np.linalg.qr(rng.standard_normal((ambient, latent)))
     xs, ys = [], []
     for c in range(n_clusters):
         w1 = rng.standard_normal((dim, hidden)) * 1.5
         b1 = rng.standard_normal(hidden) * 0.5
-        w2 = rng.standard_normal((hidden, ambient)) / np.sqrt(hidden)
-        b2 = rng.standard_normal(ambient) * 0.5
+        w2 = rng.standard_normal((hidden, latent)) * np.sqrt(ambient / latent / hidden)
+        b2 = rng.standard_normal(latent) * offset
         u = rng.uniform(-1.0, 1.0, size=(n_per, dim))
-        pts = np.tanh(u @ w1 + b1) @ w2 + b2
+        pts = (np.tanh(u @ w1 + b1) @ w2 + b2) @ embed.T
         xs.append(pts + noise * rng.standard_normal(pts.shape))
         ys.append(np.full(n_per, c))
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)

@@ -14,7 +14,7 @@ DATASETS = ("digits", "synthetic", "coil20", "orl")
 
 @dataclass
 class DataConfig:
-    """Mini: 600 digits and a warped union of subspaces; full: COIL20 / ORL .mat files."""
+    """Mini: 600 digits and a warped union of affine subspaces; full: COIL20 / ORL .mat files."""
 
     datasets: list[str] = param(choices=DATASETS, min_len=1)
     data_seed: int = param(ge=0)  # the data are fixed; seeds vary network init and k-means
@@ -22,6 +22,7 @@ class DataConfig:
     syn_per_subspace: int = param(ge=2)
     syn_subspaces: int = param(ge=2)
     syn_dim: int = param(ge=1)
+    syn_offset: float = param(ge=0)  # norm of each subspace's centre (k-means' handle)
     syn_noise: float = param(ge=0)
     mat_url: str = param()
     mat_dir: str = param()
@@ -38,12 +39,13 @@ class ModelConfig:
     kernel: int = param(ge=1)
     lr: float = param(gt=0)
     pretrain_epochs: int = param(ge=0)
-    max_epochs: int = param(ge=1)
-    stage2_epochs: int = param(ge=0)
+    max_epochs: int = param(ge=1)  # cap of stage 1 + stage 2 together (the script's 700)
     stage2_weight: float = param(ge=0)
-    eps: float = param(gt=0)  # self-stop threshold on the relative loss change
+    eps: float = param(gt=0)  # self-stop threshold on the relative change of the smoothed loss
+    ema: float = param(ge=0, lt=1)  # smoothing of the loss before the stopping rule
     check_every: int = param(ge=1)
-    top_k: int = param(ge=1)  # subspace-dimension prior of the post-processing
+    labels_every: int = param(ge=1)  # stage 2 recomputes the spectral labels every m epochs
+    top_k: int = param(ge=0)  # subspace-dimension prior; 0: from the data (see the study)
 
 
 @dataclass

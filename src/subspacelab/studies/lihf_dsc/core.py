@@ -1,8 +1,13 @@
 """LIHF-DSC maths (Sindičić & Kopriva, 2025, arXiv:2504.18179): a conv autoencoder with one
 self-expression matrix C shared by every layer, the subspace-structured stage-2 term, the
-relative-change self-stopping rule and the DSC post-processing. Pre-training and both stages
-train full batch through Lightning (:mod:`subspacelab.nets.training`); the stopping rule ends
-a stage from the module (``trainer.should_stop``), using the loss only, never labels."""
+EMA-smoothed relative-change self-stopping rule and the DSC post-processing.
+
+As in the authors' script (LIHFSS-SVDSC.py): stage 1 minimises the layer-wise self-expression
+Σ_l ‖V_l − C V_l‖²_F alone (input and every encoder layer; no reconstruction term); stage 2
+minimises 10·tr(Q̂ᵀ L Q̂) alone, which moves only C, with Adam carrying on from stage 1's state
+of C; the two stages share one epoch cap (the script's 700 training epochs). Pre-training and
+both stages train full batch through Lightning (:mod:`subspacelab.nets.training`); the stopping
+rule ends a stage from the module (``trainer.should_stop``), using the loss only, never labels."""
 
 from __future__ import annotations
 
@@ -50,25 +55,51 @@ class ConvAE(nn.Module):
 
 
 def self_expression(views: list[Tensor], coef: Tensor) -> Tensor:
-    """Σ_l ‖V_l − C V_l‖²_F with the diagonal of C removed (no trivial self-representation)."""
+    """Σ_l ‖V_l − C V_l‖²_F with the diagonal of C removed (no trivial self-representation);
+    the views side by side, so one product C·[V_0 … V_L] serves every layer."""
     c = coef - torch.diag(torch.diag(coef))
-    return sum(((v - c @ v) ** 2).sum() for v in views)
+    v = torch.cat(views, dim=1)
+    return ((v - c @ v) ** 2).sum()
 
 
 def structured_norm(coef: Tensor, labels: np.ndarray) -> Tensor:
     """tr(Q̂ᵀ L Q̂) for one-hot Q̂ of ``labels``, W = (|C| + |Cᵀ|)^{∘½}, L = diag(W1) − W:
-    the affinity mass that crosses the current clusters."""
+    the affinity mass that crosses the current clusters, Σ_ij W_ij [q_i ≠ q_j]."""
     w = torch.sqrt(coef.abs() + coef.abs().T + 1e-12)
-    q = torch.nn.functional.one_hot(
-        torch.as_tensor(labels, dtype=torch.long), int(labels.max()) + 1
-    ).to(w.dtype)
-    lap = torch.diag(w.sum(dim=1)) - w
-    return torch.trace(q.T @ lap @ q)
+    q = torch.as_tensor(labels, dtype=torch.long, device=w.device)
+    return (w * (q[:, None] != q[None, :])).sum()
 
 
 def relative_change(prev: float, cur: float) -> float:
     """|L_t − L_{t−1}| / |L_{t−1}|."""
     return abs(cur - prev) / max(abs(prev), 1e-12)
+
+
+class StoppingRule:
+    """The self-stopping rule on a noisy full-batch loss: an exponential moving average
+    E_t = β·E_{t−1} + (1 − β)·L_t (E_1 = L_1), and every ``check_every`` epochs the relative
+    change of E since the previous check; it fires the first time that change is below ``eps``.
+    """
+
+    def __init__(self, eps: float, check_every: int, ema: float) -> None:
+        if not 0 <= ema < 1 or check_every < 1:
+            raise ValueError("need 0 <= ema < 1 and check_every >= 1")
+        self.eps, self.check_every, self.ema = eps, check_every, ema
+        self.smoothed: float | None = None
+        self.previous: float | None = None
+
+    def update(self, epoch: int, loss: float) -> bool:
+        """Feed the loss of ``epoch`` (1-based); True when the rule fires at this epoch."""
+        self.smoothed = (
+            loss if self.smoothed is None else self.ema * self.smoothed + (1 - self.ema) * loss
+        )
+        if epoch % self.check_every:
+            return False
+        fired = (
+            self.previous is not None and relative_change(self.previous, self.smoothed) < self.eps
+        )
+        self.previous = self.smoothed
+        return fired
 
 
 def cluster_coefficients(coef: np.ndarray, k: int, top_k: int, seed: int) -> np.ndarray:
@@ -100,17 +131,24 @@ def pretrain(
     return model
 
 
-class SelfExpressiveStage(L.LightningModule):
-    """One self-expressive stage of LIHF, full batch, Adam on the AE and C together.
+@dataclass
+class Stop:
+    """What a stage captured when its rule fired: the epoch, the AE's state, C and Adam's state
+    of C (stage 2 carries on from it, as the script's single optimiser does)."""
 
-    Loss = ‖X̂ − X‖² + Σ_l ‖V_l − C V_l‖² over the views (input and every encoder layer for
-    ``layers="all"``, the last encoder layer for ``"last"``), plus ``structured_weight`` times
-    the structured norm on the spectral labels of the current C (stage 2; the labels are
-    recomputed before every step). Every ``check_every`` steps the self-stopping rule compares
-    the (pre-step) loss with the previous check; the first time the relative change is below
-    ``eps`` the AE and C are captured (``stop_step``, ``stop_state``, ``stop_coef``). Training
-    then ends there, unless ``on_check(step, C)`` is given: it is called at every check (to log
-    the ACC curve, which controls nothing) and training runs on to the cap.
+    epoch: int
+    ae_state: dict[str, Tensor]
+    coef: np.ndarray
+    adam_state: dict[str, Tensor]
+
+
+class SelfExpressionStage(L.LightningModule):
+    """Stage 1 of LIHF, full batch: Adam on the AE and C together on Σ_l ‖V_l − C V_l‖² over
+    the views (the input and every encoder layer for ``layers="all"``, the last encoder layer
+    for ``"last"``). The :class:`StoppingRule` runs on the loss every epoch; when it first fires,
+    :attr:`stop` captures the AE, C and Adam's state of C. Training then ends there, unless
+    ``on_check(epoch, C)`` is given: it is called every ``check_every`` epochs (to log the ACC
+    curve, which controls nothing) and training runs on to the cap.
     """
 
     def __init__(
@@ -120,12 +158,7 @@ class SelfExpressiveStage(L.LightningModule):
         *,
         layers: str,
         lr: float,
-        eps: float,
-        check_every: int,
-        k: int,
-        top_k: int,
-        seed: int,
-        structured_weight: float = 0.0,
+        rule: StoppingRule,
         on_check: Callable[[int, np.ndarray], None] | None = None,
     ) -> None:
         super().__init__()
@@ -133,65 +166,103 @@ class SelfExpressiveStage(L.LightningModule):
             raise ValueError(f"layers must be 'all' or 'last', got {layers!r}")
         self.ae = ae
         self.coef = nn.Parameter(coef.clone())
-        self.layers, self.lr, self.eps, self.check_every = layers, lr, eps, check_every
-        self.k, self.top_k, self.seed = k, top_k, seed
-        self.structured_weight = structured_weight
-        self.on_check = on_check
-        self.stop_step: int | None = None
-        self.stop_state: dict[str, Tensor] = {}
-        self.stop_coef = np.zeros(0)
-        self._prev: float | None = None
+        self.layers, self.lr, self.rule, self.on_check = layers, lr, rule, on_check
+        self.stop: Stop | None = None
+        self.at_cap: Stop | None = None
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """The full-batch loss of the stage."""
+        """The full-batch self-expression loss."""
         images = batch[0]
-        recon, acts = self.ae(images)
+        _, acts = self.ae(images)
         views = [images.flatten(1), *acts] if self.layers == "all" else [acts[-1]]
-        loss = ((recon - images) ** 2).sum() + self_expression(views, self.coef)
-        if self.structured_weight > 0:
-            labels = cluster_coefficients(
-                self.coef.detach().cpu().numpy(), self.k, self.top_k, self.seed
-            )
-            loss = loss + self.structured_weight * structured_norm(self.coef, labels)
+        loss = self_expression(views, self.coef)
         self.log("loss", loss.detach(), on_step=False, on_epoch=True, batch_size=1)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """The self-stopping rule (and the logging hook) every ``check_every`` steps."""
-        step = batch_idx + 1
-        if step % self.check_every:
-            return
-        coef = self.coef.detach().cpu().numpy().copy()
-        if self.on_check is not None:
-            self.on_check(step, coef)
-        cur = float(outputs["loss"].detach())
-        if (
-            self.stop_step is None
-            and self._prev is not None
-            and relative_change(self._prev, cur) < self.eps
-        ):
-            self.stop_step, self.stop_coef = step, coef
-            self.stop_state = {k: v.detach().clone() for k, v in self.ae.state_dict().items()}
+        """The stopping rule every epoch, the logging hook every ``check_every`` epochs."""
+        epoch = batch_idx + 1
+        if self.on_check is not None and epoch % self.rule.check_every == 0:
+            self.on_check(epoch, self.coef.detach().cpu().numpy().copy())
+        fired = self.rule.update(epoch, float(outputs["loss"].detach()))
+        if fired and self.stop is None:
+            self.stop = self._capture(epoch)
             if self.on_check is None:
                 self.trainer.should_stop = True
-        self._prev = cur
+        elif epoch == self.trainer.num_training_batches and self.stop is None:
+            self.at_cap = self._capture(epoch)
+
+    def _capture(self, epoch: int) -> Stop:
+        state = self.optimizers().optimizer.state[self.coef]  # type: ignore[union-attr]
+        return Stop(
+            epoch,
+            {k: v.detach().clone() for k, v in self.ae.state_dict().items()},
+            self.coef.detach().cpu().numpy().copy(),
+            {k: v.detach().clone() for k, v in state.items()},
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam on the AE's parameters and C."""
         return torch.optim.Adam([*self.ae.parameters(), self.coef], lr=self.lr)
 
+    def final(self) -> Stop:
+        """The stop, or (the rule never fired) the state at the cap."""
+        result = self.stop or self.at_cap
+        if result is None:
+            raise RuntimeError("stage 1 has not been trained")
+        return result
 
-def run_stage(
-    env: TrainEnv, stage: SelfExpressiveStage, images: Tensor, max_epochs: int, label: str
-) -> tuple[int, dict[str, Tensor], np.ndarray, bool]:
-    """Train ``stage`` for at most ``max_epochs`` full-batch steps; returns (stop epoch, AE
-    state, C) at the self-stop, or at the cap when the rule never fired, and whether it fired."""
-    stage.ae.train()
-    fit(env, stage, full_batch_loader(images, steps=max_epochs), epochs=1, label=label)
-    if stage.stop_step is not None:
-        return stage.stop_step, stage.stop_state, stage.stop_coef, True
-    state = {k: v.detach().clone() for k, v in stage.ae.state_dict().items()}
-    return max_epochs, state, stage.coef.detach().cpu().numpy().copy(), False
+
+class StructuredStage(L.LightningModule):
+    """Stage 2 of LIHF: ``weight``·tr(Q̂ᵀ L Q̂) alone, which depends on C only, so Adam moves C
+    only, starting from stage 1's Adam state of C. Q are the spectral labels of the current C,
+    recomputed every ``labels_every`` epochs (the spec's cost note: every epoch is the cost
+    driver; the interval is a logged parameter). The :class:`StoppingRule` ends the stage."""
+
+    def __init__(
+        self,
+        start: Stop,
+        *,
+        weight: float,
+        lr: float,
+        rule: StoppingRule,
+        labels_every: int,
+        k: int,
+        top_k: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.coef = nn.Parameter(torch.from_numpy(start.coef.copy()))
+        self.adam_state = start.adam_state
+        self.weight, self.lr, self.rule = weight, lr, rule
+        self.labels_every, self.k, self.top_k, self.seed = labels_every, k, top_k, seed
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.stop_epoch: int | None = None
+
+    def on_train_start(self) -> None:
+        """Carry on from stage 1's Adam state of C."""
+        opt = self.optimizers().optimizer  # type: ignore[union-attr]
+        opt.state[self.coef] = {k: v.clone() for k, v in self.adam_state.items()}
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """The structured norm on the current labels (recomputed every ``labels_every``)."""
+        if batch_idx % self.labels_every == 0:
+            self.labels = cluster_coefficients(
+                self.coef.detach().cpu().numpy(), self.k, self.top_k, self.seed
+            )
+        loss = self.weight * structured_norm(self.coef, self.labels)
+        self.log("loss", loss.detach(), on_step=False, on_epoch=True, batch_size=1)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The stopping rule."""
+        if self.rule.update(batch_idx + 1, float(outputs["loss"].detach())):
+            self.stop_epoch = batch_idx + 1
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on C."""
+        return torch.optim.Adam([self.coef], lr=self.lr)
 
 
 @dataclass
@@ -202,7 +273,8 @@ class FitResult:
     coef_stage2: np.ndarray
     stop_stage1: int
     stop_stage2: int
-    stopped: bool = False  # whether the stage-1 rule fired before max_epochs
+    stopped: bool = False  # whether the stage-1 rule fired before the cap
+    stopped2: bool = False  # whether the stage-2 rule fired before the cap
     curve_epochs: list[int] = field(default_factory=list)
     curve_acc: list[float] = field(default_factory=list)
 
@@ -215,55 +287,60 @@ def fit_lihf(
     *,
     lr: float,
     max_epochs: int,
-    stage2_epochs: int,
     stage2_weight: float,
     eps: float,
+    ema: float,
     check_every: int,
+    labels_every: int,
     top_k: int,
     layers: str,
     seed: int,
+    stage2: bool,
     acc_of: Callable[[np.ndarray], float] | None,
 ) -> FitResult:
-    """From a copy of the ``pretrained`` AE: stage 1 (multi-layer self-expression, all of
-    ``layers="all"`` = input and every encoder layer, or ``"last"``), then stage 2 (+ the
-    structured norm on the current spectral labels). Each stage stops itself when the relative
-    change of its loss over ``check_every`` epochs falls below ``eps``. With ``acc_of`` stage 1
-    keeps training to ``max_epochs`` only to log the ACC curve (never used for control), and the
-    returned coefficients are those at the stop; without it, stage 1 ends at its stop."""
+    """From a copy of the ``pretrained`` AE and C = 1e-8: stage 1 (self-expression over the
+    ``layers``), then with ``stage2`` the structured stage from stage 1's stop, in the epochs
+    the cap has left (``max_epochs`` for both stages together, as the script's 700). Each stage
+    stops itself (:class:`StoppingRule`). With ``acc_of`` stage 1 keeps training to the cap
+    only to log the ACC curve (never used for control); the returned stage-1 coefficients, and
+    stage 2's start, are those at the stop."""
     n = images.shape[0]
     result = FitResult(np.zeros(0), np.zeros(0), max_epochs, 0)
 
-    def log_acc(step: int, coef: np.ndarray) -> None:
+    def log_acc(epoch: int, coef: np.ndarray) -> None:
         assert acc_of is not None
-        result.curve_epochs.append(step)
+        result.curve_epochs.append(epoch)
         result.curve_acc.append(acc_of(cluster_coefficients(coef, k, top_k, seed)))
 
-    shared = {"lr": lr, "eps": eps, "check_every": check_every, "k": k, "top_k": top_k}
-    stage1 = SelfExpressiveStage(
+    stage1 = SelfExpressionStage(
         copy.deepcopy(pretrained),
         torch.full((n, n), 1e-8),
         layers=layers,
-        seed=seed,
+        lr=lr,
+        rule=StoppingRule(eps, check_every, ema),
         on_check=None if acc_of is None else log_acc,
-        **shared,
     )
-    result.stop_stage1, state, result.coef_stage1, result.stopped = run_stage(
-        env, stage1, images, max_epochs, f"lihf stage 1 ({layers})"
+    fit(
+        env, stage1, full_batch_loader(images, steps=max_epochs), epochs=1, label=f"lihf 1 {layers}"
     )
-    result.coef_stage2, result.stop_stage2 = result.coef_stage1, 0
-    if stage2_epochs > 0:  # stage 2 resumes from the stage-1 stop
-        ae = copy.deepcopy(pretrained)
-        ae.load_state_dict(state)
-        stage2 = SelfExpressiveStage(
-            ae,
-            torch.from_numpy(result.coef_stage1),
-            layers=layers,
+    stop = stage1.final()
+    result.stop_stage1, result.coef_stage1 = stop.epoch, stop.coef
+    result.stopped = stage1.stop is not None
+    result.coef_stage2 = result.coef_stage1
+    left = max_epochs - stop.epoch
+    if stage2 and left > 0:
+        second = StructuredStage(
+            stop,
+            weight=stage2_weight,
+            lr=lr,
+            rule=StoppingRule(eps, check_every, ema),
+            labels_every=labels_every,
+            k=k,
+            top_k=top_k,
             seed=seed,
-            structured_weight=stage2_weight,
-            **shared,
         )
-        result.stop_stage2, _, _, _ = run_stage(
-            env, stage2, images, stage2_epochs, f"lihf stage 2 ({layers})"
-        )
-        result.coef_stage2 = stage2.coef.detach().cpu().numpy().copy()
+        fit(env, second, full_batch_loader(steps=left), epochs=1, label=f"lihf 2 {layers}")
+        result.stopped2 = second.stop_epoch is not None
+        result.stop_stage2 = second.stop_epoch or left
+        result.coef_stage2 = second.coef.detach().cpu().numpy().copy()
     return result

@@ -1,13 +1,18 @@
 """LIHF-DSC study: data -> baselines -> fit -> evaluate (Sindičić & Kopriva, arXiv:2504.18179).
 
-* data — mini: 600 load_digits images (60 per class) and a tanh-warped union of subspaces as
-  8×8 images (fixed data seed); full: COIL20 / ORL .mat files with pinned SHA-256.
+* data — mini: 600 load_digits images (60 per class) and a tanh-warped union of affine
+  subspaces as 8×8 images (fixed data seed; hard enough that raw k-means and the LSR grid's
+  median are far from 1, issue 12); full: COIL20 / ORL .mat files with pinned SHA-256. Each
+  dataset's subspace-dimension prior (the post-processing's top-k) comes from the data: the
+  generator's dimension for the synthetic set, the TwoNN estimate otherwise (``top_k: 0``), or
+  the configured prior.
 * baselines — LSR, SSC, LRR over their λ grids, same post-processing and spectral step; the
-  label-oracle grid is kept whole so the claims can take its median and its best.
+  label-oracle grid is kept whole so the claims can take its median and its best, per seed.
 * fit — per dataset and seed: one pre-trained AE, then from it LIHF (all layers; stage 1 then
-  stage 2, each self-stopped) and the last-layer-only ablation (stage 1, ended at its stop); the
-  ACC curve of LIHF's stage 1 is logged to the cap, never used for control.
-* evaluate — metrics over seeds and the claims R1–R4.
+  stage 2, each self-stopped, 700 epochs between them) and the last-layer-only ablation (stage
+  1, ended at its stop); the ACC curve of LIHF's stage 1 is logged to the cap, never used for
+  control.
+* evaluate — metrics over seeds and the claims R1–R4 on paired per-seed differences.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from subspacelab.clustering import (
     lsr,
     postprocess_coefficients,
     ssc,
+    two_nn_dimension,
     union_of_subspaces,
 )
 from subspacelab.clustering.datasets import load_mat_images
@@ -36,7 +42,6 @@ from subspacelab.data.download import Resource, fetch
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -47,6 +52,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.lihf_dsc import core
 from subspacelab.studies.lihf_dsc.config import LIHFConfig
+from subspacelab.verdicts import ClaimResult, decide, every, gap, on_mean
 
 SLUG = "lihf_dsc"
 BASELINES = ("lsr", "ssc", "lrr")
@@ -62,8 +68,20 @@ def digits_subset(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return (x[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), y[idx].astype(np.int64)
 
 
+def dimension_prior(images: np.ndarray, configured: int, known: int | None) -> tuple[int, str]:
+    """The post-processing's top-k: ``configured`` when set (> 0), else the dataset's known
+    subspace dimension, else the rounded TwoNN estimate of the data (label-free); and where it
+    came from."""
+    if configured > 0:
+        return configured, "configured prior"
+    if known is not None:
+        return known, "generator's subspace dimension"
+    return max(1, round(two_nn_dimension(images.reshape(len(images), -1)))), "TwoNN estimate"
+
+
 def _data(ctx: StepContext) -> StepOutput:
     d = ctx.cfg.data
+    priors: dict[str, dict[str, object]] = {}
     for name in d.datasets:
         if name == "digits":
             images, labels = digits_subset(d.digits_per_class, d.data_seed)
@@ -76,6 +94,7 @@ def _data(ctx: StepContext) -> StepOutput:
                 d.syn_noise,
                 d.data_seed,
                 warp="tanh",
+                offset=d.syn_offset,
             )
             x = (x - x.min()) / (x.max() - x.min())
             images = x.reshape(-1, 1, 8, 8)
@@ -93,8 +112,15 @@ def _data(ctx: StepContext) -> StepOutput:
             study=SLUG,
             kind="data",
         )
-        ctx.progress(f"{name}: {images.shape[0]} images, {int(labels.max()) + 1} clusters")
-    write_json(ctx.out / "datasets.json", {"datasets": list(d.datasets)})
+        top_k, source = dimension_prior(
+            images, ctx.cfg.model.top_k, d.syn_dim if name == "synthetic" else None
+        )
+        priors[name] = {"top_k": top_k, "source": source}
+        ctx.progress(
+            f"{name}: {images.shape[0]} images, {int(labels.max()) + 1} clusters, "
+            f"top-k prior {top_k} ({source})"
+        )
+    write_json(ctx.out / "datasets.json", {"datasets": list(d.datasets), "priors": priors})
     return StepOutput()
 
 
@@ -104,8 +130,9 @@ def _load(ctx: StepContext, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _baselines(ctx: StepContext) -> StepOutput:
-    b, top_k = ctx.cfg.baselines, ctx.cfg.model.top_k
-    names = read_json(ctx.inputs["data"] / "datasets.json")["datasets"]
+    b = ctx.cfg.baselines
+    meta = read_json(ctx.inputs["data"] / "datasets.json")
+    names = meta["datasets"]
     out: dict[str, dict[str, list[float]]] = {}
     solvers = {
         "lsr": (b.lsr_lambdas, lambda x, v: lsr(x, v)),
@@ -115,7 +142,7 @@ def _baselines(ctx: StepContext) -> StepOutput:
     for name in names:
         images, labels = _load(ctx, name)
         x = images.reshape(images.shape[0], -1).astype(np.float64)
-        k = int(labels.max()) + 1
+        k, top_k = int(labels.max()) + 1, int(meta["priors"][name]["top_k"])
         for method, (grid, solve) in solvers.items():
             for value in grid:
                 t0 = time.perf_counter()
@@ -136,11 +163,11 @@ def _baselines(ctx: StepContext) -> StepOutput:
 
 def _fit(ctx: StepContext) -> StepOutput:
     m = ctx.cfg.model
-    names = read_json(ctx.inputs["data"] / "datasets.json")["datasets"]
+    meta = read_json(ctx.inputs["data"] / "datasets.json")
     results: dict[str, dict[str, object]] = {}
-    for name in names:
+    for name in meta["datasets"]:
         images, labels = _load(ctx, name)
-        k = int(labels.max()) + 1
+        k, top_k = int(labels.max()) + 1, int(meta["priors"][name]["top_k"])
         x = torch.from_numpy(images)
         acc = functools.partial(cluster_accuracy, labels)
         for seed in ctx.seeds:
@@ -150,7 +177,7 @@ def _fit(ctx: StepContext) -> StepOutput:
             # both variants start from the same pre-trained AE (same seed, same loss)
             ae = core.pretrain(ctx, x, m.channels, m.kernel, m.lr, m.pretrain_epochs, seed)
             pretrain_secs = time.perf_counter() - t0
-            for layers, s2 in (("all", m.stage2_epochs), ("last", 0)):
+            for layers in ("all", "last"):
                 t0 = time.perf_counter()
                 r = core.fit_lihf(
                     ctx,
@@ -159,23 +186,23 @@ def _fit(ctx: StepContext) -> StepOutput:
                     k,
                     lr=m.lr,
                     max_epochs=m.max_epochs,
-                    stage2_epochs=s2,
                     stage2_weight=m.stage2_weight,
                     eps=m.eps,
+                    ema=m.ema,
                     check_every=m.check_every,
-                    top_k=m.top_k,
+                    labels_every=m.labels_every,
+                    top_k=top_k,
                     layers=layers,
                     seed=seed,
+                    stage2=layers == "all",
                     # the ACC curve is logged for the full model only (claim R4), never used
                     acc_of=acc if layers == "all" else None,
                 )
                 secs = time.perf_counter() - t0
-                stage1 = evaluate(
-                    labels, core.cluster_coefficients(r.coef_stage1, k, m.top_k, seed)
-                )
+                stage1 = evaluate(labels, core.cluster_coefficients(r.coef_stage1, k, top_k, seed))
                 if layers == "all":
                     final = evaluate(
-                        labels, core.cluster_coefficients(r.coef_stage2, k, m.top_k, seed)
+                        labels, core.cluster_coefficients(r.coef_stage2, k, top_k, seed)
                     )
                     row.update({f"lihf_{key}": v for key, v in final.items()})
                     row.update({f"stage1_{key}": v for key, v in stage1.items()})
@@ -184,17 +211,23 @@ def _fit(ctx: StepContext) -> StepOutput:
                         stop_stage1=r.stop_stage1,
                         stop_stage2=r.stop_stage2,
                         self_stopped=float(r.stopped),
+                        self_stopped2=float(r.stopped2),
                         curve_epochs=r.curve_epochs,
                         curve_acc=r.curve_acc,
                     )
                 else:
                     row["last_layer_acc"] = stage1["acc"]
+                    row["last_layer_stop"] = r.stop_stage1
             results[f"{name}_seed{seed}"] = row
             ctx.progress(
                 f"{name} seed {seed}: LIHF {row['lihf_acc']:.3f} (stage 1 {row['stage1_acc']:.3f},"
-                f" stop {row['stop_stage1']}), last-layer {row['last_layer_acc']:.3f}"
+                f" stops {row['stop_stage1']} + {row['stop_stage2']}), last-layer "
+                f"{row['last_layer_acc']:.3f}"
             )
-    write_json(ctx.out / "results.json", {"datasets": names, "results": results})
+    write_json(
+        ctx.out / "results.json",
+        {"datasets": meta["datasets"], "priors": meta["priors"], "results": results},
+    )
     return StepOutput()
 
 
@@ -212,10 +245,10 @@ def _evaluate(ctx: StepContext) -> Report:
     base = read_json(ctx.inputs["baselines"] / "baselines.json")
     metrics: dict[str, list[float] | float] = {}
     rows = [
-        "| dataset | LIHF | stage 1 | last layer | "
+        "| dataset | top-k prior | LIHF | stage 1 | last layer | "
         + " | ".join(f"{b} median / best (oracle)" for b in BASELINES)
         + " |",
-        "|" + "---|" * 7,
+        "|" + "---|" * 8,
     ]
     for name in doc["datasets"]:
         per_seed = [doc["results"][f"{name}_seed{s}"] for s in ctx.seeds]
@@ -228,23 +261,31 @@ def _evaluate(ctx: StepContext) -> Report:
             "lihf_time",
             "stop_stage1",
             "stop_stage2",
+            "last_layer_stop",
             "self_stopped",
+            "self_stopped2",
         ):
             metrics[f"{name}_{key}"] = [float(r[key]) for r in per_seed]
         metrics[f"{name}_plateau_gap"] = [
             plateau_gap(r["curve_epochs"], r["curve_acc"], int(r["stop_stage1"])) for r in per_seed
         ]
-        cells = []
+        metrics[f"{name}_top_k"] = float(doc["priors"][name]["top_k"])
+        cells, best_method = [], (-1.0, "", 0)
         for b in BASELINES:
-            grid_means = [float(np.mean(a)) for a in base[f"{name}_{b}"]["acc"]]
-            metrics[f"{name}_{b}_median_acc"] = float(np.median(grid_means))
-            metrics[f"{name}_{b}_best_acc"] = max(grid_means)  # label oracle
-            cells.append(f"{np.median(grid_means):.3f} / {max(grid_means):.3f}")
+            accs = np.asarray(base[f"{name}_{b}"]["acc"], dtype=np.float64)  # grid × seeds
+            # the grid's median and its label-oracle best (one λ, chosen on the seed mean)
+            metrics[f"{name}_{b}_median_acc"] = np.median(accs, axis=0).tolist()
+            best = int(np.argmax(accs.mean(axis=1)))
+            metrics[f"{name}_{b}_best_acc"] = accs[best].tolist()
+            best_method = max(best_method, (float(accs[best].mean()), b, best))
+            cells.append(f"{np.median(accs.mean(axis=1)):.3f} / {accs[best].mean():.3f}")
+        _, b, best = best_method
+        metrics[f"{name}_best_linear_acc"] = list(base[f"{name}_{b}"]["acc"][best])
         means = [
             np.mean(metrics[f"{name}_{k}"]) for k in ("lihf_acc", "stage1_acc", "last_layer_acc")
         ]
         rows.append(
-            f"| {name} | "
+            f"| {name} | {doc['priors'][name]['top_k']} ({doc['priors'][name]['source']}) | "
             + " | ".join(f"{v:.3f}" for v in means)
             + " | "
             + " | ".join(cells)
@@ -252,9 +293,36 @@ def _evaluate(ctx: StepContext) -> Report:
         )
     return Report(
         metrics=metrics,
-        tables={"ACC (mean over seeds)": "\n".join(rows)},
+        tables={
+            "ACC (mean over seeds)": "\n".join(rows),
+            "Deviations from the spec and the script": _deviations(ctx),
+        },
         figures={"acc": score_bars(metrics, "_acc", "LIHF-DSC and baselines: clustering accuracy")},
     )
+
+
+def _deviations(ctx: StepContext) -> str:
+    """What differs from the spec's miniature and the authors' script, and why."""
+    m, d = ctx.cfg.model, ctx.cfg.data
+    rows = [
+        "| spec / script | here | why |",
+        "|---|---|---|",
+        "| pre-training: reconstruction MSE or the distance-preserving loss | summed MSE, "
+        f"{m.pretrain_epochs} epochs | the spec allows either; the distance-preserving product "
+        "shrinks the activations unless normalised, which the spec leaves open |",
+        f"| stage 2 recomputes Q every epoch | every {m.labels_every} epochs | the spec's cost "
+        "note: spectral clustering of C every epoch is the cost driver; recompute every m "
+        "epochs and log m |",
+        f"| self-stop: relative loss change below ε | below ε = {m.eps:g} every "
+        f"{m.check_every} epochs on the loss smoothed by an EMA (β = {m.ema:g}) | the script "
+        "has no stopping rule (fixed epochs); the spec's pitfall asks for the EMA |",
+        f"| synthetic: 5 subspaces of dim 4, tanh warp + noise | + a centre of norm "
+        f"{d.syn_offset:g} per subspace, noise {d.syn_noise:g} | as specified, LSR's median "
+        "was 1.000 and R1/R2 could not be decided (issue 12) |",
+        "| top-k prior 9 (faces) | per dataset from the data (see the ACC table) | the 9 is a "
+        "face prior; the spec asks for each dataset's own |",
+    ]
+    return "\n".join(rows)
 
 
 def _datasets(m: Metrics) -> list[str]:
@@ -262,47 +330,51 @@ def _datasets(m: Metrics) -> list[str]:
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
-    for d in _datasets(m):
-        lihf = m[f"{d}_lihf_acc"].mean
-        for b in BASELINES:
-            gap = lihf - m[f"{d}_{b}_median_acc"].mean
-            measured[f"{d}_minus_{b}_median"] = gap
-            ok = ok and gap >= 0
-    return ClaimResult(ok, measured)
+    tests = [
+        on_mean(
+            f"{d}: LIHF - {b} grid median",
+            gap(m[f"{d}_lihf_acc"], m[f"{d}_{b}_median_acc"]),
+            ">=",
+            0.0,
+        )
+        for d in _datasets(m)
+        for b in BASELINES
+    ]
+    return decide(*tests)
 
 
 def _check_r2(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
-    for d in _datasets(m):
-        best = max(m[f"{d}_{b}_best_acc"].mean for b in BASELINES)
-        gap = m[f"{d}_lihf_acc"].mean - best
-        measured[f"{d}_minus_best_linear"] = gap
-        ok = ok and gap >= -0.05
-    return ClaimResult(ok, measured)
+    tests = [
+        on_mean(
+            f"{d}: LIHF - best-tuned linear",
+            gap(m[f"{d}_lihf_acc"], m[f"{d}_best_linear_acc"]),
+            ">=",
+            -0.05,
+        )
+        for d in _datasets(m)
+    ]
+    return decide(*tests)
 
 
 def _check_r3(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
+    tests = []
     for d in _datasets(m):
-        multi, last = m[f"{d}_stage1_acc"].mean, m[f"{d}_last_layer_acc"].mean
-        final = m[f"{d}_lihf_acc"].mean
-        measured[f"{d}_multi_minus_last"] = multi - last
-        measured[f"{d}_stage2_minus_stage1"] = final - multi
-        ok = ok and multi >= last and final >= multi
-    return ClaimResult(ok, measured)
+        multi, last, final = (m[f"{d}_{k}"] for k in ("stage1_acc", "last_layer_acc", "lihf_acc"))
+        tests.append(on_mean(f"{d}: multi-layer - last-layer", gap(multi, last), ">=", 0.0))
+        tests.append(on_mean(f"{d}: stage 2 - stage 1", gap(final, multi), ">=", 0.0))
+    return decide(*tests)
 
 
 def _check_r4(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
+    tests, measured = [], {}
     for d in _datasets(m):
-        gap = m[f"{d}_plateau_gap"].mean
-        measured[f"{d}_relative_gap"] = gap
-        measured[f"{d}_stop_epoch"] = m[f"{d}_stop_stage1"].mean
-        measured[f"{d}_fraction_self_stopped"] = m[f"{d}_self_stopped"].mean
+        tests.append(
+            on_mean(f"{d}: |ACC(stop) - plateau| / plateau", m[f"{d}_plateau_gap"], "<=", 0.10)
+        )
         # a rule that never fired before the cap has not located the plateau
-        ok = ok and gap <= 0.10 and m[f"{d}_self_stopped"].mean == 1.0
-    return ClaimResult(ok, measured)
+        tests.append(every(f"{d}: stage 1 stopped itself", m[f"{d}_self_stopped"], ">=", 1.0))
+        measured[f"{d}_stop_epoch"] = m[f"{d}_stop_stage1"]
+    return decide(*tests, **measured)
 
 
 STUDY = Study(
@@ -314,13 +386,16 @@ STUDY = Study(
     config=LIHFConfig,
     steps=(
         Step(
-            "data", _data, reads=("data",), description="digits subset + warped union of subspaces"
+            "data",
+            _data,
+            reads=("data", "model"),
+            description="digits subset + warped union of subspaces, top-k priors",
         ),
         Step(
             "baselines",
             _baselines,
             needs=("data",),
-            reads=("baselines", "model"),
+            reads=("baselines",),
             description="LSR / SSC / LRR over their λ grids, same post-processing",
         ),
         Step(

@@ -21,6 +21,8 @@ class DataConfig:
     manifold_dim: int = param(ge=1)
     ambient: int = param(ge=2)
     mlp_hidden: int = param(ge=1)
+    latent_dim: int = param(ge=1)  # the manifolds share a latent space of this dimension
+    offset: float = param(ge=0)  # std of each manifold's centre in that space
     noise: float = param(ge=0)
     cifar_dir: str = param()
     max_samples: int = param(ge=10)  # evaluated samples (Γ is n×n)
@@ -37,14 +39,16 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """TCR warm-up and MLC optimisation (spec §4 values)."""
+    """TCR warm-up and MLC optimisation (spec §4 values); ``batch`` ≥ n is full batch."""
 
     warmup_steps: int = param(ge=0)
     steps: int = param(ge=0)
     batch: int = param(ge=2)
     eps2: float = param(gt=0)
     eta: float = param(gt=0)
-    sinkhorn_iters: int = param(ge=1)
+    sinkhorn_iters: int = param(ge=1)  # differentiated updates after convergence
+    sinkhorn_tol: float = param(gt=0, lt=1)  # column sums of Γ within 1 ± tol
+    sinkhorn_max_iters: int = param(ge=1)
     gamma: float = param(ge=0)
     inv_weight: float = param(ge=0)
     lr: float = param(gt=0)

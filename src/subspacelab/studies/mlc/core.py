@@ -1,8 +1,10 @@
 """MLC maths (Ding et al., ICCV 2023, arXiv:2301.01805): trunk with subspace and cluster heads,
-the total-coding-rate warm-up, the doubly stochastic membership Γ = n·Sinkhorn_η(|CCᵀ|) and the
-MLC objective (toolkit :func:`~subspacelab.clustering.mlc_loss`). Both stages train through
-Lightning (:mod:`subspacelab.nets.training`): SGD with momentum, the cluster head in its own
-parameter group (learning rate and weight decay of its own), one seeded mini-batch per step."""
+the total-coding-rate warm-up, the doubly stochastic membership Γ = n·Sinkhorn_η(|CCᵀ|) (iterated
+to a tolerance, toolkit :func:`~subspacelab.clustering.sinkhorn`) and the MLC objective
+−R(Z) + R_c(Z, Γ) + (γ/2)‖Γ‖²_F (toolkit :func:`~subspacelab.clustering.mlc_loss`). Both stages
+train through Lightning (:mod:`subspacelab.nets.training`): SGD with momentum, the cluster head in
+its own parameter group (learning rate and weight decay of its own), one seeded batch per step
+(the whole data when ``batch`` ≥ n)."""
 
 from __future__ import annotations
 
@@ -48,9 +50,10 @@ class MLCNet(nn.Module):
         return F.normalize(self.subspace(h), dim=1), F.normalize(self.cluster(h), dim=1)
 
 
-def membership(c: Tensor, eta: float, iters: int) -> Tensor:
-    """Γ = n·Sinkhorn_η(|CCᵀ|): rows and columns summing to 1."""
-    return c.shape[0] * sinkhorn((c @ c.T).abs(), eta, iters)
+def membership(c: Tensor, eta: float, iters: int, tol: float, max_iters: int) -> Tensor:
+    """Γ = n·Sinkhorn_η(|CCᵀ|): rows summing to 1 and columns to 1 ± ``tol`` (``iters``
+    differentiated updates after convergence; see :func:`~subspacelab.clustering.sinkhorn`)."""
+    return c.shape[0] * sinkhorn((c @ c.T).abs(), eta, iters, tol, max_iters)
 
 
 def augment(x: Tensor, shift: int, noise: float, side: int | None, gen: torch.Generator) -> Tensor:
@@ -74,6 +77,8 @@ class MLCSchedule:
     eps2: float
     eta: float
     sinkhorn_iters: int
+    sinkhorn_tol: float
+    sinkhorn_max_iters: int
     gamma: float
     inv_weight: float
     lr: float
@@ -83,6 +88,11 @@ class MLCSchedule:
     wd_cluster: float
     shift: int
     noise: float
+
+
+def _batch(n: int, size: int, gen: torch.Generator) -> Tensor:
+    """This step's sample indices: a seeded random subset of ``size``, or all n in order."""
+    return torch.randperm(n, generator=gen)[:size] if size < n else torch.arange(n)
 
 
 def _fit_steps(
@@ -96,7 +106,7 @@ def _fit_steps(
     label: str,
 ) -> None:
     """``steps`` SGD steps (momentum, per-group lr/weight decay) of ``loss`` in one Lightning
-    run; each step's batch is the whole of ``x`` and ``loss`` draws its own mini-batch."""
+    run; each step's batch is the whole of ``x`` and ``loss`` draws its own batch."""
     if steps == 0:
         return
     module = LossModule(
@@ -122,7 +132,7 @@ def warmup(
     last: dict[str, float] = {}
 
     def loss(net: nn.Module, batch: Batch) -> Tensor:
-        idx = torch.randperm(n, generator=gen)[: s.batch]
+        idx = _batch(n, s.batch, gen)
         z1, _ = net(augment(batch[0][idx], s.shift, s.noise, side, gen))
         z2, _ = net(augment(batch[0][idx], s.shift, s.noise, side, gen))
         tcr = 0.5 * (coding_rate(z1, s.eps2) + coding_rate(z2, s.eps2))
@@ -151,9 +161,10 @@ def fit_mlc(
     terms: dict[str, float] = {}
 
     def loss(net: nn.Module, batch: Batch) -> Tensor:
-        idx = torch.randperm(n, generator=gen)[: s.batch]
+        idx = _batch(n, s.batch, gen)
         z, c = net(augment(batch[0][idx], s.shift, s.noise, side, gen))
-        value, step_terms = mlc_loss(z, membership(c, s.eta, s.sinkhorn_iters), s.eps2, s.gamma)
+        gamma = membership(c, s.eta, s.sinkhorn_iters, s.sinkhorn_tol, s.sinkhorn_max_iters)
+        value, step_terms = mlc_loss(z, gamma, s.eps2, s.gamma)
         terms.update(step_terms)
         return value
 

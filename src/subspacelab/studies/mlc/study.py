@@ -1,11 +1,13 @@
 """MLC study: data -> fit -> evaluate (Ding et al., ICCV 2023, arXiv:2301.01805).
 
-* data — mini: the union of curved manifolds and load_digits (pixels in [0, 1]); full:
-  CIFAR-10/100 via :mod:`subspacelab.data.cifar` (md5-pinned archives, restricted unpickler).
+* data — mini: the union of curved manifolds (interpenetrating in a shared latent space, so
+  raw k-means and kNN spectral clustering are far from perfect; issue 12) and load_digits
+  (pixels in [0, 1]); full: CIFAR-10/100 via :mod:`subspacelab.data.cifar` (md5-pinned
+  archives, restricted unpickler).
 * fit — per dataset and seed: TCR warm-up, one-shot cluster-head init, MLC; the warm-up and the
   final networks are saved (safetensors); baselines on the same samples.
 * evaluate — spectral clustering of Γ, ACC/NMI/ARI, Γ marginals, per-cluster numerical rank of
-  Z; claims (a)–(d).
+  Z; claims (a)–(d), each decided on per-seed values (paired differences for comparisons).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.nets.training import state_dict_cpu
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -38,6 +39,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.mlc import core
 from subspacelab.studies.mlc.config import MLCConfig, TrainConfig
+from subspacelab.verdicts import ClaimResult, decide, every, gap, on_mean
 
 SLUG = "mlc"
 
@@ -48,7 +50,15 @@ def _data(ctx: StepContext) -> StepOutput:
     for name in d.datasets:
         if name == "manifolds":
             x, y = union_of_manifolds(
-                d.n_per, d.n_clusters, d.manifold_dim, d.ambient, d.mlp_hidden, d.noise, d.data_seed
+                d.n_per,
+                d.n_clusters,
+                d.manifold_dim,
+                d.ambient,
+                d.mlp_hidden,
+                d.noise,
+                d.data_seed,
+                latent=d.latent_dim,
+                offset=d.offset,
             )
             sides[name] = None
         elif name == "digits":
@@ -101,7 +111,13 @@ def _fit(ctx: StepContext) -> StepOutput:
             core.copy_subspace_to_cluster(net)
             terms = core.fit_mlc(ctx, net, x, side, sched, seed)
             z, c = core.embed(net, x)
-            gamma = core.membership(c.double(), sched.eta, sched.sinkhorn_iters).numpy()
+            gamma = core.membership(
+                c.double(),
+                sched.eta,
+                sched.sinkhorn_iters,
+                sched.sinkhorn_tol,
+                sched.sinkhorn_max_iters,
+            ).numpy()
             pred = spectral_clustering(0.5 * (gamma + gamma.T), k, seed)
             secs = time.perf_counter() - t0
             save_tensors(
@@ -121,6 +137,7 @@ def _fit(ctx: StepContext) -> StepOutput:
                 mlc_time=secs,
                 rank_max=float(max(ranks)),
                 rank_mean=float(np.mean(ranks)),
+                n=float(x.shape[0]),
                 row_dev=float(np.abs(gamma.sum(axis=1) - 1).max()),
                 col_dev=float(np.abs(gamma.sum(axis=0) - 1).max()),
                 final_R=terms["R"],
@@ -164,22 +181,63 @@ def _evaluate(ctx: StepContext) -> Report:
         )
     return Report(
         metrics=metrics,
-        tables={"ACC (mean over seeds)": "\n".join(rows)},
+        tables={
+            "ACC (mean over seeds)": "\n".join(rows),
+            "Deviations from the spec's miniature": _deviations(ctx, doc, metrics),
+        },
         figures={"acc": score_bars(metrics, "_acc", "MLC and baselines: clustering accuracy")},
     )
 
 
+def _deviations(ctx: StepContext, doc: dict, metrics: dict[str, list[float] | float]) -> str:
+    """What differs from the spec's miniature, and why (issue 12: stated, not hidden)."""
+    t, d = ctx.cfg.train, ctx.cfg.data
+    sizes = ", ".join(
+        f"{name} n = {int(np.mean(metrics[f'{name}_n']))}" for name in doc["datasets"]
+    )
+    rows = [
+        "| spec | here | why |",
+        "|---|---|---|",
+        f"| full batch (n ≤ 2000) | a seeded batch of {t.batch} per step ({sizes}); "
+        f"{t.warmup_steps} warm-up and {t.steps} MLC steps | R_c costs O(b²d²) per step "
+        "(a GEMM of Γ with the n×d² outer products, forward and backward): at b = n ≈ 2000 "
+        "about 1 s per step on one core, i.e. ~1 h for 3 seeds × 2 datasets × 700 steps; the "
+        "spec's step counts are kept, the batch is not. (γ/2)‖Γ‖²_F is the paper's, not "
+        "rescaled, so its pull against Γ = I is that of a batch of this size |",
+        f"| Sinkhorn, 5 iterations | converged (columns within {t.sinkhorn_tol:g}, at most "
+        f"{t.sinkhorn_max_iters} updates, ending on the row update), then "
+        f"{t.sinkhorn_iters} differentiated updates | Γ must be doubly stochastic (claim (d)); "
+        "5 updates from scratch leave the marginals a few % off |",
+        f"| manifolds: a random 3-D tanh MLP per cluster into R^50 | the MLPs map into a shared "
+        f"{d.latent_dim}-d latent space (centres of std {d.offset:g}), embedded in "
+        f"R^{d.ambient} | with independent MLPs the manifolds never meet: raw k-means and kNN "
+        "spectral clustering score 1.000 and claim (b) cannot be decided (issue 12) |",
+    ]
+    return "\n".join(rows)
+
+
 def _check_a(m: Metrics) -> ClaimResult:
     mlc, raw, warm = (m[f"digits_{x}_acc"] for x in ("mlc", "raw_kmeans", "warm_kmeans"))
-    holds = mlc.mean >= raw.mean + 0.05 and mlc.mean >= warm.mean
-    return ClaimResult(holds, {"mlc_acc": mlc, "raw_kmeans_acc": raw, "warm_kmeans_acc": warm})
+    return decide(
+        on_mean("MLC - raw k-means", gap(mlc, raw), ">=", 0.05),
+        on_mean("MLC - warm-up k-means", gap(mlc, warm), ">=", 0.0),
+        mlc_acc=mlc,
+        raw_kmeans_acc=raw,
+        warm_kmeans_acc=warm,
+    )
 
 
 def _check_b(m: Metrics) -> ClaimResult:
     mlc, km, sc = (m[f"manifolds_{x}_acc"] for x in ("mlc", "raw_kmeans", "raw_spectral"))
-    # "clearly lower": at least 5 points below MLC
-    holds = mlc.mean >= 0.9 and km.mean <= mlc.mean - 0.05 and sc.mean <= mlc.mean - 0.05
-    return ClaimResult(holds, {"mlc_acc": mlc, "raw_kmeans_acc": km, "raw_spectral_acc": sc})
+    # "clearly lower": at least 5 points below MLC, on the paired per-seed difference
+    return decide(
+        on_mean("MLC ACC", mlc, ">=", 0.9),
+        on_mean("MLC - raw k-means", gap(mlc, km), ">=", 0.05),
+        on_mean("MLC - raw spectral", gap(mlc, sc), ">=", 0.05),
+        mlc_acc=mlc,
+        raw_kmeans_acc=km,
+        raw_spectral_acc=sc,
+    )
 
 
 def _datasets(m: Metrics) -> list[str]:
@@ -188,22 +246,21 @@ def _datasets(m: Metrics) -> list[str]:
 
 def _check_c(m: Metrics) -> ClaimResult:
     d = m["z_dim"].mean
-    measured: dict[str, float] = {"z_dim": d}
-    ok = True
-    for name in _datasets(m):
-        measured[f"{name}_rank_max"] = m[f"{name}_rank_max"].mean
-        ok = ok and m[f"{name}_rank_max"].mean <= d / 3
-    return ClaimResult(ok, measured)
+    return decide(
+        *(
+            on_mean(f"{name}: largest per-cluster rank", m[f"{name}_rank_max"], "<=", d / 3)
+            for name in _datasets(m)
+        ),
+        z_dim=d,
+    )
 
 
 def _check_d(m: Metrics) -> ClaimResult:
-    measured: dict[str, float] = {}
-    ok = True
+    tests = []
     for name in _datasets(m):
-        row, col = max(m[f"{name}_row_dev"].values), max(m[f"{name}_col_dev"].values)
-        measured[f"{name}_max_row_dev"], measured[f"{name}_max_col_dev"] = row, col
-        ok = ok and row <= 1e-3 and col <= 1e-3
-    return ClaimResult(ok, measured)
+        tests.append(every(f"{name}: max |row sum - 1|", m[f"{name}_row_dev"], "<=", 1e-3))
+        tests.append(every(f"{name}: max |column sum - 1|", m[f"{name}_col_dev"], "<=", 1e-3))
+    return decide(*tests)
 
 
 STUDY = Study(
@@ -226,6 +283,7 @@ STUDY = Study(
             "evaluate",
             _evaluate,
             needs=("fit",),
+            reads=("data", "train"),  # for the deviations table
             kind="report",
             description="ACC/NMI/ARI over seeds, Γ marginals, ranks, claims",
         ),
