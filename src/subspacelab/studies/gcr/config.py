@@ -158,9 +158,16 @@ class ProbeConfig:
     """Linear probe: L2-regularised logistic regression, C chosen on a validation split."""
 
     shots: int | None = param(ge=2)  # labelled per target class; null: the set's train split
+    draws: int = param(ge=1)  # labelled sets drawn per model (seed); 1 without shots
     val_fraction: float = param(gt=0, lt=1)
     c_grid: list[float] = param(gt=0, min_len=1)
     max_iter: int = param(ge=1)
+
+    def check(self) -> dict[str, str]:
+        """Several draws only with shots (without, every draw is the set's own split)."""
+        if self.shots is None and self.draws != 1:
+            return {"draws": "1 when shots is null (the set's own train/test split)"}
+        return {}
 
 
 @dataclass

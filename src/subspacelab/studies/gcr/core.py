@@ -9,6 +9,7 @@ arXiv:2308.01547. The subspace logits, the Riemannian optimiser and the principa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,6 +238,152 @@ def input_stats(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), std
 
 
+def stratified_holdout(
+    y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (sorted) to fit on and to hold out: ``round(fraction · n_c)`` of each class
+    (at least one, and at least one left to fit on) held out at random."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    held = []
+    for c in np.unique(y):
+        pool = np.flatnonzero(y == c)
+        if pool.size < 2:
+            raise ValueError(f"class {c} has {pool.size} labelled example(s); need at least 2")
+        n = min(max(1, round(fraction * pool.size)), pool.size - 1)
+        held.append(rng.choice(pool, size=n, replace=False))
+    val = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(y.size), val), val
+
+
+@dataclass(frozen=True)
+class ProbeDraw:
+    """One labelled draw of a target set: indices into the pool.
+
+    ``train``: the labelled examples; ``val``: the subset of ``train`` held out to choose C;
+    ``test``: the examples the probe is scored on.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def lbfgs_batched(
+    fun: Callable[[Tensor], tuple[Tensor, Tensor]],
+    theta: Tensor,
+    *,
+    max_iter: int,
+    tol: float,
+    history: int = 10,
+) -> Tensor:
+    """Minimise B independent smooth objectives at once: L-BFGS per row, in lockstep.
+
+    ``fun(theta)`` maps parameters of shape (B, p) to the B values and their gradients (B, p).
+    Each row keeps its own curvature pairs and its own Armijo backtracking step, and stops
+    once every entry of its gradient is below ``tol`` (scipy's ``pgtol``, which scikit-learn's
+    lbfgs uses): it stays put from then on, so a row's result does not depend on the others.
+    All stop after ``max_iter`` iterations.
+    """
+    f, g = fun(theta)
+    pairs: list[tuple[Tensor, Tensor, Tensor]] = []
+    for _ in range(max_iter):
+        active = g.abs().amax(dim=1) > tol
+        if not bool(active.any()):
+            break
+        q, alphas = g.clone(), []
+        for s, y, rho in reversed(pairs):
+            a = rho * (s * q).sum(1)
+            q -= a[:, None] * y
+            alphas.append(a)
+        if pairs:
+            s, y, rho = pairs[-1]
+            scale = torch.where(rho > 0, (s * y).sum(1) / (y * y).sum(1).clamp_min(1e-300), 1.0)
+        else:
+            scale = 1.0 / g.norm(dim=1).clamp_min(1.0)
+        d = scale[:, None] * q
+        for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+            d += s * (a - rho * (y * d).sum(1))[:, None]
+        d = -d
+        slope = (g * d).sum(1)
+        steep = slope >= 0  # not a descent direction (round-off): fall back to the gradient
+        d[steep] = -g[steep]
+        slope = torch.where(steep, -(g * g).sum(1), slope)
+        d[~active], slope[~active] = 0.0, 0.0  # converged rows stay where they are
+        t = torch.ones_like(f)
+        for _ in range(50):
+            f_new, g_new = fun(theta + t[:, None] * d)
+            ok = f_new <= f + 1e-4 * t * slope
+            if bool(ok.all()):
+                break
+            t = torch.where(ok, t, 0.5 * t)
+        s, y = t[:, None] * d, g_new - g
+        sy = (s * y).sum(1)
+        pairs.append((s, y, torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-12), 0.0)))
+        pairs = pairs[-history:]
+        theta, f, g = theta + s, f_new, g_new
+    return theta
+
+
+def softmax_l2_fit(
+    x: Tensor, y: Tensor, c: Tensor, num_classes: int, *, max_iter: int, tol: float = 1e-4
+) -> tuple[Tensor, Tensor]:
+    """L2-regularised multinomial logistic regression, many independent problems at once.
+
+    Problem (r, m) minimises scikit-learn's ``LogisticRegression`` objective
+    ``C_rm Σ_i CE(W x_ri + b, y_ri) + ½‖W‖²_F`` (intercept unpenalised), divided by ``C_rm n``
+    as scikit-learn scales it, by :func:`lbfgs_batched` in float64 with scikit-learn's default
+    ``tol``. One batched solve replaces a scikit-learn fit per draw and C.
+
+    Args:
+        x: Features of shape (R, n, d), shared by the M problems of each r.
+        y: Labels of shape (R, n) in ``0..num_classes-1``.
+        c: Inverse regularisation strengths of shape (R, M), positive.
+
+    Returns:
+        Weights of shape (R, M, K, d) and intercepts of shape (R, M, K).
+    """
+    x, c = x.to(torch.float64), c.to(torch.float64)
+    (r, n, d), m, k = x.shape, c.shape[1], num_classes
+    if y.shape != (r, n) or c.shape[0] != r or not bool((c > 0).all()):
+        raise ValueError(
+            f"x (R, n, d), y (R, n), c (R, M) > 0; got {x.shape}, {y.shape}, {c.shape}"
+        )
+    hot = nn.functional.one_hot(y.long(), k).to(torch.float64)[:, :, None]  # (R, n, 1, K)
+    lam = (1.0 / (c * n))[..., None, None]  # (R, M, 1, 1)
+    xt = x.transpose(1, 2)
+
+    def loss_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
+        t = theta.view(r, m, k * d + k)
+        w, b = t[..., : k * d].reshape(r, m * k, d), t[..., k * d :]
+        logits = torch.bmm(x, w.transpose(1, 2)).view(r, n, m, k) + b[:, None]
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+        ce = (lse[..., 0] - (logits * hot).sum(-1)).mean(1)  # (R, M)
+        resid = ((logits - lse).exp() - hot) / n  # (R, n, M, K)
+        w4 = w.view(r, m, k, d)
+        gw = torch.bmm(xt, resid.view(r, n, m * k)).transpose(1, 2).reshape(r, m, k, d)
+        loss = ce + 0.5 * (lam * w4.square()).sum((-1, -2))
+        grad = torch.cat([(gw + lam * w4).reshape(r, m, k * d), resid.sum(1)], dim=-1)
+        return loss.reshape(-1), grad.reshape(r * m, -1)
+
+    theta = lbfgs_batched(
+        loss_grad, torch.zeros(r * m, k * d + k, dtype=torch.float64), max_iter=max_iter, tol=tol
+    ).view(r, m, k * d + k)
+    return theta[..., : k * d].reshape(r, m, k, d), theta[..., k * d :]
+
+
+def _standardise(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-problem mean and standard deviation (StandardScaler's: population std, 1 if 0)."""
+    mean = x.mean(dim=-2, keepdim=True)
+    std = x.std(dim=-2, keepdim=True, correction=0)
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def _predict(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Class predictions (R, M, n') of features (R, n', d) under weights (R, M, K, d)."""
+    return (torch.einsum("rnd,rmkd->rmnk", x, w) + b[:, :, None]).argmax(-1)
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     """Linear-probe test accuracy (percent) and the regularisation chosen on validation."""
@@ -247,39 +394,53 @@ class ProbeResult:
 
 
 def linear_probe(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    draws: list[ProbeDraw],
     *,
     c_grid: list[float],
-    val_fraction: float,
     max_iter: int,
-    seed: int,
-) -> ProbeResult:
-    """L2-regularised multinomial logistic regression on frozen features.
+) -> list[ProbeResult]:
+    """L2-regularised multinomial logistic regression on frozen features, for every draw.
 
-    Features are standardised with the labelled set's statistics. The inverse regularisation
-    ``C`` is chosen on a stratified validation split of the labelled set (ties go to the smaller
-    C, the stronger regularisation), then the probe is refit on the whole labelled set.
+    Per draw: features are standardised with the statistics of the examples each fit sees
+    (a StandardScaler in the pipeline); every ``C`` of the grid is fit on the labelled
+    examples outside ``val`` and scored on ``val`` (ties go to the smaller C, the stronger
+    regularisation); the chosen C is refit on the whole labelled set and scored on ``test``.
+    Draws of equal sizes are solved together by :func:`softmax_l2_fit`.
+
+    Args:
+        x: Features of the target pool, shape (N, d).
+        y: Labels of the pool, shape (N,), in ``0..K-1``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def probe(c: float) -> object:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-
-    fit_idx, val_idx = train_test_split(
-        np.arange(y_train.size), test_size=val_fraction, random_state=seed, stratify=y_train
-    )
-    best_c, best_acc = None, -1.0
-    for c in sorted(c_grid):
-        model = probe(c).fit(x_train[fit_idx], y_train[fit_idx])
-        acc = float((model.predict(x_train[val_idx]) == y_train[val_idx]).mean())
-        if acc > best_acc:
-            best_c, best_acc = c, acc
-    model = probe(best_c).fit(x_train, y_train)
-    test_acc = float((model.predict(x_test) == y_test).mean())
-    return ProbeResult(100.0 * test_acc, float(best_c), 100.0 * best_acc)
+    grid = sorted(c_grid)
+    k = int(y.max()) + 1
+    xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float64)), torch.from_numpy(y).long()
+    out: dict[int, ProbeResult] = {}
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, d in enumerate(draws):
+        groups.setdefault((d.train.size, d.val.size, d.test.size), []).append(i)
+    for members in groups.values():
+        sel = [draws[i] for i in members]
+        fit_idx = [np.setdiff1d(d.train, d.val) for d in sel]
+        # phase 1: every C on the fit part, scored on the held-out part
+        xf, yf = xt[np.stack(fit_idx)], yt[np.stack(fit_idx)]
+        mean, std = _standardise(xf)
+        c = torch.tensor(grid, dtype=torch.float64).expand(len(sel), -1)
+        w, b = softmax_l2_fit((xf - mean) / std, yf, c, k, max_iter=max_iter)
+        val = np.stack([d.val for d in sel])
+        hits = _predict((xt[val] - mean) / std, w, b) == yt[val][:, None]
+        val_acc = hits.double().mean(-1)  # (R, M)
+        best = val_acc.argmax(-1)  # the first maximum: the smallest C
+        # phase 2: the chosen C refit on the whole labelled set, scored on the test part
+        xl, yl = xt[np.stack([d.train for d in sel])], yt[np.stack([d.train for d in sel])]
+        mean, std = _standardise(xl)
+        chosen = torch.tensor([[grid[int(j)]] for j in best], dtype=torch.float64)
+        w, b = softmax_l2_fit((xl - mean) / std, yl, chosen, k, max_iter=max_iter)
+        test = np.stack([d.test for d in sel])
+        acc = (_predict((xt[test] - mean) / std, w, b)[:, 0] == yt[test]).double().mean(-1)
+        for j, i in enumerate(members):
+            out[i] = ProbeResult(
+                100.0 * float(acc[j]), float(chosen[j, 0]), 100.0 * float(val_acc[j, best[j]])
+            )
+    return [out[i] for i in range(len(draws))]

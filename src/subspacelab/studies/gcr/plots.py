@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -65,25 +66,32 @@ def results_table(
     tasks: Sequence[str],
     heads: Sequence[str],
     prefixes: Sequence[str],
-    chosen_c: Mapping[str, Sequence[str]],
+    chosen_c: Mapping[str, Sequence[float]],
 ) -> str:
-    """Markdown: mean ± std over seeds per task and head, with the probe's chosen C values.
+    """Markdown: mean ± std over seeds per task and head, the mean spread of the transfer
+    accuracy over one model's probe draws, and the C values the probe chose most often.
 
-    ``chosen_c`` maps ``"<task>/<head>"`` to the C chosen per seed (and target set).
+    ``chosen_c`` maps ``"<task>/<head>"`` to every C chosen (per seed, draw and target set).
     """
 
     def cell(key: str, digits: int) -> str:
         return Stat(tuple(float(v) for v in metrics[key])).fmt(digits)
 
+    def common(values: Sequence[float]) -> str:
+        counts = Counter(values).most_common(3)
+        return ", ".join(f"{c:g} ({100 * k / len(values):.0f}%)" for c, k in counts)
+
     lines = [
-        "| task | head | source err (%) | transfer acc (%) | R² | probe C per seed |",
-        "|---|---|---|---|---|---|",
+        "| task | head | source err (%) | transfer acc (%) | draw-to-draw sd (pt) | R² | "
+        "probe C chosen most |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task, pre in zip(tasks, prefixes, strict=True):
         for h in heads:
             lines.append(
                 f"| {task} | {h} | {cell(f'{pre}source_err/{h}', 2)} | "
-                f"{cell(f'{pre}transfer_acc/{h}', 2)} | {cell(f'{pre}r2/{h}', 3)} | "
-                f"{', '.join(chosen_c.get(f'{task}/{h}', []))} |"
+                f"{cell(f'{pre}transfer_acc/{h}', 2)} | "
+                f"{np.mean(metrics[f'{pre}transfer_draw_sd/{h}']):.2f} | "
+                f"{cell(f'{pre}r2/{h}', 3)} | {common(chosen_c.get(f'{task}/{h}', []))} |"
             )
     return "\n".join(lines)

@@ -27,7 +27,6 @@ from subspacelab.io import load_tensors, read_json, save_tensors, sha256_file, w
 from subspacelab.nets.training import make_trainer, state_dict_cpu
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -38,6 +37,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.gcr import core
 from subspacelab.studies.gcr.config import DataConfig, GcrConfig, ModelConfig
+from subspacelab.verdicts import ClaimResult, Stat, decide, gap, on_mean
 
 SLUG = "gcr"
 MAIN_TASKS = ("mnist1d", "imagenet")  # metrics without a prefix; others get "<task>/"
@@ -121,21 +121,23 @@ def _download_full(ctx: StepContext, data: DataConfig) -> StepOutput:
 
 
 def _probe_indices(
-    y: np.ndarray, n_train: int, shots: int | None, seeds: list[int]
+    y: np.ndarray, n_train: int, shots: int | None, draws: int, seeds: list[int]
 ) -> dict[str, np.ndarray]:
-    """Per seed: the labelled probe indices and the test indices into the target pool.
+    """Per seed and draw: the labelled probe indices and the test indices into the target pool.
 
-    The pool is the target data's train part followed by its test part. With ``shots`` each
-    seed draws that many labelled examples per class from the whole pool and tests on the rest;
-    without, the probe uses the train part and tests on the test part (the same for all seeds).
+    The pool is the target data's train part followed by its test part. With ``shots`` draw
+    ``r`` of seed ``s`` takes that many labelled examples per class from the whole pool (a
+    generator seeded by ``[s, r]``) and tests on the rest; without, the probe uses the train
+    part and tests on the test part (one draw, the same for all seeds).
     """
     out = {}
     for seed in seeds:
-        if shots is None:
-            train, test = np.arange(n_train), np.arange(n_train, y.size)
-        else:
-            train, test = core.sample_shots(y, shots, np.random.default_rng(seed))
-        out[f"train_idx/{seed}"], out[f"test_idx/{seed}"] = train, test
+        for r in range(draws):
+            if shots is None:
+                train, test = np.arange(n_train), np.arange(n_train, y.size)
+            else:
+                train, test = core.sample_shots(y, shots, np.random.default_rng([seed, r]))
+            out[f"train_idx/{seed}/{r}"], out[f"test_idx/{seed}/{r}"] = train, test
     return out
 
 
@@ -149,7 +151,7 @@ def features(ctx: StepContext) -> StepOutput:
             y = np.concatenate([split.y_train, split.y_test])
             arrays = {
                 "target_y": y,
-                **_probe_indices(y, len(split.y_train), probe.shots, ctx.seeds),
+                **_probe_indices(y, len(split.y_train), probe.shots, probe.draws, ctx.seeds),
             }
             save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="probe")
             stats[f"{name}_examples"] = float(y.size)
@@ -174,7 +176,7 @@ def features(ctx: StepContext) -> StepOutput:
             "source_y_test": ys_te,
             "target_x": (np.concatenate([xt_tr, xt_te]) - mean) / std,
             "target_y": yt,
-            **_probe_indices(yt, len(yt_tr), probe.shots, ctx.seeds),
+            **_probe_indices(yt, len(yt_tr), probe.shots, probe.draws, ctx.seeds),
         }
         save_tensors(ctx.out / f"{task}.safetensors", arrays, study=SLUG, kind="split")
         ctx.progress(f"{task}: source {len(ys_tr)}/{len(ys_te)}, target pool {len(yt)}")
@@ -385,14 +387,28 @@ class _Collected:
     def __init__(self) -> None:
         self.metrics: dict[str, list[float]] = {}
         self.angles: dict[str, dict[str, list[np.ndarray]]] = {}
-        self.chosen_c: dict[str, list[str]] = {}
+        self.chosen_c: dict[str, list[float]] = {}
 
     def add(self, key: str, value: float) -> None:
         self.metrics.setdefault(key, []).append(value)
 
 
+def _draws(
+    split: dict[str, torch.Tensor], y: np.ndarray, seed: int, n_draws: int, val_fraction: float
+) -> list[core.ProbeDraw]:
+    """The probe draws of one seed: labelled and test indices from the features step, and a
+    stratified hold-out of the labelled set (seeded by ``[seed, r, 1]``) to choose C."""
+    draws = []
+    for r in range(n_draws):
+        train = split[f"train_idx/{seed}/{r}"].numpy()
+        rng = np.random.default_rng([seed, r, 1])
+        _, val = core.stratified_holdout(y[train], val_fraction, rng)
+        draws.append(core.ProbeDraw(train, train[val], split[f"test_idx/{seed}/{r}"].numpy()))
+    return draws
+
+
 def _probe_task(ctx: StepContext, task: str, summary: dict[str, Any], out: _Collected) -> None:
-    """Probe every head and seed of one task on each of its target sets."""
+    """Probe every head and seed of one task on each of its target sets, over every draw."""
     cfg: GcrConfig = ctx.cfg
     probe, pre = cfg.probe, _prefix(task)
     targets = _targets(cfg.data, task)
@@ -405,35 +421,61 @@ def _probe_task(ctx: StepContext, task: str, summary: dict[str, Any], out: _Coll
             feats, _ = load_tensors(
                 ctx.inputs["evaluate"] / f"{name}.safetensors", study=SLUG, kind="features"
             )
-            accs = []
+            accs, spreads = [], []
             for target in targets:
-                x = feats[f"features/{target}"].double().numpy()
                 y = splits[target]["target_y"].numpy()
-                tr = splits[target][f"train_idx/{seed}"].numpy()
-                te = splits[target][f"test_idx/{seed}"].numpy()
-                res = core.linear_probe(
-                    x[tr],
-                    y[tr],
-                    x[te],
-                    y[te],
+                draws = _draws(splits[target], y, seed, probe.draws, probe.val_fraction)
+                results = core.linear_probe(
+                    feats[f"features/{target}"].double().numpy(),
+                    y,
+                    draws,
                     c_grid=probe.c_grid,
-                    val_fraction=probe.val_fraction,
                     max_iter=probe.max_iter,
-                    seed=seed,
                 )
-                accs.append(res.accuracy)
-                tag = f"{res.c:g}" if len(targets) == 1 else f"{target}:{res.c:g}"
-                out.chosen_c.setdefault(f"{task}/{head}", []).append(tag)
+                per_draw = [res.accuracy for res in results]
+                accs.append(float(np.mean(per_draw)))
+                spreads.append(float(np.std(per_draw, ddof=1)) if len(per_draw) > 1 else 0.0)
+                out.chosen_c.setdefault(f"{task}/{head}", []).extend(res.c for res in results)
                 if len(targets) > 1:
-                    out.add(f"{pre}transfer_acc/{target}/{head}", res.accuracy)
+                    out.add(f"{pre}transfer_acc/{target}/{head}", accs[-1])
             out.add(f"{pre}transfer_acc/{head}", float(np.mean(accs)))
+            out.add(f"{pre}transfer_draw_sd/{head}", float(np.mean(spreads)))
             out.add(f"{pre}source_err/{head}", summary[name]["source_err"])
             out.add(f"{pre}r2/{head}", summary[name]["r2"])
             if "angles" in feats:
                 deg = torch.rad2deg(feats["angles"]).numpy().ravel()
                 out.angles.setdefault(task, {}).setdefault(head, []).append(deg)
                 out.add(f"{pre}mean_angle_deg/{head}", summary[name]["mean_angle_deg"])
-            ctx.progress(f"{name}: transfer {np.mean(accs):.2f}%")
+            ctx.progress(f"{name}: transfer {np.mean(accs):.2f}% (mean of {probe.draws} draws)")
+
+
+def _deviations(cfg: GcrConfig) -> str:
+    """The report's Deviations table: what differs from the spec's miniature, and why."""
+    rows = [
+        (
+            "seeds",
+            f"{len(cfg.seeds)} ({', '.join(map(str, cfg.seeds))}) instead of 3",
+            "issue 12: claims are decided on paired per-seed differences with a 95 % "
+            "t-interval; with 3 seeds its half-width is about 2.5x the per-seed spread of the "
+            "gaps (about 1 pt), too wide to resolve the 1-pt margin of (a)",
+        ),
+        (
+            "probe draws",
+            f"{cfg.probe.draws} labelled draws per model, accuracy averaged per seed",
+            "issue 12: one 50-shot draw per seed made the draw, not the head, dominate the "
+            "seed spread (3.9 pt for softmax)",
+        ),
+        (
+            "probe solver",
+            "batched L-BFGS (float64) on scikit-learn's LogisticRegression objective, "
+            "tol 1e-4; own stratified hold-out for C",
+            "speed: one solve for every draw and C instead of a scikit-learn fit each; same "
+            "objective and stopping rule (tested against scikit-learn)",
+        ),
+    ]
+    lines = ["| what | here | why |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
 
 
 def transfer(ctx: StepContext) -> Report:
@@ -450,19 +492,24 @@ def transfer(ctx: StepContext) -> Report:
     heads = list(cfg.model.heads)
     prefixes = [_prefix(t) for t in tasks]
     angles = {t: {h: np.concatenate(v) for h, v in hs.items()} for t, hs in out.angles.items()}
+    tables = {"results": results_table(out.metrics, tasks, heads, prefixes, out.chosen_c)}
+    if cfg.data.mnist1d is not None:
+        tables["Deviations"] = _deviations(cfg)
     return Report(
         metrics=out.metrics,
         figures={
             "heads": head_panels(out.metrics, tasks, heads, prefixes),
             "principal_angles": angle_histogram(angles),
         },
-        tables={"results": results_table(out.metrics, tasks, heads, prefixes, out.chosen_c)},
+        tables=tables,
     )
 
 
 # ---------------------------------------------------------------------------------- claims
 
 GCR_HEADS = ("gcr4", "gcr8")
+TRANSFER_MARGIN_PT = 1.0  # (a): GCR must beat softmax's transfer accuracy by more than this
+ERROR_SLACK_PT = 0.3  # (c): GCR's source error may exceed softmax's by at most this
 
 
 def _present(m: Metrics, metric: str) -> list[str]:
@@ -472,41 +519,56 @@ def _present(m: Metrics, metric: str) -> list[str]:
     return heads
 
 
+_RANK = {"holds": 0, "inconclusive": 1, "does not hold": 2}
+
+
 def check_transfer(m: Metrics) -> ClaimResult:
-    """(a): the better of GCR k=4, k=8 beats softmax's transfer accuracy by more than 1 pt."""
+    """(a): GCR k=4 or k=8 beats softmax's transfer accuracy by more than 1 pt, on the paired
+    per-seed differences (each seed's accuracy the mean over its probe draws).
+
+    "k=4 or 8" is a disjunction: the claim takes the head whose test comes out best (holds if
+    either holds, does not hold only if both do not); the other head's gap is shown beside it.
+    """
     soft = m["transfer_acc/softmax"]
-    gcr = {h: m[f"transfer_acc/{h}"] for h in _present(m, "transfer_acc")}
-    best = max(s.mean for s in gcr.values())
-    return ClaimResult(
-        holds=best > soft.mean + 1.0,
-        measured={"softmax": soft, **gcr, "best_gcr_minus_softmax_pt": best - soft.mean},
-    )
+    tests = {
+        h: on_mean(
+            f"{h} - softmax (pt)", gap(m[f"transfer_acc/{h}"], soft), ">", TRANSFER_MARGIN_PT
+        )
+        for h in _present(m, "transfer_acc")
+    }
+    best = min(tests, key=lambda h: (_RANK[tests[h].verdict], -tests[h].interval[1]))
+    others = {f"{h}_minus_softmax": Stat(t.values) for h, t in tests.items() if h != best}
+    return decide(tests[best], softmax=soft, **{h: m[f"transfer_acc/{h}"] for h in tests}, **others)
 
 
 def check_r2(m: Metrics) -> ClaimResult:
-    """(b): class separation R² of GCR k=8 below that of softmax."""
+    """(b): class separation R² of GCR k=8 below that of softmax (paired per seed)."""
     soft, gcr8 = m["r2/softmax"], m["r2/gcr8"]
-    return ClaimResult(
-        holds=gcr8.mean < soft.mean,
-        measured={"softmax": soft, "gcr8": gcr8, "gcr8_minus_softmax": gcr8.mean - soft.mean},
-    )
+    return decide(on_mean("R² gcr8 - softmax", gap(gcr8, soft), "<", 0.0), softmax=soft, gcr8=gcr8)
 
 
 def check_error(m: Metrics) -> ClaimResult:
-    """(c): every GCR head (k=4 and k=8) within 0.3 pt of softmax's source error, or better."""
+    """(c): every GCR head (k=4 and k=8) within 0.3 pt of softmax's source error, or better
+    (paired per seed)."""
     soft = m["source_err/softmax"]
-    gcr = {h: m[f"source_err/{h}"] for h in _present(m, "source_err")}
-    worst = max(s.mean for s in gcr.values())
-    return ClaimResult(
-        holds=worst <= soft.mean + 0.3,
-        measured={"softmax": soft, **gcr, "worst_gcr_minus_softmax_pt": worst - soft.mean},
+    heads = _present(m, "source_err")
+    return decide(
+        *(
+            on_mean(
+                f"err {h} - softmax (pt)", gap(m[f"source_err/{h}"], soft), "<=", ERROR_SLACK_PT
+            )
+            for h in heads
+        ),
+        softmax=soft,
+        **{h: m[f"source_err/{h}"] for h in heads},
     )
 
 
 CLAIMS = (
     Claim(
         id="a_transfer",
-        statement="transfer acc(GCR k=4 or 8) > transfer acc(softmax) + 1 pt",
+        statement="transfer acc(GCR k=4 or 8) > transfer acc(softmax) + 1 pt (issue 12: each "
+        "model probed over 20 shot draws, paired per seed)",
         paper="ResNet50-D, linear transfer averaged over 6 datasets: 77.98 (softmax) -> "
         "79.70 (GCR k=8)",
         check=check_transfer,
