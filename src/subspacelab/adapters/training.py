@@ -111,8 +111,9 @@ class JointLoss(L.LightningModule):
     """Adam on the sum of independent members' losses, one parameter group per member.
 
     ``batched(xs, ys)``, if given, returns every member's loss on its own batch at once (a
-    stacked model evaluating all members in one op per layer); it must equal the members' own
-    losses up to round-off."""
+    stacked model evaluating all members in a few ops per layer, e.g. ``adapters.stacked``); it
+    must equal the members' own losses up to round-off (random layers such as dropout: in
+    distribution, drawing from the stacked model's own generator)."""
 
     def __init__(self, members: Sequence[Member], batched: BatchedLoss | None = None) -> None:
         super().__init__()
