@@ -78,12 +78,23 @@ def main(names: list[str]) -> None:
             "",
         ]
         (PARTS / f"{name}.md").write_text("\n".join(lines))
+    gather()
+    print(OUT.read_text())
+
+
+def gather() -> None:
+    """Rewrite RESULTS.md from the recorded parts."""
     text = [
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
+<<<<<<< HEAD
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
         "adapters recsys]`.",
+=======
+        "`python -m benchmarks [pca gcr clustering merging probes training]`; the lab section by",
+        "`python -m benchmarks.lab` (its commands are in the section).",
+>>>>>>> speed
         "Not part of `make test`.",
         "",
     ]
@@ -91,7 +102,6 @@ def main(names: list[str]) -> None:
         part = PARTS / f"{name}.md"
         text.append(part.read_text() if part.is_file() else f"## {name}\n\nNot measured yet.\n")
     OUT.write_text("\n".join(text))
-    print(OUT.read_text())
 
 
 if __name__ == "__main__":
