@@ -88,13 +88,9 @@ def gather() -> None:
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
-<<<<<<< HEAD
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys]`.",
-=======
-        "`python -m benchmarks [pca gcr clustering merging probes training]`; the lab section by",
-        "`python -m benchmarks.lab` (its commands are in the section).",
->>>>>>> speed
+        "adapters recsys]`; the lab section by `python -m benchmarks.lab` (its commands are in "
+        "the section).",
         "Not part of `make test`.",
         "",
     ]
