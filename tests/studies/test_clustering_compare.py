@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from subspacelab.nets.training import LocalEnv
-from subspacelab.studies.clustering_compare.study import METHODS, STUDY, _as_images, train_backbone
+from subspacelab.studies.clustering_compare.study import (
+    METHODS,
+    PROVENANCE,
+    STUDY,
+    _as_images,
+    train_backbone,
+)
 
 
 def test_backbone_codes_and_image_view() -> None:
@@ -19,6 +25,10 @@ def test_backbone_codes_and_image_view() -> None:
         _as_images(np.zeros((3, 10)))
 
 
-def test_comparison_declares_every_group_method() -> None:
+def test_comparison_declares_every_group_method_and_how_it_runs() -> None:
     assert STUDY.kind == "comparison" and not STUDY.claims
     assert {"mlc", "lihf_dsc", "s2cag", "geo_sae", "lsr", "ssc", "lrr"} <= set(METHODS)
+    assert set(PROVENANCE) == set(METHODS)
+    # the group's methods all run outside their papers' settings here: marked as adapted
+    for m in ("mlc", "lihf_dsc", "s2cag", "geo_sae"):
+        assert PROVENANCE[m].startswith("adapted:"), m

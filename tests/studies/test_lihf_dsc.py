@@ -140,6 +140,7 @@ def _m(
         "d_last_layer_acc": last,
         "d_plateau_gap": gap,
         "d_stop_stage1": [50.0] * len(lihf),
+        "d_stop_stage2": [30.0] * len(lihf),
         "d_self_stopped": stopped,
         "d_best_linear_acc": best,
     }
@@ -185,6 +186,14 @@ def test_claims_hold_fail_and_are_inconclusive() -> None:
         assert checks[cid](unsure).verdict == "inconclusive", cid
     never = _m([0.8] * 3, [0.8] * 3, [0.7] * 3, [0.7] * 3, [0.84] * 3, [0.05] * 3, [1, 0, 1])
     assert checks["R4"](never).verdict == "does not hold"  # one seed never stopped itself
+    # stage 2 never trained: its zero effect cannot support "stage 2 does not lower ACC"
+    idle = Metrics(
+        {
+            **{k: list(v.values) for k, v in _m(*[[0.8] * 3] * 6, ones).items()},
+            "d_stop_stage2": [0.0, 0.0, 0.0],
+        }
+    )
+    assert checks["R3"](idle).verdict == "does not hold"
 
 
 def test_stage2_is_deterministic_on_a_disconnected_affinity() -> None:

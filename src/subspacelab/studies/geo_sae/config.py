@@ -51,9 +51,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoders (§3) and clustering."""
+    """Encoders (§3) and clustering. PCA keeps as many components as the autoencoders' codes
+    have dimensions (the last width of ``ae_widths``; ``sae3_widths`` must end the same)."""
 
-    pca_variance: float = param(gt=0, le=1)
     ae_widths: list[int] = param(ge=1, min_len=2)
     ae_epochs: int = param(ge=1)
     ae_batch: int = param(ge=1)
@@ -63,9 +63,15 @@ class ModelConfig:
     sae_batch: int = param(ge=1)
     lr: float = param(gt=0)
     l1: float = param(ge=0)
-    max_train_pixels: int = param(ge=1)
+    max_train_pixels: int = param(ge=0)  # 0: every pixel (a full scene may need a subsample)
     k: int = param(ge=2)
     filter_size: int = param(ge=1)
+
+    def check(self) -> dict[str, str]:
+        """The encoders are compared at one code dimension."""
+        if self.ae_widths[-1] != self.sae3_widths[-1]:
+            return {"sae3_widths": f"must end at the AE's code dimension {self.ae_widths[-1]}"}
+        return {}
 
 
 @dataclass

@@ -124,11 +124,13 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
 
 
-def pca_codes(x: np.ndarray, variance: float) -> np.ndarray:
-    """Project on the principal components explaining ≥ ``variance`` of the variance."""
+def pca_codes(x: np.ndarray, dim: int) -> tuple[np.ndarray, float]:
+    """The projection on the top ``dim`` principal components and the fraction of the variance
+    they explain."""
     t = torch.from_numpy(x).double()
-    res = fit_pca(t, threshold=variance)
-    return ((t - res.mean) @ res.components).numpy()
+    res = fit_pca(t, k=dim)
+    explained = float(res.explained_variance_ratio[:dim].sum())
+    return ((t - res.mean) @ res.components).numpy(), explained
 
 
 class StackedAutoEncoders(nn.Module):
@@ -200,7 +202,8 @@ def train_autoencoders(
 ) -> tuple[StackedAutoEncoders, list[list[float]]]:
     """One autoencoder per (data ``xs[m]``, ``seeds[m]``), all trained in one Lightning run:
     Adam on MSE + ``l1``·mean|code|, shuffled mini-batches (each model its own subset of at
-    most ``max_train`` rows and its own shuffles, drawn from a generator seeded with its seed).
+    most ``max_train`` rows, all of them when it is None, and its own shuffles, drawn from a
+    generator seeded with its seed).
     Adam is per parameter element, so this is the same as training each model alone. Returns
     the stacked models and each model's mean loss per epoch."""
     if len(xs) != len(seeds) or not xs:

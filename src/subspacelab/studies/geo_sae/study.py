@@ -3,10 +3,12 @@
 * scenes — mini: one procedural scene per mixing regime and seed; full: a Sentinel-2 scene
   export and its rock-unit raster, fetched with pinned SHA-256 and read by
   :func:`subspacelab.clustering.datasets.load_scene`.
-* fit — per scene: min-max scaling, then PCA (≥ pca_variance), the canonical AE and the
-  feature-concatenation stacked AE (each stage trains every scene's AE in one Lightning run);
-  k-means (k fixed) on each code; 7×7 majority filter.
-* evaluate — ARI/NMI/ACC against the units, over seeds; the claims.
+* fit — per scene: min-max scaling, then PCA, the canonical AE and the feature-concatenation
+  stacked AE, all three at the same code dimension (PCA keeps as many components as the codes
+  have); the autoencoders train on every pixel of their scene (each stage trains every scene's
+  AE in one Lightning run); k-means (k fixed) on each code; 7×7 majority filter.
+* evaluate — ARI/NMI/ACC against the units, over seeds; the claims on paired per-seed
+  differences.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.nets.training import TrainEnv
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -34,6 +35,7 @@ from subspacelab.registry import (
 from subspacelab.runner import seed_all
 from subspacelab.studies.geo_sae import core
 from subspacelab.studies.geo_sae.config import GeoSAEConfig, ModelConfig
+from subspacelab.verdicts import ClaimResult, decide, gap, on_mean
 
 SLUG = "geo_sae"
 METHODS = ("pca", "ae", "sae")
@@ -104,9 +106,15 @@ def run_pipelines(
         out[i][f"{name}_time"] = shared + time.perf_counter() - t0
         out[i][f"{name}_code_dim"] = float(codes.shape[1])
 
+    code_dim = m.ae_widths[-1]
     for i, x in enumerate(xs):
         t0 = time.perf_counter()
-        score(i, "pca", core.pca_codes(x, m.pca_variance), time.perf_counter() - t0)
+        codes, explained = core.pca_codes(x, code_dim)
+        score(i, "pca", codes, time.perf_counter() - t0)
+        out[i]["pca_variance_explained"] = explained
+        out[i]["train_pixels"] = float(
+            x.shape[0] if not m.max_train_pixels else min(m.max_train_pixels, x.shape[0])
+        )
 
     def stage(
         inputs: list[np.ndarray],
@@ -127,7 +135,7 @@ def run_pipelines(
             m.l1,
             [s + offset for s in seeds],
             code_layer=layer,
-            max_train=m.max_train_pixels,
+            max_train=m.max_train_pixels or None,
         )
         recon, feats = core.encode(model, inputs)
         return recon, feats, (time.perf_counter() - t0) / len(inputs)
@@ -182,22 +190,52 @@ def _evaluate(ctx: StepContext) -> Report:
                 for k in ("ari", "nmi", "acc")
             )
             rows.append(f"| {name} | {meth} | {cells} |")
+    enc = [
+        "| scene | code dimension (PCA / AE / SAE) | variance in the PCA code "
+        "| AE training pixels |",
+        "|---|---|---|---|",
+    ]
+    for name in doc["scenes"]:
+        dims = " / ".join(f"{np.mean(metrics[f'{name}_{m}_code_dim']):g}" for m in METHODS)
+        enc.append(
+            f"| {name} | {dims} | {np.mean(metrics[f'{name}_pca_variance_explained']):.3f} "
+            f"| {np.mean(metrics[f'{name}_train_pixels']):.0f} |"
+        )
+    enc.append(
+        "\nThe spec keeps PCA components up to 90 % of the variance (2 in the paper's scene, 3-4 "
+        "here); issue 12 compares the encoders at one code dimension, so PCA keeps as many "
+        "components as the autoencoders' codes have. The autoencoders train on every pixel."
+    )
     return Report(
         metrics=metrics,
-        tables={"external scores (mean ± std over seeds)": "\n".join(rows)},
+        tables={
+            "external scores (mean ± std over seeds)": "\n".join(rows),
+            "Encoders compared": "\n".join(enc),
+        },
         figures={"ari": score_bars(metrics, "_ari", "PCA, AE and SAE codes + k-means: ARI")},
     )
 
 
 def _check_sae_wins(m: Metrics) -> ClaimResult:
     sae, pca, ae = (m[f"nonlinear_{x}_ari"] for x in ("sae", "pca", "ae"))
-    holds = sae.mean >= pca.mean and sae.mean >= ae.mean
-    return ClaimResult(holds, {"sae_ari": sae, "pca_ari": pca, "ae_ari": ae})
+    return decide(
+        on_mean("nonlinear: SAE - PCA", gap(sae, pca), ">=", 0.0),
+        on_mean("nonlinear: SAE - AE", gap(sae, ae), ">=", 0.0),
+        sae_ari=sae,
+        pca_ari=pca,
+        ae_ari=ae,
+    )
 
 
 def _check_linear_flip(m: Metrics) -> ClaimResult:
-    sae, pca = m["linear_sae_ari"], m["linear_pca_ari"]
-    return ClaimResult(pca.mean >= sae.mean, {"pca_ari": pca, "sae_ari": sae})
+    # a flip needs both orderings: "PCA ≥ SAE on the linear scene" alone holds whenever the SAE
+    # is simply weaker everywhere (issue 12)
+    return decide(
+        on_mean(
+            "nonlinear: SAE - PCA", gap(m["nonlinear_sae_ari"], m["nonlinear_pca_ari"]), ">=", 0.0
+        ),
+        on_mean("linear: PCA - SAE", gap(m["linear_pca_ari"], m["linear_sae_ari"]), ">=", 0.0),
+    )
 
 
 STUDY = Study(
@@ -237,7 +275,8 @@ STUDY = Study(
         ),
         Claim(
             "linear_flip",
-            "the ordering flips to PCA ≥ SAE when mixing is made linear",
+            "the ordering flips: SAE ≥ PCA on the nonlinear scene and PCA ≥ SAE when mixing is "
+            "made linear (issue 12: an actual flip)",
             "(control of the miniature; not a paper claim)",
             _check_linear_flip,
         ),

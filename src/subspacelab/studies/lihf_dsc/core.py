@@ -44,14 +44,19 @@ class ConvAE(nn.Module):
                 layers.append(nn.ReLU())
         self.decoder = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """(reconstruction, flattened encoder outputs per layer)."""
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """The encoder outputs per layer, unflattened."""
         acts = []
         h = x
         for layer in self.encoder:
             h = layer(h)
             acts.append(h)
-        return self.decoder(h), [a.flatten(1) for a in acts]
+        return acts
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(reconstruction, flattened encoder outputs per layer)."""
+        acts = self.encode(x)
+        return self.decoder(acts[-1]), [a.flatten(1) for a in acts]
 
 
 def self_expression(views: list[Tensor], coef: Tensor) -> Tensor:
@@ -173,7 +178,7 @@ class SelfExpressionStage(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """The full-batch self-expression loss."""
         images = batch[0]
-        _, acts = self.ae(images)
+        acts = [a.flatten(1) for a in self.ae.encode(images)]  # stage 1 needs no decoder
         views = [images.flatten(1), *acts] if self.layers == "all" else [acts[-1]]
         loss = self_expression(views, self.coef)
         self.log("loss", loss.detach(), on_step=False, on_epoch=True, batch_size=1)
@@ -202,8 +207,8 @@ class SelfExpressionStage(L.LightningModule):
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on the AE's parameters and C."""
-        return torch.optim.Adam([*self.ae.parameters(), self.coef], lr=self.lr)
+        """Adam on the AE's parameters and C (the fused kernel: same update, one pass)."""
+        return torch.optim.Adam([*self.ae.parameters(), self.coef], lr=self.lr, fused=True)
 
     def final(self) -> Stop:
         """The stop, or (the rule never fired) the state at the cap."""
@@ -261,8 +266,8 @@ class StructuredStage(L.LightningModule):
             self.trainer.should_stop = True
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on C."""
-        return torch.optim.Adam([self.coef], lr=self.lr)
+        """Adam on C (fused, as stage 1's)."""
+        return torch.optim.Adam([self.coef], lr=self.lr, fused=True)
 
 
 @dataclass

@@ -362,6 +362,9 @@ def _check_r3(m: Metrics) -> ClaimResult:
         multi, last, final = (m[f"{d}_{k}"] for k in ("stage1_acc", "last_layer_acc", "lihf_acc"))
         tests.append(on_mean(f"{d}: multi-layer - last-layer", gap(multi, last), ">=", 0.0))
         tests.append(on_mean(f"{d}: stage 2 - stage 1", gap(final, multi), ">=", 0.0))
+        # a stage 2 that never trained (stage 1 used the whole cap) leaves C as it was: the
+        # zero difference above would pass by construction
+        tests.append(every(f"{d}: stage-2 epochs", m[f"{d}_stop_stage2"], ">=", 1.0))
     return decide(*tests)
 
 

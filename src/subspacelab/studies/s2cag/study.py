@@ -6,8 +6,10 @@
 * fit — per graph and seed: S2CAG and M-S2CAG over the (T, α) grid, the label-free choice
   (highest modularity of the clustering on A) and, marked as such, the label-oracle choice;
   the baselines (k-means on TF-IDF, spectral clustering of A, SGC + k-means, SAGSC-style);
-  conductance on the ZZᵀ graph.
-* evaluate — metrics over seeds and the claims R1–R4.
+  conductance on the ZZᵀ graph of S2CAG's clusters, of k-means on the same Z and of a random
+  partition of the same sizes (the scale: the ZZᵀ graph is dense, so every partition's
+  conductance sits within ~0.01 of a random one's).
+* evaluate — metrics over seeds and the claims R1–R4 on paired per-seed differences.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from subspacelab.data.download import Resource, fetch
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.registry import (
     Claim,
-    ClaimResult,
     Metrics,
     Report,
     Step,
@@ -43,6 +44,7 @@ from subspacelab.registry import (
 )
 from subspacelab.studies.s2cag import core
 from subspacelab.studies.s2cag.config import ModelConfig, S2CAGConfig
+from subspacelab.verdicts import ClaimResult, Stat, decide, gap, on_mean
 
 SLUG = "s2cag"
 METHODS = ("s2cag", "m_s2cag", "feature_kmeans", "graph_spectral", "sgc_kmeans", "sagsc")
@@ -162,7 +164,10 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
             z_s2cag = zs[chosen]
             out["s2cag_conductance_zz"] = conductance(preds[chosen], factor=z_s2cag)
             km_z = kmeans_baseline(z_s2cag, k, seed)
+            out["kmeans_z_acc"] = evaluate(g.labels, km_z)["acc"]
             out["kmeans_z_conductance_zz"] = conductance(km_z, factor=z_s2cag)
+            shuffled = np.random.default_rng(seed).permutation(km_z)
+            out["random_conductance_zz"] = conductance(shuffled, factor=z_s2cag)
     baselines = {
         "feature_kmeans": lambda: core.feature_kmeans(x_tfidf, k, seed),
         "graph_spectral": lambda: core.graph_spectral(g.adjacency, k, seed),
@@ -177,8 +182,6 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
         pred, secs = _timed(fn)
         out.update({f"{name}_{key}": v for key, v in evaluate(g.labels, pred).items()})
         out[f"{name}_time"] = secs
-        if name == "feature_kmeans":
-            out["feature_kmeans_conductance_zz"] = conductance(pred, factor=z_s2cag)
     return out
 
 
@@ -207,16 +210,55 @@ def _evaluate(ctx: StepContext) -> Report:
         for seed in ctx.seeds:
             for key, value in doc["results"][f"{name}_seed{seed}"].items():
                 metrics.setdefault(f"{name}_{key}", []).append(float(value))
-    header = "| graph | " + " | ".join(METHODS) + " | S2CAG oracle |"
-    rows = [header, "|" + "---|" * (len(METHODS) + 2)]
+    columns = (*METHODS, "kmeans_z", "s2cag_oracle")
+    header = "| graph | " + " | ".join(columns) + " |"
+    rows = [header, "|" + "---|" * (len(columns) + 1)]
     for name in doc["graphs"]:
-        cells = [f"{np.mean(metrics[f'{name}_{m}_acc']):.3f}" for m in (*METHODS, "s2cag_oracle")]
+        cells = [f"{np.mean(metrics[f'{name}_{m}_acc']):.3f}" for m in columns]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    cond = ["| graph | S2CAG | k-means on Z | random partition |", "|---|---|---|---|"]
+    for name in doc["graphs"]:
+        cells = [
+            f"{np.mean(metrics[f'{name}_{m}_conductance_zz']):.5f}"
+            for m in ("s2cag", "kmeans_z", "random")
+        ]
+        cond.append(f"| {name} | " + " | ".join(cells) + " |")
+    tables = {
+        "ACC (mean over seeds; label-free (T, α); kmeans_z: k-means on S2CAG's Z; "
+        "s2cag_oracle: the label-oracle (T, α))": "\n".join(rows),
+        "Conductance on the ZZᵀ graph (mean over seeds)": "\n".join(cond),
+    }
+    if ctx.cfg.data.source == "csbm":
+        tables["Regimes (CSBM)"] = _regimes(ctx, metrics)
     return Report(
         metrics=metrics,
-        tables={"ACC (mean over seeds; label-free (T, α))": "\n".join(rows)},
+        tables=tables,
         figures={"acc": score_bars(metrics, "_acc", "S2CAG and baselines: clustering accuracy")},
     )
+
+
+def _regimes(ctx: StepContext, metrics: dict[str, list[float]]) -> str:
+    """The CSBM regimes with their single-source baselines, and how they were set (issue 12)."""
+    d = ctx.cfg.data
+    rows = [
+        "| regime | p_in / p_out | edges inside blocks | topic weight | feature-only ACC "
+        "| graph-only ACC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for regime, ratio, topic in zip(d.regimes, d.ratios, d.topic_weights, strict=True):
+        inside = ratio / (ratio + d.n_clusters - 1)
+        rows.append(
+            f"| {regime} | {ratio:g} | {inside:.2f} (chance {1 / d.n_clusters:.2f}) | {topic:g} "
+            f"| {np.mean(metrics[f'{regime}_feature_kmeans_acc']):.3f} "
+            f"| {np.mean(metrics[f'{regime}_graph_spectral_acc']):.3f} |"
+        )
+    rows.append(
+        "\nThe regimes' graph strength and topic weight are set on the single-source baselines "
+        "alone, never on S2CAG: issue 12 asks the feature regime for an informative graph and "
+        "feature-only ACC ≤ ~0.85 (before, feature-only k-means scored 0.97 and R1 needed an "
+        "ACC above 1)."
+    )
+    return "\n".join(rows)
 
 
 def _graph_names(m: Metrics) -> list[str]:
@@ -228,43 +270,66 @@ def _graph_names(m: Metrics) -> list[str]:
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
+    tests = []
     for g in _graph_names(m):
-        s, f, a = (m[f"{g}_{x}_acc"].mean for x in ("s2cag", "feature_kmeans", "graph_spectral"))
-        margin = s - max(f, a)
-        measured[f"{g}_margin"] = margin
-        ok = ok and margin >= 0.05
-    return ClaimResult(ok, measured)
+        f, a = m[f"{g}_feature_kmeans_acc"], m[f"{g}_graph_spectral_acc"]
+        best_single = Stat(tuple(max(x, y) for x, y in zip(f.values, a.values, strict=True)))
+        tests.append(
+            on_mean(
+                f"{g}: S2CAG - max(feature, graph)",
+                gap(m[f"{g}_s2cag_acc"], best_single),
+                ">=",
+                0.05,
+            )
+        )
+    return decide(*tests)
 
 
 def _check_r2(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
-    for g in _graph_names(m):
-        s = m[f"{g}_s2cag_acc"].mean
-        for b in ("sgc_kmeans", "sagsc"):
-            gap = s - m[f"{g}_{b}_acc"].mean
-            measured[f"{g}_minus_{b}"] = gap
-            ok = ok and gap >= -0.01
-    return ClaimResult(ok, measured)
+    tests = [
+        on_mean(f"{g}: S2CAG - {b}", gap(m[f"{g}_s2cag_acc"], m[f"{g}_{b}_acc"]), ">=", -0.01)
+        for g in _graph_names(m)
+        for b in ("sgc_kmeans", "sagsc")
+    ]
+    return decide(*tests)
 
 
 def _check_r3(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
+    # |paired difference| ≤ 3 pts: both one-sided bounds must hold (an equivalence test)
+    tests = []
     for g in _graph_names(m):
-        gap = abs(m[f"{g}_m_s2cag_acc"].mean - m[f"{g}_s2cag_acc"].mean)
-        measured[f"{g}_abs_gap"] = gap
-        ok = ok and gap <= 0.03
-    return ClaimResult(ok, measured)
+        d = gap(m[f"{g}_m_s2cag_acc"], m[f"{g}_s2cag_acc"])
+        tests.append(on_mean(f"{g}: M-S2CAG - S2CAG (upper bound)", d, "<=", 0.03))
+        tests.append(on_mean(f"{g}: M-S2CAG - S2CAG (lower bound)", d, ">=", -0.03))
+    return decide(*tests)
+
+
+def relative_conductance(ours: Stat, kmeans: Stat, random: Stat) -> Stat:
+    """Per seed (φ_S2CAG − φ_k-means) / (φ_random − φ_k-means): the conductance difference in
+    units of k-means' own gain over a random partition of the same sizes (negative: S2CAG cuts
+    less). On the dense ZZᵀ graph raw differences are ~1e-5; this puts them on a scale."""
+    return Stat(
+        tuple(
+            (o - k) / (r - k)
+            for o, k, r in zip(ours.values, kmeans.values, random.values, strict=True)
+        )
+    )
 
 
 def _check_r4(m: Metrics) -> ClaimResult:
-    measured, ok = {}, True
+    tests, measured = [], {}
     for g in _graph_names(m):
-        s = m[f"{g}_s2cag_conductance_zz"].mean
-        k = m[f"{g}_feature_kmeans_conductance_zz"].mean
-        measured[f"{g}_s2cag"], measured[f"{g}_kmeans"] = s, k
-        ok = ok and s < k
-    return ClaimResult(ok, measured)
+        s, k, r = (m[f"{g}_{x}_conductance_zz"] for x in ("s2cag", "kmeans_z", "random"))
+        tests.append(
+            on_mean(
+                f"{g}: (φ S2CAG - φ k-means on Z) / (φ random - φ k-means on Z)",
+                relative_conductance(s, k, r),
+                "<",
+                0.0,
+            )
+        )
+        measured[f"{g}_raw_difference"] = gap(s, k)
+    return decide(*tests, **measured)
 
 
 STUDY = Study(
@@ -291,6 +356,7 @@ STUDY = Study(
             "evaluate",
             _evaluate,
             needs=("fit",),
+            reads=("data",),  # the regimes table
             kind="report",
             description="ACC/NMI/ARI over seeds, conductance, claims",
         ),
@@ -316,7 +382,8 @@ STUDY = Study(
         ),
         Claim(
             "R4",
-            "S2CAG clusters have lower conductance on the ZZᵀ graph than the k-means clusters",
+            "S2CAG clusters have lower conductance on the ZZᵀ graph than the k-means clusters "
+            "(k-means on the same Z; issue 12)",
             "S2CAG is tied to conductance minimisation on the ZZᵀ graph",
             _check_r4,
         ),
