@@ -40,10 +40,22 @@ def test_edge_popup_mask_and_straight_through() -> None:
     assert mask.tolist() == [0.0, 1.0, 1.0, 0.0]
     (mask * torch.arange(4.0)).sum().backward()
     assert scores.grad.tolist() == [0.0, 1.0, 2.0, 3.0]
-    layer = pr.EdgePopup(nn.Linear(5, 2), keep=0.3)
+    layer = pr.EdgePopup(nn.Linear(5, 2), keep=0.3, generator=torch.Generator().manual_seed(0))
     assert not layer.layer.weight.requires_grad
     assert int(layer.mask().sum()) == 3
     assert layer(torch.ones(1, 5)).shape == (1, 2)
+    # the scaled signed Kaiming constant: ±√(2 / (keep · fan_in)), no bias
+    std = (2.0 / (0.3 * 5)) ** 0.5
+    assert torch.allclose(layer.layer.weight.abs(), torch.full((2, 5), std))
+    assert float(layer.layer.bias.abs().sum()) == 0.0
+    # the mask is the top-k of |scores|; scores are Kaiming-uniform, ±1/√fan_in
+    assert float(layer.scores.abs().max()) <= 5**-0.5
+    flipped = layer.scores.detach().clone()
+    with torch.no_grad():
+        layer.scores.neg_()
+    assert torch.equal(layer.mask(), pr.topk_mask(flipped.abs(), 0.3))
+    with pytest.raises(ValueError, match="keep"):
+        pr.EdgePopup(nn.Linear(5, 2), keep=0.0)
 
 
 def test_corruptions_are_reproducible_and_grow_with_severity() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +23,7 @@ from subspacelab.studies.hessian import core
 from subspacelab.studies.hessian import study as hs_study
 from subspacelab.studies.hessian.config import DataConfig
 from subspacelab.studies.hessian.lightning import Cell, MatchedLossTraining, MiniBatchToTarget
+from subspacelab.verdicts import ClaimResult
 
 
 def _matched(cells: list[Cell], max_steps: int) -> MatchedLossTraining:
@@ -108,7 +110,7 @@ def _metrics(**over: tuple[float, ...]) -> Metrics:
     return Metrics(vals)
 
 
-def _check(claim: str):
+def _check(claim: str) -> Callable[[Metrics], ClaimResult]:
     return {c.id: c.check for c in hs_study.CLAIMS}[claim]
 
 

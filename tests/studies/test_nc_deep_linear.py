@@ -107,6 +107,16 @@ def test_full_batch_objective_is_the_ufm_loss_and_lbfgs_descends() -> None:
     assert core.gradient_norm(net, x, y, lam_w, lam_h) < 0.25 * before
 
 
+def test_seed_batched_ufm_loss_is_the_sum_of_the_seeds_losses() -> None:
+    _, y1h = core.one_hot_targets([5, 3, 2])
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 4, 10, generator=g, dtype=torch.float64)  # (seeds, d, N): d ≠ N
+    ws = [torch.randn(2, 4, 4, generator=g, dtype=torch.float64)]
+    ws.append(torch.randn(2, 3, 4, generator=g, dtype=torch.float64))
+    alone = sum(core.ufm_loss(h[i], [w[i] for w in ws], y1h, 1e-2, 2e-2) for i in range(2))
+    torch.testing.assert_close(core.ufm_loss(h, ws, y1h, 1e-2, 2e-2), alone)
+
+
 def test_ufm_loss_known_value() -> None:
     h = torch.eye(2, dtype=torch.float64)
     _, y1h = core.one_hot_targets([1, 1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,12 @@ from subspacelab.config import ParamsError, build
 from subspacelab.data.download import DownloadError
 from subspacelab.nets.training import LocalEnv
 from subspacelab.probes import pruning as pr
+from subspacelab.probes.stats import sign_test
 from subspacelab.registry import Metrics
 from subspacelab.studies.robustness_lottery import core, full
 from subspacelab.studies.robustness_lottery import study as rl
 from subspacelab.studies.robustness_lottery.config import DataConfig, TrainConfig
+from subspacelab.verdicts import ClaimResult
 
 
 def test_methods_reach_the_sparsity_and_summaries() -> None:
@@ -65,25 +68,77 @@ def test_config_rewind_error() -> None:
         build(TrainConfig, raw, "robustness_lottery.mini.train")
 
 
-def _metrics(good: bool) -> Metrics:
-    vals: dict[str, float] = {}
-    corr = ["gaussian_noise", "shot_noise", "blur", "contrast"]
-    profile = {"gaussian_noise": 10.0, "shot_noise": 10.5, "blur": 2.0, "contrast": 30.0}
-    if not good:
-        profile = {"gaussian_noise": 10.0, "shot_noise": 30.0, "blur": 11.0, "contrast": 29.0}
+CORR = ["gaussian_noise", "shot_noise", "blur", "contrast"]
+PROFILE = {"gaussian_noise": 10.0, "shot_noise": 10.5, "blur": 2.0, "contrast": 30.0}
+
+
+def _metrics(
+    *,
+    profile: dict[str, float] = PROFILE,
+    d_length: float = -1.0,
+    clean: dict[str, float] | None = None,
+    slope: float = -0.1,
+) -> Metrics:
+    """Three seeds, five arms: Δθ of arm i is larger by 1 % per arm and its relative accuracy
+    falls with it (``slope``), unless overridden; ``clean`` sets an arm's clean accuracy."""
+    vals: dict[str, list[float]] = {}
     for i, method in enumerate(core.METHODS):
-        for c, s in itertools.product(corr, range(1, 6)):
-            vals[f"{method}/{c}/{s}/d_angle"] = profile[c] * s * (1 + 0.01 * i)
-            vals[f"{method}/{c}/{s}/d_length"] = -1.0 if good else 1.0
-        vals[f"{method}/corrupted/d_angle"] = float(i)
-        vals[f"{method}/corrupted/acc"] = (0.9 - 0.1 * i) if good else (0.5 + 0.1 * i)
+        for c, s in itertools.product(CORR, range(1, 6)):
+            vals[f"{method}/{c}/{s}/d_angle"] = [
+                profile[c] * s * (1 + 0.01 * i) + 0.1 * k for k in range(3)
+            ]
+            vals[f"{method}/{c}/{s}/d_length"] = [d_length * (1 + 0.1 * k) for k in range(3)]
+        vals[f"{method}/corrupted/d_angle"] = [float(i) + 0.1 * k for k in range(3)]
+        vals[f"{method}/corrupted/rel_acc"] = [0.9 + slope * i + 0.01 * k for k in range(3)]
+        vals[f"{method}/clean/acc"] = [(clean or {}).get(method, 0.85)] * 3
     return Metrics(vals)
 
 
-def test_claims_both_ways() -> None:
+def _check(claim: str) -> Callable[[Metrics], ClaimResult]:
+    return {c.id: c.check for c in rl.CLAIMS}[claim]
+
+
+def test_claims_hold_on_good_metrics() -> None:
     for claim in rl.CLAIMS:
-        assert claim.check(_metrics(True)).holds, claim.id
-        assert not claim.check(_metrics(False)).holds, claim.id
+        assert claim.check(_metrics()).verdict == "holds", claim.id
+
+
+def test_claims_fail_when_their_relation_fails() -> None:
+    assert _check("a_shift_signs")(_metrics(d_length=1.0)).verdict == "does not hold"
+    assert _check("b_angle_predicts_robustness")(_metrics(slope=0.1)).verdict == "does not hold"
+    far = {"gaussian_noise": 10.0, "shot_noise": 30.0, "blur": 11.0, "contrast": 29.0}
+    assert _check("c_noise_redundancy")(_metrics(profile=far)).verdict == "does not hold"
+
+
+def test_gate_drops_an_arm_and_too_few_arms_is_inconclusive() -> None:
+    # an arm at chance would break (b) if it were used: with the gate, it is reported only
+    broken = {"edge_popup": 0.1}
+    result = _check("b_angle_predicts_robustness")(_metrics(clean=broken))
+    assert result.verdict == "holds" and result.measured["edge_popup used"] == 0.0
+    few = {m: 0.1 for m in core.METHODS[2:]}
+    assert _check("b_angle_predicts_robustness")(_metrics(clean=few)).verdict == "inconclusive"
+
+
+def test_sign_test_is_three_way() -> None:
+    assert sign_test("x", [1.0] * 12).verdict == "holds"
+    assert sign_test("x", [-1.0] * 12).verdict == "does not hold"
+    assert sign_test("x", [1.0] * 7 + [-1.0] * 5).verdict == "inconclusive"
+    assert sign_test("x", [0.0, 0.0]).verdict == "inconclusive"
+    mean, lo, hi = sign_test("x", [1.0] * 9 + [-1.0]).interval
+    assert mean == 0.9 and lo == pytest.approx(0.5549839, rel=1e-6) and hi < 1.0
+
+
+def test_corruptions_are_sized_per_signal() -> None:
+    from subspacelab.probes.robustness import corrupt
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 40)).astype(np.float32)
+    x[1] *= 100.0  # a loud signal must not set the noise of a quiet one
+    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "brightness"):
+        out = corrupt(x, name, 1, seed=0)
+        quiet = np.abs(out[0] - x[0]).max() / x[0].std()
+        loud = np.abs(out[1] - x[1]).max() / x[1].std()
+        assert quiet < 5 and loud < 5, name  # both relative to their own scale
 
 
 def _cifar10c_tar(tmp_path: Path, labels: np.ndarray) -> tuple[Path, np.ndarray]:

@@ -31,12 +31,13 @@ def ufm_loss(h: Tensor, weights: list[Tensor], y1h: Tensor, lam_w: float, lam_h:
     """``(1/2N)‖W_M⋯W_1 H − Y‖² + (λ_W/2)Σ‖W_m‖² + (λ_H/2)‖H‖²`` (Dang et al.'s problem).
 
     The product is taken from the classifier side (K rows) before it meets H, so every matrix
-    product has K rows instead of d.
+    product has K rows instead of d. Leading axes batch independent problems (seeds): the
+    result is the sum of their losses.
     """
     out = weights[-1]
     for w in reversed(weights[:-1]):
         out = out @ w
-    n = h.shape[1]
+    n = h.shape[-1]
     fit = 0.5 * (out @ h - y1h).square().sum() / n
     reg = 0.5 * lam_w * sum(w.square().sum() for w in weights) + 0.5 * lam_h * h.square().sum()
     return fit + reg
