@@ -103,9 +103,11 @@ def gap(a: Stat | Sequence[float], b: Stat | Sequence[float] | float) -> Stat:
     return Stat(tuple(x - y for x, y in zip(sa.values, sb.values, strict=True)))
 
 
-def ratio(a: Stat | Sequence[float], b: Stat | Sequence[float]) -> Stat:
-    """Paired per-seed ratios ``a / b``."""
+def ratio(a: Stat | Sequence[float], b: Stat | Sequence[float] | float) -> Stat:
+    """Paired per-seed ratios ``a / b`` (``b`` may be a single number, as in :func:`gap`)."""
     sa, sb = _as_stat(a), _as_stat(b)
+    if sb.n == 1 and sa.n > 1:
+        sb = Stat(sb.values * sa.n)
     if sa.n != sb.n:
         raise ValueError(f"paired ratio needs equal lengths, got {sa.n} and {sb.n}")
     if any(y == 0 for y in sb.values):
