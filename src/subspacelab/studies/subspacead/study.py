@@ -48,6 +48,7 @@ from subspacelab.studies.subspacead.config import (
     SubspaceADConfig,
 )
 from subspacelab.studies.subspacead.textures import make_dataset
+from subspacelab.verdicts import decide, every, gap, on_mean
 
 SLUG = "subspacead"
 METHOD_METRICS = ("image_auroc", "pixel_auroc", "aupro")
@@ -450,38 +451,30 @@ def _table(table: dict[str, dict[str, list[float]]]) -> str:
 def claim_a(m: Metrics) -> ClaimResult:
     """(a) image AUROC ≥ 0.90 and pixel AUROC ≥ 0.90 (means over categories and seeds)."""
     img, pix = m["image_auroc"], m["pixel_auroc"]
-    return ClaimResult(
-        img.mean >= 0.90 and pix.mean >= 0.90, {"image_auroc": img, "pixel_auroc": pix}
-    )
+    return decide(on_mean("image AUROC", img, ">=", 0.90), on_mean("pixel AUROC", pix, ">=", 0.90))
 
 
 def claim_b(m: Metrics) -> ClaimResult:
     """(b) SubspaceAD image AUROC ≥ kNN − 0.01 while storing k·d < N·d numbers."""
     sub, knn = m["image_auroc"], m["knn_image_auroc"]
     stored, bank = m["subspacead_stored"], m["knn_stored"]
-    holds = sub.mean >= knn.mean - 0.01 and stored.mean < bank.mean
-    return ClaimResult(
-        holds,
-        {
-            "image_auroc": sub,
-            "knn_image_auroc": knn,
-            "margin": sub.mean - knn.mean,
-            "pixel_auroc": m["pixel_auroc"],
-            "knn_pixel_auroc": m["knn_pixel_auroc"],
-            "stored_k_times_d": stored,
-            "stored_N_times_d": bank,
-        },
+    return decide(
+        on_mean("image AUROC SubspaceAD - kNN", gap(sub, knn), ">=", -0.01),
+        every("stored k·d - N·d", gap(stored, bank), "<", 0.0),
+        pixel_auroc=m["pixel_auroc"],
+        knn_pixel_auroc=m["knn_pixel_auroc"],
     )
 
 
 def claim_c(m: Metrics) -> ClaimResult:
-    """(c) image AUROC at pca_ev 0.99 > at 0.9 and > at 0.9999 (means over seeds)."""
+    """(c) image AUROC at pca_ev 0.99 > at 0.9 and > at 0.9999 (paired per seed)."""
     lo, mid, hi = (m[f"{_ev_name(ev)}_image_auroc"] for ev in ABLATION_EVS)
-    measured: dict[str, Any] = {}
-    for ev in ABLATION_EVS:
-        for n in (*METHOD_METRICS, "k"):
-            measured[f"{_ev_name(ev)}_{n}"] = m[f"{_ev_name(ev)}_{n}"]
-    return ClaimResult(mid.mean > lo.mean and mid.mean > hi.mean, measured)
+    measured: dict[str, Any] = {f"{_ev_name(ev)}_k": m[f"{_ev_name(ev)}_k"] for ev in ABLATION_EVS}
+    return decide(
+        on_mean("image AUROC ev 0.99 - ev 0.9", gap(mid, lo), ">", 0.0),
+        on_mean("image AUROC ev 0.99 - ev 0.9999", gap(mid, hi), ">", 0.0),
+        **measured,
+    )
 
 
 STUDY = Study(
