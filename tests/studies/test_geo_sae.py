@@ -37,8 +37,9 @@ def test_mode_filter_removes_isolated_pixel() -> None:
 def test_pca_keeps_variance_rank_and_autoencoder_shapes() -> None:
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((200, 2)) @ rng.standard_normal((2, 6))).astype(np.float32)
-    codes, explained = core.pca_codes(x, 2)
+    codes, explained, rule = core.pca_codes(x, 2)
     assert codes.shape == (200, 2) and explained == pytest.approx(1.0)  # rank-2 data
+    assert rule <= 2
     xs = [core.minmax(x), core.minmax(x[::-1] ** 2)]
     ae, hist = core.train_autoencoders(LocalEnv(), xs, [6, 4, 2], 2, 32, 1e-2, 1e-4, seeds=[0, 5])
     recon, code = core.encode(ae, xs)

@@ -124,13 +124,14 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
 
 
-def pca_codes(x: np.ndarray, dim: int) -> tuple[np.ndarray, float]:
-    """The projection on the top ``dim`` principal components and the fraction of the variance
-    they explain."""
+def pca_codes(x: np.ndarray, dim: int) -> tuple[np.ndarray, float, int]:
+    """The projection on the top ``dim`` principal components, the fraction of the variance they
+    explain, and how many components the spec's 90 %-of-variance rule would have kept."""
     t = torch.from_numpy(x).double()
     res = fit_pca(t, k=dim)
-    explained = float(res.explained_variance_ratio[:dim].sum())
-    return ((t - res.mean) @ res.components).numpy(), explained
+    ratios = res.explained_variance_ratio
+    rule = int(torch.searchsorted(torch.cumsum(ratios, 0), torch.tensor(0.9, dtype=ratios.dtype)))
+    return ((t - res.mean) @ res.components).numpy(), float(ratios[:dim].sum()), rule + 1
 
 
 class StackedAutoEncoders(nn.Module):
