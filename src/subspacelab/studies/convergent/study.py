@@ -188,7 +188,22 @@ def evaluate(ctx: StepContext) -> Report:
             metrics.setdefault(f"{layer}/dead_units", []).append(
                 float((~sim.live_units(acts[f"s{s}"][li])).sum())
             )
-    return Report(metrics=metrics, figures=_figures(cfg, curves, metrics))
+    return Report(metrics=metrics, figures=_figures(cfg, curves, metrics), tables={"Notes": NOTES})
+
+
+NOTES = "\n".join(
+    [
+        "| what | here | why |",
+        "|---|---|---|",
+        "| untrained null (R2, R4, R5) | pair (a, b) against (a, b's initial weights): the "
+        "same analysis, paired per pair | a trained net must beat an independent random net of "
+        "the same architecture (issue 12); b's own init is one, and costs no extra net |",
+        "| pairs | the 6 pairs of 4 nets share nets, so their values are not independent | "
+        "the t-interval over pairs is narrower than a test on independent pairs would give |",
+        "| R3 | only the depth half (conv1 matched > conv2 matched, per pair) | semi-matching ≥ "
+        "bipartite holds by construction (issue 12) |",
+    ]
+)
 
 
 def _figures(

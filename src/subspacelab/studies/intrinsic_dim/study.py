@@ -595,9 +595,7 @@ def check_width(m: Metrics) -> ClaimResult:
     spread = Stat(tuple((per_width.max(axis=0) / per_width.min(axis=0)).tolist()))
     Ds = [m[f"{p}/D"].mean for p in groups.values()]
     conditions = [
-        _inside_grid(m, p, name, side)
-        for name, p in groups.items()
-        for side in ("above", "below")
+        _inside_grid(m, p, name, side) for name, p in groups.items() for side in ("above", "below")
     ]
     conditions.append(on_mean("d_int90 max / min over widths", spread, "<=", 2.0))
     return decide(*conditions, D_max_over_min=max(Ds) / min(Ds))
