@@ -174,7 +174,7 @@ def _claims(study: Study, metrics: Metrics) -> list[dict[str, Any]]:
                 "paper": claim.paper,
                 "verdict": result.verdict,
                 "holds": result.holds,
-                "resolution": result.resolution,
+                "resolution": result.resolution if math.isfinite(result.resolution) else None,
                 "tests": [t.to_json() for t in result.tests],
                 "measured": result.measured_json(),
             }
