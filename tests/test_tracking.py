@@ -134,6 +134,6 @@ def test_a_worker_hands_back_its_unsent_runs_with_relative_artifacts(ws: Path) -
     (ws / SPOOL_DIR / "0-broken.json").write_text("{")
     runs = tracking.spooled_runs(ws)
     assert [r.stage for r in runs] == ["fake_download", "fake_fit", "fake_report"]
-    assert runs[0].artifacts == ["data/fake/download/_meta.json"]
+    assert runs[0].artifacts == ["data/fake/download/_meta.json", "logs/fake_download.log"]
     assert "reports/fake/metrics.json" in runs[2].artifacts
     assert all(len(r.spool_id) == 32 for r in runs)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from subspacelab.config import param
 from subspacelab.io import load_tensors, save_tensors
 from subspacelab.nets.training import make_trainer, state_dict_cpu
+from subspacelab.verdicts import decide, on_mean
 from subspacelab.registry import (
     Claim,
     ClaimResult,
@@ -114,7 +115,7 @@ def _report(ctx: StepContext) -> Report:
 
 
 def _learns(m: Metrics) -> ClaimResult:
-    return ClaimResult(m["accuracy"].mean > 0.9, {"accuracy": m["accuracy"]})
+    return decide(on_mean("accuracy", m["accuracy"], ">", 0.9))
 
 
 LIT = Study(

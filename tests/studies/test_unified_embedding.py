@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.config import ParamsError
 from subspacelab.data.download import DownloadError
 from subspacelab.io import load_tensors, sha256_file
 from subspacelab.recsys import multiplexed
@@ -116,7 +117,7 @@ def test_full_data_step_reads_a_pinned_criteo_file(tmp_path: Path) -> None:
     placed = ws / "data/criteo/train.txt"
     placed.parent.mkdir(parents=True)
     _criteo_file(placed, 330)
-    with pytest.raises(DownloadError, match="criteo_sha256 is empty"):
+    with pytest.raises(ParamsError, match="criteo_sha256"):  # refused before any compute
         run_step(ws, "unified_embedding", "data")
     full["data"]["criteo_sha256"] = "0" * 64
     make_workspace(ws, params)
