@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from subspacelab.config import param
 from subspacelab.io import load_tensors, save_tensors
 from subspacelab.nets.training import make_trainer, state_dict_cpu
-from subspacelab.verdicts import decide, on_mean
 from subspacelab.registry import (
     Claim,
     ClaimResult,
@@ -29,6 +28,7 @@ from subspacelab.registry import (
     Study,
 )
 from subspacelab.runner import seed_all
+from subspacelab.verdicts import decide, on_mean
 
 
 @dataclass
