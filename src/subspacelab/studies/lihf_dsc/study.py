@@ -413,7 +413,7 @@ STUDY = Study(
             "evaluate",
             _evaluate,
             needs=("fit", "baselines"),
-            reads=("model",),
+            reads=("data", "model"),
             kind="report",
             description="ACC/NMI/ARI over seeds, baseline grids, claims",
         ),

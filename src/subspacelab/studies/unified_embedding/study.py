@@ -53,7 +53,6 @@ def _criteo(ctx: StepContext, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     path = verify(
         ctx.root / d.criteo_dir / d.criteo_file,
         Resource(f"file://{d.criteo_dir}", d.criteo_file, sha256=d.criteo_sha256),
-        remove=False,
     )
     xs, ys, got = [], [], 0
     for chunk in stream_criteo(path, chunk_rows=min(n_rows, 1 << 20)):
