@@ -13,7 +13,7 @@ from tests.studies import merging_helpers
 
 
 def test_tests_read_nothing_outside_the_repository() -> None:
-    """The paper specs (../shared/papers) are the developers' and not in a user's clone."""
+    """The paper specs (the developers' sibling folder) are not in a user's clone."""
     outside = re.compile(r"REPO\.parent|parents\[2\]|shared/papers|\"shared\"")
     offenders = [
         f"{path.relative_to(REPO)}:{n}"
