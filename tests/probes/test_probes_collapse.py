@@ -15,9 +15,10 @@ from subspacelab.probes import collapse as nc
 def test_nc1_equals_the_trace_with_the_pseudo_inverse(n: int, d: int, k: int) -> None:
     g = torch.Generator().manual_seed(n)
     y = torch.arange(n) % k
-    h = torch.randn(n, d, generator=g, dtype=torch.float64) + 2 * torch.randn(
-        k, d, generator=g, dtype=torch.float64
-    )[y]
+    h = (
+        torch.randn(n, d, generator=g, dtype=torch.float64)
+        + 2 * torch.randn(k, d, generator=g, dtype=torch.float64)[y]
+    )
     mu = nc.class_means(h, y, k)
     centred = h - mu[y]
     mb = mu - mu.mean(dim=0)
