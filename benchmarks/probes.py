@@ -1,5 +1,6 @@
-"""Curvature probes (Sagun et al., arXiv:1706.04454): Lanczos against the full Hessian, and a
-Hessian-vector product's cost against a gradient's.
+"""Curvature probes (Sagun et al., arXiv:1706.04454): Lanczos against the full Hessian, a
+Hessian-vector product's cost against a gradient's, and the closed-form MLP Hessian and
+Gauss-Newton matrix (``mlp_hessian``, what the hessian study uses) against autograd's.
 
 Networks are the hessian miniature's tanh MLPs ``10 → W → W → 5`` in float64 on 200 Gaussian-
 blob examples, one thread. For each width: the exact Hessian (``torch.func.hessian``) and its
@@ -21,6 +22,8 @@ from subspacelab.probes import hessian as hs
 from subspacelab.studies.hessian.core import blobs, mlp
 
 WIDTHS_EXACT = (8, 16, 32, 48)
+WIDTHS_CLOSED = (16, 32, 48)
+N_STUDY = 500  # the hessian miniature's N
 WIDTHS_COST = (16, 64, 256)
 TOP_K, N, REPEATS = 5, 200, 20
 
@@ -64,6 +67,22 @@ def hvp_vs_grad(width: int) -> dict[str, float]:
     }
 
 
+def closed_form_vs_autograd(width: int) -> dict[str, float]:
+    """Seconds of H and G by autograd (``exact_hessian`` + ``gauss_newton``) and in closed form
+    (``mlp_hessian``) at the study's N, and the largest entry difference."""
+    x, y = blobs(N_STUDY, 10, 5, 3.0, 5.0, 0)
+    net = mlp(10, width, 5, 0)
+    fn, theta = hs.flat_model(net)
+    t = time.process_time()
+    h, g = hs.exact_hessian(fn, theta, x, y, "ce"), hs.gauss_newton(fn, theta, x, "ce")
+    t_auto = time.process_time() - t
+    t = time.process_time()
+    h2, g2 = hs.mlp_hessian(net, x, y, "ce")
+    t_closed = time.process_time() - t
+    diff = max(float((h - h2).abs().max()), float((g - g2).abs().max()))
+    return {"P": theta.numel(), "auto_s": t_auto, "closed_s": t_closed, "diff": diff}
+
+
 def section() -> list[str]:
     """Markdown lines for benchmarks/RESULTS.md."""
     torch.set_num_threads(1)
@@ -85,5 +104,19 @@ def section() -> list[str]:
         lines.append(
             f"| {w} | {r['P']:,} | {1e3 * r['grad_s']:.2f} | {1e3 * r['hvp_s']:.2f} | "
             f"{r['hvp_s'] / r['grad_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Closed-form H and G of the tanh MLP vs autograd (CE, N={N_STUDY}, the hessian "
+        "study's cells):",
+        "",
+        "| W | P | autograd H + G (s) | closed form (s) | × faster | max abs. difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w in WIDTHS_CLOSED:
+        r = closed_form_vs_autograd(w)
+        lines.append(
+            f"| {w} | {r['P']:,} | {r['auto_s']:.2f} | {r['closed_s']:.2f} | "
+            f"{r['auto_s'] / r['closed_s']:.1f} | {r['diff']:.1e} |"
         )
     return [*lines, ""]

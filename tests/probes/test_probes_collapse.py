@@ -11,6 +11,23 @@ import torch
 from subspacelab.probes import collapse as nc
 
 
+@pytest.mark.parametrize(("n", "d", "k"), [(60, 8, 3), (200, 64, 10), (40, 3, 6)])
+def test_nc1_equals_the_trace_with_the_pseudo_inverse(n: int, d: int, k: int) -> None:
+    g = torch.Generator().manual_seed(n)
+    y = torch.arange(n) % k
+    h = (
+        torch.randn(n, d, generator=g, dtype=torch.float64)
+        + 2 * torch.randn(k, d, generator=g, dtype=torch.float64)[y]
+    )
+    mu = nc.class_means(h, y, k)
+    centred = h - mu[y]
+    mb = mu - mu.mean(dim=0)
+    direct = torch.trace(
+        centred.T @ centred / n @ torch.linalg.pinv(mb.T @ mb / k, rtol=1e-10, hermitian=True)
+    )
+    assert nc.nc1(h, y, k) == pytest.approx(float(direct) / k, rel=1e-9)
+
+
 def test_nc1_zero_at_collapse_and_known_value() -> None:
     means = torch.eye(3, dtype=torch.float64)
     y = torch.tensor([0, 0, 1, 1, 2, 2])

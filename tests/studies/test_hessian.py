@@ -73,6 +73,12 @@ def test_minibatch_run_stops_at_the_target() -> None:
         MatchedLossTraining([], lr=0.1, max_steps=1)
 
 
+def test_ce_overlap_is_read_on_the_outlier_subspace() -> None:
+    eig = torch.tensor([50.0, 40.0, 1.0, 0.9, 0.8, 0.1, 0.0], dtype=torch.float64)
+    assert core.overlap_dim(eig, "ce", 2) == 2  # the gap rule: two outliers
+    assert core.overlap_dim(eig, "mse", 3) == 3  # one per class
+
+
 def test_barrier_known_answer() -> None:
     alphas = np.array([-0.5, 0.0, 0.5, 1.0, 1.5])
     assert core.barrier(alphas, np.array([9.0, 1.0, 3.0, 2.0, 9.0])) == pytest.approx(1.0)

@@ -35,11 +35,15 @@ def nc1(h: Tensor, y: Tensor, num_classes: int, rtol: float = 1e-10) -> float:
     h = h.to(torch.float64)
     mu = class_means(h, y, num_classes)
     centred = h - mu[y]
-    sigma_w = centred.T @ centred / h.shape[0]
     mb = mu - mu.mean(dim=0)
-    sigma_b = mb.T @ mb / num_classes
-    pinv = torch.linalg.pinv(sigma_b, rtol=rtol, hermitian=True)
-    return float(torch.trace(sigma_w @ pinv)) / num_classes
+    # Σ_B = mbᵀ mb / K shares its non-zero eigenvalues with the K × K Gram mb mbᵀ / K, whose
+    # eigenvectors u_j give Σ_B's as v_j = mbᵀ u_j / √(K s_j); then tr(Σ_W Σ_B^†) =
+    # Σ_j v_jᵀ Σ_W v_j / s_j = (1/n) Σ_j ‖centred v_j‖² / s_j, without any d × d matrix.
+    s, u = torch.linalg.eigh(mb @ mb.T / num_classes)
+    keep = s > rtol * s.abs().max()
+    v = mb.T @ u[:, keep] / torch.sqrt(num_classes * s[keep])
+    proj = (centred @ v).square().sum(dim=0) / h.shape[0]
+    return float((proj / s[keep]).sum()) / num_classes
 
 
 def normalized_distance(a: Tensor, b: Tensor) -> float:

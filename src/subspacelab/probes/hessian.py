@@ -115,7 +115,7 @@ def _tanh_mlp_layers(model: nn.Module) -> list[nn.Linear]:
     return mods[::2]
 
 
-def _sym_outer(m: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _kron_sum(m: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """``Σ_i m[i,p,q] a[i,r] b[i,s]`` laid out (p, r, q, s) as a (p·r, q·s) matrix: one GEMM."""
     n, p, q = m.shape
     r, s = a.shape[1], b.shape[1]
@@ -182,8 +182,8 @@ def mlp_hessian(model: nn.Module, x: Tensor, y: Tensor, loss: str) -> tuple[Tens
                 for li in range(m2, n_layers - 1):
                     b = jac[li]
                     mh += torch.einsum("ipm,ip,ipr->imr", b[m], curv[li], b[m2])
-                blocks_g[m, m2] = _sym_outer(mg, inputs[m], inputs[m2])
-                blocks_h[m, m2] = _sym_outer(mh, inputs[m], inputs[m2])
+                blocks_g[m, m2] = _kron_sum(mg, inputs[m], inputs[m2])
+                blocks_h[m, m2] = _kron_sum(mh, inputs[m], inputs[m2])
         # bilinear terms 2 δ_lᵀ dΘ_l dã_{l−1}: block (l, m), m < l, entry ((p, a), (q, b)) is
         # Σ_i δ_l[i,p] ã_{m−1}[i,b] σ'_{l−1}[i,a] B_{l−1,m}[i,a,q] (0 on the bias column a)
         for li in range(1, n_layers):
