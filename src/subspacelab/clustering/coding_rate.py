@@ -7,8 +7,6 @@ Features are rows here: Z is n×d (the paper writes its transpose).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -20,63 +18,23 @@ def coding_rate(z: Tensor, eps2: float) -> Tensor:
     return 0.5 * torch.linalg.slogdet(eye + (d / (n * eps2)) * z.T @ z)[1]
 
 
-class _MembershipRate(torch.autograd.Function):
-    """R_c with a hand-written backward: three GEMMs of size groups × n × d² and one batched
-    Cholesky, instead of autograd's elementwise passes over groups × d × d tensors and LU
-    factorisations (about 3x faster at n = 256, d = 32).
-
-    With M_j = I + s_j C_j, C_j = Σ_i Γ_ji z_i z_iᵀ, s_j = d/(t_j ε²), t_j = Σ_i Γ_ji + 1e-8 and
-    R_c = Σ_j t_j/(2n) logdet M_j:  ∂R_c/∂C_j = G_j = t_j s_j/(2n) M_j⁻¹;  ∂R_c/∂t_j (through the
-    weight and s_j) = (logdet M_j − d + tr M_j⁻¹)/(2n), since s_j⟨M_j⁻¹, C_j⟩ = d − tr M_j⁻¹;
-    so ∂R_c/∂Γ_ji = ⟨G_j, z_i z_iᵀ⟩ + ∂R_c/∂t_j and ∂R_c/∂z_i = 2 (Σ_j Γ_ji G_j) z_i.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, z: Tensor, gamma: Tensor, eps2: float) -> Tensor:
-        n, d = z.shape
-        outer = (z[:, :, None] * z[:, None, :]).reshape(n, d * d)
-        tr = gamma.sum(dim=1) + 1e-8
-        scale = d / (tr * eps2)
-        eye = torch.eye(d, dtype=z.dtype, device=z.device)
-        m = eye + scale[:, None, None] * (gamma @ outer).reshape(-1, d, d)
-        chol = torch.linalg.cholesky(m)
-        logdets = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(dim=-1)
-        ctx.save_for_backward(z, gamma, outer, chol, tr, logdets)
-        ctx.eps2 = eps2
-        return torch.sum(tr / (2 * n) * logdets)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        z, gamma, outer, chol, tr, logdets = ctx.saved_tensors
-        n, d = z.shape
-        inv = torch.cholesky_inverse(chol)  # M_j⁻¹, groups × d × d
-        weight = tr / (2 * n)
-        g = (weight * d / (tr * ctx.eps2))[:, None, None] * inv  # G_j
-        g_flat = (grad * g).reshape(-1, d * d)
-        grad_z = grad_gamma = None
-        if ctx.needs_input_grad[0]:
-            h = (gamma.T @ g_flat).reshape(n, d, d)
-            grad_z = 2.0 * torch.bmm(h, z[:, :, None])[:, :, 0]
-        if ctx.needs_input_grad[1]:
-            d_tr = (logdets - d + torch.diagonal(inv, dim1=-2, dim2=-1).sum(dim=-1)) / (2 * n)
-            grad_gamma = g_flat @ outer.T + (grad * d_tr)[:, None]
-        return grad_z, grad_gamma, None
-
-
 def membership_coding_rate(z: Tensor, gamma: Tensor, eps2: float) -> Tensor:
     """R_c(Z, Γ) = Σ_j tr(Γ_j)/(2n) · logdet(I + d/(tr(Γ_j) ε²) Zᵀ diag(Γ_j) Z), Γ_j row j.
 
     ``gamma`` is n_groups×n (rows are soft memberships; a one-hot partition gives the classic
-    MCR² compression term). tr(Γ_j) gets +1e-8 so an empty row does not divide by zero. The
-    d×d blocks Zᵀ diag(Γ_j) Z of every j come from one GEMM of Γ with the flattened outer
-    products z_i z_iᵀ; the logdets from a batched Cholesky (the matrices are I + PSD).
+    MCR² compression term). tr(Γ_j) gets +1e-8 so an empty row does not divide by zero.
     """
-    n, _ = z.shape
+    n, d = z.shape
     if gamma.ndim != 2 or gamma.shape[1] != n:
         raise ValueError(f"gamma must have {n} columns, got {tuple(gamma.shape)}")
-    if gamma.dtype != z.dtype:
-        raise ValueError(f"gamma and z must share a dtype, got {gamma.dtype} and {z.dtype}")
-    return _MembershipRate.apply(z, gamma, eps2)
+    tr = gamma.sum(dim=1) + 1e-8
+    # Zᵀ diag(Γ_j) Z = Σ_i Γ_ji z_i z_iᵀ for every j at once: one GEMM of Γ with the flattened
+    # outer products (no n×n×d intermediate, ~3x cheaper forward + backward)
+    outer = (z[:, :, None] * z[:, None, :]).reshape(n, d * d)
+    cov = (gamma @ outer).reshape(-1, d, d)
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    logdets = torch.linalg.slogdet(eye + (d / (tr * eps2))[:, None, None] * cov)[1]
+    return torch.sum(tr / (2 * n) * logdets)
 
 
 def mlc_loss(z: Tensor, gamma: Tensor, eps2: float, frob: float) -> tuple[Tensor, dict[str, float]]:

@@ -201,7 +201,7 @@ def _deviations(ctx: StepContext, doc: dict, metrics: dict[str, list[float] | fl
         f"| full batch (n ≤ 2000) | a seeded batch of {t.batch} per step ({sizes}); "
         f"{t.warmup_steps} warm-up and {t.steps} MLC steps | R_c costs O(b²d²) per step "
         "(a GEMM of Γ with the n×d² outer products, forward and backward): at b = n ≈ 2000 "
-        "about 1 s per step on one core, i.e. ~1 h for 3 seeds × 2 datasets × 700 steps; the "
+        "0.5-1 s per step on one core, i.e. 30-60 min for 3 seeds × 2 datasets × 700 steps; the "
         "spec's step counts are kept, the batch is not. (γ/2)‖Γ‖²_F is the paper's, not "
         "rescaled, so its pull against Γ = I is that of a batch of this size |",
         f"| Sinkhorn, 5 iterations | converged (columns within {t.sinkhorn_tol:g}, at most "
