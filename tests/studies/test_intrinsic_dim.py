@@ -478,3 +478,15 @@ def test_full_profile_chain_on_tiny_files(tmp_path: Path, monkeypatch: pytest.Mo
     assert {"fc/w4/d_int90", "shuffled/w4/d_int90", "arch/mnist/mlp/d_int90"} <= set(metrics)
     claims = read_json(root / "reports" / SLUG / "claims.json")
     assert [c["id"] for c in claims] == ["a_toy", "b_fraction", "c_width", "d_shuffled"]
+
+
+def test_deviations_state_the_single_seed_and_the_missing_claim() -> None:
+    text = study._deviations(_mini())
+    assert "| seeds | 1, as the spec's miniature |" in text and "| claim (e) |" in text
+    several = study_config(
+        IntrinsicDimConfig,
+        {SLUG: {**PARAMS[SLUG], "mini": {**PARAMS[SLUG]["mini"], "seeds": [0, 1, 2]}}},
+        SLUG,
+        "mini",
+    )
+    assert "| seeds |" not in study._deviations(several)

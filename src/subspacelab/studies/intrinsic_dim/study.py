@@ -496,8 +496,38 @@ def evaluate(ctx: StepContext) -> Report:
                 TOY_CODIM,
             ),
         },
-        tables={"d_int90": results_table(_table_rows(shapes, collected))},
+        tables={
+            "d_int90": results_table(_table_rows(shapes, collected)),
+            **({"Deviations": dev} if (dev := _deviations(cfg)) else {}),
+        },
     )
+
+
+def _deviations(cfg: IntrinsicDimConfig) -> str:
+    """What the run leaves out or cannot decide, and why (empty when nothing)."""
+    rows = []
+    if len(cfg.seeds) == 1:
+        rows.append(
+            (
+                "seeds",
+                "1, as the spec's miniature",
+                "budget (the spec's choice): claims (b)-(d) are levels and per-seed ratios "
+                "decided on a 95 % interval over seeds, so with one seed they are inconclusive; "
+                "each further seed costs about one more fit of every width and d",
+            )
+        )
+    if not cfg.compare:
+        rows.append(
+            (
+                "claim (e)",
+                "not run: the MLP-vs-CNN comparison is off",
+                "optional in the spec; budget",
+            )
+        )
+    if not rows:
+        return ""
+    lines = ["| what | here | why |", "|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} | {c} |" for a, b, c in rows])
 
 
 def _curve(
