@@ -127,7 +127,7 @@ def _scope_table(
         "| verdicts | none | "
         + (
             "one seed gives no interval: differences between heads here are single draws, "
-            "not effects (gcr's own claims decide those on 5 seeds) |"
+            f"not effects (gcr's own claims decide those on its {len(available)} seeds) |"
             if len(probed) == 1
             else "a comparison, not a paper: no relation to decide |"
         )
