@@ -260,16 +260,17 @@ def test_load_model_refuses_outputs_of_other_params() -> None:
 # ------------------------------------------------------------------------------------ claims
 
 
-def _toy_metrics(losses: dict[int, float]) -> dict[str, float]:
+def _toy_metrics(losses: dict[int, float | list[float]]) -> dict[str, float | list[float]]:
     return {f"toy/loss/d{d}": v for d, v in losses.items()}
 
 
-def test_claim_a_toy_both_ways() -> None:
-    good = {5: 700.0, 9: 50.0, 10: 1e-20, 11: 1e-28, 20: 1e-29}
-    assert check_toy(Metrics(_toy_metrics(good))).verdict == "holds"
-    stuck = {**good, 10: 3e-6}  # Adam did not reach 1e-8 at d = 10
+def test_claim_a_toy_is_an_invariant_on_every_seed() -> None:
+    good = {5: [700.0, 650.0], 9: [50.0, 40.0], 10: [1e-20, 1e-22], 11: 1e-28, 20: 1e-29}
+    result = check_toy(Metrics(_toy_metrics(good)))
+    assert result.verdict == "holds" and all(t.rule == "every" for t in result.tests)
+    stuck = {**good, 10: [1e-20, 3e-6]}  # Adam did not reach 1e-8 at d = 10 on one seed
     assert check_toy(Metrics(_toy_metrics(stuck))).verdict == "does not hold"
-    too_easy = {**good, 9: 1e-12}  # solved below the codimension
+    too_easy = {**good, 9: [50.0, 1e-12]}  # solved below the codimension on one seed
     assert check_toy(Metrics(_toy_metrics(too_easy))).verdict == "does not hold"
     with pytest.raises(KeyError):
         check_toy(Metrics({"fc/w50/d_int90": 1.0}))
@@ -277,10 +278,9 @@ def test_claim_a_toy_both_ways() -> None:
 
 def _fc(width: int, d90: float | list[float], D: float, above: float = 0.0, below: float = 0.0):
     p = f"fc/w{width}"
-    vals = d90 if isinstance(d90, list) else [d90 - 5, d90, d90 + 5]  # three seeds
-    n = len(vals)
+    n = len(d90) if isinstance(d90, list) else 1
     return {
-        f"{p}/d_int90": vals,
+        f"{p}/d_int90": d90,
         f"{p}/D": [D] * n,
         f"{p}/above_grid": [above] * n,
         f"{p}/below_grid": [below] * n,
@@ -288,51 +288,64 @@ def _fc(width: int, d90: float | list[float], D: float, above: float = 0.0, belo
 
 
 def test_claim_b_fraction_three_ways() -> None:
-    m = Metrics({**_fc(50, [200.0, 220.0, 210.0], 6310), **_fc(100, 212.0, 17610)})
-    assert check_fraction(m).verdict == "holds"
-    too_big = Metrics({**_fc(50, 400.0, 6310), **_fc(100, 212.0, 17610)})
-    assert check_fraction(too_big).verdict == "does not hold"
-    censored = {**_fc(50, 200.0, 6310, above=1.0), **_fc(100, 212.0, 17610)}
-    assert check_fraction(Metrics(censored)).verdict == "does not hold"  # > 200 is not ≤ 5%
-    near = Metrics({**_fc(50, [250.0, 380.0, 300.0], 6310), **_fc(100, 212.0, 17610)})
-    assert check_fraction(near).verdict == "inconclusive"  # 5 % of 6310 = 315.5
+    m = Metrics({**_fc(50, [200.0, 220.0, 210.0], 6310), **_fc(100, [212.0, 200.0, 230.0], 17610)})
+    result = check_fraction(m)
+    assert result.verdict == "holds" and result.measured["w50_D"] == 6310
+    far = {**_fc(50, [400.0, 420.0, 410.0], 6310), **_fc(100, [212.0, 200.0, 230.0], 17610)}
+    assert check_fraction(Metrics(far)).verdict == "does not hold"  # ~6.5% of D
+    near = {**_fc(50, [250.0, 380.0, 300.0], 6310), **_fc(100, [212.0, 200.0, 230.0], 17610)}
+    assert check_fraction(Metrics(near)).verdict == "inconclusive"  # 4-6% of D
+    single = {**_fc(50, [200.0], 6310), **_fc(100, [212.0], 17610)}
+    assert check_fraction(Metrics(single)).verdict == "inconclusive"  # one seed: no interval
+    censored = {**_fc(50, [200.0, 220.0, 210.0], 6310, above=1.0), **_fc(100, [212.0] * 3, 17610)}
+    assert check_fraction(Metrics(censored)).verdict == "does not hold"  # > grid: not established
 
 
 def test_claim_c_width_three_ways() -> None:
-    m = Metrics({**_fc(50, 210.0, 6310), **_fc(100, 212.0, 17610), **_fc(200, 230.0, 55210)})
-    result = check_width(m)
+    ok = {
+        **_fc(50, [210.0, 190.0, 220.0], 6310),
+        **_fc(100, [212.0, 200.0, 215.0], 17610),
+        **_fc(200, [230.0, 205.0, 240.0], 55210),
+    }
+    result = check_width(Metrics(ok))
     assert result.verdict == "holds"
     assert result.measured["D_max_over_min"] == pytest.approx(55210 / 6310)
-    far = Metrics({**_fc(50, 100.0, 6310), **_fc(200, 230.0, 55210)})
-    assert check_width(far).verdict == "does not hold"
-    low = {**_fc(50, 40.0, 6310, below=1.0), **_fc(200, 60.0, 55210)}
-    assert check_width(Metrics(low)).verdict == "does not hold"  # ≤ 40 gives no ratio
-    noisy = Metrics(
-        {**_fc(50, [100.0, 200.0, 150.0], 6310), **_fc(200, [190.0, 210.0, 420.0], 55210)}
-    )
-    assert check_width(noisy).verdict == "inconclusive"
+    wide = {**_fc(50, [80.0, 75.0, 85.0], 6310), **_fc(200, [230.0, 220.0, 240.0], 55210)}
+    assert check_width(Metrics(wide)).verdict == "does not hold"
+    # per-seed ratios 1.2, 2.9, 1.5: the interval straddles 2
+    mixed = {**_fc(50, [200.0, 100.0, 200.0], 6310), **_fc(200, [240.0, 290.0, 300.0], 55210)}
+    assert check_width(Metrics(mixed)).verdict == "inconclusive"
+    low = {**_fc(50, [40.0] * 3, 6310, below=1.0), **_fc(200, [60.0, 62.0, 58.0], 55210)}
+    assert check_width(Metrics(low)).verdict == "does not hold"  # <= 40 gives no ratio
 
 
-def _shuf(width: int, d90: float, above: float = 0.0, below: float = 0.0) -> dict:
+def _shuf(width: int, d90: list[float], above: float = 0.0, below: float = 0.0) -> dict:
     p = f"shuffled/w{width}"
-    vals = [d90 * 0.98, d90, d90 * 1.02]
-    return {
-        f"{p}/d_int90": vals,
-        f"{p}/above_grid": [above] * 3,
-        f"{p}/below_grid": [below] * 3,
-    }
+    n = len(d90)
+    return {f"{p}/d_int90": d90, f"{p}/above_grid": [above] * n, f"{p}/below_grid": [below] * n}
 
 
 def test_claim_d_shuffled_three_ways() -> None:
-    real = _fc(50, 210.0, 6310)
-    assert check_shuffled(Metrics({**real, **_shuf(50, 3838.0)})).verdict == "holds"
-    assert check_shuffled(Metrics({**real, **_shuf(50, 500.0)})).verdict == "does not hold"
-    # censored above the grid: 5120 is a lower bound, and the bound alone establishes ≥ 3x
-    assert check_shuffled(Metrics({**real, **_shuf(50, 5120.0, above=1.0)})).holds
-    low = check_shuffled(Metrics({**real, **_shuf(50, 480.0, above=1.0)}))
-    assert low.verdict == "does not hold"
-    unreal = {**_fc(50, 480.0, 6310, above=1.0), **_shuf(50, 5000.0)}
+    real = _fc(50, [210.0, 200.0, 220.0], 6310)
+    result = check_shuffled(Metrics({**real, **_shuf(50, [3838.0, 3500.0, 4000.0])}))
+    assert result.verdict == "holds" and result.tests[-1].name == "w50 shuffled / real d_int90"
+    low = _shuf(50, [500.0, 450.0, 520.0])
+    assert check_shuffled(Metrics({**real, **low})).verdict == "does not hold"
+    # censored above the grid: 5120 is a lower bound, and the bound alone establishes >= 3x
+    bound = check_shuffled(Metrics({**real, **_shuf(50, [5120.0] * 3, above=1.0)}))
+    assert bound.verdict == "holds"
+    assert bound.measured["w50_shuffled_above_grid"].values == (1.0, 1.0, 1.0)
+    around = _shuf(50, [1200.0, 400.0, 700.0])  # ratios 5.7, 2.0, 3.2
+    assert check_shuffled(Metrics({**real, **around})).verdict == "inconclusive"
+    unreal = {**_fc(50, [480.0] * 3, 6310, above=1.0), **_shuf(50, [5000.0] * 3)}
     assert check_shuffled(Metrics(unreal)).verdict == "does not hold"  # real d_int90 unknown
+
+
+def test_shuffled_grid_must_reach_three_times_the_real_one() -> None:
+    raw = yaml.safe_load(yaml.safe_dump(PARAMS["intrinsic_dim"]["mini"]))
+    raw["family"]["shuffled_d_grid"] = [160, 320, 640, 1280]  # 1280 < 3 x 480
+    with pytest.raises(ParamsError, match="shuffled_d_grid"):
+        build(IntrinsicDimConfig, raw, "intrinsic_dim.mini")
 
 
 def test_claim_statements_are_the_spec_wording() -> None:
@@ -428,7 +441,7 @@ def test_full_profile_chain_on_tiny_files(tmp_path: Path, monkeypatch: pytest.Mo
     section = _section("full")
     section["toy"].update(d_grid=[9, 10], steps=4, log_every=2)
     section["family"].update(
-        widths=[4, 6], d_grid=[4, 8], shuffled_widths=[4], shuffled_d_grid=[8, 16]
+        widths=[4, 6], d_grid=[4, 8], shuffled_widths=[4], shuffled_d_grid=[8, 24]
     )
     small = {
         "mlp": {"depth": 1, "width": 4},
@@ -465,3 +478,15 @@ def test_full_profile_chain_on_tiny_files(tmp_path: Path, monkeypatch: pytest.Mo
     assert {"fc/w4/d_int90", "shuffled/w4/d_int90", "arch/mnist/mlp/d_int90"} <= set(metrics)
     claims = read_json(root / "reports" / SLUG / "claims.json")
     assert [c["id"] for c in claims] == ["a_toy", "b_fraction", "c_width", "d_shuffled"]
+
+
+def test_deviations_state_the_single_seed_and_the_missing_claim() -> None:
+    text = study._deviations(_mini())
+    assert "| seeds | 1, as the spec's miniature |" in text and "| claim (e) |" in text
+    several = study_config(
+        IntrinsicDimConfig,
+        {SLUG: {**PARAMS[SLUG], "mini": {**PARAMS[SLUG]["mini"], "seeds": [0, 1, 2]}}},
+        SLUG,
+        "mini",
+    )
+    assert "| seeds |" not in study._deviations(several)

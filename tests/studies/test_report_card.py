@@ -10,7 +10,8 @@ from subspacelab.studies.gcr import core as gcr_core
 from subspacelab.studies.gcr.config import CnnConfig, ModelConfig
 from subspacelab.studies.gcr.study import architecture_meta
 from subspacelab.studies.report_card import core
-from subspacelab.studies.report_card.study import _table, rebuild_gcr
+from subspacelab.studies.report_card.config import ProbeConfig, ReportCardConfig
+from subspacelab.studies.report_card.study import _scope_table, _table, rebuild_gcr
 
 META = {"head": "gcr2", "num_classes": "3", "backbone": "cnn", "gamma": "10.0"}
 
@@ -70,3 +71,13 @@ def test_class_subspaces_and_angles_known_answer() -> None:
 def test_table_has_a_column_per_seed() -> None:
     text = _table({0: {"nc1": 1.0}, 1: {"nc1": 3.0}})
     assert "| nc1 | 1 | 3 | 2 |" in text
+
+
+def test_scope_table_states_the_seed_and_subset() -> None:
+    cfg = ReportCardConfig(seeds=[0], probe=ProbeConfig(n_samples=512, class_rank=4, top_k=3))
+    text = _scope_table(cfg, {0, 1, 2, 3, 4}, {"mnist1d": (512, 3972, [100, 103, 99, 110, 100])})
+    assert "gcr seed 0 of gcr's 5 (0, 1, 2, 3, 4)" in text
+    assert "512 of its 3972 source training examples (per class: 100, 103, 99, 110, 100)" in text
+    assert "one seed gives no interval" in text
+    several = ReportCardConfig(seeds=[0, 1], probe=cfg.probe)
+    assert "gcr seeds 0, 1 of gcr's 5" in _scope_table(several, {0, 1, 2, 3, 4}, {})

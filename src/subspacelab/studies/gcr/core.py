@@ -326,7 +326,14 @@ def lbfgs_batched(
 
 
 def softmax_l2_fit(
-    x: Tensor, y: Tensor, c: Tensor, num_classes: int, *, max_iter: int, tol: float = 1e-4
+    x: Tensor,
+    y: Tensor,
+    c: Tensor,
+    num_classes: int,
+    *,
+    max_iter: int,
+    tol: float = 1e-4,
+    start: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """L2-regularised multinomial logistic regression, many independent problems at once.
 
@@ -339,6 +346,9 @@ def softmax_l2_fit(
         x: Features of shape (R, n, d), shared by the M problems of each r.
         y: Labels of shape (R, n) in ``0..num_classes-1``.
         c: Inverse regularisation strengths of shape (R, M), positive.
+        start: Initial weights (R, M, K, d) and intercepts (R, M, K); zeros by default. The
+            optimum is unique (up to a common shift of the intercepts), so a start only saves
+            iterations.
 
     Returns:
         Weights of shape (R, M, K, d) and intercepts of shape (R, M, K).
@@ -366,9 +376,12 @@ def softmax_l2_fit(
         grad = torch.cat([(gw + lam * w4).reshape(r, m, k * d), resid.sum(1)], dim=-1)
         return loss.reshape(-1), grad.reshape(r * m, -1)
 
-    theta = lbfgs_batched(
-        loss_grad, torch.zeros(r * m, k * d + k, dtype=torch.float64), max_iter=max_iter, tol=tol
-    ).view(r, m, k * d + k)
+    theta0 = torch.zeros(r * m, k * d + k, dtype=torch.float64)
+    if start is not None:
+        theta0 = torch.cat([start[0].reshape(r * m, k * d), start[1].reshape(r * m, k)], 1)
+    theta = lbfgs_batched(loss_grad, theta0.double(), max_iter=max_iter, tol=tol).view(
+        r, m, k * d + k
+    )
     return theta[..., : k * d].reshape(r, m, k, d), theta[..., k * d :]
 
 
@@ -407,7 +420,10 @@ def linear_probe(
     (a StandardScaler in the pipeline); every ``C`` of the grid is fit on the labelled
     examples outside ``val`` and scored on ``val`` (ties go to the smaller C, the stronger
     regularisation); the chosen C is refit on the whole labelled set and scored on ``test``.
-    Draws of equal sizes are solved together by :func:`softmax_l2_fit`.
+    Draws of equal sizes are solved together by :func:`softmax_l2_fit`; the grid is walked as a
+    regularisation path from the smallest C, each fit started from the previous solution (as
+    scikit-learn's ``LogisticRegressionCV`` does), and the refit starts from the fit part's
+    solution at the chosen C.
 
     Args:
         x: Features of the target pool, shape (N, d).
@@ -426,8 +442,12 @@ def linear_probe(
         # phase 1: every C on the fit part, scored on the held-out part
         xf, yf = xt[np.stack(fit_idx)], yt[np.stack(fit_idx)]
         mean, std = _standardise(xf)
-        c = torch.tensor(grid, dtype=torch.float64).expand(len(sel), -1)
-        w, b = softmax_l2_fit((xf - mean) / std, yf, c, k, max_iter=max_iter)
+        path, start = [], None
+        for c in grid:  # the regularisation path, each C started from the previous solution
+            c_col = torch.full((len(sel), 1), c, dtype=torch.float64)
+            start = softmax_l2_fit((xf - mean) / std, yf, c_col, k, max_iter=max_iter, start=start)
+            path.append(start)
+        w, b = torch.cat([p[0] for p in path], 1), torch.cat([p[1] for p in path], 1)
         val = np.stack([d.val for d in sel])
         hits = _predict((xt[val] - mean) / std, w, b) == yt[val][:, None]
         val_acc = hits.double().mean(-1)  # (R, M)
@@ -436,7 +456,9 @@ def linear_probe(
         xl, yl = xt[np.stack([d.train for d in sel])], yt[np.stack([d.train for d in sel])]
         mean, std = _standardise(xl)
         chosen = torch.tensor([[grid[int(j)]] for j in best], dtype=torch.float64)
-        w, b = softmax_l2_fit((xl - mean) / std, yl, chosen, k, max_iter=max_iter)
+        rows = torch.arange(len(sel))
+        start = (w[rows, best][:, None], b[rows, best][:, None])  # the fit part's solution
+        w, b = softmax_l2_fit((xl - mean) / std, yl, chosen, k, max_iter=max_iter, start=start)
         test = np.stack([d.test for d in sel])
         acc = (_predict((xt[test] - mean) / std, w, b)[:, 0] == yt[test]).double().mean(-1)
         for j, i in enumerate(members):

@@ -96,7 +96,8 @@ class WidthFamily:
     shuffled_d_grid: list[int] = param(ge=1, min_len=2)
 
     def check(self) -> dict[str, str]:
-        """Distinct widths; shuffled widths among them; strictly increasing grids."""
+        """Distinct widths; shuffled widths among them; strictly increasing grids; a shuffled
+        grid reaching 3x the real one (so a censored shuffled d_int90 can still decide (d))."""
         if len(set(self.widths)) != len(self.widths):
             return {"widths": "distinct widths"}
         if not set(self.shuffled_widths) <= set(self.widths):
@@ -105,6 +106,11 @@ class WidthFamily:
             return {"d_grid": "strictly increasing values"}
         if not _increasing(self.shuffled_d_grid):
             return {"shuffled_d_grid": "strictly increasing values"}
+        if self.shuffled_d_grid[-1] < 3 * self.d_grid[-1]:
+            # claim (d): a shuffled d_int90 above its grid must still be >= 3x any real one
+            return {
+                "shuffled_d_grid": f"a last value >= 3 x the last d_grid value ({self.d_grid[-1]})"
+            }
         return {}
 
 

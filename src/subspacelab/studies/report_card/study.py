@@ -3,7 +3,9 @@
 One step, ``card``: for every model of the gcr study (each task, head and seed) it rebuilds the
 network with gcr's own classes and reports NC1, NC2, NC4, the effective rank of the penultimate
 features, principal angles between class subspaces (of the features, and of the head for GCR
-heads) and the top Hessian eigenvalues by Lanczos — one table per model.
+heads) and the top Hessian eigenvalues by Lanczos — one table per model, after a ``scope``
+table stating which of gcr's seeds and which slice of the training data were probed (issue 12:
+a single seed decides nothing, so the card has no claims).
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ def rebuild_gcr(
 
 def _imagenet_sample(
     prepared: Path, n: int, meta: dict[str, str]
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``n`` ImageNet training images spread evenly over the (class-sorted) training folder,
-    through gcr's deterministic evaluation pipeline (resize, centre crop, normalise)."""
+    through gcr's deterministic evaluation pipeline (resize, centre crop, normalise), and the
+    number of training images."""
     from subspacelab.studies.gcr.full import imagenet_split
 
     _require(meta, ("image_size", "resize_size"), "imagenet model")
@@ -84,19 +87,52 @@ def _imagenet_sample(
     train = type(val)(str(prepared / "train"), transform=val.transform)
     idx = np.linspace(0, len(train) - 1, n).round().astype(int)
     items = [train[int(i)] for i in idx]
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items]), len(train)
 
 
 def _probe_data(
     ctx: StepContext, meta: dict[str, str], n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` source training examples of the model's gcr task."""
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The first ``n`` source training examples of the model's gcr task (ImageNet: ``n`` spread
+    over its training folder), and how many source training examples the task has."""
     if meta["task"] == "imagenet":
         return _imagenet_sample(ctx.inputs[GCR_DOWNLOAD] / "imagenet", n, meta)
     split, _ = load_tensors(
         ctx.inputs[GCR_FEATURES] / f"{meta['task']}.safetensors", study="gcr", kind="split"
     )
-    return split["source_x_train"][:n], split["source_y_train"][:n].long()
+    y = split["source_y_train"]
+    return split["source_x_train"][:n], y[:n].long(), len(y)
+
+
+def _scope_table(
+    cfg: ReportCardConfig, available: set[int], subsets: dict[str, tuple[int, int, list[int]]]
+) -> str:
+    """What the card probes: which of gcr's seeds, which slice of each task's training data,
+    and why it decides no claim."""
+    probed = sorted(set(cfg.seeds) & available)
+    lines = ["| what | here | why |", "|---|---|---|"]
+    lines.append(
+        f"| models | gcr seed{'s' if len(probed) > 1 else ''} {', '.join(map(str, probed))} "
+        f"of gcr's {len(available)} ({', '.join(map(str, sorted(available)))}); every task "
+        "and head | the Hessian's Lanczos costs seconds of CPU per model; the card describes "
+        "models and decides no claim |"
+    )
+    for task, (used, total, counts) in subsets.items():
+        lines.append(
+            f"| {task} probe data | {used} of its {total} source training examples "
+            f"(per class: {', '.join(map(str, counts))}) | NC, ranks, angles and the Hessian "
+            "on one fixed slice, the same for every head |"
+        )
+    lines.append(
+        "| verdicts | none | "
+        + (
+            "one seed gives no interval: differences between heads here are single draws, "
+            f"not effects (gcr's own claims decide those on its {len(available)} seeds) |"
+            if len(probed) == 1
+            else "a comparison, not a paper: no relation to decide |"
+        )
+    )
+    return "\n".join(lines)
 
 
 def _table(rows: dict[int, dict[str, float]]) -> str:
@@ -119,14 +155,20 @@ def card(ctx: StepContext) -> Report:
     cfg: ReportCardConfig = ctx.cfg
     fit_dir: Path = ctx.inputs[GCR_FIT]
     results: dict[str, dict[int, dict[str, float]]] = {}
+    available: set[int] = set()
+    subsets: dict[str, tuple[int, int, list[int]]] = {}
     for path in sorted(fit_dir.glob("*.safetensors")):
         match = MODEL_FILE.match(path.stem)
+        if match is not None:
+            available.add(int(match["seed"]))
         if match is None or int(match["seed"]) not in cfg.seeds:
             continue
         state, meta = load_tensors(path, study="gcr", kind="model")
         _require(meta, ("task",), str(path))
         net = rebuild_gcr(state, meta, str(path)).to(ctx.device)
-        x, y = _probe_data(ctx, meta, cfg.probe.n_samples)
+        x, y, total = _probe_data(ctx, meta, cfg.probe.n_samples)
+        counts = torch.bincount(y, minlength=int(meta["num_classes"])).tolist()
+        subsets[match["task"]] = (len(y), total, counts)
         x, y = x.to(ctx.device), y.to(ctx.device)
         bases = net.head.bases() if isinstance(net.head, gcr_core.GrassmannHead) else None
         row = probe_classifier(
@@ -151,7 +193,8 @@ def card(ctx: StepContext) -> Report:
         for model, rows in results.items()
         for name in next(iter(rows.values()))
     }
-    tables = {model: _table(rows) for model, rows in results.items()}
+    tables = {"scope": _scope_table(cfg, available, subsets)}
+    tables.update({model: _table(rows) for model, rows in results.items()})
     return Report(metrics=metrics, tables=tables, figures={"card": _figure(results)})
 
 

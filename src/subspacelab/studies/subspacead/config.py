@@ -14,6 +14,8 @@ from subspacelab.studies.subspacead.textures import DEFECT_TYPES, TEXTURE_CATEGO
 
 DATASETS = ("textures", "mvtec_ad", "visa")
 ABLATION_EVS = (0.9, 0.99, 0.9999)  # the values claim (c) compares
+CNN_BACKBONES = ("random_cnn", "loco_cnn")  # the miniature's 4-stage CNN: random or pretrained
+BACKBONES = (*CNN_BACKBONES, "dinov2")
 
 
 @dataclass
@@ -67,9 +69,9 @@ class DataConfig:
 class FeaturesConfig:
     """Frozen backbone, input size and the k-shot augmentation."""
 
-    backbone: str = param(choices=("random_cnn", "dinov2"))
+    backbone: str = param(choices=BACKBONES)
     image_res: int = param(ge=16)
-    # random_cnn (mini): stage widths, how many last stages are averaged, init seed
+    # random_cnn / loco_cnn (mini): stage widths, how many last stages are averaged, init seed
     cnn_channels: list[int] = param(ge=1, min_len=4)
     cnn_mean_stages: int = param(ge=1, le=4)
     cnn_seed: int = param(ge=0)
@@ -96,7 +98,7 @@ class FeaturesConfig:
             return {"rotate_range": "[low, high] degrees with low <= high"}
         if len(self.cnn_channels) != 4:
             return {"cnn_channels": "four stage widths"}
-        if self.backbone == "random_cnn" and self.image_res % 16:
+        if self.backbone in CNN_BACKBONES and self.image_res % 16:
             return {"image_res": "a multiple of 16 for the 4-stage stride-2 CNN"}
         return {}
 
@@ -105,6 +107,22 @@ class FeaturesConfig:
         if self.backbone == "dinov2" and not re.fullmatch(r"[0-9a-f]{40}", self.hf_revision):
             return {"hf_revision": f"the 40-hex commit of {self.hf_model} on the HF hub"}
         return {}
+
+
+@dataclass
+class PretrainConfig:
+    """Leave-one-category-out pretraining of the ``loco_cnn`` backbone (mini): for each
+    evaluated category, the CNN learns to classify the *other* texture categories on good
+    images drawn from the generator with ``seed`` (a stream no evaluation seed uses)."""
+
+    images_per_category: int = param(ge=1)
+    seed: int = param(ge=0)
+    crop: int = param(ge=8)  # random crops (plus flips and brightness/contrast jitter)
+    jitter: float = param(ge=0, lt=1)
+    epochs: int = param(ge=1)
+    batch_size: int = param(ge=1)
+    lr: float = param(gt=0)
+    weight_decay: float = param(ge=0)
 
 
 @dataclass
@@ -144,6 +162,21 @@ class SubspaceADConfig:
 
     seeds: list[int] = param(min_len=1)
     data: DataConfig = param()
+    pretrain: PretrainConfig | None = param()  # set exactly when features.backbone is loco_cnn
     features: FeaturesConfig = param()
     fit: FitConfig = param()
     eval: EvalConfig = param()
+
+    def check(self) -> dict[str, str]:
+        """The pretrain section goes with the loco_cnn backbone on texture data, and its crops
+        fit the images."""
+        loco = self.features.backbone == "loco_cnn"
+        if loco != (self.pretrain is not None):
+            return {"pretrain": "a section when features.backbone is loco_cnn, null otherwise"}
+        if loco and self.data.datasets != ["textures"]:
+            return {
+                "features": "backbone loco_cnn needs the textures dataset (its pretraining data)"
+            }
+        if self.pretrain is not None and self.pretrain.crop > self.data.image_size:
+            return {"pretrain": f"crop <= data.image_size ({self.data.image_size})"}
+        return {}

@@ -3,8 +3,10 @@
 Lendering, Akdag & Bondarev, "SubspaceAD: Training-Free Few-Shot Anomaly Detection via Subspace
 Modeling", CVPR 2026, arXiv:2602.23013.
 
-* :class:`RandomPatchCNN` — the miniature's frozen, seeded random-init 4-stage CNN; its tokens are
-  the mean of the last stages resampled to the stride-8 grid (stand-in for the DINOv2 layer mean).
+* :class:`PatchCNN` — the miniature's 4-stage CNN; its tokens are the mean of the last stages
+  resampled to the stride-8 grid (stand-in for the DINOv2 layer mean). Frozen random init
+  (:func:`random_patch_cnn`) or pretrained leave-one-category-out (:class:`TextureClassifier`,
+  :func:`crop_flip_jitter`).
 * :class:`SubspaceAD` — the fitted normal model (mean, top-k principal directions and the
   spectrum as buffers); the score is the squared residual ``||(x-μ) - P_k P_kᵀ(x-μ)||²``.
 * :class:`KNNBank` — the AnomalyDINO baseline (Damm et al., arXiv:2405.14529): 1-NN cosine
@@ -35,43 +37,52 @@ AUG_MODES = ("rotate", "flip", "none")
 # --------------------------------------------------------------------------- features
 
 
-class RandomPatchCNN(nn.Module):
-    """Frozen random-init CNN: 4 stages of (3×3 conv stride 2, BatchNorm, ReLU).
+class PatchCNN(nn.Module):
+    """The miniature's backbone: 4 stages of (3×3 conv stride 2, BatchNorm, ReLU).
 
-    BatchNorm runs in eval mode with unit statistics (running mean 0, variance 1, affine 1/0),
-    as a pretrained network's BN would after folding. Stage ``s`` has stride ``2**(s+1)``; the
-    token grid is that of stage 3 (stride 8). The last ``n_mean`` stages are resampled to the
-    grid (area pooling down, bilinear up), zero-padded to the widest stage and averaged: the
-    analogue of SubspaceAD's mean over DINOv2 layers −12…−18.
+    Stage ``s`` has stride ``2**(s+1)``; the token grid is that of stage 3 (stride 8). The last
+    ``n_mean`` stages are resampled to the grid (area pooling down, bilinear up), zero-padded
+    to the widest stage and averaged: the analogue of SubspaceAD's mean over DINOv2 layers
+    −12…−18. Built by :func:`random_patch_cnn` (frozen random init) or trained by
+    :class:`TextureClassifier` (leave-one-category-out pretraining), then :meth:`freeze` d.
     """
 
-    def __init__(self, channels: Sequence[int], n_mean: int, seed: int) -> None:
+    def __init__(self, channels: Sequence[int], n_mean: int) -> None:
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"channels must list 4 stage widths, got {list(channels)}")
         if not 1 <= n_mean <= 4:
             raise ValueError(f"n_mean must be in 1..4, got {n_mean}")
-        gen = torch.Generator().manual_seed(seed)
         stages = []
         c_in = 3
         for c_out in channels:
             conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False)
-            with torch.no_grad():
-                std = (2.0 / (9 * c_in)) ** 0.5  # Kaiming (fan-in, ReLU)
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * std)
-            bn = nn.BatchNorm2d(c_out)  # fresh BN: running stats 0/1, weight 1, bias 0
-            stages.append(nn.Sequential(conv, bn, nn.ReLU()))
+            stages.append(nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU()))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
         self.n_mean = n_mean
         self.dim = max(channels[-n_mean:])
         self.stride = 8
-        self.requires_grad_(False)
-        self.eval()
+        self.frozen = False
 
-    def train(self, mode: bool = True) -> RandomPatchCNN:
-        """Stay in eval mode (BatchNorm keeps its unit statistics)."""
-        return super().train(False)
+    def freeze(self) -> PatchCNN:
+        """No gradients and eval mode for good: BatchNorm keeps its statistics."""
+        self.requires_grad_(False)
+        self.frozen = True
+        return self.eval()
+
+    def train(self, mode: bool = True) -> PatchCNN:
+        """Train mode, unless frozen."""
+        return super().train(mode and not self.frozen)
+
+    def stage_maps(self, images: Tensor) -> list[Tensor]:
+        """The four stages' feature maps of images ``(B, 3, H, W)`` in [0, 1]."""
+        x = (images - 0.5) / 0.25
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
@@ -80,13 +91,9 @@ class RandomPatchCNN(nn.Module):
         Runs on the device of the weights (the images are moved there).
         """
         device = self.stages[0][0].weight.device
-        x = (images.to(device) - 0.5) / 0.25
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
+        feats = self.stage_maps(images.to(device))
         grid = images.shape[-1] // self.stride
-        out = x.new_zeros(images.shape[0], self.dim, grid, grid)
+        out = feats[-1].new_zeros(images.shape[0], self.dim, grid, grid)
         for f in feats[-self.n_mean :]:
             if f.shape[-1] > grid:
                 f = F.adaptive_avg_pool2d(f, grid)
@@ -94,6 +101,58 @@ class RandomPatchCNN(nn.Module):
                 f = F.interpolate(f, size=(grid, grid), mode="bilinear", align_corners=False)
             out[:, : f.shape[1]] += f
         return (out / self.n_mean).permute(0, 2, 3, 1).contiguous()
+
+
+def random_patch_cnn(channels: Sequence[int], n_mean: int, seed: int) -> PatchCNN:
+    """The spec's frozen, seeded random-init backbone: Kaiming-normal convs drawn from a
+    generator seeded ``seed``, BatchNorm with unit statistics (running mean 0, variance 1,
+    affine 1/0), as a pretrained network's BN would after folding."""
+    net = PatchCNN(channels, n_mean)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for stage in net.stages:
+            conv = stage[0]
+            std = (2.0 / (9 * conv.in_channels)) ** 0.5  # Kaiming (fan-in, ReLU)
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * std)
+    return net.freeze()
+
+
+class TextureClassifier(nn.Module):
+    """Leave-one-category-out pretraining network: a :class:`PatchCNN` trunk, global average
+    pooling of its last stage and a linear classifier over the *other* texture categories
+    (the spec's option that mimics a foundation model that never saw the target category)."""
+
+    def __init__(self, trunk: PatchCNN, num_classes: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.fc = nn.Linear(trunk.stages[-1][0].out_channels, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of images ``(B, 3, H, W)`` in [0, 1]."""
+        return self.fc(self.trunk.stage_maps(images)[-1].mean(dim=(2, 3)))
+
+
+def crop_flip_jitter(images: Tensor, gen: torch.Generator, crop: int, jitter: float) -> Tensor:
+    """Pretraining augmentation of a batch ``(B, 3, H, W)``: a random ``crop``×``crop`` window,
+    random horizontal and vertical flips, and a random brightness/contrast change (gain in
+    ``1 ± jitter``, offset in ``± jitter / 2``) per image, clipped to [0, 1]."""
+    b, _, h, w = images.shape
+    if not 0 < crop <= min(h, w):
+        raise ValueError(f"crop must be in 1..{min(h, w)}, got {crop}")
+    top = torch.randint(0, h - crop + 1, (b,), generator=gen).tolist()
+    left = torch.randint(0, w - crop + 1, (b,), generator=gen).tolist()
+    flips = torch.rand(b, 2, generator=gen) < 0.5
+    gain = 1.0 + jitter * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+    offset = 0.5 * jitter * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+    out = []
+    for i in range(b):
+        x = images[i, :, top[i] : top[i] + crop, left[i] : left[i] + crop]
+        if flips[i, 0]:
+            x = x.flip(-1)
+        if flips[i, 1]:
+            x = x.flip(-2)
+        out.append(x)
+    return ((torch.stack(out) - 0.5) * gain + 0.5 + offset).clamp(0.0, 1.0)
 
 
 def augment(

@@ -82,9 +82,10 @@ def ablation_figure(
     metrics: Mapping[str, Sequence[Sequence[float]]],
     ks: Sequence[Sequence[float]],
 ) -> Figure:
-    """Mean ± std over seeds of each metric (and of k) against the explained-variance threshold.
+    """Mean ± std over seeds of each metric (and k/d, the fraction of the feature dimension
+    kept) against the explained-variance threshold.
 
-    ``metrics[name][i]`` and ``ks[i]`` hold the per-seed values at ``evs[i]``.
+    ``metrics[name][i]`` and ``ks[i]`` hold the per-seed values (``ks``: k/d) at ``evs[i]``.
     """
     fig = Figure(figsize=(9, 3.4))
     ax, ax_k = fig.subplots(1, 2)
@@ -101,8 +102,29 @@ def ablation_figure(
     k_mean = [float(np.mean(v)) for v in ks]
     ax_k.bar(x, k_mean, color="tab:gray")
     ax_k.set_xticks(x, labels)
+    ax_k.set_ylim(0.0, 1.0)
     ax_k.set_xlabel("pca_ev")
-    ax_k.set_ylabel("k (mean over categories and seeds)")
+    ax_k.set_ylabel("k / d (mean over categories and seeds)")
     fig.suptitle("SubspaceAD explained-variance ablation")
+    fig.tight_layout()
+    return fig
+
+
+def spectrum_figure(spectra: Mapping[str, np.ndarray], seed: int) -> Figure:
+    """Cumulative explained variance of each category's training tokens against k/d: how fast
+    the spectrum decays (a flat spectrum is the diagonal)."""
+    fig = Figure(figsize=(5.0, 3.8))
+    ax = fig.subplots()
+    for name, eig in spectra.items():
+        eig = np.clip(np.asarray(eig, dtype=np.float64), 0.0, None)
+        cum = np.cumsum(eig) / max(float(eig.sum()), 1e-300)
+        ax.plot(np.arange(1, eig.size + 1) / eig.size, cum, label=name)
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--", label="flat spectrum")
+    for level in (0.9, 0.99):
+        ax.axhline(level, color="0.85", lw=0.8)
+    ax.set_xlabel("k / d")
+    ax.set_ylabel("cumulative explained variance")
+    ax.set_title(f"Token spectra (train tokens, seed {seed})", fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
