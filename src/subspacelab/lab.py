@@ -41,6 +41,7 @@ import yaml
 from subspacelab.console import DRIVER_ENV, LOG_DIR, PROGRESS_ENV
 
 SUMMARY = "summary"
+NOT_RUN = -1  # the exit code schedule() gives a chain it did not start
 _RUNNING = re.compile(r"^Running stage '([^']+)':")
 _SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached)")
 
@@ -328,7 +329,7 @@ def schedule(
                     blocked = plan[slug].after & set(run)
                     if any(codes.get(b, 0) != 0 for b in blocked):
                         waiting.remove(slug)
-                        codes[slug] = -1  # not run: a chain it uses failed
+                        codes[slug] = NOT_RUN  # a chain it needs failed
                     elif all(b in codes for b in blocked):
                         waiting.remove(slug)
                         active[slug] = Job(root, slug, plan[slug].stages, con, progress)
@@ -408,6 +409,9 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
         flush=True,
     )
     progress = out.isatty()
+    if summary:  # the summary is one more job, after every chain that runs
+        plan = {**plan, SUMMARY: Chain(SUMMARY, [SUMMARY], after=set(run))}
+        run = [*run, SUMMARY]
     try:
         codes = schedule(root, plan, run, max(1, jobs), con, progress)
     except KeyboardInterrupt:
@@ -417,9 +421,7 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
             file=out,
         )
         return 130
-    failed = sorted(slug for slug, code in codes.items() if code != 0)
-    if summary and not failed and Job(root, SUMMARY, [SUMMARY], con, progress).finish() != 0:
-        failed.append(SUMMARY)
+    failed = sorted(slug for slug, code in codes.items() if code not in (0, NOT_RUN))
     if con.ran:
         lock_order(root, order)
     untouched = sum(len(ch.stages) for slug, ch in plan.items() if slug not in run)
