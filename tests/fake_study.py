@@ -188,7 +188,7 @@ def _train_report(ctx: StepContext) -> Report:
 
 def _above_chance(m: Metrics) -> ClaimResult:
     best = max((m[k] for k in m), key=lambda s: s.mean)
-    return ClaimResult(best.mean > 0.5, {"best": best})
+    return decide(on_mean("best accuracy", best, ">", 0.5))
 
 
 TRAIN = Study(

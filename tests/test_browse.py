@@ -34,11 +34,6 @@ def _git(ws: Path, *args: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="after this session's merge of per-step params with the MLflow work, `dvc repro` "
-    "in this workspace exits 255; not yet diagnosed (closing note of the session)",
-    strict=False,
-)
 def test_mlflow_and_dvc_show_models_curves_and_datasets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
