@@ -3,14 +3,17 @@ outputs that survive a kill, determinism, MLflow outages, and provenance checks.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +22,8 @@ import yaml
 from subspacelab import registry
 from subspacelab.config import ParamsError
 from subspacelab.io import ModelFileError, save_tensors
-from subspacelab.runner import MissingInputError, run_step
+from subspacelab.registry import HEADLINE_MAX
+from subspacelab.runner import MissingInputError, headline, run_step
 from subspacelab.tracking import dvc_dir_md5, file_md5, replay
 from tests.fake_study import FAKE, FAKE_PARAMS
 from tests.helpers import REPO, deep_merge, make_workspace, run_chain
@@ -165,12 +169,36 @@ def test_mlflow_runs_nested_and_tagged(ws: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_headline_holds_means_and_verdict_counts_only(ws: Path) -> None:
-    metrics, _ = run_chain(ws, "fake")
+    metrics, claims = run_chain(ws, "fake")
     headline = json.loads((ws / "reports/fake/headline.json").read_text())
+    (claim,) = claims
     assert headline == {
-        "metrics": {"trace": metrics["metrics"]["trace"]["mean"]},
         "verdicts": {"holds": 0, "does_not_hold": 0, "inconclusive": 1},
+        "claims": {claim["id"]: {"verdict": "inconclusive", "trace": claim["tests"][0]["mean"]}},
+        "metrics": {"trace": metrics["metrics"]["trace"]["mean"]},
     }
+
+
+def _doc(n: int) -> dict[str, Any]:
+    return {"metrics": {f"m{i}": {"mean": float(i)} for i in range(n)}}
+
+
+def test_headline_keeps_a_large_study_to_its_claims_or_named_metrics() -> None:
+    claims = [
+        {"id": "a", "verdict": "holds", "tests": [{"name": "gap", "mean": 0.5}]},
+        {"id": "b", "verdict": "does not hold", "tests": [{"name": "x", "mean": math.inf}]},
+    ]
+    small = headline(FAKE, _doc(HEADLINE_MAX), claims)
+    assert len(small["metrics"]) == HEADLINE_MAX
+    assert small["claims"] == {
+        "a": {"verdict": "holds", "gap": 0.5},
+        "b": {"verdict": "does not hold", "x": None},
+    }
+    assert small["verdicts"] == {"holds": 1, "does_not_hold": 1, "inconclusive": 0}
+    assert headline(FAKE, _doc(HEADLINE_MAX + 1), claims)["metrics"] == {}
+    named = dataclasses.replace(FAKE, headline=("m1", "m2*"))
+    expected = ["m1", "m2", *(f"m2{i}" for i in range(10))]
+    assert list(headline(named, _doc(30), claims)["metrics"]) == expected
 
 
 def test_dvc_dir_md5_follows_the_files_not_a_stale_manifest(ws: Path) -> None:

@@ -176,12 +176,20 @@ class Step:
     uses: tuple[str, ...] = ()
 
 
+HEADLINE_MAX = 24  # metrics a study without `headline` patterns may show in full
+
+
 @dataclass(frozen=True)
 class Study:
     """One paper of the catalogue, as a chain of steps and the claims its metrics must show.
 
     ``kind="comparison"`` marks a cross-paper comparison (methods of several papers and their
     baselines on the same inputs): it reports tables and may declare no claims.
+
+    ``headline`` names the metrics (``fnmatch`` patterns over metric names) whose means go to
+    reports/<slug>/headline.json, the file DVC compares across experiments; left empty, a study
+    with at most :data:`HEADLINE_MAX` metrics shows them all and a larger one only its claims'
+    decided quantities (always there), so `dvc exp show` stays a table a person can read.
     """
 
     slug: str
@@ -193,6 +201,7 @@ class Study:
     claims: tuple[Claim, ...]
     kind: Literal["paper", "comparison"] = "paper"
     curves: tuple[Curve, ...] = ()
+    headline: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind == "paper" and not self.claims:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import math
@@ -48,6 +49,7 @@ from subspacelab.io import (
     write_json,
 )
 from subspacelab.registry import (
+    HEADLINE_MAX,
     ClaimResult,
     Metrics,
     Report,
@@ -227,22 +229,38 @@ def _write_report(
         "claims_total": len(claims),
     }
     write_json(staged / "metrics.json", doc)
-    write_json(staged / "headline.json", headline(doc, claims))
+    write_json(staged / "headline.json", headline(study, doc, claims))
     write_json(staged / "claims.json", claims)
     return doc, claims
 
 
-def headline(doc: Mapping[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
+def headline(study: Study, doc: Mapping[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
     """The numbers DVC compares across experiments (reports/<slug>/headline.json, the stage's
-    DVC metrics file): each metric's mean over seeds and the count of each verdict. The full
-    record (per-seed values, spread, timings, paper) stays in metrics.json."""
-    means = {
-        name: (stat["mean"] if math.isfinite(stat["mean"]) else None)
-        for name, stat in doc["metrics"].items()
-    }
+    DVC metrics file): the count of each verdict, each claim's verdict and the means of the
+    quantities it was decided on, and the means of the study's headline metrics
+    (:attr:`Study.headline`; all of them when none are named and there are at most
+    :data:`HEADLINE_MAX`). The full record (per-seed values, spread, timings, paper) stays in
+    metrics.json."""
+    stats = doc["metrics"]
+    if study.headline:
+        names = [n for n in stats if any(fnmatch.fnmatchcase(n, p) for p in study.headline)]
+    else:
+        names = list(stats) if len(stats) <= HEADLINE_MAX else []
     verdicts = [c["verdict"] for c in claims]
-    counts = {v.replace(" ", "_"): verdicts.count(v) for v in VERDICTS}
-    return {"metrics": means, "verdicts": counts}
+    return {
+        "verdicts": {v.replace(" ", "_"): verdicts.count(v) for v in VERDICTS},
+        "claims": {
+            c["id"]: {"verdict": c["verdict"]}
+            | {t["name"]: _or_null(t["mean"]) for t in c["tests"]}
+            for c in claims
+        },
+        "metrics": {n: _or_null(stats[n]["mean"]) for n in names},
+    }
+
+
+def _or_null(x: float) -> float | None:
+    """A number for strict JSON: non-finite (an infinite bound, an empty mean) as null."""
+    return x if math.isfinite(x) else None
 
 
 def _write_curves(study: Study, result: Report, out: Path) -> None:
