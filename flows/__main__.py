@@ -8,11 +8,14 @@ checkout (docs/CLUSTER.md).
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.lab import lab_flow
+from flows.tasks import stop_stages
 from subspacelab.config import lab_config, read_params
 
 if __name__ == "__main__":
@@ -22,7 +25,14 @@ if __name__ == "__main__":
     args = parser.parse_args()
     jobs = lab_config(read_params(Path("params.yaml"))).job_count()  # chains at once, locally
     flow = lab_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=jobs))
-    for row in flow(args.studies or None, deployment=args.deployment):
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM behaves as Ctrl-C
+    try:
+        rows = flow(args.studies or None, deployment=args.deployment)
+    except KeyboardInterrupt:
+        stop_stages()  # whatever the flow engine was doing when it came
+        print("interrupted: no stage was recorded half-done; `dvc repro` resumes", file=sys.stderr)
+        sys.exit(130)
+    for row in rows:
         print(
             f"{row['study']}: {row['holding']}/{row['claims']} claims hold, "
             f"{row['inconclusive']} inconclusive"

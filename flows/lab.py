@@ -32,7 +32,7 @@ from flows.cluster import (
     study_stages,
     upstream_stages,
 )
-from flows.tasks import dvc_chain, dvc_stage
+from flows.tasks import dvc_chain, dvc_stage, stop_stages
 from subspacelab.io import read_json
 from subspacelab.lab import inspect as inspect_repo
 from subspacelab.lab import lock_order
@@ -71,7 +71,11 @@ def lab_flow(
     if deployment:
         results = _fan_out(chosen, root_path, deployment, retries, poll_s)
     else:
-        results = _side_by_side(chosen, root_path)
+        try:
+            results = _side_by_side(chosen, root_path)
+        except KeyboardInterrupt:  # Ctrl-C: stop every running chain before giving up
+            stop_stages()
+            raise
     if set(chosen) >= set(studies()):
         dvc_stage("summary", str(root_path))
     if not deployment:

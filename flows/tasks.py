@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from contextlib import suppress
 from pathlib import Path
 
 from prefect import task
@@ -24,19 +28,56 @@ def stage_env(root: Path) -> dict[str, str]:
     return env
 
 
+_LIVE: set[subprocess.Popen[str]] = set()  # the DVC processes this flow's tasks are running
+_LIVE_LOCK = threading.Lock()
+
+
 def _repro(stages: list[str], root: str, env: dict[str, str] | None) -> None:
     logger = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", *stages]
     run_env = env if env is not None else stage_env(Path(root))
-    proc = subprocess.run(cmd, cwd=root, env=run_env, capture_output=True, text=True, check=False)
-    for line in (proc.stdout + proc.stderr).splitlines():
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a Ctrl-C reaches it once, through stop_stages
+    )
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        out, err = proc.communicate()
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    for line in (out + err).splitlines():
         if line.strip():
             logger.info("%s", line)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"dvc stage(s) {' '.join(stages)} failed (exit {proc.returncode}): "
-            f"{proc.stderr[-2000:]}"
+            f"dvc stage(s) {' '.join(stages)} failed (exit {proc.returncode}): {err[-2000:]}"
         )
+
+
+def stop_stages(grace_s: float = 60.0) -> None:
+    """Ctrl-C for the flow's running stages: SIGINT to each DVC process group (DVC and the stage
+    it runs, which cleans up its staging folder and commits nothing), SIGKILL for any still alive
+    after ``grace_s``; returns once they are gone: the next `dvc repro` finds no stage running."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @task(name="dvc-stage", task_run_name="{stage}")

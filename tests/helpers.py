@@ -51,7 +51,7 @@ def make_workspace(root: Path, params: Mapping[str, Any], *, with_code: bool = F
     """A directory that looks like the repository: params.yaml (and optionally the code)."""
     root.mkdir(parents=True, exist_ok=True)
     if with_code:
-        for name in ("src", "stages", "pyproject.toml"):
+        for name in ("src", "stages", "flows", "pyproject.toml"):
             src = REPO / name
             if src.is_dir():
                 shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,4 +38,49 @@ def test_lab_flow_leaves_what_dvc_repro_would(
     assert (ws / "reports/fake/metrics.json").is_file()
     assert (ws / "reports/SUMMARY.md").is_file()
     # DVC recorded the flow's outputs as its own: nothing is left to run
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_flow_s_stages_and_the_next_repro_completes(tmp_path: Path) -> None:
+    ws = dvc_workspace(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        registry.PLUGINS_ENV: "tests.fake_study:FAKE,tests.fake_study:FAKE2",
+        "PYTHONPATH": f"{ws / 'src'}:{ws}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # a busy 2-core machine
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows"],
+        cwd=ws,
+        env={**env, "FAKE_HANG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partials = [ws / f".stage-tmp/{s}_download/out/partial.txt" for s in ("fake", "fake2")]
+    deadline = time.time() + 300
+    while not any(p.exists() for p in partials) and time.time() < deadline:
+        time.sleep(0.2)
+    assert any(p.exists() for p in partials), "a chain should be computing"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0, err
+    for slug in ("fake", "fake2"):
+        assert not (ws / f"data/{slug}/download").exists()  # nothing recorded half-done
+        assert not (ws / f".stage-tmp/{slug}_download").exists()
+    left = []  # no stage or DVC process is left running in the workspace
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            if proc_dir.name.isdigit() and Path(os.readlink(proc_dir / "cwd")) == ws:
+                left.append(proc_dir.name)
+        except OSError:
+            continue
+    assert not left, err
+    status = dvc(ws, "status").stdout
+    assert "fake_download" in status and "fake2_download" in status
+    dvc(ws, "repro")  # no stale lock, no leftovers in the way
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
