@@ -16,6 +16,7 @@ from subspacelab.verdicts import VERDICTS
 
 SUMMARY = Path("reports/SUMMARY.md")
 SUMMARY_PLOTS = Path("reports/summary")
+GROUP_TABLE = "group"  # the table a study contributes to its group's table in SUMMARY.md
 
 
 def fmt_number(x: float | None) -> str:
@@ -149,6 +150,15 @@ def render(rows: list[dict[str, Any]]) -> str:
                 f"{_cell(fmt_tests(c['tests']))} | ±{fmt_number(c['resolution'])} | "
                 f"{_cell(fmt_measured(c['measured']))} | {_MARK[c['verdict']]} |"
             )
+    groups = group_tables(rows)
+    if groups:
+        lines += ["", "## Groups", ""]
+        lines.append(
+            "Each study of a group reports one row of its group's table (its `group` table); "
+            "the rows side by side:"
+        )
+        for group, table in groups.items():
+            lines += ["", f"### {group}", "", table]
     with_tables = [r for r in rows if r["tables"].strip()]
     if with_tables:
         lines += ["", "## Tables", ""]
@@ -160,6 +170,42 @@ def render(rows: list[dict[str, Any]]) -> str:
         slug = r["metrics"]["study"]
         lines.append(f"- {slug}: [reports/{slug}/plots/]({slug}/plots/)")
     return "\n".join(lines) + "\n"
+
+
+def table_sections(tables_md: str) -> dict[str, str]:
+    """The tables of a study's tables.md by name (``### <name>`` headings)."""
+    out = {}
+    for block in ("\n" + tables_md).split("\n### ")[1:]:
+        name, _, body = block.partition("\n")
+        out[name.strip()] = body.strip()
+    return out
+
+
+def group_tables(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """One Markdown table per group, from the ``group`` table each of its studies reports
+    (a header, a separator, one or more rows), with the study as first column. Studies whose
+    headers differ get a table of their own (``<group> (2)``...), never merged columns."""
+    by_header: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        table = table_sections(r["tables"]).get(GROUP_TABLE)
+        if not table:
+            continue
+        lines = [line for line in table.splitlines() if line.startswith("|")]
+        if len(lines) < 3:
+            raise ValueError(f"study {r['metrics']['study']}: its group table has no rows")
+        key = (r["metrics"].get("group", ""), lines[0])
+        slug = r["metrics"]["study"]
+        by_header.setdefault(key, []).extend(f"| {slug} {line}" for line in lines[2:])
+    out: dict[str, str] = {}
+    for (group, header), body in by_header.items():
+        name = group
+        n = 1
+        while name in out:
+            n += 1
+            name = f"{group} ({n})"
+        columns = header.count("|") - 1
+        out[name] = "\n".join([f"| study {header}", "|---" * (columns + 1) + "|", *body])
+    return out
 
 
 def plot_claims(rows: list[dict[str, Any]], out: Path) -> None:
