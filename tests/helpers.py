@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,32 @@ def upstream_studies(slug: str) -> list[str]:
 
     visit(slug)
     return order
+
+
+def interrupt_when_computing(
+    ws: Path, proc: subprocess.Popen[str], need_all: bool, timeout_s: float = 300
+) -> str:
+    """Wait until the fake chains' downloads (run with FAKE_HANG) are computing (both, or any),
+    send ``proc`` a SIGINT, and check the interruption left nothing behind: no recorded or staged
+    download output and no process still running in ``ws``. Returns ``proc``'s stderr."""
+    partials = [ws / f".stage-tmp/{s}_download/out/partial.txt" for s in ("fake", "fake2")]
+    ready = all if need_all else any
+    deadline = time.time() + timeout_s
+    while not ready(p.exists() for p in partials) and time.time() < deadline:
+        time.sleep(0.2)
+    assert ready(p.exists() for p in partials), "the chains should be computing"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0, err
+    for slug in ("fake", "fake2"):
+        assert not (ws / f"data/{slug}/download").exists(), err  # nothing recorded half-done
+        assert not (ws / f".stage-tmp/{slug}_download").exists(), err
+    left = []  # no stage or DVC process is left running in the workspace
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            if proc_dir.name.isdigit() and Path(os.readlink(proc_dir / "cwd")) == ws:
+                left.append(proc_dir.name)
+        except OSError:
+            continue
+    assert not left, err
+    return err

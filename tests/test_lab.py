@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import yaml
 
 from subspacelab import registry
 from subspacelab.lab import Chain, to_run
-from tests.helpers import dvc, dvc_workspace
+from tests.helpers import dvc, dvc_workspace, interrupt_when_computing
 
 STAGES = [f"{s}_{t}" for s in ("fake", "fake2") for t in ("download", "fit", "report")]
 
@@ -119,28 +117,9 @@ def test_ctrl_c_stops_every_job_and_records_nothing_half_done(tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
     )
-    partials = [ws / f".stage-tmp/{s}_download/out/partial.txt" for s in ("fake", "fake2")]
-    deadline = time.time() + 300
-    while not all(p.exists() for p in partials) and time.time() < deadline:
-        time.sleep(0.2)
-    assert all(p.exists() for p in partials), "both chains should be computing"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    for slug in ("fake", "fake2"):
-        assert not (ws / f"data/{slug}/download").exists()
-        assert not (ws / f".stage-tmp/{slug}_download").exists()
+    interrupt_when_computing(ws, proc, need_all=True)
     lock = ws / "dvc.lock"
     assert not lock.exists() or "download" not in lock.read_text()
-    # no job is left running in the workspace
-    left = []
-    for proc_dir in Path("/proc").iterdir():
-        try:
-            if proc_dir.name.isdigit() and Path(os.readlink(proc_dir / "cwd")) == ws:
-                left.append(proc_dir.name)
-        except OSError:
-            continue
-    assert not left, err
 
 
 def test_chains_that_use_a_changed_one_rerun_too() -> None:
