@@ -27,8 +27,9 @@ test: $(STAMP)
 
 # MLflow 3.17's UI opens experiments on its GenAI pages until its sidebar switch says model training.
 ui: $(STAMP)
-	@echo "MLflow: http://127.0.0.1:5000 - pick 'Model training' at the top of the sidebar once"
-	@echo "(the browser keeps it): each experiment then opens on its runs."
+	@echo "MLflow: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+	@echo "(that link opens the model-training view, each experiment on its runs; MLflow's own"
+	@echo "default is its GenAI view, switched at the top of the sidebar and kept by the browser)"
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
 
 flow: $(STAMP)
