@@ -282,9 +282,7 @@ def _check_r1(m: Metrics) -> ClaimResult:
             below = [c for c in here if c.nk < d]
             above = [c for c in here if c.nk >= 2 * d]
             tests.append(on_mean(f"K={k} d={d} success N_k<d", _share(m, "qr", below), "<=", 0.2))
-            tests.append(
-                on_mean(f"K={k} d={d} success N_k>=2d", _share(m, "qr", above), ">=", 0.8)
-            )
+            tests.append(on_mean(f"K={k} d={d} success N_k>=2d", _share(m, "qr", above), ">=", 0.8))
     return decide(*tests)
 
 
