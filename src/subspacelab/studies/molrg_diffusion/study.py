@@ -114,6 +114,7 @@ def _fit(ctx: StepContext) -> StepOutput:
     saved: dict[str, torch.Tensor] = {}
     selection: dict[str, list[list[float]]] = {}
     seconds = {"dae_seconds": 0.0, "ks_seconds": 0.0}
+    a_norm: dict[str, float] = {}
     for seed in ctx.seeds:
         t0 = time.perf_counter()
         groups = _batches(cells, worlds, seed, dae.restarts)
@@ -128,6 +129,10 @@ def _fit(ctx: StepContext) -> StepOutput:
             params={"seed": seed, "arms": ",".join(core.ARMS), "models": _count(groups)},
         )
         losses = net.selection_losses(dae.eval_draws, seed)
+        # the QR arm's A is free in scale: its column norms grow as Adam steps are orthogonal
+        # to A, which shrinks the step on the subspace (the retraction arm's stay at 1)
+        norms = [g.a.detach().norm(dim=-2).mean().item() for g in groups.values()]
+        a_norm[str(seed)] = float(np.mean(norms))
         for name, group in groups.items():
             # (arms, W, R, K, n, d), re-orthonormalised in float64 for exact projectors
             bases = orthonormalize(group.bases().detach().cpu().double())
@@ -146,7 +151,7 @@ def _fit(ctx: StepContext) -> StepOutput:
         seconds["ks_seconds"] += time.perf_counter() - t0
         ctx.progress(f"seed {seed}: {len(cells)} cells fitted")
     save_tensors(ctx.out / "bases.safetensors", saved, study=SLUG, kind="models")
-    write_json(ctx.out / "selection.json", {"losses": selection, **seconds})
+    write_json(ctx.out / "selection.json", {"losses": selection, "a_norm": a_norm, **seconds})
     return StepOutput(metrics=seconds)
 
 
@@ -184,6 +189,7 @@ def _evaluate(ctx: StepContext) -> Report:
             put(f"e_ks_{cell.key}", lowrank.subspace_error(ks, truth))
             put(f"dist_qr_ks_{cell.key}", lowrank.subspace_error(chosen[0, 0], ks))
         _world_row(metrics, cells, seed, worlds, fitted, sel)
+    metrics["qr_A_column_norm"] = [float(sel["a_norm"][str(s)]) for s in ctx.seeds]
     for name in ("dae_seconds", "ks_seconds"):
         metrics[name] = [float(sel[name])] * len(ctx.seeds)
     m = Metrics(metrics)
