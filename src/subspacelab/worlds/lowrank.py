@@ -24,6 +24,7 @@ torch for :func:`posterior_mean` (it is differentiable in the bases).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,7 @@ def molrg(
     ambient: int,
     dims: list[int],
     counts: list[int],
-    seed: int,
+    seed: int | Sequence[int],
     *,
     subspaces: str = "orthogonal",
     noise: float = 0.0,
@@ -93,7 +94,8 @@ def molrg(
     ``subspaces="orthogonal"``: the bases are disjoint column blocks of one Haar-random orthogonal
     matrix (the official generator; needs Σ d_k ≤ ambient); ``"random"``: each basis is drawn
     independently (Haar on the Stiefel manifold), so subspaces are generically non-orthogonal.
-    The mixing weights are counts / Σ counts; rows are ordered by component.
+    The mixing weights are counts / Σ counts; rows are ordered by component. ``seed`` is an int
+    or a sequence of ints (NumPy's SeedSequence entropy: one independent world per grid cell).
     """
     if subspaces not in SUBSPACES:
         raise ValueError(f"subspaces must be one of {SUBSPACES}, got {subspaces!r}")
