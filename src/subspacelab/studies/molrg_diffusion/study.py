@@ -310,6 +310,8 @@ def _check_r2(m: Metrics) -> ClaimResult:
             tests.append(on_mean(name, moved, ">=", 1 / math.sqrt(2)))
         for d, s in zip(dims, stars[ns[0]], strict=True):
             measured[f"K{k}_N*_d{d}_n{ns[0]}"] = s
+        ks = [threshold(m, "ks", k, ns[0], d) for d in dims]
+        measured[f"K{k}_k_subspaces_slope_n{ns[0]}"] = _slope(dims, ks)
     return decide(*tests, **measured)
 
 
@@ -394,6 +396,9 @@ def _tables(m: Metrics, cells: list[core.Cell], cfg: MolrgDiffusionConfig) -> di
             "| 'does not move when n doubles' | no tolerance | Σ_d N_k*(2n)/Σ_d N_k*(n) in "
             "[1/√2, √2] | the geometric midpoint between 'independent of n' (1) and "
             "'∝ n' (2) |",
+            "| seeds | 5 (§6 plan) | the mini profile's seeds | the two parametrisations x 4 "
+            "restarts x 60 cells cost ≈ 5–6 CPU-min per 3 seeds at 1 thread "
+            "(benchmarks/worlds_molrg.py); 3 seeds keep the chain near the lab's budget |",
             "| R4 (MLP denoiser, DDIM, generalisation score) | optional | not run | optional in "
             "§6; the CPU budget goes to the two parametrisations |",
             "| full profile (§7) | U-Net over (N_k, d_k) grids; EDM CIFAR-10 Jacobian rank | "
