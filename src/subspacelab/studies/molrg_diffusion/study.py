@@ -129,8 +129,8 @@ def _fit(ctx: StepContext) -> StepOutput:
             params={"seed": seed, "arms": ",".join(core.ARMS), "models": _count(groups)},
         )
         losses = net.selection_losses(dae.eval_draws, seed)
-        # the QR arm's A is free in scale: its column norms grow as Adam steps are orthogonal
-        # to A, which shrinks the step on the subspace (the retraction arm's stay at 1)
+        # the QR arm's A is free in scale (QR ignores it); a larger A means a smaller step on
+        # the subspace. Reported beside the arms: the retraction arm's columns are reset to 1
         norms = [g.a.detach().norm(dim=-2).mean().item() for g in groups.values()]
         a_norm[str(seed)] = float(np.mean(norms))
         for name, group in groups.items():
