@@ -6,7 +6,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import adapters, clustering, gcr_step, merging, pca_stream, probes, recsys, training
+from benchmarks import (
+    adapters,
+    clustering,
+    gcr_step,
+    merging,
+    pca_stream,
+    probes,
+    recsys,
+    training,
+    worlds_molrg,
+)
 from benchmarks.common import in_subprocess, machine
 
 OUT = Path(__file__).with_name("RESULTS.md")
@@ -57,6 +67,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "training": training.section,
     "adapters": adapters.section,
     "recsys": recsys.section,
+    "worlds_molrg": worlds_molrg.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
@@ -89,8 +100,8 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys]`; the lab section by `python -m benchmarks.lab` (its commands are in "
-        "the section).",
+        "adapters recsys worlds_molrg]`; the lab section by `python -m benchmarks.lab` (its "
+        "commands are in the section).",
         "Not part of `make test`.",
         "",
     ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from subspacelab.worlds import group_table
+from subspacelab import report
+from subspacelab.worlds import GROUP_TABLE, group_table
 
 ROW = {"quantity": "rank", "error": "|r - r*|", "baseline": "PCA"}
 
@@ -27,3 +28,7 @@ def test_group_table_is_one_row_of_means_over_seeds() -> None:
 def test_group_table_names_missing_metrics() -> None:
     with pytest.raises(KeyError, match="world/baseline_error"):
         group_table(ROW, {"world/truth": [1.0], "world/recovered": [1.0], "world/error": [0.0]})
+
+
+def test_the_table_name_is_the_one_summary_gathers() -> None:
+    assert GROUP_TABLE == report.GROUP_TABLE

@@ -37,7 +37,7 @@ from subspacelab.registry import (
 from subspacelab.studies.molrg_diffusion import core
 from subspacelab.studies.molrg_diffusion.config import MolrgDiffusionConfig
 from subspacelab.verdicts import Condition, Stat, decide, gap, on_mean
-from subspacelab.worlds import lowrank
+from subspacelab.worlds import GROUP_TABLE, group_table, lowrank
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -195,7 +195,7 @@ def _evaluate(ctx: StepContext) -> Report:
     m = Metrics(metrics)
     return Report(
         metrics=metrics,  # type: ignore[arg-type]
-        tables=_tables(m, cells, ctx.cfg),
+        tables={**_tables(m, cells, ctx.cfg), GROUP_TABLE: group_table(WORLD_ROW, metrics)},
         figures={"success": _figure(m, cells)},
     )
 
