@@ -137,3 +137,19 @@ def test_a_worker_hands_back_its_unsent_runs_with_relative_artifacts(ws: Path) -
     assert runs[0].artifacts == ["data/fake/download/_meta.json", "logs/fake_download.log"]
     assert "reports/fake/metrics.json" in runs[2].artifacts
     assert all(len(r.spool_id) == 32 for r in runs)
+
+
+def test_model_files_whose_names_mlflow_refuses_are_still_logged(ws: Path) -> None:
+    """MLflow's logged-model names may not hold ``. / : % " '``; model files often do."""
+    run_chain(ws, "fake")
+    for path in (ws / SPOOL_DIR).glob("*.json"):
+        record = json.loads(path.read_text())
+        for ref in record.get("model_files", []):
+            ref["name"] = ref["name"].replace("cov_", "cov:lam0.5/")
+        path.write_text(json.dumps(record))
+    assert replay(ws) == (3, 0, 0)
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("fake")
+    models = {m.name: m for m in client.search_logged_models([exp.experiment_id])}
+    assert sorted(models) == ["cov_lam0_5_0", "cov_lam0_5_1"]
+    assert models["cov_lam0_5_0"].tags["file"] == "cov:lam0.5/0"

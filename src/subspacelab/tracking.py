@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -372,6 +373,15 @@ def _log_datasets(client: Any, run_id: str, record: RunRecord) -> None:
         client.log_inputs(run_id, datasets=inputs)
 
 
+_MODEL_NAME_FORBIDDEN = re.compile(r"[/:.%\"']")
+
+
+def logged_model_name(file_stem: str) -> str:
+    """A model file's stem as an MLflow logged-model name, which may not hold ``/ : . % " '``
+    (``M1_lam0.0005_s0`` -> ``M1_lam0_0005_s0``); the stem itself stays in the ``file`` tag."""
+    return _MODEL_NAME_FORBIDDEN.sub("_", file_stem)
+
+
 def _log_model_files(
     client: Any, exp_id: str, run_id: str, children: dict[str, str], record: RunRecord
 ) -> None:
@@ -384,9 +394,10 @@ def _log_model_files(
         source = children.get(ref["name"], run_id)
         model = client.create_logged_model(
             exp_id,
-            name=ref["name"],
+            name=logged_model_name(ref["name"]),
             source_run_id=source,
             tags={
+                "file": ref["name"],
                 "dvc.path": ref["path"],
                 "dvc.md5": ref["md5"],
                 "dvc.out": ref["dvc_out"],
