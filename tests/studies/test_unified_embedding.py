@@ -66,6 +66,19 @@ def test_collision_cosine_is_one_for_identical_projections_and_lower_for_orthogo
         core.collision_cosine(net, per_field, x, same)
 
 
+def test_projections_taken_before_training_stay_the_initial_ones() -> None:
+    """R4 compares trained projections with the initial ones: the snapshot must not follow
+    the optimiser's in-place updates (it did, and R4 measured a gap of exactly 0)."""
+    torch.manual_seed(0)
+    scheme = core.build_schemes([30, 30], 8, 4, 0, 1, 1)["multiplexed"]
+    net = core.CTRModel(scheme, 4, [4], 1.0)
+    before = net.projections()
+    with torch.no_grad():
+        net.proj.add_(1.0)
+    after = net.projections()
+    assert all(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+
+
 def _metrics(gain: float, spread: float, cos_gap: float) -> Metrics:
     """Two budgets, three seeds: multiplexed = others + gain (+ seed noise of size spread)."""
     noise = np.array([1.0, -1.0, 0.5]) * spread

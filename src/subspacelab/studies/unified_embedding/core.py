@@ -80,8 +80,9 @@ class CTRModel(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def projections(self) -> list[Tensor]:
-        """The P_f, each d x w_f."""
-        return [self.proj[f, :, :w].detach() for f, w in enumerate(self.widths)]
+        """The P_f, each d x w_f: a copy, so a snapshot taken before training stays the initial
+        projections (a detached view would follow the optimiser's in-place updates)."""
+        return [self.proj[f, :, :w].detach().clone() for f, w in enumerate(self.widths)]
 
     def field_vectors(self, rows: Tensor) -> Tensor:
         """(n, fields, dim): each field's projected embedding."""
