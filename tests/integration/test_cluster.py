@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -169,7 +168,6 @@ def test_lab_on_a_work_pool_survives_a_killed_worker(tmp_path: Path) -> None:
     for d in (remote, clones, logs):
         d.mkdir()
     dvc(ws, "remote", "add", "-d", "store", str(remote))
-    shutil.copytree(REPO / "flows", ws / "flows", ignore=shutil.ignore_patterns("__pycache__"))
     _test_prefect_yaml(ws)
     _git(ws, "remote", "add", "origin", str(ws))  # workers clone the repository from here
     _git(ws, "add", "-A")
