@@ -74,11 +74,14 @@ def test_angles_and_projector_distance_known_answers() -> None:
     assert active.projector_distance(2 * e[:, :2], e[:, :2]) == pytest.approx(0, abs=1e-12)
 
 
-def test_dimension_by_gap_and_support_recall() -> None:
-    assert active.dimension_by_gap(np.array([5.0, 4.0, 1e-3, 1e-4])) == 2
-    assert active.dimension_by_gap(np.array([5.0, 1e-2, 1e-3, 0.0])) == 3  # floor at 1e-300
+def test_dimension_by_energy_and_support_recall() -> None:
+    vals = np.array([5.0, 3.0, 1.5, 0.5])  # cumulative shares 0.5, 0.8, 0.95, 1.0
+    assert active.dimension_by_energy(vals, 0.8) == 2
+    assert active.dimension_by_energy(vals, 0.9) == 3
+    assert active.dimension_by_energy(vals, 0.4) == 1
+    assert active.dimension_by_energy(vals, 1.0) == 4
     with pytest.raises(ValueError, match="descending"):
-        active.dimension_by_gap(np.array([1.0, 2.0]))
+        active.dimension_by_energy(np.array([1.0, 2.0]), 0.9)
     imp = np.array([0.1, 0.5, 0.0, 0.3, 0.1])
     assert active.support_recall(imp, np.array([1, 3])) == 1.0
     assert active.support_recall(imp, np.array([1, 2])) == 0.5

@@ -30,7 +30,7 @@ from subspacelab.geometry import principal_angles
 
 __all__ = [
     "RidgeWorld",
-    "dimension_by_gap",
+    "dimension_by_energy",
     "gradient_active_subspace",
     "local_linear_gradients",
     "max_angle_degrees",
@@ -136,15 +136,18 @@ def local_linear_gradients(
     return grads
 
 
-def dimension_by_gap(eigvals: np.ndarray) -> int:
-    """The active-subspace dimension r at the largest gap of log eigenvalues (descending input):
-    argmax_k log γ_k − log γ_{k+1}, plus one. Eigenvalues are floored at 1e-300."""
-    vals = np.maximum(np.asarray(eigvals, dtype=np.float64), 1e-300)
-    if vals.ndim != 1 or vals.size < 2:
-        raise ValueError(f"need at least two eigenvalues, got shape {vals.shape}")
+def dimension_by_energy(eigvals: np.ndarray, share: float) -> int:
+    """The smallest r whose top-r eigenvalues (descending input, clipped at 0) hold at least
+    ``share`` of their sum: the active-subspace dimension read from the eigenvalue decay."""
+    vals = np.clip(np.asarray(eigvals, dtype=np.float64), 0.0, None)
+    if vals.ndim != 1 or vals.size < 1 or vals.sum() <= 0:
+        raise ValueError(f"need a non-zero vector of eigenvalues, got {eigvals!r}")
     if np.any(np.diff(vals) > 1e-12 * vals[0]):
         raise ValueError("eigenvalues must be sorted in descending order")
-    return int(np.argmax(np.log(vals[:-1]) - np.log(vals[1:]))) + 1
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    cum = np.cumsum(vals) / vals.sum()
+    return int(np.searchsorted(cum, share - 1e-12)) + 1
 
 
 def max_angle_degrees(estimate: np.ndarray, truth: np.ndarray) -> float:
