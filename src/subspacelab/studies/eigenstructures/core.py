@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,12 +51,15 @@ def probes(op: sp.csr_matrix, n_probes: int, iters: int, rng: np.random.Generato
     """(n, n_probes) float32 probes S^iters u, u ~ U(−1, 1)ⁿ (torch sparse products), scaled to
     unit root-mean-square: the loss's minimiser does not depend on the probes' scale, and O(1)
     values keep Adam's ε negligible."""
-    s = torch.sparse_csr_tensor(
-        torch.from_numpy(op.indptr.astype(np.int64)),
-        torch.from_numpy(op.indices.astype(np.int64)),
-        torch.from_numpy(op.data.astype(np.float32)),
-        size=op.shape,
-    )
+    with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        s = torch.sparse_csr_tensor(
+            torch.from_numpy(op.indptr.astype(np.int64)),
+            torch.from_numpy(op.indices.astype(np.int64)),
+            torch.from_numpy(op.data.astype(np.float32)),
+            size=op.shape,
+            check_invariants=False,
+        )
     f = torch.from_numpy(rng.uniform(-1.0, 1.0, (op.shape[0], n_probes)).astype(np.float32))
     for _ in range(iters):
         f = s @ f
