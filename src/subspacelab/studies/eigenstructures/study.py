@@ -111,6 +111,7 @@ def _train(
         initial = core.orthonormal(net(x)).numpy()
     rngs = [np.random.default_rng([cfg.data.data_seed, s, 1]) for s in ctx.seeds]
     state: dict[str, object] = {"step": 0, "probes": []}
+    x_dev = x.to(ctx.device)
 
     def loss(n: torch.nn.Module, _batch: object) -> torch.Tensor:
         if state["step"] % p.regen_every == 0:  # type: ignore[operator]
@@ -120,11 +121,11 @@ def _train(
                     p.n_probes,
                     p.iters,
                     rng,
-                )
+                ).to(ctx.device)
                 for dist, rng in zip(dists, rngs, strict=True)
             ]
         state["step"] = state["step"] + 1  # type: ignore[operator]
-        q = core.orthonormal(n(x))
+        q = core.orthonormal(n(x_dev))
         return sum(
             core.nested_loss(q[i], f)
             for i, f in enumerate(state["probes"])  # type: ignore[arg-type]
@@ -142,6 +143,7 @@ def _train(
     save_tensors(
         ctx.out / f"{name}.safetensors", dict(net.state_dict()), study=SLUG, kind=f"model/{name}"
     )
+    net.cpu()
     with torch.no_grad():
         return initial, core.orthonormal(net(x)).numpy()
 

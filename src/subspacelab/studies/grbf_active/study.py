@@ -97,8 +97,9 @@ def _train(
     from subspacelab.nets.training import LossModule, fit, tensor_loader
 
     cfg: GrbfActiveConfig = ctx.cfg
-    x = torch.from_numpy(x_train.astype(np.float32))
+    x = torch.from_numpy(x_train.astype(np.float32)).to(ctx.device)
     y = torch.from_numpy(y_train.astype(np.int64 if task == "multiclass" else np.float32))
+    y = y.to(ctx.device)
     net = core.GRBFStack(torch.from_numpy(centres.astype(np.float32)), n_out, list(ctx.seeds))
     lam_u, lam_w = cfg.model.lam_u, cfg.model.lam_w
 
@@ -113,6 +114,7 @@ def _train(
     )
     module = LossModule(net, loss, lr=cfg.train.lr)
     fit(ctx, module, loader, epochs=epochs, label=label, params={"task": task, "seeds": ctx.seeds})
+    net.cpu()
     save_tensors(
         ctx.out / f"{label}.safetensors",
         {"vech": net.vech, "weights": net.weights, "centres": net.centres},
