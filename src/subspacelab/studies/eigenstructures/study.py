@@ -198,6 +198,9 @@ def _fit(ctx: StepContext) -> StepOutput:
                 {
                     f"{name}_gap": (learned - bound) / bound,
                     f"{name}_spearman": float(spearmanr(mass, 1 / w.density)[0]),
+                    # effective number of points carrying the learned mass, 1 / Σ w² (w = Q₁²
+                    # sums to 1): n for a uniform mass, ~k when it collapses onto a few points
+                    f"{name}_mass_points": float(1 / np.sum(trained[i][:, 0] ** 4)),
                 }
             )
             for j in range(len(groups)):
@@ -276,8 +279,15 @@ def _evaluate(ctx: StepContext) -> Report:
             cells = [fmt(f"{name}_{key}_g{j}") for j in range(g)]
             total = fmt(f"{name}_{key}") if f"{name}_{key}" in metrics else ""
             rows.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {total} |")
-    other = ["| manifold | gap to the closed-form bound | Spearman(w, 1/ρ) |", "|---|---|---|"]
-    other += [f"| {n} | {fmt(f'{n}_gap')} | {fmt(f'{n}_spearman')} |" for n in cfg.data.manifolds]
+    other = [
+        "| manifold | gap to the closed-form bound | Spearman(w, 1/ρ) | points carrying the mass "
+        f"(1/Σw², of {cfg.data.n_points}) |",
+        "|---|---|---|---|",
+    ]
+    other += [
+        f"| {n} | {fmt(f'{n}_gap')} | {fmt(f'{n}_spearman')} | {fmt(f'{n}_mass_points')} |"
+        for n in cfg.data.manifolds
+    ]
     lam = arrays["sphere_lambda"].mean(0)
     truth = arrays["sphere_truth"]
     curve = [
