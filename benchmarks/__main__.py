@@ -15,6 +15,7 @@ from benchmarks import (
     probes,
     recsys,
     training,
+    worlds_eigen,
     worlds_molrg,
 )
 from benchmarks.common import in_subprocess, machine
@@ -68,6 +69,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "adapters": adapters.section,
     "recsys": recsys.section,
     "worlds_molrg": worlds_molrg.section,
+    "worlds_eigen": worlds_eigen.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
@@ -100,8 +102,8 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys worlds_molrg]`; the lab section by `python -m benchmarks.lab` (its "
-        "commands are in the section).",
+        "adapters recsys worlds_molrg worlds_eigen]`; the lab section by "
+        "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
     ]

@@ -1,0 +1,112 @@
+"""eigenstructures: probes, the nested loss against its closed form, the batched point MLPs, the
+eigenmaps baseline, and every claim decided three ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subspacelab.registry import Metrics
+from subspacelab.studies.eigenstructures import core
+from subspacelab.studies.eigenstructures.study import STUDY
+from subspacelab.worlds import manifolds as mf
+
+
+def _ring(n: int) -> np.ndarray:
+    t = 2 * np.pi * np.arange(n) / n
+    return np.stack([np.cos(t), np.sin(t)], 1)
+
+
+def test_smoother_is_row_stochastic_with_self_loops() -> None:
+    dist = core.knn_distances(_ring(12), 2)
+    s = core.smoother(dist, 0.5)
+    np.testing.assert_allclose(np.asarray(s.sum(1)).ravel(), 1.0)
+    assert np.all(s.diagonal() > 0) and s.nnz == 12 * 3
+    w = np.exp(-((2 * np.sin(np.pi / 12)) ** 2) / (2 * 0.25))
+    assert s[0, 1] == pytest.approx(w / (1 + 2 * w))
+
+
+def test_probes_are_smooth_and_unit_rms() -> None:
+    s = core.smoother(core.knn_distances(_ring(60), 2), 0.3)
+    f = core.probes(s, 200, 30, np.random.default_rng(0))
+    assert f.shape == (60, 200)
+    assert f.pow(2).mean().item() == pytest.approx(1.0, rel=1e-5)
+    rough = f.diff(dim=0).pow(2).mean().item()
+    white = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (60, 200)))
+    assert rough < 0.05 * (white / white.pow(2).mean().sqrt()).diff(dim=0).pow(2).mean().item()
+
+
+def test_nested_loss_meets_the_closed_form_at_its_eigenbasis() -> None:
+    """With the mass fixed at uniform (first column constant) the top eigenvectors of the probe
+    covariance attain the bound, and any other basis does worse."""
+    n, k = 40, 5
+    rng = np.random.default_rng(0)
+    f = core.probes(core.smoother(core.knn_distances(_ring(n), 3), 0.4), 300, 10, rng).double()
+    _, vecs = core.closed_form_loss(np.ones(n), f.numpy(), k)
+    cov = f.numpy() @ f.numpy().T / f.shape[1]
+    top = np.linalg.eigh(cov)[1][:, ::-1][:, :k]
+    assert mf.energy_captured(vecs, top) == pytest.approx(1.0)
+    # a basis whose first column is constant (uniform mass n·Q₁² = 1) inside the top span:
+    # the loss equals the closed form computed with the same mass
+    q = np.linalg.qr(np.concatenate([np.ones((n, 1)), top[:, 1:]], 1))[0]
+    q[:, 0] = np.abs(q[:, 0])
+    loss = core.nested_loss(torch.from_numpy(q), f).item()
+    own, _ = core.closed_form_loss(n * q[:, 0] ** 2, f.numpy(), k)
+    assert loss >= own - 1e-9
+    random = np.linalg.qr(np.concatenate([np.ones((n, 1)), rng.standard_normal((n, k - 1))], 1))[0]
+    assert core.nested_loss(torch.from_numpy(random), f).item() > loss
+    errs = core.truncation_errors(torch.from_numpy(q), f).numpy()
+    assert np.all(np.diff(errs) <= 1e-12)  # more columns never reconstruct worse
+    lam = core.eigenvalue_estimates(errs)
+    assert np.all(np.diff(lam) >= 0)
+    with pytest.raises(ValueError, match="not positive"):
+        core.eigenvalue_estimates(np.array([1.0, 0.0]))
+
+
+def test_point_mlp_stack_is_seeded_per_network() -> None:
+    a = core.PointMLPStack([3, 8, 4], [0, 1])
+    b = core.PointMLPStack([3, 8, 4], [1])
+    x = torch.randn(1, 5, 3)
+    torch.testing.assert_close(a(x.expand(2, 5, 3))[1], b(x)[0])
+    assert core.orthonormal(a(x.expand(2, 5, 3))).shape == (2, 5, 4)
+    with pytest.raises(ValueError, match="widths"):
+        core.PointMLPStack([3], [0])
+
+
+def test_laplacian_eigenmaps_recovers_the_ring_fourier_modes() -> None:
+    ring = _ring(64)
+    basis = core.laplacian_eigenmaps(ring, 2, 3)
+    t = 2 * np.pi * np.arange(64) / 64
+    truth = np.stack([np.ones(64), np.cos(t), np.sin(t)], 1)
+    assert mf.energy_captured(basis, truth) == pytest.approx(1.0, abs=1e-9)
+
+
+def _raw(shift: float, spread: float) -> dict[str, list[float]]:
+    noise = np.array([1.0, -1.0, 0.5]) * spread
+    m = {
+        "sphere_gap": 0.05 - shift + noise,
+        "sphere_capture_g0": 0.95 + shift + noise,
+        "sphere_capture_g1": 0.95 + shift + noise,
+        "sphere_capture_g2": 0.85 + shift + noise,
+        "sphere_init_capture_g2": np.full(3, 0.3),
+        "sphere_le_capture_g2": np.full(3, 0.9),
+        "sphere_spearman": -(0.8 + shift + noise),  # the sign does not matter
+    }
+    return {k: [float(v) for v in np.broadcast_to(x, 3)] for k, x in m.items()}
+
+
+@pytest.mark.parametrize(
+    ("shift", "spread", "verdict"),
+    [(0.02, 0.001, "holds"), (-0.02, 0.001, "does not hold"), (0.001, 0.02, "inconclusive")],
+)
+def test_claims_three_ways(shift: float, spread: float, verdict: str) -> None:
+    m = Metrics(_raw(shift, spread))
+    for claim in STUDY.claims:
+        assert claim.check(m).verdict == verdict, claim.id
+
+
+def test_capture_claim_fails_when_an_untrained_net_would_pass() -> None:
+    m = _raw(0.02, 0.001)
+    m["sphere_init_capture_g2"] = [0.9, 0.9, 0.9]
+    assert STUDY.claims[1].check(Metrics(m)).verdict == "does not hold"
