@@ -11,18 +11,21 @@ in the same process on the same batches, 1 thread; the ratio is what to read.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from benchmarks.common import in_subprocess, machine
 
+if TYPE_CHECKING:
+    from subspacelab.recsys.tables import Scheme
+
 FIELDS, DIM, BATCH, STEPS = 26, 16, 4096, 20
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 
 
-def _ids(rows: int, seed: int) -> torch.Tensor:
+def _ids(rows: int, seed: int) -> tuple[torch.Tensor, Scheme]:
     from subspacelab.recsys import per_field
 
     scheme = per_field([rows // FIELDS] * FIELDS, DIM)
