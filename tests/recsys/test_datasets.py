@@ -89,6 +89,15 @@ def test_avazu_bad_inputs_name_file_and_line(tmp_path: Path) -> None:
         list(stream_avazu(bad_label, 10))
 
 
+def test_avazu_streams_chunks_before_reading_the_rest(tmp_path: Path) -> None:
+    path = _write_avazu(tmp_path / "late.csv", [*AVAZU_ROWS, *AVAZU_ROWS, "garbage"])
+    chunks = stream_avazu(path, chunk_rows=2)
+    assert next(chunks).labels.tolist() == [0, 1]  # the first chunk comes before line 6 is read
+    assert next(chunks).x.shape == (2, 24)
+    with pytest.raises(DatasetError, match=r"late\.csv:6: expected 24 fields"):
+        next(chunks)
+
+
 def test_truncated_files_are_refused_with_the_line(tmp_path: Path) -> None:
     full = _write_avazu(tmp_path / "full.gz", AVAZU_ROWS * 200)
     cut = tmp_path / "cut.gz"
