@@ -182,6 +182,7 @@ def ctr_table(points: list[Point], groups: dict[str, str], front: dict[str, bool
 
 def _figure(points: list[Point], groups: dict[str, str], front: dict[str, bool]) -> Figure:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     logs = sorted(set(groups.values()))
     fig = Figure(figsize=(6.5 * len(logs), 4.6))
@@ -204,6 +205,7 @@ def _figure(points: list[Point], groups: dict[str, str], front: dict[str, bool])
         edge = sorted((np.mean(p.params), np.mean(p.auc)) for p in mine if front[p.key])
         ax.step(*zip(*edge, strict=True), where="post", color="black", lw=1, label="frontier")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no overlapping labels
         ax.set_xlabel("stored parameters (embeddings + dense towers)")
         ax.set_ylabel("test AUC (mean ± std over seeds)")
         ax.set_title(f"log: {log}", fontsize=9)
