@@ -68,14 +68,17 @@ def dsprites_like(
     size: int = 32, n_scale: int = 4, n_rotation: int = 8, n_pos: int = 8
 ) -> FactorImages:
     """Every combination of shape (3) × scale × rotation × pos_x × pos_y (the §6 grid: 3 × 4 ×
-    8 × 8 × 8 = 6144 images at 32 × 32). Scales run from 0.08 to 0.16 of the image; rotations
+    8 × 8 × 8 = 6144 images at 32 × 32). Scales run from 0.12 to 0.24 of the image; rotations
     over [0, 2π/3) (a full period of the triangle; the square repeats after π/2); positions
-    keep the largest shape inside the image."""
+    keep every shape whole inside the image."""
     if min(n_scale, n_rotation, n_pos) < 1:
         raise ValueError(f"need >= 1 value per factor, got {n_scale}, {n_rotation}, {n_pos}")
-    scales = np.linspace(0.08, 0.16, n_scale) * size
+    scales = np.linspace(0.12, 0.24, n_scale) * size
     angles = np.arange(n_rotation) * (2 * math.pi / 3) / n_rotation
-    margin = math.sqrt(2) * scales.max() + 0.5  # a rotated square reaches √2·scale
+    # the farthest a shape reaches from its centre: a square at angle θ reaches
+    # scale·(|cos θ| + |sin θ|); ellipse and triangle stay within scale
+    reach = max(max(abs(math.cos(a)) + abs(math.sin(a)) for a in angles), 1.0)
+    margin = reach * scales.max() + 0.5
     pos = np.linspace(margin, size - margin, n_pos)
     sizes = (len(SHAPES), n_scale, n_rotation, n_pos, n_pos)
     codes = np.array(list(itertools.product(*(range(n) for n in sizes))), dtype=np.int64)
