@@ -88,3 +88,10 @@ def test_table_sections_and_number_format() -> None:
     assert [fmt_number(x) for x in (None, float("inf"), 1e-5, 123456.0, 0.12345)] == [
         "n/a", "n/a", "1e-05", "1.23e+05", "0.1235",
     ]  # fmt: skip
+
+
+def test_a_paper_without_an_arxiv_id_is_named_not_linked() -> None:
+    row = _row("x", "g", ["holds"])
+    row["metrics"]["arxiv"] = ""
+    text = render([row])
+    assert "| [x](x/) | X | g |" in text and "arxiv.org/abs/)" not in text

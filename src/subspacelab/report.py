@@ -124,7 +124,9 @@ def render(rows: list[dict[str, Any]]) -> str:
             paper = f"{m['title']} (comparison)"
             cells = "tables | | "
         else:
-            paper = f"[{m['title']}](https://arxiv.org/abs/{m['arxiv']})"
+            paper = (  # a paper without an arXiv id (xfactors) is named, not linked
+                f"[{m['title']}](https://arxiv.org/abs/{m['arxiv']})" if m["arxiv"] else m["title"]
+            )
             c = _verdict_counts(r["claims"])
             cells = f"{c['holds']} | {c['inconclusive']} | {c['does not hold']}"
         lines.append(
