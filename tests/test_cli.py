@@ -23,10 +23,16 @@ LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
 UNPINNED_TODAY = [
     "flora.full.data.vtab.sha256",
     "geo_sae.full.data.scene_sha256",
+    "grbf_active.full.data.tables_sha256.airfoil",
+    "grbf_active.full.data.tables_sha256.yacht",
+    "grbf_active.full.data.tables_sha256.wdbc",
+    "grbf_active.full.data.tables_sha256.ionosphere",
+    "koopman_ib.full.data.cylinder_sha256",
     "s2cag.full.data.planetoid_sha256.ind.pubmed.allx",
     "subspacead.full.features.hf_revision",
     "task_zoo.full.data.vision.checksums.Partitions.zip",
     "unified_embedding.full.data.criteo_sha256",
+    "xfactors.full.data.dsprites_sha256",
 ]
 
 
@@ -60,6 +66,11 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     params["subspacead"]["full"]["features"]["hf_revision"] = "0" * 40
     params["task_zoo"]["full"]["data"]["vision"]["checksums"]["Partitions.zip"] = "sha256:00"
     params["unified_embedding"]["full"]["data"]["criteo_sha256"] = "0" * 64
+    params["grbf_active"]["full"]["data"]["tables_sha256"] = {
+        t: "0" * 64 for t in ("airfoil", "yacht", "wdbc", "ionosphere")
+    }
+    params["koopman_ib"]["full"]["data"]["cylinder_sha256"] = "0" * 64
+    params["xfactors"]["full"]["data"]["dsprites_sha256"] = "0" * 64
     assert main(["check"], root=make_workspace(tmp_path / "ws", params)) == 0
     # the mini profile fetches nothing unpinned
     assert (
