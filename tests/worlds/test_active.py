@@ -70,8 +70,8 @@ def test_angles_and_projector_distance_known_answers() -> None:
     assert active.max_angle_degrees(e[:, :2], e[:, [0, 2]]) == pytest.approx(90)
     tilted = np.stack([e[:, 0], math.cos(0.3) * e[:, 1] + math.sin(0.3) * e[:, 2]], axis=1)
     assert active.max_angle_degrees(tilted, e[:, :2]) == pytest.approx(math.degrees(0.3))
-    assert active.projector_distance(tilted, e[:, :2]) == pytest.approx(math.sin(0.3))
-    assert active.projector_distance(2 * e[:, :2], e[:, :2]) == pytest.approx(0, abs=1e-12)
+    assert active.spectral_projector_distance(tilted, e[:, :2]) == pytest.approx(math.sin(0.3))
+    assert active.spectral_projector_distance(2 * e[:, :2], e[:, :2]) == pytest.approx(0, abs=1e-12)
 
 
 def test_dimension_by_energy_and_support_recall() -> None:

@@ -34,10 +34,10 @@ __all__ = [
     "gradient_active_subspace",
     "local_linear_gradients",
     "max_angle_degrees",
-    "projector_distance",
     "ridge_gradient",
     "ridge_value",
     "ridge_world",
+    "spectral_projector_distance",
     "support_recall",
     "true_gradient_covariance",
 ]
@@ -156,12 +156,12 @@ def max_angle_degrees(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(angles.max()) * 180.0 / math.pi
 
 
-def projector_distance(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """‖P_est − P_true‖₂ (spectral norm) of the orthogonal projectors onto the two spans; for
-    equal dimensions this is the sine of the largest principal angle."""
-    qa, _ = np.linalg.qr(estimate)
-    qb, _ = np.linalg.qr(truth)
-    return float(np.linalg.norm(qa @ qa.T - qb @ qb.T, ord=2))
+def spectral_projector_distance(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """‖P_est − P_true‖₂ (spectral norm) of the orthogonal projectors onto two spans of equal
+    dimension: the sine of their largest principal angle (``lowrank.projector_distance`` is the
+    Frobenius-norm one)."""
+    angles = principal_angles(torch.from_numpy(estimate), torch.from_numpy(truth))
+    return float(torch.sin(angles.max()))
 
 
 def support_recall(importance: np.ndarray, support: np.ndarray) -> float:

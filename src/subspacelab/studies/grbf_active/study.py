@@ -182,7 +182,7 @@ def _ridge(ctx: StepContext, results: list[dict[str, float]]) -> dict[str, np.nd
             ridge_angle=active.max_angle_degrees(vecs[:, :2], truths[i]),
             ridge_angle_init=active.max_angle_degrees(init_vecs[:, :2], truths[i]),
             ridge_ll_angle=active.max_angle_degrees(ll_vecs[:, :2], truths[i]),
-            ridge_projector=active.projector_distance(vecs[:, :2], truths[i]),
+            ridge_projector=active.spectral_projector_distance(vecs[:, :2], truths[i]),
             ridge_recall=active.support_recall(core.feature_importance(precision[i]), support),
             ridge_dim=float(active.dimension_by_energy(vals, cfg.eval.energy_share)),
             ridge_true_dim=2.0,
