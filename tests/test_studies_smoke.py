@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from subspacelab import registry
+from tests import golden
 from tests.helpers import TINY, make_workspace, run_chain, tiny_params, upstream_studies
 
 SLUGS = sorted(registry.studies())
@@ -50,6 +51,10 @@ def test_study_chain_runs_and_is_deterministic(slug: str, tmp_path: Path) -> Non
         assert claim["tests"], f"claim {claim['id']} is decided on no condition"
     assert metrics["metrics"], "no metrics"
     assert any((first / "reports" / slug / "plots").glob("*.png")), "no plots"
+    # the same numbers as the golden run (tests/golden): a refactor moves none
+    assert not golden.mismatches(slug, metrics["metrics"]), golden.mismatches(
+        slug, metrics["metrics"]
+    )[:10]
     # same params and seeds, fresh workspace (the upstream outputs copied): identical metrics
     second = make_workspace(tmp_path / "b", params)
     for other in upstream:

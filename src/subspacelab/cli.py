@@ -27,10 +27,10 @@ class UsageError(ValueError):
 def expected_errors() -> tuple[type[BaseException], ...]:
     """The errors that mean bad user input (one ``error:`` line), imported only when one is
     raised: subspacelab.io loads torch, which the lab driver's no-op run should not pay for."""
-    from subspacelab.data.download import DownloadError
     from subspacelab.io import (
         CorruptFileError,
         DiskFullError,
+        DownloadError,
         MissingFileError,
         ModelFileError,
         NonFiniteError,

@@ -208,9 +208,16 @@ def step_code_deps(root: Path, study: Study, step: Step) -> list[str]:
     if own is None:  # defined somewhere dvcgen cannot read: the whole study, to be safe
         return code_deps(root, study)
     parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
-    reached = reached_modules(root, module, step.run.__name__)
+    reached: set[str] = set()
+    owns = {own}
+    for fn in filter(None, (step.run, step.full)):  # both profiles' implementations
+        fn_own = _module_file(root, fn.__module__)
+        if fn_own is None:
+            return code_deps(root, study)
+        owns.add(fn_own)
+        reached |= reached_modules(root, fn.__module__, fn.__name__)
     files = import_closure(root, [*parents, *reached, study.config.__module__, *FRAMEWORK])
-    return ["stages/__main__.py", *_compress(root, files | {own})]
+    return ["stages/__main__.py", *_compress(root, files | owns)]
 
 
 def stages_for(root: Path, study: Study) -> dict[str, Any]:

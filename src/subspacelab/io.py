@@ -36,6 +36,10 @@ class CorruptFileError(ValueError):
     """A JSON file is not valid (strict) JSON."""
 
 
+class DownloadError(ValueError):
+    """A download failed, or a file is corrupt (checksum mismatch) or unsafe to extract."""
+
+
 class NonFiniteError(ValueError):
     """A number that must be finite (a loss, a metric, a value written to JSON) is NaN or ±Inf."""
 

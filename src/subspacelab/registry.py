@@ -12,11 +12,12 @@ import importlib
 import math
 import os
 import pkgutil
+import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from subspacelab.io import NonFiniteError
 from subspacelab.verdicts import ClaimResult, Stat
@@ -29,6 +30,17 @@ if TYPE_CHECKING:
 
 StepKind = Literal["data", "models", "report"]
 _CURVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+METRIC_LEVEL = r"[A-Za-z0-9][A-Za-z0-9_.=+-]*"
+METRIC_NAME = re.compile(rf"{METRIC_LEVEL}(/{METRIC_LEVEL})*")
+"""A metric name: levels from the most general to the most specific, joined by ``/``
+(``<setting>/<arm>/<quantity>``, e.g. ``h1/ties/abs``); ``_`` joins words within a level."""
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A metric-name glob as a regex: ``**`` any levels, ``*`` any text within a level."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    rx = "".join(".*" if p == "**" else "[^/]*" if p == "*" else re.escape(p) for p in parts)
+    return re.compile(rx)
 
 
 class Metrics(Mapping[str, Stat]):
@@ -58,6 +70,25 @@ class Metrics(Mapping[str, Stat]):
 
     def __len__(self) -> int:
         return len(self._stats)
+
+    def select(self, pattern: str) -> dict[str, Stat]:
+        """The metrics whose names match ``pattern``, a glob in which ``*`` stands for any text
+        within one ``/``-separated level (``"h1/*/abs"``) and ``**`` for any number of levels."""
+        rx = _glob(pattern)
+        return {n: s for n, s in sorted(self._stats.items()) if rx.fullmatch(n)}
+
+    def family(self, template: str) -> dict[str, Stat]:
+        """The metrics a template names, keyed by its one ``{field}`` (a level, or part of one):
+        ``family("h1/{arm}/abs")`` -> ``{"ties": Stat, ...}``. A KeyError when none match."""
+        fields = re.findall(r"\{(\w+)\}", template)
+        if len(fields) != 1:
+            raise ValueError(f"template {template!r}: want exactly one {{field}}")
+        head, _, tail = template.partition("{" + fields[0] + "}")
+        rx = re.compile(re.escape(head) + r"([^/]+)" + re.escape(tail))
+        found = {m.group(1): s for n, s in sorted(self._stats.items()) if (m := rx.fullmatch(n))}
+        if not found:
+            raise KeyError(f"no metric matches {template!r}; have: {', '.join(sorted(self))}")
+        return found
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         """JSON form: name -> {mean, std, n, values}."""
@@ -127,13 +158,55 @@ class Curve:
         return (self.y,) if isinstance(self.y, str) else tuple(self.y)
 
 
+C = TypeVar("C")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class SeedMetrics:
+    """Per-seed metrics collected in seed order: ``record(values)`` once per seed, then
+    :meth:`as_dict` gives name -> one value per seed (what :class:`Report` takes)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[float]] = {}
+        self._rounds = 0
+
+    def record(self, values: Mapping[str, float]) -> None:
+        """Add one seed's values; every seed must record the same names."""
+        if self._rounds and set(values) != set(self._values):
+            missing = sorted(set(self._values) ^ set(values))
+            raise ValueError(f"seed {self._rounds} records other metrics than seed 0: {missing}")
+        for name, value in values.items():
+            self._values.setdefault(name, []).append(float(value))
+        self._rounds += 1
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """name -> values, one per recorded seed."""
+        return {k: list(v) for k, v in self._values.items()}
+
+
 @dataclass
-class StepContext:
-    """Everything a step may use. Only the config sections it declares are readable."""
+class StepContext(Generic[C]):
+    """Everything a step may use. Only the config sections it declares are readable.
+
+    Typed by the study's config (``StepContext[GcrConfig]``), it saves and loads the step's
+    tensors and models under its own study's name (:meth:`save`, :meth:`load`,
+    :meth:`save_model`, :meth:`load_model`), iterates the seeds with everything seeded
+    (:meth:`seeded`) and collects per-seed metrics (:class:`SeedMetrics`).
+    """
 
     study: Study
     step: Step
-    cfg: Any
+    cfg: C
     lab: LabConfig
     root: Path
     out: Path
@@ -144,15 +217,92 @@ class StepContext:
     @property
     def seeds(self) -> list[int]:
         """The seeds this study's claims average over."""
-        return list(self.cfg.seeds)
+        return list(self.cfg.seeds)  # type: ignore[attr-defined]
 
     @property
     def profile(self) -> str:
         """The active profile, mini or full."""
         return self.lab.profile
 
+    def seeded(self, seeds: Sequence[int] | None = None) -> Iterator[int]:
+        """Each seed of the study (or of ``seeds``), with Python, NumPy and torch seeded by it
+        before the loop body runs."""
+        for seed in self.seeds if seeds is None else seeds:
+            seed_all(seed)
+            yield seed
 
-StepFn = Callable[[StepContext], "StepOutput | Report | None"]
+    def _file(self, base: Path, name: str) -> Path:
+        if not _FILE_NAME.fullmatch(name) or ".." in name:
+            raise ValueError(f"file name {name!r} must match {_FILE_NAME.pattern} (no paths)")
+        return base / (name if name.endswith(".safetensors") else f"{name}.safetensors")
+
+    def _source(self, step: str | None) -> tuple[Path, str]:
+        """The input directory of ``step`` (a needed step, or ``"slug.step"`` of a used one) and
+        the study that wrote it; with no step, the step's only input."""
+        if step is None:
+            if len(self.inputs) != 1:
+                raise ValueError(
+                    f"step {self.study.slug}.{self.step.name} has inputs {sorted(self.inputs)}; "
+                    "name the one to load from with step="
+                )
+            step = next(iter(self.inputs))
+        if step not in self.inputs:
+            raise KeyError(
+                f"step {self.study.slug}.{self.step.name} has no input {step!r}; "
+                f"declared: {sorted(self.inputs)} (needs= or uses=)"
+            )
+        owner = step.partition(".")[0] if "." in step else self.study.slug
+        return self.inputs[step], owner
+
+    def save(
+        self,
+        name: str,
+        tensors: Mapping[str, Any],
+        *,
+        kind: str = "data",
+        meta: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Write ``tensors`` to ``<out>/<name>.safetensors``, stamped with this study and
+        ``kind``; returns the path."""
+        from subspacelab.io import save_tensors
+
+        path = self._file(self.out, name)
+        save_tensors(path, tensors, study=self.study.slug, kind=kind, meta=meta)
+        return path
+
+    def load(
+        self, name: str, *, step: str | None = None, kind: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The tensors of ``<name>.safetensors`` from an input step (see :meth:`load_meta`)."""
+        return self.load_meta(name, step=step, kind=kind)[0]
+
+    def load_meta(
+        self, name: str, *, step: str | None = None, kind: str | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Tensors and header of ``<name>.safetensors`` written by input ``step`` (a needed
+        step's name or a used ``"slug.step"``; omitted when the step has one input), checked to
+        be that study's (and of ``kind``)."""
+        from subspacelab.io import load_tensors
+
+        base, owner = self._source(step)
+        return load_tensors(self._file(base, name), study=owner, kind=kind)
+
+    def save_model(
+        self, name: str, module: torch.nn.Module, *, meta: Mapping[str, str] | None = None
+    ) -> Path:
+        """Write a module's state dict (CPU copies) as ``<name>.safetensors``, kind ``model``."""
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        return self.save(name, state, kind="model", meta=meta)
+
+    def load_model(
+        self, module: torch.nn.Module, name: str, *, step: str | None = None
+    ) -> torch.nn.Module:
+        """Load ``<name>.safetensors`` (kind ``model``) into ``module`` strictly; returns it."""
+        module.load_state_dict(self.load(name, step=step, kind="model"))
+        return module
+
+
+StepFn = Callable[[StepContext[Any]], "StepOutput | Report | None"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +315,8 @@ class Step:
     last step is the ``report`` step and writes reports/<slug>/.
     ``uses`` names other studies' steps as ``"<slug>.<step>"`` (a shared task zoo, models to
     probe); their directories become DVC deps and ``ctx.inputs["<slug>.<step>"]``.
+    ``full``, where given, runs instead of ``run`` under the full profile (the paper's data and
+    backbone), so a step body never branches on the profile.
     """
 
     name: str
@@ -174,6 +326,12 @@ class Step:
     kind: StepKind = "data"
     description: str = ""
     uses: tuple[str, ...] = ()
+    full: StepFn | None = None
+
+    def implementation(self, profile: str) -> StepFn:
+        """The function this step runs under ``profile``: ``full`` where the step declares a
+        full-profile implementation of its own, ``run`` otherwise."""
+        return self.full if profile == "full" and self.full is not None else self.run
 
 
 HEADLINE_MAX = 24  # metrics a study without `headline` patterns may show in full

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -24,7 +23,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -60,6 +58,7 @@ from subspacelab.registry import (
     get_study,
     report_paths,
     resolve_use,
+    seed_all,
     step_dir,
 )
 from subspacelab.verdicts import VERDICTS
@@ -105,13 +104,6 @@ def resolve_device(lab: LabConfig) -> torch.device:
     if lab.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(lab.device)
-
-
-def seed_all(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def load_configs(root: Path, study: Study) -> tuple[LabConfig, Any, dict[str, Any]]:
@@ -376,7 +368,8 @@ def run_step(root: Path, slug: str, step_name: str) -> Path:
     try:
         # a full disk anywhere before the commit is one clear error, and nothing is committed
         with disk_full_is_clear(stage), threadpool_limits(lab.threads):
-            result = step.run(ctx)  # BLAS in numpy/scipy/sklearn too, not only torch
+            # BLAS in numpy/scipy/sklearn is limited too, not only torch
+            result = step.implementation(lab.profile)(ctx)
             wall_s = time.perf_counter() - t0
             if _finish_ranks(rank) != 0:
                 return step_dir(root, study, step)  # rank 0 commits and logs; this scratch goes

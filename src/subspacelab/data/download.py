@@ -20,11 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from subspacelab.io import DISK_FULL, atomic_path, sha256_file
-
-
-class DownloadError(ValueError):
-    """A download failed, or a file is corrupt (checksum mismatch) or unsafe to extract."""
+from subspacelab.io import DISK_FULL, DownloadError, atomic_path, sha256_file
 
 
 @dataclass(frozen=True)
