@@ -1,7 +1,7 @@
 """Golden tiny-profile metrics: every study's metric values on tests/tiny_params.yaml.
 
 The smoke test (tests/test_studies_smoke.py) compares each study's run against
-``tiny_metrics/<slug>.json``, through ``renames.json`` ({slug: {old name: new name}}, the
+``tiny_metrics/<slug>.json``, through ``renames/<slug>.json`` ({old name: new name}, the
 documented mapping where a port renamed metrics). A change that moves a number fails it; when the
 change is meant to (a new method, a fixed bug), rewrite the study's file with
 ``python -m tests.golden <slug> ...`` and say why in the commit.
@@ -16,7 +16,7 @@ from typing import Any
 
 HERE = Path(__file__).parent
 TINY_METRICS = HERE / "tiny_metrics"
-RENAMES = HERE / "renames.json"
+RENAMES = HERE / "renames"
 REL, ABS = 1e-9, 1e-12  # round-off only: summation order may differ between equal programs
 
 
@@ -32,7 +32,8 @@ def expected(slug: str) -> dict[str, list[float]]:
     path = TINY_METRICS / f"{slug}.json"
     if not path.is_file():
         raise AssertionError(f"{path} missing: write it with `python -m tests.golden {slug}`")
-    renames = json.loads(RENAMES.read_text()).get(slug, {})
+    mapping = RENAMES / f"{slug}.json"
+    renames = json.loads(mapping.read_text()) if mapping.is_file() else {}
     return {renames.get(k, k): v for k, v in json.loads(path.read_text()).items()}
 
 
