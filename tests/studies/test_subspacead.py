@@ -16,11 +16,11 @@ import yaml
 from PIL import Image
 from scipy import ndimage
 
+from subspacelab.api import Metrics, StepContext
 from subspacelab.config import ParamsError, study_config
 from subspacelab.data.download import DownloadError
 from subspacelab.geometry import StreamingMoments
 from subspacelab.io import load_tensors, save_tensors
-from subspacelab.registry import Metrics, StepContext
 from subspacelab.studies.subspacead import core, datasets, study, textures
 from subspacelab.studies.subspacead.config import SubspaceADConfig
 from tests.helpers import REPO, deep_merge, make_workspace, run_chain

@@ -28,19 +28,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from subspacelab.geometry import StreamingMoments
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Curve,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    gap,
+    load_tensors,
+    on_mean,
+    ratio,
+    read_json,
+    save_tensors,
+    seed_all,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.geometry import StreamingMoments
 from subspacelab.studies.subspacead import core, datasets, plots
 from subspacelab.studies.subspacead.config import (
     ABLATION_EVS,
@@ -55,7 +65,6 @@ from subspacelab.studies.subspacead.textures import (
     make_dataset,
     to_uint8,
 )
-from subspacelab.verdicts import ClaimResult, Stat, decide, every, gap, on_mean, ratio
 
 SLUG = "subspacead"
 METHOD_METRICS = ("image_auroc", "pixel_auroc", "aupro")
@@ -84,7 +93,7 @@ def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
 # --------------------------------------------------------------------------- download
 
 
-def _download(ctx: StepContext) -> StepOutput:
+def _download(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
     d = ctx.cfg.data
     index: dict[str, dict[str, Any]] = {}
     if d.datasets == ["textures"]:
@@ -102,9 +111,7 @@ def _download(ctx: StepContext) -> StepOutput:
                 for cat, s in sets.items()
                 for field in ("train", "test", "masks", "labels", "defect")
             }
-            save_tensors(
-                ctx.out / f"textures_seed{seed}.safetensors", tensors, study=SLUG, kind="textures"
-            )
+            ctx.save(f"textures_seed{seed}", tensors, kind="textures")
             ctx.progress(f"seed {seed}: generated {len(sets)} texture categories")
         index["textures"] = {"categories": list(d.categories)}
     else:
@@ -130,15 +137,15 @@ def _download(ctx: StepContext) -> StepOutput:
 # --------------------------------------------------------------------------- features
 
 
-def _pretrain(ctx: StepContext) -> StepOutput:
+def _pretrain(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
     """loco_cnn: per evaluated category, a CNN trained to classify the other texture categories
     (every texture category but the held-out one); other backbones need no pretraining."""
-    cfg: SubspaceADConfig = ctx.cfg
+    cfg = ctx.cfg
     p, f = cfg.pretrain, cfg.features
     if p is None:
         write_json(ctx.out / "index.json", {"backbone": f.backbone, "models": {}})
         return StepOutput()
-    from subspacelab.adapters.training import Member, train_joint
+    from subspacelab.api import Member, train_joint
 
     images = {}
     for i, cat in enumerate(TEXTURE_CATEGORIES):
@@ -159,20 +166,27 @@ def _pretrain(ctx: StepContext) -> StepOutput:
         seed_all(p.seed + i)
         net = core.TextureClassifier(core.PatchCNN(f.cnn_channels, f.cnn_mean_stages), len(others))
         nets[held_out] = net
-        members.append(Member(net, _ce(net), x, y, p.lr, p.seed + i, p.weight_decay, augment))
+        members.append(
+            Member(
+                net,
+                _ce(net),
+                lr=p.lr,
+                weight_decay=p.weight_decay,
+                data=(x, y),
+                seed=p.seed + i,
+                augment=augment,
+            )
+        )
     history = train_joint(
         ctx, members, epochs=p.epochs, batch_size=p.batch_size, label="leave-one-out CNNs"
-    )
+    ).history
     index: dict[str, dict[str, float]] = {}
     for (held_out, net), member, losses in zip(nets.items(), members, history, strict=True):
         with torch.no_grad():  # accuracy on the whole (uncropped) training images
-            acc = float((net(member.x).argmax(1) == member.y).double().mean())
-        save_tensors(
-            ctx.out / f"{held_out}.safetensors",
-            net.trunk.state_dict(),
-            study=SLUG,
-            kind="model/loco_cnn",
-            meta={"held_out": held_out},
+            x, y = member.data
+            acc = float((net(x).argmax(1) == y).double().mean())
+        ctx.save(
+            held_out, net.trunk.state_dict(), kind="model/loco_cnn", meta={"held_out": held_out}
         )
         index[held_out] = {"final_loss": losses[-1], "train_acc": acc}
         ctx.progress(f"CNN without {held_out}: final loss {losses[-1]:.3f}, accuracy {acc:.3f}")
@@ -227,15 +241,14 @@ def _load_category(
     return train, test, masks, files.labels
 
 
-def _features(ctx: StepContext) -> StepOutput:
-    cfg: SubspaceADConfig = ctx.cfg
+def _features(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
+    cfg = ctx.cfg
     f = cfg.features
     index = read_json(ctx.inputs["download"] / "index.json")
     shapes: dict[str, int] = {}
     backbones: dict[str, Callable[[Tensor], Tensor]] = {}
     n_tokens = 0
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         for dataset, info in index["datasets"].items():
             for cat in info["categories"]:
                 key = cat if f.backbone == "loco_cnn" else ""  # one backbone, or one per category
@@ -301,7 +314,7 @@ def _features(ctx: StepContext) -> StepOutput:
 # --------------------------------------------------------------------------- fit
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
     fit = ctx.cfg.fit
     index = read_json(ctx.inputs["features"] / "index.json")
     evs = sorted({fit.pca_ev, *fit.ablation_ev})
@@ -366,7 +379,7 @@ def _score(
     masks: np.ndarray,
     labels: np.ndarray,
     e: EvalConfig,
-    ctx: StepContext,
+    ctx: StepContext[SubspaceADConfig],
     keep_maps: bool,
 ) -> _Scored:
     scores = core.score_tokens(scorer.to(ctx.device), tokens, ctx.device, _SCORE_BATCH)
@@ -375,7 +388,7 @@ def _score(
     return _Scored(metrics, img, maps if keep_maps else None)
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[SubspaceADConfig]) -> Report:
     e = ctx.cfg.eval
     feats, fitted = ctx.inputs["features"], ctx.inputs["fit"]
     findex = read_json(feats / "index.json")
