@@ -28,6 +28,8 @@ from sklearn.neighbors import kneighbors_graph
 from torch import Tensor, nn
 
 from subspacelab.clustering import (
+    MLCSchedule,
+    dimension_prior,
     evaluate,
     kmeans_baseline,
     lrr,
@@ -38,6 +40,7 @@ from subspacelab.clustering import (
     ssc,
     union_of_subspaces,
 )
+from subspacelab.clustering.datasets import digits_subset
 from subspacelab.clustering.plots import score_bars
 from subspacelab.clustering.spectral import spectral_embedding
 from subspacelab.io import load_tensors, read_json, save_tensors, write_json
@@ -55,9 +58,7 @@ from subspacelab.studies.clustering_compare.config import CompareConfig
 from subspacelab.studies.geo_sae import core as geo
 from subspacelab.studies.geo_sae.config import ModelConfig as SAEConfig
 from subspacelab.studies.lihf_dsc import core as lihf
-from subspacelab.studies.lihf_dsc.study import digits_subset, dimension_prior
 from subspacelab.studies.mlc import core as mlc
-from subspacelab.studies.mlc.study import schedule
 from subspacelab.studies.s2cag import core as s2c
 
 SLUG = "clustering_compare"
@@ -222,7 +223,7 @@ def methods(
 
     def run_mlc() -> np.ndarray:
         net = mlc.MLCNet(x.shape[1], cfg.mlc_model.hidden, cfg.mlc_model.z_dim)
-        xt, sched = torch.from_numpy(x), schedule(cfg.mlc)
+        xt, sched = torch.from_numpy(x), MLCSchedule.of(cfg.mlc)
         mlc.warmup(env, net, xt, None, sched, seed)
         mlc.copy_subspace_to_cluster(net)
         mlc.fit_mlc(env, net, xt, None, sched, seed)
