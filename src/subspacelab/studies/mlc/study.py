@@ -190,7 +190,9 @@ def _evaluate(ctx: StepContext[MLCConfig]) -> Report:
     )
 
 
-def _deviations(ctx: StepContext[MLCConfig], doc: dict, metrics: dict[str, list[float] | float]) -> str:
+def _deviations(
+    ctx: StepContext[MLCConfig], doc: dict, metrics: dict[str, list[float] | float]
+) -> str:
     """What differs from the spec's miniature, and why (issue 12: stated, not hidden)."""
     t, d = ctx.cfg.train, ctx.cfg.data
     sizes = ", ".join(
