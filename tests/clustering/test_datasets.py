@@ -1,4 +1,5 @@
-"""Full-profile loaders of the clustering group, on small files written in the real formats."""
+"""Loaders of the clustering group: the full-profile ones on small files written in the real
+formats, and the seeded load_digits subset of the miniatures."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import scipy.io
 import scipy.sparse as sp
 import yaml
 
-from subspacelab.clustering.datasets import load_mat_images, load_planetoid, load_scene
+from subspacelab.clustering.datasets import (
+    digits_subset,
+    load_mat_images,
+    load_planetoid,
+    load_scene,
+)
 from subspacelab.data.cifar import CIFAR_RESOURCES
 from subspacelab.data.download import DownloadError, Resource
 from tests.helpers import REPO
@@ -114,3 +120,14 @@ def test_full_profiles_pin_or_refuse_their_downloads() -> None:
     geo = _full("geo_sae")  # no verifiable Sentinel-2 export: the empty pin refuses
     with pytest.raises(DownloadError, match="must be pinned"):
         Resource(f"{geo['scene_url']}/{geo['scene_file']}", geo["scene_file"], geo["scene_sha256"])
+
+
+def test_digits_subset_is_class_balanced_seeded_and_scaled() -> None:
+    images, labels = digits_subset(3, seed=0)
+    assert images.shape == (30, 1, 8, 8) and images.dtype == np.float32
+    assert labels.dtype == np.int64 and np.bincount(labels).tolist() == [3] * 10
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    again, _ = digits_subset(3, seed=0)
+    other, _ = digits_subset(3, seed=1)
+    np.testing.assert_array_equal(images, again)
+    assert not np.array_equal(images, other)
