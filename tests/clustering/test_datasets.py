@@ -13,12 +13,14 @@ import scipy.io
 import scipy.sparse as sp
 import yaml
 
+from subspacelab import registry
 from subspacelab.clustering.datasets import (
     digits_subset,
     load_mat_images,
     load_planetoid,
     load_scene,
 )
+from subspacelab.config import profile_section
 from subspacelab.data.cifar import CIFAR_RESOURCES
 from subspacelab.data.download import DownloadError, Resource
 from tests.helpers import REPO
@@ -107,7 +109,10 @@ def test_load_scene_npz_and_errors(tmp_path: Path) -> None:
 
 
 def _full(slug: str) -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())[slug]["full"]["data"]
+    """A study's full-profile ``data`` section as the lab reads it (inheriting from ``mini``)."""
+    schema = registry.get_study(slug).config
+    section = yaml.safe_load((REPO / "params.yaml").read_text())[slug]
+    return profile_section(section, slug, "full", schema)["data"]
 
 
 def test_full_profiles_pin_or_refuse_their_downloads() -> None:

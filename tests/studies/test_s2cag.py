@@ -13,8 +13,10 @@ from sklearn.utils.extmath import randomized_svd
 from subspacelab.api import DownloadError, Metrics, Stat, sha256_file
 from subspacelab.clustering import cluster_accuracy, csbm
 from subspacelab.clustering.datasets import load_planetoid
+from subspacelab.config import profile_section
 from subspacelab.data.download import fetch
 from subspacelab.studies.s2cag import core
+from subspacelab.studies.s2cag.config import S2CAGConfig
 from subspacelab.studies.s2cag.study import STUDY, planetoid_resources, relative_conductance
 from tests.clustering.test_datasets import _write_planetoid
 from tests.helpers import REPO
@@ -173,7 +175,9 @@ def test_m_s2cag_falls_back_on_rank_deficient_z() -> None:
 
 
 def _planetoid_params(profile: str) -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())["s2cag"][profile]["data"]
+    """The ``data`` section of a profile as the lab reads it (``full`` inherits from ``mini``)."""
+    section = yaml.safe_load((REPO / "params.yaml").read_text())["s2cag"]
+    return profile_section(section, "s2cag", profile, S2CAGConfig)["data"]
 
 
 def test_full_profile_pins_every_planetoid_file() -> None:
