@@ -1,6 +1,6 @@
 """Golden tiny-profile metrics: every study's metric values on tests/tiny_params.yaml.
 
-The smoke test (tests/test_studies_smoke.py) compares each study's run against
+The smoke test (tests/studies/test_smoke.py) compares each study's run against
 ``tiny_metrics/<slug>.json``, through ``renames/<slug>.json`` ({old name: new name}, the
 documented mapping where a port renamed metrics). A change that moves a number fails it; when the
 change is meant to (a new method, a fixed bug), rewrite the study's file with

@@ -1,5 +1,5 @@
 """recsys_compare: the Pareto frontier, parameter counts and log check against known answers (the
-whole chain runs in tests/test_studies_smoke.py)."""
+whole chain runs in tests/studies/test_smoke.py)."""
 
 from __future__ import annotations
 
