@@ -273,7 +273,7 @@ DEVIATIONS = "\n".join(
 
 def _budgets(m: Metrics) -> list[str]:
     """The budgets (as named in the arms, ``flora_<budget>``), smallest first."""
-    return sorted(m.family("flora_{budget}/acc"), key=float)
+    return sorted(m.family("flora_{budget}/task_acc"), key=float)
 
 
 def _check_a(m: Metrics) -> ClaimResult:
