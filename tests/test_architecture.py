@@ -71,7 +71,9 @@ def _violation(src: str, dst: str) -> str | None:
         return "a toolkit imports no study"
     if src_layer != "study":
         return None
-    if dst_layer == "framework" and dst not in ("subspacelab", "subspacelab.api"):
+    if dst_layer == "framework" and not (
+        dst in ("subspacelab", "subspacelab.api") or dst.startswith("subspacelab.api.")
+    ):
         return "a study imports the framework through subspacelab.api only"
     if dst_layer == "study":
         own = src.split(".")[:3]

@@ -236,7 +236,12 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
                 ),
                 *(step_dir(Path("."), *resolve_use(ref)).as_posix() for ref in st.uses),
             ],
-            "params": [*LAB_PARAMS, *(f"{study.slug}.{PROFILE_VAR}.{r}" for r in reads)],
+            # full inherits from mini: a stage tracks mini's values and the active profile's
+            # (under mini the two are one key; a full override left out is simply absent)
+            "params": [
+                *LAB_PARAMS,
+                *(f"{study.slug}.{p}.{r}" for r in reads for p in ("mini", PROFILE_VAR)),
+            ],
         }
         if st.description:
             stage["desc"] = st.description
