@@ -24,7 +24,7 @@ from subspacelab.io import sha256_file
 from subspacelab.nets.training import LocalEnv
 from subspacelab.studies.flora import full
 from subspacelab.studies.flora.config import FloraConfig
-from subspacelab.studies.flora.study import CLAIMS, _evaluate
+from subspacelab.studies.flora.study import CLAIMS, STUDY
 from tests.helpers import tiny_params
 
 
@@ -164,7 +164,7 @@ def test_fit_step_end_to_end(tmp_path: Path) -> None:
         progress=lambda m: None,
     )
     full.fit_step(ctx, lambda n: _ConvNeXtLike(n))  # type: ignore[arg-type]
-    report = _evaluate(
+    report = STUDY.step("evaluate").implementation("full")(
         SimpleNamespace(inputs={"fit": tmp_path / "fit"}, seeds=[0], profile="full")  # type: ignore[arg-type]
     )
     assert "deviations" not in report.tables

@@ -17,7 +17,7 @@ from subspacelab.config import study_config
 from subspacelab.nets.training import LocalEnv
 from subspacelab.studies.oca import full
 from subspacelab.studies.oca.config import OcaConfig
-from subspacelab.studies.oca.study import CLAIMS, STUDY, _evaluate
+from subspacelab.studies.oca.study import CLAIMS, STUDY
 from tests.helpers import tiny_params
 
 
@@ -96,7 +96,7 @@ def test_old_and_fit_steps_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     full.old_step(ctx("old", old_dir, {}), _trunk)
     assert (old_dir / "seed0.safetensors").is_file()
     full.fit_step(ctx("fit", fit_dir, {"old": old_dir}), _trunk)
-    report = _evaluate(
+    report = STUDY.step("evaluate").implementation("full")(
         SimpleNamespace(inputs={"fit": fit_dir}, seeds=[0], profile="full")  # type: ignore[arg-type]
     )
     assert "deviations" not in report.tables

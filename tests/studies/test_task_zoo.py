@@ -90,3 +90,5 @@ def test_tiny_merging_chain(tmp_path: Path) -> None:
     tables = (ws / "reports/merging_compare/tables.md").read_text()
     assert "merges_on_the_task_zoo" in tables and "adapters_and_their_budgets" in tables
     assert "| ta | h1 | fft |" in tables  # the FFT task-arithmetic row (concrete_merge's)
+    # the miniature's report names its deviations from the spec (the full profile's has none)
+    assert "deviations" in (ws / "reports/flora/tables.md").read_text()
