@@ -13,6 +13,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     dv.add_argument("--check", action="store_true", help="fail if dvc.yaml is out of date")
     sub.add_parser("list", help="list the studies and their stages")
     sub.add_parser("replay-tracking", help="send runs spooled while MLflow was unreachable")
+    nw = sub.add_parser("new", help="scaffold a study that runs before any science is written")
+    nw.add_argument("slug", help="the study's name: a-z, 0-9 and _")
+    nw.add_argument("--group", required=True, help="its group in SUMMARY.md, e.g. 'merging'")
+    nw.add_argument("--arxiv", required=True, help="the paper's arXiv id, e.g. 2401.01234")
+    nw.add_argument("--title", help="the paper's short title (default: the slug)")
     return p
 
 
@@ -173,7 +179,7 @@ def _stage(root: Path, step: str, slug: str | None) -> None:
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command == "stage":
         if args.step == "summary" and args.study is None:
-            from subspacelab.report import write_summary
+            from subspacelab.summary import write_summary
 
             print(write_summary(root), file=sys.stderr)
             return 0
@@ -191,6 +197,21 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command == "check":
         check_params(root)
         print("params.yaml: ok", file=sys.stderr)
+        return 0
+    if args.command == "new":
+        from subspacelab import dvcgen
+        from subspacelab.scaffold import scaffold
+
+        files = scaffold(root, args.slug, args.group, args.arxiv, args.title or args.slug)
+        importlib.invalidate_caches()  # the registry must see the package just written
+        dvcgen.write(root)
+        for path in [*files, root / "dvc.yaml"]:
+            print(f"wrote {path.relative_to(root)}", file=sys.stderr)
+        print(
+            f"next: `python -m pytest tests/studies/test_{args.slug}.py`, then write the "
+            f"golden numbers with `python -m tests.golden {args.slug}` (docs/ADDING_A_STUDY.md)",
+            file=sys.stderr,
+        )
         return 0
     if args.command == "dvc-yaml":
         from subspacelab import dvcgen

@@ -29,7 +29,7 @@ SRC = Path("src")
 # Framework modules every stage runs through: they shape outputs, so they are deps.
 FRAMEWORK = ("subspacelab.runner", "subspacelab.config", "subspacelab.registry", "subspacelab.io")
 # Modules that never change a number a stage writes: not deps (editing them reruns nothing).
-NOT_DEPS = frozenset({"subspacelab.tracking", "subspacelab.report", "subspacelab.dvcgen"})
+NOT_DEPS = frozenset({"subspacelab.tracking", "subspacelab.summary", "subspacelab.dvcgen"})
 SUMMARY_OUT = Path("reports/SUMMARY.md")
 # DVC interpolates this from params.yaml: a stage tracks the active profile's values only.
 PROFILE_VAR = "${lab.profile}"
@@ -295,7 +295,7 @@ def dvc_yaml(root: Path, chosen: Mapping[str, Study] | None = None) -> dict[str,
         "cmd": "python -m stages summary",
         "deps": [
             "stages/__main__.py",
-            "src/subspacelab/report.py",
+            "src/subspacelab/summary.py",
             *report_deps,
         ],
         "outs": [{SUMMARY_OUT.as_posix(): {"cache": False}}],

@@ -85,13 +85,13 @@ def test_laplacian_eigenmaps_recovers_the_ring_fourier_modes() -> None:
 def _raw(shift: float, spread: float) -> dict[str, list[float]]:
     noise = np.array([1.0, -1.0, 0.5]) * spread
     m = {
-        "sphere_gap": 0.05 - shift + noise,
-        "sphere_capture_g0": 0.95 + shift + noise,
-        "sphere_capture_g1": 0.95 + shift + noise,
-        "sphere_capture_g2": 0.85 + shift + noise,
-        "sphere_init_capture_g2": np.full(3, 0.3),
-        "sphere_le_capture_g2": np.full(3, 0.9),
-        "sphere_spearman": -(0.8 + shift + noise),  # the sign does not matter
+        "sphere/learned/gap": 0.05 - shift + noise,
+        "sphere/learned/capture/g0": 0.95 + shift + noise,
+        "sphere/learned/capture/g1": 0.95 + shift + noise,
+        "sphere/learned/capture/g2": 0.85 + shift + noise,
+        "sphere/init/capture/g2": np.full(3, 0.3),
+        "sphere/le/capture/g2": np.full(3, 0.9),
+        "sphere/learned/spearman": -(0.8 + shift + noise),  # the sign does not matter
     }
     return {k: [float(v) for v in np.broadcast_to(x, 3)] for k, x in m.items()}
 
@@ -108,5 +108,5 @@ def test_claims_three_ways(shift: float, spread: float, verdict: str) -> None:
 
 def test_capture_claim_fails_when_an_untrained_net_would_pass() -> None:
     m = _raw(0.02, 0.001)
-    m["sphere_init_capture_g2"] = [0.9, 0.9, 0.9]
+    m["sphere/init/capture/g2"] = [0.9, 0.9, 0.9]
     assert STUDY.claims[1].check(Metrics(m)).verdict == "does not hold"

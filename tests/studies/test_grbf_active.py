@@ -164,18 +164,18 @@ def _raw(shift: float, spread: float) -> dict[str, list[float]]:
     noise = np.array([1.0, -1.0, 0.5, -0.5, 0.0]) * spread
     base = np.array([0.80, 0.82, 0.79, 0.81, 0.80])
     m = {
-        "digits_test_acc": 0.97 + shift + noise,
-        "digits_train_acc": np.ones(5),
-        "digits_gamma1_share": 0.5 + shift + noise,
-        "ridge_angle": 15.0 - 100 * shift + 100 * noise,
-        "ridge_ll_angle": np.full(5, 5.0),
-        "ridge_angle_init": np.full(5, 80.0),
-        "ridge_recall": np.minimum(1.0, 1.0 + shift + noise),
-        "ridge_r2": 0.9 + shift + noise,
-        "ridge_rf_r2": 0.95 + 0.5 * noise,
-        "sel_grbf_8": base,
-        "sel_grbf_16": base + shift + noise,
-        "sel_median_baseline_16": base,
+        "digits/test_acc": 0.97 + shift + noise,
+        "digits/train_acc": np.ones(5),
+        "digits/gamma1_share": 0.5 + shift + noise,
+        "ridge/grbf/angle": 15.0 - 100 * shift + 100 * noise,
+        "ridge/ll/angle": np.full(5, 5.0),
+        "ridge/init/angle": np.full(5, 80.0),
+        "ridge/grbf/recall": np.minimum(1.0, 1.0 + shift + noise),
+        "ridge/grbf/r2": 0.9 + shift + noise,
+        "ridge/rf/r2": 0.95 + 0.5 * noise,
+        "sel/top8/grbf": base,
+        "sel/top16/grbf": base + shift + noise,
+        "sel/top16/median_baseline": base,
     }
     return {k: [float(v) for v in np.broadcast_to(x, 5)] for k, x in m.items()}
 
@@ -192,7 +192,7 @@ def test_claims_three_ways(shift: float, spread: float, verdict: str) -> None:
 
 def test_r2_claim_fails_on_the_paired_rf_gap_alone() -> None:
     m = _raw(0.02, 0.001)
-    m["ridge_rf_r2"] = [v + 0.2 for v in m["ridge_r2"]]
+    m["ridge/rf/r2"] = [v + 0.2 for v in m["ridge/grbf/r2"]]
     result = STUDY.claims[3].check(Metrics(m))
     assert result.verdict == "does not hold"
     assert [t.verdict for t in result.tests] == ["holds", "does not hold"]

@@ -212,24 +212,24 @@ def test_config_refuses_bad_combinations() -> None:
 # ------------------------------------------------------------------------------------ claims
 
 
-def _metrics(**over: list[float]) -> Metrics:
+def _metrics(over: dict[str, list[float]] | None = None) -> Metrics:
     base = {}
     for sys in ("slow_manifold", "pendulum"):
         base |= {
-            f"{sys}_kae_nrmse": [0.50, 0.52, 0.48, 0.51, 0.49],
-            f"{sys}_mi_nrmse": [0.40, 0.42, 0.39, 0.41, 0.40],
-            f"{sys}_mi_s_paper_nrmse": [0.30, 0.32, 0.31, 0.29, 0.30],
-            f"{sys}_kae_erank": [2.0, 2.1, 1.9, 2.0, 2.05],
-            f"{sys}_mi_erank": [1.2, 1.25, 1.15, 1.2, 1.22],
-            f"{sys}_mi_s_paper_erank": [1.8, 1.85, 1.9, 1.75, 1.8],
-            f"{sys}_mi_s_code_erank": [1.02, 1.05, 1.01, 1.03, 1.02],
+            f"{sys}/kae/nrmse": [0.50, 0.52, 0.48, 0.51, 0.49],
+            f"{sys}/mi/nrmse": [0.40, 0.42, 0.39, 0.41, 0.40],
+            f"{sys}/mi_s_paper/nrmse": [0.30, 0.32, 0.31, 0.29, 0.30],
+            f"{sys}/kae/erank": [2.0, 2.1, 1.9, 2.0, 2.05],
+            f"{sys}/mi/erank": [1.2, 1.25, 1.15, 1.2, 1.22],
+            f"{sys}/mi_s_paper/erank": [1.8, 1.85, 1.9, 1.75, 1.8],
+            f"{sys}/mi_s_code/erank": [1.02, 1.05, 1.01, 1.03, 1.02],
         }
     base |= {
-        "slow_manifold_small_mi_s_paper_top_eig_err": [0.01, 0.02, 0.015, 0.012, 0.018],
-        "slow_manifold_small_kae_top_eig_err": [0.05, 0.06, 0.05, 0.04, 0.05],
-        "slow_manifold_small_mi_s_code_top_eig_err": [0.1, 0.1, 0.1, 0.1, 0.1],
+        "slow_manifold_small/mi_s_paper/top_eig_err": [0.01, 0.02, 0.015, 0.012, 0.018],
+        "slow_manifold_small/kae/top_eig_err": [0.05, 0.06, 0.05, 0.04, 0.05],
+        "slow_manifold_small/mi_s_code/top_eig_err": [0.1, 0.1, 0.1, 0.1, 0.1],
     }
-    return Metrics(base | over)
+    return Metrics(base | (over or {}))
 
 
 def test_claims_hold_fail_and_are_inconclusive() -> None:
@@ -238,15 +238,17 @@ def test_claims_hold_fail_and_are_inconclusive() -> None:
     for cid in checks:
         assert checks[cid](good).verdict == "holds", cid
     bad = _metrics(
-        slow_manifold_mi_s_paper_nrmse=[0.50, 0.52, 0.49, 0.50, 0.51],
-        pendulum_mi_s_code_erank=[1.5, 1.55, 1.6, 1.45, 1.5],  # no collapse with +β·S
-        slow_manifold_small_mi_s_paper_top_eig_err=[0.2, 0.25, 0.22, 0.21, 0.2],
+        {
+            "slow_manifold/mi_s_paper/nrmse": [0.50, 0.52, 0.49, 0.50, 0.51],
+            "pendulum/mi_s_code/erank": [1.5, 1.55, 1.6, 1.45, 1.5],  # no collapse with +β·S
+            "slow_manifold_small/mi_s_paper/top_eig_err": [0.2, 0.25, 0.22, 0.21, 0.2],
+        }
     )
     assert checks["r1_accuracy_slow_manifold"](bad).verdict == "does not hold"
     assert checks["r2_rank_pendulum"](bad).verdict == "does not hold"
     assert checks["r3_eigenvalues"](bad).verdict == "does not hold"
     assert checks["r1_accuracy_pendulum"](bad).verdict == "holds"
-    noisy = _metrics(slow_manifold_mi_s_paper_nrmse=[0.2, 0.6, 0.3, 0.55, 0.4])
+    noisy = _metrics({"slow_manifold/mi_s_paper/nrmse": [0.2, 0.6, 0.3, 0.55, 0.4]})
     assert checks["r1_accuracy_slow_manifold"](noisy).verdict == "inconclusive"
     one = Metrics({k: v.values[:1] for k, v in good.items()})
     for cid in checks:
@@ -261,6 +263,6 @@ def test_oracle_k_is_exact_without_ridge_and_contracts_with_it() -> None:
     assert win.shape == (60, 17, 3)
     np.testing.assert_allclose(win[..., 2], win[..., 0] ** 2)
     errs = study.oracle_errors(torch.from_numpy(win), w.eigenvalues, ridge=0.1)
-    assert errs["oracle_noridge_spectral_radius"] == pytest.approx(np.exp(-0.005), abs=2e-3)
-    assert errs["oracle_noridge_top_eig_err"] < 0.05
-    assert errs["oracle_spectral_radius"] < 0.9 and errs["oracle_top_eig_err"] > 0.1
+    assert errs["oracle_noridge/spectral_radius"] == pytest.approx(np.exp(-0.005), abs=2e-3)
+    assert errs["oracle_noridge/top_eig_err"] < 0.05
+    assert errs["oracle/spectral_radius"] < 0.9 and errs["oracle/top_eig_err"] > 0.1

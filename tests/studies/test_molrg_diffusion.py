@@ -24,6 +24,9 @@ def test_grid_cells_and_batches() -> None:
     assert cells[0].key == "K2_n8_d3_N2" and cells[0].group == "K2_n8_d3"
     assert {c.batch for c in cells} == {"K2_n8_d3_few", "K2_n8_d3_many"}
     assert [c.nk for c in core.grid([8], [1], [1], [-1, 0], [2])] == [1, 2]  # N_k = 0 dropped
+    assert all(core.Cell.from_key(c.key) == c for c in cells)
+    with pytest.raises(ValueError, match="not a cell key"):
+        core.Cell.from_key("K2_n8_d3")
 
 
 def test_reduced_loss_is_the_n_dimensional_loss_draw_for_draw() -> None:
@@ -110,8 +113,8 @@ def _metrics(err: ErrFn, seeds: int = 3) -> Metrics:
     m: dict[str, list[float]] = {}
     for c in CELLS:
         for method in ("qr", "retraction", "ks"):
-            m[f"e_{method}_{c.key}"] = [err(method, c, s) for s in range(seeds)]
-        m[f"dist_qr_ks_{c.key}"] = [err("dist", c, s) for s in range(seeds)]
+            m[f"{c.key}/{method}/e"] = [err(method, c, s) for s in range(seeds)]
+        m[f"{c.key}/qr_ks/dist"] = [err("dist", c, s) for s in range(seeds)]
     return Metrics(m)
 
 

@@ -113,20 +113,20 @@ def test_config_refuses_bad_combinations() -> None:
     assert "dsprites_sha256" in full.data.unpinned()
 
 
-def _m(**over: list[float]) -> Metrics:
+def _m(over: dict[str, list[float]] | None = None) -> Metrics:
     base = {
-        "xfactors_fvae": [0.98, 0.97, 0.99],
-        "bvae_fvae": [0.6, 0.65, 0.62],
-        "supervised_fvae": [0.9, 0.92, 0.91],
-        "xfactors_dci_d": [0.8, 0.82, 0.81],
-        "bvae_dci_d": [0.3, 0.32, 0.31],
-        "supervised_dci_d": [0.7, 0.7, 0.71],
-        "swap_acc": [0.9, 0.92, 0.91],
-        "keep_acc": [0.9, 0.88, 0.89],
-        "probe_real_acc": [0.99, 0.99, 0.99],
-        "zs_probe_excess_max": [0.05, 0.04, 0.06],
+        "xfactors/fvae": [0.98, 0.97, 0.99],
+        "bvae/fvae": [0.6, 0.65, 0.62],
+        "supervised/fvae": [0.9, 0.92, 0.91],
+        "xfactors/dci_d": [0.8, 0.82, 0.81],
+        "bvae/dci_d": [0.3, 0.32, 0.31],
+        "supervised/dci_d": [0.7, 0.7, 0.71],
+        "swap/swapped_acc": [0.9, 0.92, 0.91],
+        "swap/kept_acc": [0.9, 0.88, 0.89],
+        "probe/real_acc": [0.99, 0.99, 0.99],
+        "zs_probe/excess_max": [0.05, 0.04, 0.06],
     }
-    return Metrics(base | over)
+    return Metrics(base | (over or {}))
 
 
 def test_claims_hold_fail_and_are_inconclusive() -> None:
@@ -134,18 +134,22 @@ def test_claims_hold_fail_and_are_inconclusive() -> None:
     for cid, check in checks.items():
         assert check(_m()).verdict == "holds", cid
     bad = _m(
-        xfactors_fvae=[0.7, 0.72, 0.71],
-        xfactors_dci_d=[0.3, 0.31, 0.32],
-        swap_acc=[0.3, 0.31, 0.32],
-        zs_probe_excess_max=[0.5, 0.55, 0.6],
+        {
+            "xfactors/fvae": [0.7, 0.72, 0.71],
+            "xfactors/dci_d": [0.3, 0.31, 0.32],
+            "swap/swapped_acc": [0.3, 0.31, 0.32],
+            "zs_probe/excess_max": [0.5, 0.55, 0.6],
+        }
     )
     for cid, check in checks.items():
         assert check(bad).verdict == "does not hold", cid
     noisy = _m(
-        xfactors_fvae=[0.95, 0.6, 0.99],
-        xfactors_dci_d=[0.9, 0.2, 0.5],
-        keep_acc=[0.95, 0.5, 0.9],
-        zs_probe_excess_max=[0.0, 0.4, 0.1],
+        {
+            "xfactors/fvae": [0.95, 0.6, 0.99],
+            "xfactors/dci_d": [0.9, 0.2, 0.5],
+            "swap/kept_acc": [0.95, 0.5, 0.9],
+            "zs_probe/excess_max": [0.0, 0.4, 0.1],
+        }
     )
     for cid, check in checks.items():
         assert check(noisy).verdict == "inconclusive", cid

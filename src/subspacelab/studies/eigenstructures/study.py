@@ -19,21 +19,26 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
     ClaimResult,
     Curve,
     Metrics,
     Report,
+    SeedMetrics,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    on_mean,
+    read_json,
+    write_json,
 )
 from subspacelab.studies.eigenstructures import core
 from subspacelab.studies.eigenstructures.config import EigenstructuresConfig
-from subspacelab.verdicts import Stat, decide, every, on_mean
 from subspacelab.worlds import GROUP_TABLE, group_table
 from subspacelab.worlds import manifolds as mf
 
@@ -58,17 +63,16 @@ def _world(cfg: EigenstructuresConfig, name: str, seed: int) -> mf.ManifoldSampl
     return mf.circle_of_bumps(d.n_points, d.bumps_dim, d.bumps_width, d.bumps_noise, g - 1, seed)
 
 
-def _data(ctx: StepContext) -> StepOutput:
-    cfg: EigenstructuresConfig = ctx.cfg
+def _data(ctx: StepContext[EigenstructuresConfig]) -> StepOutput:
+    cfg = ctx.cfg
     for name in cfg.data.manifolds:
         worlds = [_world(cfg, name, cfg.data.data_seed + s) for s in ctx.seeds]
-        save_tensors(
-            ctx.out / f"{name}.safetensors",
+        ctx.save(
+            name,
             {
                 f: np.stack([getattr(w, f) for w in worlds])
                 for f in mf.ManifoldSample.__annotations__
             },
-            study=SLUG,
             kind="data/world",
         )
         ctx.progress(f"{name}: {len(worlds)} samples of {worlds[0].points.shape}")
@@ -98,12 +102,15 @@ def _captures(basis: np.ndarray, w: mf.ManifoldSample, groups: list[np.ndarray])
 
 
 def _train(
-    ctx: StepContext, name: str, points: np.ndarray, dists: list[sp.csr_matrix]
+    ctx: StepContext[EigenstructuresConfig],
+    name: str,
+    points: np.ndarray,
+    dists: list[sp.csr_matrix],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The per-point MLPs of all seeds on one manifold; returns (initial Q, trained Q)."""
-    from subspacelab.nets.training import LossModule, fit, full_batch_loader
+    from subspacelab.api import LossModule, fit, full_batch_loader
 
-    cfg: EigenstructuresConfig = ctx.cfg
+    cfg = ctx.cfg
     p = cfg.probes
     x = torch.from_numpy(points.astype(np.float32))
     widths = [x.shape[-1], *cfg.model.hidden, cfg.model.k]
@@ -141,23 +148,21 @@ def _train(
         label=name,
         params={"manifold": name, "seeds": ctx.seeds},
     )
-    save_tensors(
-        ctx.out / f"{name}.safetensors", dict(net.state_dict()), study=SLUG, kind=f"model/{name}"
-    )
+    ctx.save(name, dict(net.state_dict()), kind=f"model/{name}")
     net.cpu()
     with torch.no_grad():
         return initial, core.orthonormal(net(x)).numpy()
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[EigenstructuresConfig]) -> StepOutput:
     from scipy.stats import spearmanr
 
-    cfg: EigenstructuresConfig = ctx.cfg
+    cfg = ctx.cfg
     p = cfg.probes
     results: dict[str, dict[str, float]] = {f"seed{s}": {} for s in ctx.seeds}
     arrays: dict[str, np.ndarray] = {}
     for name in cfg.data.manifolds:
-        t, _ = load_tensors(ctx.inputs["data"] / f"{name}.safetensors", study=SLUG)
+        t = ctx.load(name)
         fields = {k: v.numpy() for k, v in t.items()}
         worlds = [
             mf.ManifoldSample(*(fields[f][i] for f in mf.ManifoldSample.__annotations__))
@@ -197,30 +202,29 @@ def _fit(ctx: StepContext) -> StepOutput:
                 closed[arm] = _captures(vecs / np.sqrt(area)[:, None], w, groups)
             r.update(
                 {
-                    f"{name}_gap": (learned - bound) / bound,
-                    f"{name}_spearman": float(spearmanr(mass, 1 / w.density)[0]),
+                    f"{name}/learned/gap": (learned - bound) / bound,
+                    f"{name}/learned/spearman": float(spearmanr(mass, 1 / w.density)[0]),
                     # effective number of points carrying the learned mass, 1 / Σ w² (w = Q₁²
                     # sums to 1): n for a uniform mass, ~k when it collapses onto a few points
-                    f"{name}_mass_points": float(1 / np.sum(trained[i][:, 0] ** 4)),
+                    f"{name}/learned/mass_points": float(1 / np.sum(trained[i][:, 0] ** 4)),
                 }
             )
-            for j in range(len(groups)):
-                r[f"{name}_capture_g{j}"] = caps[j]
-                r[f"{name}_init_capture_g{j}"] = init_caps[j]
-                r[f"{name}_le_capture_g{j}"] = le_caps[j]
-                r[f"{name}_closed_used_g{j}"] = closed["used"][j]
-                r[f"{name}_closed_paper_g{j}"] = closed["paper"][j]
-            r[f"{name}_capture"], r[f"{name}_le_capture"] = caps[-1], le_caps[-1]
-            r[f"{name}_init_capture"] = init_caps[-1]
+            bases = {"learned": caps, "init": init_caps, "le": le_caps}
+            bases |= {f"closed_{arm}": c for arm, c in closed.items()}
+            for basis, values in bases.items():
+                for j in range(len(groups)):
+                    r[f"{name}/{basis}/capture/g{j}"] = values[j]
+                if not basis.startswith("closed_"):  # all groups at once
+                    r[f"{name}/{basis}/capture/all"] = values[-1]
             lam.append(core.eigenvalue_estimates(errs))
             ctx.progress(
-                f"{name} seed {seed}: gap {100 * r[f'{name}_gap']:.1f}%, captures "
+                f"{name} seed {seed}: gap {100 * r[f'{name}/learned/gap']:.1f}%, captures "
                 + ", ".join(f"{c:.3f}" for c in caps[:-1])
-                + f" (eigenmaps {le_caps[-1]:.3f}), ρ-rank {r[f'{name}_spearman']:.2f}"
+                + f" (eigenmaps {le_caps[-1]:.3f}), ρ-rank {r[f'{name}/learned/spearman']:.2f}"
             )
         arrays[f"{name}_lambda"] = np.stack(lam)
         arrays[f"{name}_truth"] = worlds[0].eigenvalues
-    save_tensors(ctx.out / "spectra.safetensors", arrays, study=SLUG, kind="spectra")
+    ctx.save("spectra", arrays, kind="spectra")
     write_json(ctx.out / "results.json", results)
     return StepOutput()
 
@@ -249,19 +253,18 @@ def _figure(arrays: dict[str, np.ndarray], names: list[str]) -> Figure:
     return fig
 
 
-def _evaluate(ctx: StepContext) -> Report:
-    cfg: EigenstructuresConfig = ctx.cfg
+def _evaluate(ctx: StepContext[EigenstructuresConfig]) -> Report:
+    cfg = ctx.cfg
     doc = read_json(ctx.inputs["fit"] / "results.json")
-    t, _ = load_tensors(ctx.inputs["fit"] / "spectra.safetensors", study=SLUG, kind="spectra")
-    arrays = {k: v.numpy() for k, v in t.items()}
-    metrics: dict[str, list[float]] = {}
+    arrays = {k: v.numpy() for k, v in ctx.load("spectra", kind="spectra").items()}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
-        for key, value in doc[f"seed{seed}"].items():
-            metrics.setdefault(key, []).append(float(value))
+        per_seed.record(doc[f"seed{seed}"])
+    metrics = per_seed.as_dict()
     metrics["world/truth"] = [1.0] * len(ctx.seeds)
-    metrics["world/recovered"] = metrics["sphere_capture"]
-    metrics["world/error"] = [1 - v for v in metrics["sphere_capture"]]
-    metrics["world/baseline_error"] = [1 - v for v in metrics["sphere_le_capture"]]
+    metrics["world/recovered"] = metrics["sphere/learned/capture/all"]
+    metrics["world/error"] = [1 - v for v in metrics["sphere/learned/capture/all"]]
+    metrics["world/baseline_error"] = [1 - v for v in metrics["sphere/le/capture/all"]]
 
     def fmt(key: str) -> str:
         return Stat(tuple(metrics[key])).fmt(3)
@@ -271,14 +274,15 @@ def _evaluate(ctx: StepContext) -> Report:
     rows = [head, "|---|---|" + "---|" * (g + 1)]
     for name in cfg.data.manifolds:
         for label, key in (
-            ("learned", "capture"),
-            ("untrained net", "init_capture"),
-            ("Laplacian eigenmaps", "le_capture"),
+            ("learned", "learned"),
+            ("untrained net", "init"),
+            ("Laplacian eigenmaps", "le"),
             ("closed form, σ used", "closed_used"),
             ("closed form, paper σ", "closed_paper"),
         ):
-            cells = [fmt(f"{name}_{key}_g{j}") for j in range(g)]
-            total = fmt(f"{name}_{key}") if f"{name}_{key}" in metrics else ""
+            cells = [fmt(f"{name}/{key}/capture/g{j}") for j in range(g)]
+            whole = f"{name}/{key}/capture/all"
+            total = fmt(whole) if whole in metrics else ""
             rows.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {total} |")
     other = [
         "| manifold | gap to the closed-form bound | Spearman(w, 1/ρ) | points carrying the mass "
@@ -286,7 +290,8 @@ def _evaluate(ctx: StepContext) -> Report:
         "|---|---|---|---|",
     ]
     other += [
-        f"| {n} | {fmt(f'{n}_gap')} | {fmt(f'{n}_spearman')} | {fmt(f'{n}_mass_points')} |"
+        f"| {n} | {fmt(f'{n}/learned/gap')} | {fmt(f'{n}/learned/spearman')} | "
+        f"{fmt(f'{n}/learned/mass_points')} |"
         for n in cfg.data.manifolds
     ]
     lam = arrays["sphere_lambda"].mean(0)
@@ -329,21 +334,22 @@ def _evaluate(ctx: StepContext) -> Report:
 
 
 def _check_e1(m: Metrics) -> ClaimResult:
-    return decide(on_mean("(loss − bound) / bound", m["sphere_gap"], "<=", 0.05))
+    return decide(on_mean("(loss − bound) / bound", m["sphere/learned/gap"], "<=", 0.05))
 
 
 def _check_e2(m: Metrics) -> ClaimResult:
+    learned = m.family("sphere/learned/capture/{group}")
     return decide(
-        on_mean("energy l = 0", m["sphere_capture_g0"], ">=", 0.95),
-        on_mean("energy l = 1", m["sphere_capture_g1"], ">=", 0.95),
-        on_mean("energy l = 2", m["sphere_capture_g2"], ">=", 0.85),
-        every("untrained control l = 2 below 0.85", m["sphere_init_capture_g2"], "<", 0.85),
-        eigenmaps_l2=m["sphere_le_capture_g2"],
+        on_mean("energy l = 0", learned["g0"], ">=", 0.95),
+        on_mean("energy l = 1", learned["g1"], ">=", 0.95),
+        on_mean("energy l = 2", learned["g2"], ">=", 0.85),
+        every("untrained control l = 2 below 0.85", m["sphere/init/capture/g2"], "<", 0.85),
+        eigenmaps_l2=m["sphere/le/capture/g2"],
     )
 
 
 def _check_e4(m: Metrics) -> ClaimResult:
-    rho = Stat(tuple(abs(v) for v in m["sphere_spearman"].values))
+    rho = Stat(tuple(abs(v) for v in m["sphere/learned/spearman"].values))
     return decide(on_mean("|Spearman(Q₁², 1/ρ)|", rho, ">=", 0.8))
 
 

@@ -19,23 +19,28 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from subspacelab.data.download import Resource, fetch
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
     ClaimResult,
     Curve,
     Metrics,
     Report,
+    SeedMetrics,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
 )
+from subspacelab.data.download import Resource, fetch
 from subspacelab.studies.grbf_active import core
 from subspacelab.studies.grbf_active.config import GrbfActiveConfig
 from subspacelab.studies.grbf_active.tables import TABLES, read_table
-from subspacelab.verdicts import Stat, decide, gap, on_mean
 from subspacelab.worlds import GROUP_TABLE, active, group_table
 
 if TYPE_CHECKING:
@@ -51,7 +56,7 @@ WORLD_ROW = {
 SPECTRUM_POINTS = 10
 
 
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[GrbfActiveConfig]) -> StepOutput:
     d = ctx.cfg.data
     worlds = [
         active.ridge_world(
@@ -65,11 +70,8 @@ def _data(ctx: StepContext) -> StepOutput:
         for seed in ctx.seeds
     ]
     fields = ("x_train", "y_train", "x_test", "y_test", "a", "b", "support")
-    save_tensors(
-        ctx.out / "ridge.safetensors",
-        {f: np.stack([getattr(w, f) for w in worlds]) for f in fields},
-        study=SLUG,
-        kind="data/ridge",
+    ctx.save(
+        "ridge", {f: np.stack([getattr(w, f) for w in worlds]) for f in fields}, kind="data/ridge"
     )
     tables: dict[str, np.ndarray] = {}
     for name in d.tables:
@@ -79,12 +81,12 @@ def _data(ctx: StepContext) -> StepOutput:
         tables[f"{name}/x"], tables[f"{name}/y"] = x, y
         ctx.progress(f"{name}: {x.shape[0]} rows, {x.shape[1]} features ({spec.task})")
     if tables:
-        save_tensors(ctx.out / "tables.safetensors", tables, study=SLUG, kind="data/tables")
+        ctx.save("tables", tables, kind="data/tables")
     return StepOutput(metrics={"ridge_support": float(d.ridge_support)})
 
 
 def _train(
-    ctx: StepContext,
+    ctx: StepContext[GrbfActiveConfig],
     label: str,
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -94,9 +96,9 @@ def _train(
     epochs: int,
 ) -> core.GRBFStack:
     """One GRBFNN per seed (x, y, centres stacked over seeds), trained together."""
-    from subspacelab.nets.training import LossModule, fit, tensor_loader
+    from subspacelab.api import LossModule, fit, tensor_loader
 
-    cfg: GrbfActiveConfig = ctx.cfg
+    cfg = ctx.cfg
     x = torch.from_numpy(x_train.astype(np.float32)).to(ctx.device)
     y = torch.from_numpy(y_train.astype(np.int64 if task == "multiclass" else np.float32))
     y = y.to(ctx.device)
@@ -115,10 +117,9 @@ def _train(
     module = LossModule(net, loss, lr=cfg.train.lr)
     fit(ctx, module, loader, epochs=epochs, label=label, params={"task": task, "seeds": ctx.seeds})
     net.cpu()
-    save_tensors(
-        ctx.out / f"{label}.safetensors",
+    ctx.save(
+        label,
         {"vech": net.vech, "weights": net.weights, "centres": net.centres},
-        study=SLUG,
         kind=f"model/{label}",
     )
     return net
@@ -129,12 +130,14 @@ def _outputs(net: core.GRBFStack, x: np.ndarray) -> np.ndarray:
         return net(torch.from_numpy(x.astype(np.float32))).numpy()
 
 
-def _ridge(ctx: StepContext, results: list[dict[str, float]]) -> dict[str, np.ndarray]:
+def _ridge(
+    ctx: StepContext[GrbfActiveConfig], results: list[dict[str, float]]
+) -> dict[str, np.ndarray]:
     """B: GRBFNN on each seed's ridge world; RF and the gradient active subspace beside it."""
     from sklearn.ensemble import RandomForestRegressor
 
-    cfg: GrbfActiveConfig = ctx.cfg
-    t, _ = load_tensors(ctx.inputs["data"] / "ridge.safetensors", study=SLUG, kind="data/ridge")
+    cfg = ctx.cfg
+    t = ctx.load("ridge", kind="data/ridge")
     w = {k: v.numpy() for k, v in t.items()}
     zs, zts, ys, truths, centres, scales = [], [], [], [], [], []
     for i in range(len(ctx.seeds)):
@@ -176,32 +179,34 @@ def _ridge(ctx: StepContext, results: list[dict[str, float]]) -> dict[str, np.nd
         )
         _, ll_vecs = active.gradient_active_subspace(grads)
         support = w["support"][i]
-        results[i].update(
-            ridge_r2=core.r2_score(w["y_test"][i], out[i] * sd + mu),
-            ridge_rf_r2=core.r2_score(w["y_test"][i], rf.predict(zts[i])),
-            ridge_angle=active.max_angle_degrees(vecs[:, :2], truths[i]),
-            ridge_angle_init=active.max_angle_degrees(init_vecs[:, :2], truths[i]),
-            ridge_ll_angle=active.max_angle_degrees(ll_vecs[:, :2], truths[i]),
-            ridge_projector=active.spectral_projector_distance(vecs[:, :2], truths[i]),
-            ridge_recall=active.support_recall(core.feature_importance(precision[i]), support),
-            ridge_dim=float(active.dimension_by_energy(vals, cfg.eval.energy_share)),
-            ridge_true_dim=2.0,
+        r = results[i]
+        r["ridge/grbf/r2"] = core.r2_score(w["y_test"][i], out[i] * sd + mu)
+        r["ridge/rf/r2"] = core.r2_score(w["y_test"][i], rf.predict(zts[i]))
+        r["ridge/grbf/angle"] = active.max_angle_degrees(vecs[:, :2], truths[i])
+        r["ridge/init/angle"] = active.max_angle_degrees(init_vecs[:, :2], truths[i])
+        r["ridge/ll/angle"] = active.max_angle_degrees(ll_vecs[:, :2], truths[i])
+        r["ridge/grbf/projector"] = active.spectral_projector_distance(vecs[:, :2], truths[i])
+        r["ridge/grbf/recall"] = active.support_recall(
+            core.feature_importance(precision[i]), support
         )
+        r["ridge/grbf/dim"] = float(active.dimension_by_energy(vals, cfg.eval.energy_share))
+        r["ridge/truth/dim"] = 2.0
         shares.append(vals / vals.sum())
         ctx.progress(
-            f"ridge seed {seed}: R² {results[i]['ridge_r2']:.3f} (RF "
-            f"{results[i]['ridge_rf_r2']:.3f}), angle {results[i]['ridge_angle']:.1f}° "
-            f"(gradient AS {results[i]['ridge_ll_angle']:.1f}°)"
+            f"ridge seed {seed}: R² {r['ridge/grbf/r2']:.3f} (RF {r['ridge/rf/r2']:.3f}), "
+            f"angle {r['ridge/grbf/angle']:.1f}° (gradient AS {r['ridge/ll/angle']:.1f}°)"
         )
     return {"ridge_shares": np.stack(shares)}
 
 
-def _digits_pair(ctx: StepContext, results: list[dict[str, float]]) -> dict[str, np.ndarray]:
+def _digits_pair(
+    ctx: StepContext[GrbfActiveConfig], results: list[dict[str, float]]
+) -> dict[str, np.ndarray]:
     """A: digits 3 vs 8 on the notebook's split, 4 fixed k-means centres, one net per seed."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    cfg: GrbfActiveConfig = ctx.cfg
+    cfg = ctx.cfg
     x, y = load_digits(return_X_y=True)
     lo, hi = cfg.data.digits_pair
     keep = (y == lo) | (y == hi)
@@ -230,16 +235,14 @@ def _digits_pair(ctx: StepContext, results: list[dict[str, float]]) -> dict[str,
     shares, importance = [], []
     for i, seed in enumerate(ctx.seeds):
         vals, _ = core.spectrum(precision[i])
-        results[i].update(
-            digits_train_acc=float((train_pred[i] == y_tr).mean()),
-            digits_test_acc=float((test_pred[i] == y_te).mean()),
-            digits_gamma1_share=float(vals[0] / vals.sum()),
-        )
+        results[i]["digits/train_acc"] = float((train_pred[i] == y_tr).mean())
+        results[i]["digits/test_acc"] = float((test_pred[i] == y_te).mean())
+        results[i]["digits/gamma1_share"] = float(vals[0] / vals.sum())
         shares.append(vals / vals.sum())
         importance.append(core.feature_importance(precision[i]))
         ctx.progress(
-            f"digits {lo} vs {hi} seed {seed}: test accuracy {results[i]['digits_test_acc']:.3f},"
-            f" γ1/Σγ {results[i]['digits_gamma1_share']:.2f}"
+            f"digits {lo} vs {hi} seed {seed}: test accuracy {results[i]['digits/test_acc']:.3f},"
+            f" γ1/Σγ {results[i]['digits/gamma1_share']:.2f}"
         )
     diff = x_tr[y_tr == 1].mean(0) - x_tr[y_tr == 0].mean(0)
     return {
@@ -249,12 +252,12 @@ def _digits_pair(ctx: StepContext, results: list[dict[str, float]]) -> dict[str,
     }
 
 
-def _selection(ctx: StepContext, results: list[dict[str, float]]) -> None:
+def _selection(ctx: StepContext[GrbfActiveConfig], results: list[dict[str, float]]) -> None:
     """C: the ten-class GRBFNN's importance ranking against three selectors, top-m pixels."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    cfg: GrbfActiveConfig = ctx.cfg
+    cfg = ctx.cfg
     x, y = load_digits(return_X_y=True)
     if cfg.data.multiclass_rows:
         x, y = x[: cfg.data.multiclass_rows], y[: cfg.data.multiclass_rows]
@@ -281,25 +284,27 @@ def _selection(ctx: StepContext, results: list[dict[str, float]]) -> None:
         scores = {"grbf": core.feature_importance(precision[i])}
         scores |= core.baseline_rankings(z, y_tr, seed)
         r = results[i]
-        r["multiclass_test_acc"] = float((test_pred[i] == y_te).mean())
+        r["multiclass/test_acc"] = float((test_pred[i] == y_te).mean())
         for m in cfg.eval.top_m:
             for name, score in scores.items():
-                r[f"sel_{name}_{m}"] = core.top_m_accuracy(score, m, z, y_tr, zt, y_te)
-            r[f"sel_median_baseline_{m}"] = float(np.median([r[f"sel_{b}_{m}"] for b in SELECTORS]))
+                r[f"sel/top{m}/{name}"] = core.top_m_accuracy(score, m, z, y_tr, zt, y_te)
+            r[f"sel/top{m}/median_baseline"] = float(
+                np.median([r[f"sel/top{m}/{b}"] for b in SELECTORS])
+            )
         m = max(cfg.eval.top_m)
         ctx.progress(
-            f"selection seed {seed}: top-{m} accuracy GRBF {r[f'sel_grbf_{m}']:.3f}, median of "
-            f"baselines {r[f'sel_median_baseline_{m}']:.3f}"
+            f"selection seed {seed}: top-{m} accuracy GRBF {r[f'sel/top{m}/grbf']:.3f}, median "
+            f"of baselines {r[f'sel/top{m}/median_baseline']:.3f}"
         )
 
 
-def _tables(ctx: StepContext, results: list[dict[str, float]]) -> None:
+def _tables(ctx: StepContext[GrbfActiveConfig], results: list[dict[str, float]]) -> None:
     """Full profile: each UCI table, 70/30 per seed, GRBFNN against a random forest."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.model_selection import train_test_split
 
-    cfg: GrbfActiveConfig = ctx.cfg
-    t, _ = load_tensors(ctx.inputs["data"] / "tables.safetensors", study=SLUG, kind="data/tables")
+    cfg = ctx.cfg
+    t = ctx.load("tables", kind="data/tables")
     for name in cfg.data.tables:
         spec = TABLES[name]
         x, y = t[f"{name}/x"].numpy(), t[f"{name}/y"].numpy()
@@ -332,16 +337,16 @@ def _tables(ctx: StepContext, results: list[dict[str, float]]) -> None:
                 rf = RandomForestClassifier(cfg.eval.rf_trees, random_state=seed, n_jobs=1)
                 ours = float(((out[i] > 0) == y_te).mean())
                 theirs = float((rf.fit(z, y_tr).predict(zt) == y_te).mean())
-            results[i][f"table_{name}_grbf"], results[i][f"table_{name}_rf"] = ours, theirs
+            results[i][f"table/{name}/grbf"], results[i][f"table/{name}/rf"] = ours, theirs
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[GrbfActiveConfig]) -> StepOutput:
     results: list[dict[str, float]] = [{} for _ in ctx.seeds]
     arrays = _ridge(ctx, results) | _digits_pair(ctx, results)
     _selection(ctx, results)
     if ctx.cfg.data.tables:
         _tables(ctx, results)
-    save_tensors(ctx.out / "spectra.safetensors", arrays, study=SLUG, kind="spectra")
+    ctx.save("spectra", arrays, kind="spectra")
     write_json(
         ctx.out / "results.json", {f"seed{s}": r for s, r in zip(ctx.seeds, results, strict=True)}
     )
@@ -372,19 +377,18 @@ def _figures(arrays: dict[str, np.ndarray]) -> dict[str, Figure]:
     return {"spectrum": spec, "digits_importance": imp}
 
 
-def _evaluate(ctx: StepContext) -> Report:
-    cfg: GrbfActiveConfig = ctx.cfg
+def _evaluate(ctx: StepContext[GrbfActiveConfig]) -> Report:
+    cfg = ctx.cfg
     doc = read_json(ctx.inputs["fit"] / "results.json")
-    t, _ = load_tensors(ctx.inputs["fit"] / "spectra.safetensors", study=SLUG, kind="spectra")
-    arrays = {k: v.numpy() for k, v in t.items()}
-    metrics: dict[str, list[float]] = {}
+    arrays = {k: v.numpy() for k, v in ctx.load("spectra", kind="spectra").items()}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
-        for key, value in doc[f"seed{seed}"].items():
-            metrics.setdefault(key, []).append(float(value))
-    metrics["world/truth"] = metrics["ridge_true_dim"]
-    metrics["world/recovered"] = metrics["ridge_dim"]
-    metrics["world/error"] = metrics["ridge_angle"]
-    metrics["world/baseline_error"] = metrics["ridge_ll_angle"]
+        per_seed.record(doc[f"seed{seed}"])
+    metrics = per_seed.as_dict()
+    metrics["world/truth"] = metrics["ridge/truth/dim"]
+    metrics["world/recovered"] = metrics["ridge/grbf/dim"]
+    metrics["world/error"] = metrics["ridge/grbf/angle"]
+    metrics["world/baseline_error"] = metrics["ridge/ll/angle"]
 
     def fmt(key: str, digits: int = 3) -> str:
         return Stat(tuple(metrics[key])).fmt(digits)
@@ -393,14 +397,14 @@ def _evaluate(ctx: StepContext) -> Report:
         [
             "| quantity | GRBFNN | baseline |",
             "|---|---|---|",
-            f"| test R² | {fmt('ridge_r2')} | random forest {fmt('ridge_rf_r2')} |",
-            f"| largest angle to span(a, b) (deg) | {fmt('ridge_angle', 1)} | gradient AS "
-            f"{fmt('ridge_ll_angle', 1)}; untrained P {fmt('ridge_angle_init', 1)} |",
-            f"| ‖P_est − P_true‖₂ | {fmt('ridge_projector')} | |",
+            f"| test R² | {fmt('ridge/grbf/r2')} | random forest {fmt('ridge/rf/r2')} |",
+            f"| largest angle to span(a, b) (deg) | {fmt('ridge/grbf/angle', 1)} | gradient AS "
+            f"{fmt('ridge/ll/angle', 1)}; untrained P {fmt('ridge/init/angle', 1)} |",
+            f"| ‖P_est − P_true‖₂ | {fmt('ridge/grbf/projector')} | |",
             f"| top-{cfg.data.ridge_support} importance recall of the support | "
-            f"{fmt('ridge_recall', 2)} | |",
+            f"{fmt('ridge/grbf/recall', 2)} | |",
             f"| dimension read at {cfg.eval.energy_share:.0%} of Σγ (truth 2) | "
-            f"{fmt('ridge_dim', 2)} | |",
+            f"{fmt('ridge/grbf/dim', 2)} | |",
         ]
     )
     rows = [
@@ -409,17 +413,17 @@ def _evaluate(ctx: StepContext) -> Report:
     ]
     for name in ("grbf", *SELECTORS, "median_baseline"):
         rows.append(
-            f"| {name} | " + " | ".join(fmt(f"sel_{name}_{m}") for m in cfg.eval.top_m) + " |"
+            f"| {name} | " + " | ".join(fmt(f"sel/top{m}/{name}") for m in cfg.eval.top_m) + " |"
         )
     tables = {
         "B: ridge world (mean ± std over seeds)": ridge,
         "A: digits 3 vs 8": (
             "| train acc | test acc | γ1/Σγ |\n|---|---|---|\n"
-            f"| {fmt('digits_train_acc')} | {fmt('digits_test_acc')} | "
-            f"{fmt('digits_gamma1_share')} |"
+            f"| {fmt('digits/train_acc')} | {fmt('digits/test_acc')} | "
+            f"{fmt('digits/gamma1_share')} |"
         ),
         f"C: feature selection on digits (10 classes; GRBFNN test acc "
-        f"{fmt('multiclass_test_acc')})": "\n".join(rows),
+        f"{fmt('multiclass/test_acc')})": "\n".join(rows),
         "Deviations from the spec": _DEVIATIONS,
     }
     if cfg.data.tables:
@@ -427,7 +431,7 @@ def _evaluate(ctx: StepContext) -> Report:
         for name in cfg.data.tables:
             score = "R²" if TABLES[name].task == "regression" else "accuracy"
             lines.append(
-                f"| {name} | {score} | {fmt(f'table_{name}_grbf')} | {fmt(f'table_{name}_rf')} |"
+                f"| {name} | {score} | {fmt(f'table/{name}/grbf')} | {fmt(f'table/{name}/rf')} |"
             )
         tables["Full: UCI tables (70/30 split per seed)"] = "\n".join(lines)
     n = min(SPECTRUM_POINTS, arrays["ridge_shares"].shape[1], arrays["digits_shares"].shape[1])
@@ -463,47 +467,46 @@ _DEVIATIONS = "\n".join(
 
 def _check_a(m: Metrics) -> ClaimResult:
     return decide(
-        on_mean("test accuracy 3 vs 8", m["digits_test_acc"], ">=", 0.97),
-        on_mean("γ1/Σγ", m["digits_gamma1_share"], ">=", 0.5),
-        train_acc=m["digits_train_acc"],
+        on_mean("test accuracy 3 vs 8", m["digits/test_acc"], ">=", 0.97),
+        on_mean("γ1/Σγ", m["digits/gamma1_share"], ">=", 0.5),
+        train_acc=m["digits/train_acc"],
     )
 
 
 def _check_b1(m: Metrics) -> ClaimResult:
+    angle = m.family("ridge/{arm}/angle")
     return decide(
-        on_mean("largest angle to span(a, b) (deg)", m["ridge_angle"], "<", 15.0),
-        gradient_as_angle=m["ridge_ll_angle"],
-        untrained_angle=m["ridge_angle_init"],
+        on_mean("largest angle to span(a, b) (deg)", angle["grbf"], "<", 15.0),
+        gradient_as_angle=angle["ll"],
+        untrained_angle=angle["init"],
     )
 
 
 def _check_b2(m: Metrics) -> ClaimResult:
-    return decide(on_mean("top-4 importance recall of the support", m["ridge_recall"], ">=", 1.0))
+    recall = m["ridge/grbf/recall"]
+    return decide(on_mean("top-4 importance recall of the support", recall, ">=", 1.0))
 
 
 def _check_b3(m: Metrics) -> ClaimResult:
+    r2 = m.family("ridge/{arm}/r2")
     return decide(
-        on_mean("test R²", m["ridge_r2"], ">=", 0.9),
-        on_mean("R² GRBFNN − RF", gap(m["ridge_r2"], m["ridge_rf_r2"]), ">=", -0.05),
-        rf_r2=m["ridge_rf_r2"],
+        on_mean("test R²", r2["grbf"], ">=", 0.9),
+        on_mean("R² GRBFNN − RF", gap(r2["grbf"], r2["rf"]), ">=", -0.05),
+        rf_r2=r2["rf"],
     )
 
 
-def _claim_m(m: Metrics) -> int:
-    return max(int(k.rsplit("_", 1)[1]) for k in m if k.startswith("sel_grbf_"))
-
-
 def _check_c(m: Metrics) -> ClaimResult:
-    k = _claim_m(m)
+    k = max(int(top) for top in m.family("sel/top{m}/grbf"))  # the largest of eval.top_m
     return decide(
         on_mean(
             f"top-{k} accuracy GRBF − median of selectors",
-            gap(m[f"sel_grbf_{k}"], m[f"sel_median_baseline_{k}"]),
+            gap(m[f"sel/top{k}/grbf"], m[f"sel/top{k}/median_baseline"]),
             ">=",
             0.0,
         ),
-        grbf=m[f"sel_grbf_{k}"],
-        median_baseline=m[f"sel_median_baseline_{k}"],
+        grbf=m[f"sel/top{k}/grbf"],
+        median_baseline=m[f"sel/top{k}/median_baseline"],
     )
 
 

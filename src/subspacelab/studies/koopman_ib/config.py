@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 
 SYSTEMS = ("slow_manifold", "pendulum", "cylinder")
 REQUIRED_SYSTEMS = ("slow_manifold", "pendulum")  # the claims are decided on these two

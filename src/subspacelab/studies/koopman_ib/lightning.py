@@ -6,6 +6,12 @@ each model has its own parameters (a model axis in :class:`~.core.BatchedMLP`, o
 element; the gradient clipping of §4 is applied per model (:func:`~.core.clip_per_model`), not
 to the joint norm. The batch holds one window per seed (the loader serves each seed its own
 permuted copy of its own windows), and model m reads its seed's slice.
+
+Why not :func:`subspacelab.api.train_joint`: its members are separate modules with disjoint
+parameters, while here the M models are one set of tensors with a model axis (the batched matmuls
+that make the run fast); and the run needs what train_joint does not offer: StepLR per epoch,
+gradient clipping per model (§4), and K, a by-product of each step's loss, averaged over the epoch
+into a buffer.
 """
 
 from __future__ import annotations

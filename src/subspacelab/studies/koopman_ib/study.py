@@ -21,22 +21,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from subspacelab.data.download import Resource, fetch
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Curve,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    seed_all,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data.download import Resource, fetch
 from subspacelab.studies.koopman_ib import core
 from subspacelab.studies.koopman_ib.config import DataConfig, KoopmanIBConfig, ModelConfig
-from subspacelab.verdicts import ClaimResult, Stat, decide, gap, on_mean
 from subspacelab.worlds import GROUP_TABLE, group_table
 from subspacelab.worlds import dynamics as dyn
 
@@ -104,12 +109,14 @@ def oracle_errors(windows: torch.Tensor, truth: np.ndarray, ridge: float) -> dic
     for tag, eps in (("oracle", ridge), ("oracle_noridge", 1e-9)):
         kmat = core.koopman_matrix(windows.double()[None], eps)[0].numpy()
         top = dyn.top_eigenvalues(kmat, len(truth))
-        out[f"{tag}_top_eig_err"] = dyn.eigenvalue_error(top, truth)
-        out[f"{tag}_spectral_radius"] = float(np.abs(np.linalg.eigvals(kmat)).max())
+        out[f"{tag}/top_eig_err"] = dyn.eigenvalue_error(top, truth)
+        out[f"{tag}/spectral_radius"] = float(np.abs(np.linalg.eigvals(kmat)).max())
     return out
 
 
-def _world(ctx: StepContext, system: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _world(
+    ctx: StepContext[KoopmanIBConfig], system: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(observations, known eigenvalues) of one system for one seed."""
     d = ctx.cfg.data
     if system == "slow_manifold":
@@ -137,7 +144,7 @@ def _world(ctx: StepContext, system: str, seed: int) -> tuple[np.ndarray, np.nda
     return fields[:, : d.n_steps], np.zeros(0, dtype=np.complex128)
 
 
-def _simulate(ctx: StepContext) -> StepOutput:
+def _simulate(ctx: StepContext[KoopmanIBConfig]) -> StepOutput:
     d = ctx.cfg.data
     for system in d.systems:
         for seed in ctx.seeds:
@@ -151,12 +158,7 @@ def _simulate(ctx: StepContext) -> StepOutput:
             }
             if system == "slow_manifold":  # the observations are the states
                 tensors["oracle"] = torch.from_numpy(oracle_windows(obs, d.window, seed))
-            save_tensors(
-                ctx.out / f"{system}_seed{seed}.safetensors",
-                tensors,
-                study=SLUG,
-                kind="world",
-            )
+            ctx.save(f"{system}_seed{seed}", tensors, kind="world")
         ctx.progress(
             f"{system}: {windows.shape[0]} train windows, {test.shape[0]} test trajectories"
         )
@@ -199,7 +201,7 @@ def train_and_score(
     """Train every variant for every seed at latent size ``latent``; per model: NRMSE of the
     rollout (and per horizon), exp(S) of the test latents, K's spectral radius and, where the
     world knows them, the eigenvalue errors. Returns (rows in seeds x variants order, state)."""
-    from subspacelab.nets.training import fit, tensor_loader
+    from subspacelab.api import fit, tensor_loader
     from subspacelab.studies.koopman_ib.lightning import JointKoopman
 
     t, m = cfg.train, cfg.model
@@ -278,18 +280,13 @@ def train_and_score(
     return rows, state
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[KoopmanIBConfig]) -> StepOutput:
     cfg = ctx.cfg
     systems = read_json(ctx.inputs["simulate"] / "systems.json")["systems"]
     results: dict[str, list[dict[str, Any]]] = {}
     oracle: dict[str, list[dict[str, float]]] = {}
     for system in systems:
-        worlds = [
-            load_tensors(
-                ctx.inputs["simulate"] / f"{system}_seed{s}.safetensors", study=SLUG, kind="world"
-            )[0]
-            for s in ctx.seeds
-        ]
+        worlds = [ctx.load(f"{system}_seed{s}", kind="world") for s in ctx.seeds]
         sizes = {
             "cylinder": [("", cfg.model.conv_latent_dim)],
             "pendulum": [("", cfg.model.latent_dim)],
@@ -298,7 +295,7 @@ def _fit(ctx: StepContext) -> StepOutput:
         for tag, latent in sizes:
             label = f"{system}{tag}"
             rows, state = train_and_score(ctx, system, worlds, list(ctx.seeds), latent, cfg, label)
-            save_tensors(ctx.out / f"{label}.safetensors", state, study=SLUG, kind="model")
+            ctx.save(label, state, kind="model")
             results[label] = rows
             for variant in core.VARIANTS:
                 vals = [r["nrmse"] for r in rows if r["variant"] == variant]
@@ -319,19 +316,21 @@ SCALARS = ("nrmse", "erank", "spectral_radius", "eig_err", "top_eig_err", "top_m
 
 
 def collect(doc: dict[str, Any], seeds: list[int]) -> dict[str, list[float]]:
-    """Per-seed metric lists ``{label}_{variant}_{quantity}`` (seed order of ``seeds``)."""
+    """Per-seed metric lists ``{label}/{variant}/{quantity}`` (seed order of ``seeds``), the
+    known eigenvalues' ``{label}/true_modulus`` and the oracle's
+    ``{system}/{oracle}/{quantity}``."""
     metrics: dict[str, list[float]] = {}
     for label, rows in doc["results"].items():
         by = {(r["seed"], r["variant"]): r for r in rows}
         for variant in core.VARIANTS:
             for q in SCALARS:
                 if q in by[(seeds[0], variant)]:
-                    metrics[f"{label}_{variant}_{q}"] = [by[(s, variant)][q] for s in seeds]
+                    metrics[f"{label}/{variant}/{q}"] = [by[(s, variant)][q] for s in seeds]
         if "true_modulus" in rows[0]:
-            metrics[f"{label}_true_modulus"] = [by[(s, "kae")]["true_modulus"] for s in seeds]
+            metrics[f"{label}/true_modulus"] = [by[(s, "kae")]["true_modulus"] for s in seeds]
     for system, rows in doc.get("oracle", {}).items():
         for q in rows[0]:
-            metrics[f"{system}_{q}"] = [r[q] for r in rows]
+            metrics[f"{system}/{q}"] = [r[q] for r in rows]
     return metrics
 
 
@@ -346,17 +345,17 @@ def _curve(doc: dict[str, Any], label: str) -> list[dict[str, float]]:
     ]
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[KoopmanIBConfig]) -> Report:
     import matplotlib.pyplot as plt
 
     doc = read_json(ctx.inputs["fit"] / "results.json")
     seeds = list(ctx.seeds)
     metrics = collect(doc, seeds)
     small = "slow_manifold_small"
-    metrics["world/truth"] = metrics[f"{small}_true_modulus"]
-    metrics["world/recovered"] = metrics[f"{small}_mi_s_paper_top_modulus"]
-    metrics["world/error"] = metrics[f"{small}_mi_s_paper_top_eig_err"]
-    metrics["world/baseline_error"] = metrics[f"{small}_kae_top_eig_err"]
+    metrics["world/truth"] = metrics[f"{small}/true_modulus"]
+    metrics["world/recovered"] = metrics[f"{small}/mi_s_paper/top_modulus"]
+    metrics["world/error"] = metrics[f"{small}/mi_s_paper/top_eig_err"]
+    metrics["world/baseline_error"] = metrics[f"{small}/kae/top_eig_err"]
 
     def cell(key: str) -> str:
         return Stat(tuple(metrics[key])).fmt(3) if key in metrics else "–"
@@ -365,32 +364,32 @@ def _evaluate(ctx: StepContext) -> Report:
     for label in doc["results"]:
         head = "| variant | rollout NRMSE (h ≤ horizon) | exp(S) | spectral radius of K |"
         sep = "|---|---|---|---|"
-        has_eig = f"{label}_kae_eig_err" in metrics
+        has_eig = f"{label}/kae/eig_err" in metrics
         if has_eig:
             head += " eigenvalue error (all of K) | top-n eigenvalue error | mean top-n |λ| |"
             sep += "---|---|---|"
         lines = [head, sep]
         for v in core.VARIANTS:
-            cells = [cell(f"{label}_{v}_{q}") for q in ("nrmse", "erank", "spectral_radius")]
+            cells = [cell(f"{label}/{v}/{q}") for q in ("nrmse", "erank", "spectral_radius")]
             if has_eig:
                 cells += [
-                    cell(f"{label}_{v}_{q}") for q in ("eig_err", "top_eig_err", "top_modulus")
+                    cell(f"{label}/{v}/{q}") for q in ("eig_err", "top_eig_err", "top_modulus")
                 ]
             lines.append(f"| {core.VARIANT_NAMES[v]} | " + " | ".join(cells) + " |")
         if has_eig:
             lines.append(
-                f"\ntrue mean |λ| of the known eigenvalues: {cell(f'{label}_true_modulus')}"
+                f"\ntrue mean |λ| of the known eigenvalues: {cell(f'{label}/true_modulus')}"
             )
         tables[f"{label} (mean ± std over seeds)"] = "\n".join(lines)
-    if "slow_manifold_oracle_top_eig_err" in metrics:
+    if "slow_manifold/oracle/top_eig_err" in metrics:
         tables["the closed-form K on the exact invariant features [x1, x2, x1^2]"] = "\n".join(
             [
                 "| ridge ε | top-3 eigenvalue error | spectral radius of K |",
                 "|---|---|---|",
-                f"| train.ridge | {cell('slow_manifold_oracle_top_eig_err')} "
-                f"| {cell('slow_manifold_oracle_spectral_radius')} |",
-                f"| 1e-9 | {cell('slow_manifold_oracle_noridge_top_eig_err')} "
-                f"| {cell('slow_manifold_oracle_noridge_spectral_radius')} |",
+                f"| train.ridge | {cell('slow_manifold/oracle/top_eig_err')} "
+                f"| {cell('slow_manifold/oracle/spectral_radius')} |",
+                f"| 1e-9 | {cell('slow_manifold/oracle_noridge/top_eig_err')} "
+                f"| {cell('slow_manifold/oracle_noridge/spectral_radius')} |",
                 "\nNo network: §3's estimator (per-window ridge solutions, averaged) fitted on "
                 "the true Koopman-invariant features of the slow manifold. With ε = train.ridge "
                 "it is already contractive (a window of T + 1 samples barely excites the slow "
@@ -405,8 +404,8 @@ def _evaluate(ctx: StepContext) -> Report:
     ]
     for label in doc["results"]:
         sign.append(
-            f"| {label} | {cell(f'{label}_mi_s_paper_nrmse')} | {cell(f'{label}_mi_s_code_nrmse')} "
-            f"| {cell(f'{label}_mi_s_paper_erank')} | {cell(f'{label}_mi_s_code_erank')} |"
+            f"| {label} | {cell(f'{label}/mi_s_paper/nrmse')} | {cell(f'{label}/mi_s_code/nrmse')} "
+            f"| {cell(f'{label}/mi_s_paper/erank')} | {cell(f'{label}/mi_s_code/erank')} |"
         )
     tables["the entropy sign: paper (−β·S) vs released code (+β·S)"] = "\n".join(sign)
     tables["deviations from the spec"] = "\n".join(
@@ -441,13 +440,14 @@ def _evaluate(ctx: StepContext) -> Report:
 
 def _check_r1(system: str):
     def check(m: Metrics) -> ClaimResult:
-        paper, kae = m[f"{system}_mi_s_paper_nrmse"], m[f"{system}_kae_nrmse"]
+        nrmse = m.family(f"{system}/{{variant}}/nrmse")
+        paper, kae = nrmse["mi_s_paper"], nrmse["kae"]
         scaled = [R1_FACTOR * v for v in kae.values]
         return decide(
             on_mean(f"{system}: NRMSE(MI+S paper) − 0.9·NRMSE(KAE)", gap(paper, scaled), "<=", 0.0),
             nrmse_mi_s_paper=paper,
             nrmse_kae=kae,
-            nrmse_mi=m[f"{system}_mi_nrmse"],
+            nrmse_mi=nrmse["mi"],
         )
 
     return check
@@ -455,8 +455,9 @@ def _check_r1(system: str):
 
 def _check_r2(system: str):
     def check(m: Metrics) -> ClaimResult:
-        kae, mi = m[f"{system}_kae_erank"], m[f"{system}_mi_erank"]
-        paper, code = m[f"{system}_mi_s_paper_erank"], m[f"{system}_mi_s_code_erank"]
+        erank = m.family(f"{system}/{{variant}}/erank")
+        kae, mi = erank["kae"], erank["mi"]
+        paper, code = erank["mi_s_paper"], erank["mi_s_code"]
         return decide(
             on_mean(f"{system}: exp(S) KAE − MI-only", gap(kae, mi), ">", 0.0),
             on_mean(f"{system}: exp(S) MI+S(paper) − MI-only", gap(paper, mi), ">", 0.0),
@@ -471,12 +472,17 @@ def _check_r2(system: str):
 
 
 def _check_r3(m: Metrics) -> ClaimResult:
-    err = m["slow_manifold_small_mi_s_paper_top_eig_err"]
+    err = m.family("slow_manifold_small/{variant}/top_eig_err")
     return decide(
-        on_mean("slow manifold, small H: top-3 eigenvalue error (MI+S paper)", err, "<", R3_LEVEL),
-        top_eig_err_paper=err,
-        top_eig_err_kae=m["slow_manifold_small_kae_top_eig_err"],
-        top_eig_err_code=m["slow_manifold_small_mi_s_code_top_eig_err"],
+        on_mean(
+            "slow manifold, small H: top-3 eigenvalue error (MI+S paper)",
+            err["mi_s_paper"],
+            "<",
+            R3_LEVEL,
+        ),
+        top_eig_err_paper=err["mi_s_paper"],
+        top_eig_err_kae=err["kae"],
+        top_eig_err_code=err["mi_s_code"],
     )
 
 

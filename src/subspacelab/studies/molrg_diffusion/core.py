@@ -31,6 +31,7 @@ draw for draw, taking h = L⁻¹Uᵀε.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 from subspacelab.geometry.bases import orthonormalize
 
 ARMS = ("qr", "retraction")
+_CELL_KEY = re.compile(r"K(\d+)_n(\d+)_d(\d+)_N(\d+)")
 JITTER = 1e-5  # added to G before its Cholesky factor: two collapsed components stay finite
 
 
@@ -67,6 +69,14 @@ class Cell:
     def key(self) -> str:
         """The cell's name in files and metrics."""
         return f"{self.group}_N{self.nk}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Cell:
+        """The cell a :attr:`key` names (``K2_n48_d4_N8``); a ValueError for anything else."""
+        hit = _CELL_KEY.fullmatch(key)
+        if not hit:
+            raise ValueError(f"{key!r} is not a cell key K<k>_n<n>_d<d>_N<nk>")
+        return cls(*(int(g) for g in hit.groups()))
 
 
 def grid(

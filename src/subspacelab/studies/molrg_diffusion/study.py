@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,21 +21,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from subspacelab.geometry.bases import orthonormalize
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
     ClaimResult,
+    Condition,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
 )
+from subspacelab.geometry.bases import orthonormalize
 from subspacelab.studies.molrg_diffusion import core
 from subspacelab.studies.molrg_diffusion.config import MolrgDiffusionConfig
-from subspacelab.verdicts import Condition, Stat, decide, gap, on_mean
 from subspacelab.worlds import GROUP_TABLE, group_table, lowrank
 
 if TYPE_CHECKING:
@@ -52,10 +56,9 @@ WORLD_ROW = {
     "error": "1 − captured energy (= mean_k e_k²)",
     "baseline": "K-subspaces",
 }
-_KEY = re.compile(r"^e_ks_K(\d+)_n(\d+)_d(\d+)_N(\d+)$")
 
 
-def _cells(ctx: StepContext) -> list[core.Cell]:
+def _cells(ctx: StepContext[MolrgDiffusionConfig]) -> list[core.Cell]:
     w = ctx.cfg.world
     return core.grid(w.ambient, w.components, w.dims, w.n_offsets, w.n_multiples)
 
@@ -71,7 +74,7 @@ def _world(cell: core.Cell, seed: int, subspaces: str, noise: float) -> lowrank.
     )
 
 
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[MolrgDiffusionConfig]) -> StepOutput:
     w = ctx.cfg.world
     cells = _cells(ctx)
     tensors: dict[str, np.ndarray] = {}
@@ -80,7 +83,7 @@ def _data(ctx: StepContext) -> StepOutput:
             world = _world(cell, seed, w.subspaces, w.noise)
             tensors[f"s{seed}_{cell.key}_x"] = world.x
             tensors[f"s{seed}_{cell.key}_truth"] = world.stacked()
-    save_tensors(ctx.out / "worlds.safetensors", tensors, study=SLUG, kind="data")
+    ctx.save("worlds", tensors, kind="data")
     write_json(ctx.out / "grid.json", {"cells": [c.key for c in cells]})
     ctx.progress(f"{len(cells)} cells x {len(ctx.seeds)} seeds ({w.subspaces} subspaces)")
     return StepOutput(metrics={"cells": float(len(cells))})
@@ -104,18 +107,17 @@ def _batches(
     return out
 
 
-def _fit(ctx: StepContext) -> StepOutput:
-    from subspacelab.nets.training import LossModule, fit, full_batch_loader
+def _fit(ctx: StepContext[MolrgDiffusionConfig]) -> StepOutput:
+    from subspacelab.api import LossModule, fit, full_batch_loader
 
-    cfg: MolrgDiffusionConfig = ctx.cfg
-    dae, base = cfg.dae, cfg.baseline
+    dae, base = ctx.cfg.dae, ctx.cfg.baseline
     cells = _cells(ctx)
-    worlds, _ = load_tensors(ctx.inputs["data"] / "worlds.safetensors", study=SLUG, kind="data")
+    worlds = ctx.load("worlds", kind="data")
     saved: dict[str, torch.Tensor] = {}
     selection: dict[str, list[list[float]]] = {}
     seconds = {"dae_seconds": 0.0, "ks_seconds": 0.0}
     a_norm: dict[str, float] = {}
-    for seed in ctx.seeds:
+    for seed in ctx.seeded():
         t0 = time.perf_counter()
         groups = _batches(cells, worlds, seed, dae.restarts)
         net = core.MoLRGDAEs(groups, dae.draws, dae.sigma_min, dae.sigma_max, seed)
@@ -150,7 +152,7 @@ def _fit(ctx: StepContext) -> StepOutput:
             saved[f"s{seed}_{cell.key}_ks"] = torch.from_numpy(ks)
         seconds["ks_seconds"] += time.perf_counter() - t0
         ctx.progress(f"seed {seed}: {len(cells)} cells fitted")
-    save_tensors(ctx.out / "bases.safetensors", saved, study=SLUG, kind="models")
+    ctx.save("bases", saved, kind="models")
     write_json(ctx.out / "selection.json", {"losses": selection, "a_norm": a_norm, **seconds})
     return StepOutput(metrics=seconds)
 
@@ -163,10 +165,10 @@ def _count(groups: dict[str, core.GroupDAEs]) -> int:
     return sum(2 * g.a.shape[0] * g.restarts for g in groups.values())
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[MolrgDiffusionConfig]) -> Report:
     cells = _cells(ctx)
-    worlds, _ = load_tensors(ctx.inputs["data"] / "worlds.safetensors", study=SLUG, kind="data")
-    fitted, _ = load_tensors(ctx.inputs["fit"] / "bases.safetensors", study=SLUG, kind="models")
+    worlds = ctx.load("worlds", step="data", kind="data")
+    fitted = ctx.load("bases", step="fit", kind="models")
     sel = read_json(ctx.inputs["fit"] / "selection.json")
     metrics: dict[str, list[float]] = {}
 
@@ -181,15 +183,15 @@ def _evaluate(ctx: StepContext) -> Report:
             ks = fitted[f"{tag}_ks"].numpy()
             chosen, _ = core.select(dae[:, None], np.asarray(sel["losses"][tag])[:, None])
             for a, arm in enumerate(core.ARMS):
-                put(f"e_{arm}_{cell.key}", lowrank.subspace_error(chosen[a, 0], truth))
+                put(f"{cell.key}/{arm}/e", lowrank.subspace_error(chosen[a, 0], truth))
                 put(
-                    f"oracle_{arm}_{cell.key}",
+                    f"{cell.key}/{arm}/e_oracle",
                     min(lowrank.subspace_error(u, truth) for u in dae[a]),
                 )
-            put(f"e_ks_{cell.key}", lowrank.subspace_error(ks, truth))
-            put(f"dist_qr_ks_{cell.key}", lowrank.subspace_error(chosen[0, 0], ks))
+            put(f"{cell.key}/ks/e", lowrank.subspace_error(ks, truth))
+            put(f"{cell.key}/qr_ks/dist", lowrank.subspace_error(chosen[0, 0], ks))
         _world_row(metrics, cells, seed, worlds, fitted, sel)
-    metrics["qr_A_column_norm"] = [float(sel["a_norm"][str(s)]) for s in ctx.seeds]
+    metrics["qr/A_column_norm"] = [float(sel["a_norm"][str(s)]) for s in ctx.seeds]
     for name in ("dae_seconds", "ks_seconds"):
         metrics[name] = [float(sel[name])] * len(ctx.seeds)
     m = Metrics(metrics)
@@ -231,19 +233,16 @@ def _world_row(
 
 
 def _grid(m: Metrics) -> list[core.Cell]:
-    """The cells present in the metrics (from the K-subspaces error keys)."""
-    out = []
-    for name in m:
-        hit = _KEY.match(name)
-        if hit:
-            out.append(core.Cell(*(int(g) for g in hit.groups())))
-    if not out:
-        raise ValueError("no e_ks_K*_n*_d*_N* metrics: not a molrg_diffusion report")
+    """The cells present in the metrics (those with a K-subspaces error ``<cell>/ks/e``)."""
+    keys = m.select("*/ks/e")
+    if not keys:
+        raise ValueError("no <cell>/ks/e metrics: not a molrg_diffusion report")
+    out = [core.Cell.from_key(name.split("/")[0]) for name in keys]
     return sorted(out, key=lambda c: (c.k, c.n, c.d, c.nk))
 
 
 def _success(m: Metrics, method: str, cell: core.Cell) -> np.ndarray:
-    return np.asarray(m[f"e_{method}_{cell.key}"].values) < SUCCESS
+    return np.asarray(m[f"{cell.key}/{method}/e"].values) < SUCCESS
 
 
 def _share(m: Metrics, method: str, cells: list[core.Cell]) -> Stat:
@@ -318,7 +317,7 @@ def _check_r2(m: Metrics) -> ClaimResult:
 def _check_r3(m: Metrics) -> ClaimResult:
     cells = _grid(m)
     ks_ok = np.stack([_success(m, "ks", c) for c in cells])  # (cells, seeds)
-    agree = np.stack([np.asarray(m[f"dist_qr_ks_{c.key}"].values) < MATCH for c in cells])
+    agree = np.stack([np.asarray(m[f"{c.key}/qr_ks/dist"].values) < MATCH for c in cells])
     shares = [
         float(agree[ks_ok[:, s], s].mean()) for s in range(ks_ok.shape[1]) if ks_ok[:, s].any()
     ]
@@ -368,9 +367,10 @@ def _tables(m: Metrics, cells: list[core.Cell], cfg: MolrgDiffusionConfig) -> di
                 continue
             r = [float(_success(m, a, c).mean()) for a in ("qr", "retraction", "ks")]
             rates.append(f"{c.nk}: {r[0]:.2f} / {r[1]:.2f} / {r[2]:.2f}")
+            e = m.family(f"{c.key}/{{arm}}/e")
             means.append(
-                f"{m[f'e_qr_{c.key}'].mean:.3f} / {m[f'e_retraction_{c.key}'].mean:.3f} / "
-                f"{m[f'oracle_qr_{c.key}'].mean:.3f} / {m[f'e_ks_{c.key}'].mean:.3f}"
+                f"{e['qr'].mean:.3f} / {e['retraction'].mean:.3f} / "
+                f"{m[f'{c.key}/qr/e_oracle'].mean:.3f} / {e['ks'].mean:.3f}"
             )
         rows.append(f"| {k} | {n} | {d} | " + " | ".join(rates) + " |")
         errs.append(f"| {k} | {n} | {d} | " + " | ".join(means) + " |")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from subspacelab.nets.training import LossModule
+from subspacelab.api import LossModule
 
 
 class AdamWLoss(LossModule):
-    """:class:`~subspacelab.nets.training.LossModule` with AdamW (decoupled weight decay)."""
+    """:class:`~subspacelab.api.LossModule` with AdamW (decoupled weight decay)."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW over the network's trainable parameters."""

@@ -17,13 +17,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from subspacelab.api import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    SeedMetrics,
+    Stat,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    seed_all,
+    write_json,
+)
 from subspacelab.data.download import Resource, fetch
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import Claim, Metrics, Report, Step, StepContext, StepOutput, Study
-from subspacelab.runner import seed_all
 from subspacelab.studies.xfactors import core
 from subspacelab.studies.xfactors.config import FACTORS, XFactorsConfig
-from subspacelab.verdicts import ClaimResult, Stat, decide, gap, on_mean
 from subspacelab.worlds import GROUP_TABLE, group_table
 from subspacelab.worlds import factors as fw
 
@@ -58,7 +72,7 @@ def load_dsprites(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return imgs.astype(np.float32), classes[:, 1:].astype(np.int64)
 
 
-def _images(ctx: StepContext) -> StepOutput:
+def _images(ctx: StepContext[XFactorsConfig]) -> StepOutput:
     d = ctx.cfg.data
     if d.source == "procedural":
         world = fw.dsprites_like(d.size, d.n_scale, d.n_rotation, d.n_pos)
@@ -73,10 +87,9 @@ def _images(ctx: StepContext) -> StepOutput:
     if d.max_images and len(images) > d.max_images:
         keep = np.sort(np.random.default_rng(0).choice(len(images), d.max_images, replace=False))
         images, factors = images[keep], factors[keep]
-    save_tensors(
-        ctx.out / "images.safetensors",
+    ctx.save(
+        "images",
         {"images": torch.from_numpy(images).to(torch.uint8), "factors": torch.from_numpy(factors)},
-        study=SLUG,
         kind="images",
     )
     ctx.progress(f"{len(images)} images of {images.shape[1]}x{images.shape[2]}")
@@ -173,7 +186,7 @@ def run_seed(
     env: Any, images: torch.Tensor, factors: np.ndarray, cfg: XFactorsConfig, seed: int
 ) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
     """Train every model for one seed and score it; returns (metrics, model states)."""
-    from subspacelab.nets.training import fit, tensor_loader
+    from subspacelab.api import fit, tensor_loader
     from subspacelab.studies.xfactors.lightning import AdamWLoss
 
     d, m, t = cfg.data, cfg.model, cfg.train
@@ -242,7 +255,7 @@ def run_seed(
     out: dict[str, float] = {}
     for name, net in (("xfactors", xf), ("bvae", bvae), ("supervised", sup)):
         scores = disentanglement(_codes(net, x_tr), y_tr, _codes(net, x_te), y_te, cfg.eval, seed)
-        out.update({f"{name}_{k}": v for k, v in scores.items()})
+        out.update({f"{name}/{k}": v for k, v in scores.items()})
     truth = fw.factorvae_score(
         y_te.astype(float),
         y_te,
@@ -251,7 +264,7 @@ def run_seed(
         batch=cfg.eval.fvae_batch,
         seed=seed,
     )
-    out["truth_fvae"] = truth
+    out["truth/fvae"] = truth
     with torch.no_grad():
         terms = core.xfactors_loss(
             xf,
@@ -263,19 +276,19 @@ def run_seed(
             beta_t=m.beta_t,
             nce_weight=m.nce_weight,
         )
-        out.update({f"xfactors_test_{k}": float(v) for k, v in terms.items()})
-        out["bvae_test_mse"] = float(
+        out.update({f"xfactors/test_{k}": float(v) for k, v in terms.items()})
+        out["bvae/test_mse"] = float(
             ((torch.sigmoid(bvae.dec(torch.from_numpy(_codes(bvae, x_te)))) - x_te) ** 2).mean()
         )
-    out["probe_real_acc"] = float((_predict(probe, x_te) == y_te).mean())
-    out["swap_acc"], out["keep_acc"], out["probe_recon_acc"] = swap_test(
+    out["probe/real_acc"] = float((_predict(probe, x_te) == y_te).mean())
+    out["swap/swapped_acc"], out["swap/kept_acc"], out["probe/recon_acc"] = swap_test(
         xf, probe, x_te, y_te, t_idx, cfg.eval.n_swap, seed
     )
     s_tr, s_te = _codes(xf, x_tr)[:, : m.d_s], _codes(xf, x_te)[:, : m.d_s]
     excess = residual_probe(s_tr, y_tr[:, t_idx], s_te, y_te[:, t_idx])
-    out["zs_probe_excess_max"] = max(excess)
+    out["zs_probe/excess_max"] = max(excess)
     for f, e in zip(d.t_factors, excess, strict=True):
-        out[f"zs_probe_excess_{f}"] = e
+        out[f"zs_probe/excess/{f}"] = e
     states = {
         name: {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         for name, net in (("xfactors", xf), ("bvae", bvae), ("supervised", sup), ("probe", probe))
@@ -283,64 +296,64 @@ def run_seed(
     return out, states
 
 
-def _fit(ctx: StepContext) -> StepOutput:
-    t, _ = load_tensors(ctx.inputs["images"] / "images.safetensors", study=SLUG, kind="images")
+def _fit(ctx: StepContext[XFactorsConfig]) -> StepOutput:
+    t = ctx.load("images", kind="images")
     images, factors = t["images"].float(), t["factors"].numpy()
     results = {}
-    for seed in ctx.seeds:
+    for seed in ctx.seeded():
         out, states = run_seed(ctx, images, factors, ctx.cfg, seed)
         for name, state in states.items():
-            save_tensors(
-                ctx.out / f"{name}_seed{seed}.safetensors", state, study=SLUG, kind="model"
-            )
+            ctx.save(f"{name}_seed{seed}", state, kind="model")
         results[str(seed)] = out
         ctx.progress(
-            f"seed {seed}: FactorVAE XF {out['xfactors_fvae']:.3f} β-VAE {out['bvae_fvae']:.3f}; "
-            f"DCI-D XF {out['xfactors_dci_d']:.3f} β-VAE {out['bvae_dci_d']:.3f}; swap "
-            f"{out['swap_acc']:.3f}/{out['keep_acc']:.3f}"
+            f"seed {seed}: FactorVAE XF {out['xfactors/fvae']:.3f} β-VAE {out['bvae/fvae']:.3f}; "
+            f"DCI-D XF {out['xfactors/dci_d']:.3f} β-VAE {out['bvae/dci_d']:.3f}; swap "
+            f"{out['swap/swapped_acc']:.3f}/{out['swap/kept_acc']:.3f}"
         )
     write_json(ctx.out / "results.json", {"results": results})
     return StepOutput()
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[XFactorsConfig]) -> Report:
     import matplotlib.pyplot as plt
 
     doc = read_json(ctx.inputs["fit"] / "results.json")["results"]
-    seeds = [str(s) for s in ctx.seeds]
-    metrics = {k: [float(doc[s][k]) for s in seeds] for k in doc[seeds[0]]}
-    metrics["world/truth"] = metrics["truth_fvae"]
-    metrics["world/recovered"] = metrics["xfactors_fvae"]
-    metrics["world/error"] = [1.0 - v for v in metrics["xfactors_fvae"]]
-    metrics["world/baseline_error"] = [1.0 - v for v in metrics["bvae_fvae"]]
+    per_seed = SeedMetrics()
+    for seed in ctx.seeds:
+        per_seed.record(doc[str(seed)])
+    metrics = per_seed.as_dict()
+    metrics["world/truth"] = metrics["truth/fvae"]
+    metrics["world/recovered"] = metrics["xfactors/fvae"]
+    metrics["world/error"] = [1.0 - v for v in metrics["xfactors/fvae"]]
+    metrics["world/baseline_error"] = [1.0 - v for v in metrics["bvae/fvae"]]
 
     def cell(key: str) -> str:
         return Stat(tuple(metrics[key])).fmt(3)
 
     rows = ["| method | FactorVAE | DCI-D | DCI-C | DCI-I | MIG |", "|---|---|---|---|---|---|"]
     for meth in METHODS:
-        cells = " | ".join(cell(f"{meth}_{k}") for k in ("fvae", "dci_d", "dci_c", "dci_i", "mig"))
+        cells = " | ".join(cell(f"{meth}/{k}") for k in ("fvae", "dci_d", "dci_c", "dci_i", "mig"))
         rows.append(f"| {METHOD_NAMES[meth]} | {cells} |")
-    rows.append(f"\nFactorVAE score of the true factors themselves: {cell('truth_fvae')}")
+    rows.append(f"\nFactorVAE score of the true factors themselves: {cell('truth/fvae')}")
     probes = [
         "| quantity | value |",
         "|---|---|",
-        f"| probe accuracy on real test images (all factors) | {cell('probe_real_acc')} |",
-        f"| probe accuracy on XFactors' plain decodes | {cell('probe_recon_acc')} |",
-        f"| swap: probe reads B's swapped factor | {cell('swap_acc')} |",
-        f"| swap: probe keeps A's other factors | {cell('keep_acc')} |",
-        f"| linear probe z_s -> T-factor, max excess over chance | {cell('zs_probe_excess_max')} |",
-        f"| XFactors test MSE / β-VAE test MSE | {cell('xfactors_test_mse')} / "
-        f"{cell('bvae_test_mse')} |",
+        f"| probe accuracy on real test images (all factors) | {cell('probe/real_acc')} |",
+        f"| probe accuracy on XFactors' plain decodes | {cell('probe/recon_acc')} |",
+        f"| swap: probe reads B's swapped factor | {cell('swap/swapped_acc')} |",
+        f"| swap: probe keeps A's other factors | {cell('swap/kept_acc')} |",
+        f"| linear probe z_s -> T-factor, max excess over chance | {cell('zs_probe/excess_max')} |",
+        f"| XFactors test MSE / β-VAE test MSE | {cell('xfactors/test_mse')} / "
+        f"{cell('bvae/test_mse')} |",
         f"| XFactors test KL_s / KL_t (w_KL makes them nearly free, §9) | "
-        f"{cell('xfactors_test_kl_s')} / {cell('xfactors_test_kl_t')} |",
+        f"{cell('xfactors/test_kl_s')} / {cell('xfactors/test_kl_t')} |",
     ]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     keys = ("fvae", "dci_d", "dci_c", "dci_i", "mig")
     for j, meth in enumerate(METHODS):
         ax.bar(
             np.arange(len(keys)) + 0.27 * (j - 1),
-            [np.mean(metrics[f"{meth}_{k}"]) for k in keys],
+            [np.mean(metrics[f"{meth}/{k}"]) for k in keys],
             0.27,
             label=METHOD_NAMES[meth],
         )
@@ -377,37 +390,39 @@ def _evaluate(ctx: StepContext) -> Report:
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
-    xf, bv = m["xfactors_fvae"], m["bvae_fvae"]
+    fvae = m.family("{method}/fvae")
+    xf, bv = fvae["xfactors"], fvae["bvae"]
     return decide(
         on_mean("FactorVAE(XFactors)", xf, ">=", 0.9),
         on_mean("FactorVAE: XFactors − β-VAE", gap(xf, bv), ">=", 0.15),
         fvae_xfactors=xf,
         fvae_bvae=bv,
-        fvae_supervised=m["supervised_fvae"],
+        fvae_supervised=fvae["supervised"],
     )
 
 
 def _check_r2(m: Metrics) -> ClaimResult:
-    xf, bv = m["xfactors_dci_d"], m["bvae_dci_d"]
+    dci_d = m.family("{method}/dci_d")
+    xf, bv = dci_d["xfactors"], dci_d["bvae"]
     return decide(
         on_mean("DCI-D: XFactors − β-VAE", gap(xf, bv), ">=", 0.10),
         dci_d_xfactors=xf,
         dci_d_bvae=bv,
-        dci_d_supervised=m["supervised_dci_d"],
+        dci_d_supervised=dci_d["supervised"],
     )
 
 
 def _check_r3(m: Metrics) -> ClaimResult:
     return decide(
-        on_mean("swap: swapped factor read as B's", m["swap_acc"], ">=", 0.8),
-        on_mean("swap: other factors kept as A's", m["keep_acc"], ">=", 0.8),
-        probe_on_real_images=m["probe_real_acc"],
+        on_mean("swap: swapped factor read as B's", m["swap/swapped_acc"], ">=", 0.8),
+        on_mean("swap: other factors kept as A's", m["swap/kept_acc"], ">=", 0.8),
+        probe_on_real_images=m["probe/real_acc"],
     )
 
 
 def _check_r4(m: Metrics) -> ClaimResult:
     return decide(
-        on_mean("z_s linear probe: max excess over chance", m["zs_probe_excess_max"], "<=", 0.15),
+        on_mean("z_s linear probe: max excess over chance", m["zs_probe/excess_max"], "<=", 0.15),
     )
 
 
