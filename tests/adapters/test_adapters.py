@@ -1,9 +1,7 @@
 """LoRA, FLoRA and OCA's orthogonal layer: exact parameter counts and exact updates; budgets
-matched between LoRA and FLoRA; joint training."""
+matched between LoRA and FLoRA (joint training is tested in tests/nets/test_joint.py)."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import tensorly as tl
@@ -33,15 +31,8 @@ from subspacelab.adapters.budget import (
     match_budgets,
 )
 from subspacelab.adapters.stacked import StackedConv2d
-from subspacelab.adapters.training import (
-    Member,
-    accuracy,
-    predict,
-    train_joint,
-    train_loop,
-    zipped_loader,
-)
-from subspacelab.nets.training import LocalEnv, LossModule, fit, tensor_loader
+from subspacelab.nets.joint import Member, train_one
+from subspacelab.nets.training import LocalEnv
 
 
 def test_lora_counts_and_identity_at_init() -> None:
@@ -124,17 +115,8 @@ def test_orthogonal_layer_stays_orthogonal_under_training() -> None:
     torch.manual_seed(0)
     layer = OrthogonalLayer(6)
     x, target = torch.randn(64, 6), torch.randn(64, 6)
-    train_loop(
-        LocalEnv(),
-        layer,
-        lambda a, b: F.mse_loss(layer(a), b),
-        x,
-        target,
-        epochs=5,
-        batch_size=16,
-        lr=0.05,
-        seed=0,
-    )
+    member = Member(layer, lambda a, b: F.mse_loss(layer(a), b), 0.05, data=(x, target), seed=0)
+    train_one(LocalEnv(), member, epochs=5, batch_size=16)
     assert layer.orthogonality_error() < 1e-4
 
 
@@ -150,69 +132,6 @@ def test_oca_and_bct_losses_by_hand() -> None:
     assert torch.allclose(oca_loss(logits, h, protos, y), 5 * ce + 10 * infl)
     h2 = torch.eye(2)
     assert torch.allclose(bct_loss(logits, h2, protos, y), 5 * ce + 10 * infl)
-
-
-def test_training_helpers() -> None:
-    lin = nn.Linear(2, 2)
-    assert accuracy(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])) == 0.5
-    assert predict(lin, torch.zeros(3, 2)).shape == (3, 2)
-    lin.requires_grad_(False)
-    with pytest.raises(ValueError, match="trainable"):
-        train_loop(
-            LocalEnv(),
-            lin,
-            lambda a, b: a.sum(),
-            torch.zeros(2, 2),
-            torch.zeros(2),
-            epochs=1,
-            batch_size=1,
-            lr=0.1,
-            seed=0,
-        )
-
-
-def _mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-
-
-def _ce(net: nn.Module):
-    return lambda a, b: F.cross_entropy(net(a), b)
-
-
-def test_joint_training_equals_separate_runs_bit_for_bit() -> None:
-    """Members with their own data, seeds and learning rates end exactly where their own
-    LossModule runs over tensor_loader end; training leaves the global RNG alone."""
-    torch.manual_seed(0)
-    data = [(torch.randn(50, 4), torch.randint(0, 3, (50,))) for _ in range(2)]
-    specs = [(0, 0.01, 3), (1, 0.05, 4), (0, 0.02, 3)]  # (data, lr, seed)
-    nets = [_mlp() for _ in specs]
-    refs = [copy.deepcopy(n) for n in nets]
-    for net, (d, lr, seed) in zip(refs, specs, strict=True):
-        module = LossModule(net, lambda n, b: F.cross_entropy(n(b[0]), b[1]), lr=lr)
-        fit(LocalEnv(), module, tensor_loader(*data[d], batch_size=16, seed=seed), epochs=3)
-    members = [
-        Member(net, _ce(net), *data[d], lr, seed)
-        for net, (d, lr, seed) in zip(nets, specs, strict=True)
-    ]
-    state = torch.get_rng_state()
-    history = train_joint(LocalEnv(), members, epochs=3, batch_size=16)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert len(history) == 3 and all(len(h) == 3 and h[-1] < h[0] for h in history)
-    for net, ref in zip(nets, refs, strict=True):
-        assert all(
-            torch.equal(p, q) for p, q in zip(net.parameters(), ref.parameters(), strict=True)
-        )
-
-
-def test_joint_training_errors() -> None:
-    net = _mlp()
-    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.long)
-    with pytest.raises(ValueError, match="shares"):
-        train_joint(LocalEnv(), [Member(net, _ce(net), x, y, 0.1, 0)] * 2, epochs=1, batch_size=4)
-    with pytest.raises(ValueError, match="one length"):
-        zipped_loader([(x, y), (x[:6], y[:6])], [0, 1], batch_size=4)
-    with pytest.raises(ValueError, match="at least one"):
-        train_joint(LocalEnv(), [], epochs=1, batch_size=4)
 
 
 def test_lora_input_dropout() -> None:

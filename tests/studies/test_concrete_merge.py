@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from subspacelab.registry import Metrics
+from subspacelab.api import Metrics
 from subspacelab.studies.concrete_merge.study import CLAIMS
 
 BY_ID = {c.id: c for c in CLAIMS}
@@ -33,15 +33,15 @@ def _m(**arms: Sequence[float]) -> Metrics:
     vals: dict[str, list[float]] = {}
     for arm, per in task.items():
         for field in ("norm", "abs"):
-            vals[f"h1_fft_{arm}_task_{field}"] = per
-            vals[f"h1_fft_{arm}_{field}"] = [
+            vals[f"h1/fft/{arm}/task_{field}"] = per
+            vals[f"h1/fft/{arm}/{field}"] = [
                 sum(per[s * TASKS : (s + 1) * TASKS]) / TASKS for s in range(SEEDS)
             ]
     for arm in ("cta", "concrete_adamerging"):
-        vals[f"h1_fft_{arm}_logit_std"] = [0.4, 0.5, 0.45]
-        vals[f"h1_fft_{arm}_logit_absmax"] = [1.8, 1.9, 2.0]
-        vals[f"h1_fft_{arm}_collapsed"] = [0.0, 0.0, 0.0]
-    vals["h1_fft_ta_lam"] = [0.1, 0.1, 0.12]
+        vals[f"h1/fft/{arm}/logit_std"] = [0.4, 0.5, 0.45]
+        vals[f"h1/fft/{arm}/logit_absmax"] = [1.8, 1.9, 2.0]
+        vals[f"h1/fft/{arm}/collapsed"] = [0.0, 0.0, 0.0]
+    vals["h1/fft/ta/lam"] = [0.1, 0.1, 0.12]
     return Metrics(vals)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from subspacelab.api import Metrics
 from subspacelab.merging.bench import (
     TRANSFORMS,
     apply_transform,
@@ -12,7 +13,6 @@ from subspacelab.merging.bench import (
     normalised,
     pixel_permutation,
 )
-from subspacelab.registry import Metrics
 from subspacelab.studies.dc_merge.study import CLAIMS_BY_ID
 
 N = 6  # 2 seeds x 3 tasks
@@ -24,8 +24,8 @@ def _m(**norms: float | list[float]) -> Metrics:
     vals: dict[str, list[float]] = {}
     for k, v in norms.items():
         per = [v + 0.001 * (i % 3 - 1) for i in range(N)] if isinstance(v, float) else v
-        vals[f"h1_lora_{k}_task_norm"] = per
-        vals[f"h1_lora_{k}_norm"] = [sum(per[:3]) / 3, sum(per[3:]) / 3]
+        vals[f"h1/lora/{k}/task_norm"] = per
+        vals[f"h1/lora/{k}/norm"] = [sum(per[:3]) / 3, sum(per[3:]) / 3]
     return Metrics(vals)
 
 
@@ -65,9 +65,9 @@ def test_collect_orders_by_seed() -> None:
         "1/h1/lora": {"ta": {"norm": 0.2, "time_s": 0.5}},
         "0/h1/lora": {"ta": {"norm": 0.1, "time_s": 0.4}},
     }  # wall times are not metrics: a rerun must reproduce the metrics exactly
-    assert collect_results(results, [0, 1]) == {"h1_lora_ta_norm": [0.1, 0.2]}
+    assert collect_results(results, [0, 1]) == {"h1/lora/ta/norm": [0.1, 0.2]}
     per_task = {
         "1/h1/lora": {"ta": {"task_norm": [0.3, 0.4]}},
         "0/h1/lora": {"ta": {"task_norm": [0.1, 0.2]}},
     }  # per seed x task lists, seed-major
-    assert collect_results(per_task, [0, 1]) == {"h1_lora_ta_task_norm": [0.1, 0.2, 0.3, 0.4]}
+    assert collect_results(per_task, [0, 1]) == {"h1/lora/ta/task_norm": [0.1, 0.2, 0.3, 0.4]}

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from subspacelab.adapters import trainable_count
+from subspacelab.api import Metrics
 from subspacelab.config import ParamsError, study_config
-from subspacelab.registry import Metrics
 from subspacelab.studies.flora import core
 from subspacelab.studies.flora.config import FloraConfig
 from subspacelab.studies.flora.study import CLAIMS
@@ -106,14 +106,14 @@ def _m(
     lora = [0.70 + 0.03 * (i % TASKS) + 0.01 * (i // TASKS) for i in range(n)]
     flora = [a + g for a, g in zip(lora, gain, strict=True)]
     values: dict[str, list[float]] = {
-        "linear_probe_task_acc": [a - probe_drop for a in lora],
-        "full_ft_task_acc": [a - over_full for a in lora],
+        "linear_probe/task_acc": [a - probe_drop for a in lora],
+        "full_ft/task_acc": [a - over_full for a in lora],
     }
     for b, n_l, n_f in zip(("0.02", "0.05"), lora_params, flora_params, strict=True):
-        values[f"lora_{b}_task_acc"] = lora
-        values[f"flora_{b}_task_acc"] = flora
-        values[f"lora_{b}_params"] = [n_l] * SEEDS
-        values[f"flora_{b}_params"] = [n_f] * SEEDS
+        values[f"lora_{b}/task_acc"] = lora
+        values[f"flora_{b}/task_acc"] = flora
+        values[f"lora_{b}/params"] = [n_l] * SEEDS
+        values[f"flora_{b}/params"] = [n_f] * SEEDS
     return Metrics(values)
 
 
@@ -151,10 +151,10 @@ def test_peft_between_probe_and_full_three_ways() -> None:
     # the probe below PEFT on some pairs, above on others: the seeds cannot decide
     mixed = _m(GAIN)
     values = {k: list(v.values) for k, v in mixed.items()}
-    values["linear_probe_task_acc"] = [
+    values["linear_probe/task_acc"] = [
         a + d
         for a, d in zip(
-            values["lora_0.02_task_acc"], [-0.1, 0.1, -0.1, 0.1, -0.05, 0.06], strict=True
+            values["lora_0.02/task_acc"], [-0.1, 0.1, -0.1, 0.1, -0.05, 0.06], strict=True
         )
     ]
     assert check(Metrics(values)).verdict == "inconclusive"

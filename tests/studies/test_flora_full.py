@@ -17,14 +17,14 @@ from torch import nn
 
 from subspacelab.adapters import FLoRA, LoRA
 from subspacelab.adapters.budget import flora_ranks, flora_total, lora_total, match_budgets
+from subspacelab.api import Metrics
 from subspacelab.config import study_config
 from subspacelab.data.download import DownloadError
 from subspacelab.io import sha256_file
 from subspacelab.nets.training import LocalEnv
-from subspacelab.registry import Metrics
 from subspacelab.studies.flora import full
 from subspacelab.studies.flora.config import FloraConfig
-from subspacelab.studies.flora.study import CLAIMS, _evaluate
+from subspacelab.studies.flora.study import CLAIMS, STUDY
 from tests.helpers import tiny_params
 
 
@@ -164,15 +164,15 @@ def test_fit_step_end_to_end(tmp_path: Path) -> None:
         progress=lambda m: None,
     )
     full.fit_step(ctx, lambda n: _ConvNeXtLike(n))  # type: ignore[arg-type]
-    report = _evaluate(
+    report = STUDY.step("evaluate").implementation("full")(
         SimpleNamespace(inputs={"fit": tmp_path / "fit"}, seeds=[0], profile="full")  # type: ignore[arg-type]
     )
     assert "deviations" not in report.tables
     for arm in ("linear_probe", "full_ft", "flora_0.5", "lora_0.5"):
-        assert 0.0 <= report.metrics[f"{arm}_acc"][0] <= 1.0
-    assert report.metrics["linear_probe_params"][0] == 0.0
-    assert 0.0 < report.metrics["flora_0.5_budget_frac"][0] <= 0.5
+        assert 0.0 <= report.metrics[f"{arm}/acc"][0] <= 1.0
+    assert report.metrics["linear_probe/params"][0] == 0.0
+    assert 0.0 < report.metrics["flora_0.5/budget_frac"][0] <= 0.5
     # full FT also trains the depthwise convs and biases, beyond the adaptable weights
-    assert report.metrics["full_ft_budget_frac"][0] > 1.0
+    assert report.metrics["full_ft/budget_frac"][0] > 1.0
     results = {c.id: c.check(Metrics(report.metrics)) for c in CLAIMS}
     assert len(results) == len(CLAIMS) and all(r.tests for r in results.values())

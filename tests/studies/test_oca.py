@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from subspacelab.registry import Metrics
+from subspacelab.api import Metrics
 from subspacelab.studies.oca.core import Embedder, retrieval
 from subspacelab.studies.oca.study import CLAIMS
 
@@ -42,12 +42,12 @@ def _m(
 ) -> Metrics:
     return Metrics(
         {
-            "old_to_old_map": oo,
-            "oca_to_old_map": co,
-            "independent_to_old_map": io,
-            "oca_to_oca_map": cc,
-            "bct_to_bct_map": bb,
-            "independent_to_independent_map": ii,
+            "old_to_old/map": oo,
+            "oca_to_old/map": co,
+            "independent_to_old/map": io,
+            "oca_to_oca/map": cc,
+            "bct_to_bct/map": bb,
+            "independent_to_independent/map": ii,
             "ortho_error_max": err,
         }
     )

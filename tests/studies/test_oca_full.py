@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from subspacelab.api import Metrics, StepContext
 from subspacelab.config import study_config
 from subspacelab.nets.training import LocalEnv
-from subspacelab.registry import Metrics
 from subspacelab.studies.oca import full
 from subspacelab.studies.oca.config import OcaConfig
-from subspacelab.studies.oca.study import CLAIMS, _evaluate
+from subspacelab.studies.oca.study import CLAIMS, STUDY
 from tests.helpers import tiny_params
 
 
@@ -87,29 +87,25 @@ def test_old_and_fit_steps_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     old_dir, fit_dir = tmp_path / "old", tmp_path / "fit"
     old_dir.mkdir()
     fit_dir.mkdir()
-    ctx = SimpleNamespace(
-        cfg=cfg,
-        seeds=[0],
-        out=old_dir,
-        inputs={},
-        lab=env.lab,
-        device=env.device,
-        progress=lambda m: None,
-    )
-    full.old_step(ctx, _trunk)  # type: ignore[arg-type]
+
+    def ctx(step: str, out: Path, inputs: dict[str, Path]) -> StepContext[OcaConfig]:
+        return StepContext(
+            STUDY, STUDY.step(step), cfg, env.lab, tmp_path, out, inputs, env.device, print
+        )
+
+    full.old_step(ctx("old", old_dir, {}), _trunk)
     assert (old_dir / "seed0.safetensors").is_file()
-    ctx.out, ctx.inputs = fit_dir, {"old": old_dir}
-    full.fit_step(ctx, _trunk)  # type: ignore[arg-type]
-    report = _evaluate(
+    full.fit_step(ctx("fit", fit_dir, {"old": old_dir}), _trunk)
+    report = STUDY.step("evaluate").implementation("full")(
         SimpleNamespace(inputs={"fit": fit_dir}, seeds=[0], profile="full")  # type: ignore[arg-type]
     )
     assert "deviations" not in report.tables
     assert report.metrics["ortho_error_max"][0] < 1e-4
     for key in (
-        "old_to_old_map",
-        "oca_to_old_map",
-        "bct_to_bct_map",
-        "independent_to_independent_map",
+        "old_to_old/map",
+        "oca_to_old/map",
+        "bct_to_bct/map",
+        "independent_to_independent/map",
     ):
         assert 0.0 < report.metrics[key][0] <= 1.0
     m = Metrics(report.metrics)

@@ -1,6 +1,7 @@
 """task_zoo full profile: the 8 task parsers on tiny files in the real formats, pinned
 downloads, the zero-shot head, fine-tuning through Lightning with a stand-in encoder for CLIP,
-and the zoo read back by load_zoo and merged by dc_merge unchanged."""
+and the zoo read back by load_zoo (merging.clip_zoo, tested on its own in
+tests/merging/test_clip_zoo.py) and merged by dc_merge unchanged."""
 
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from subspacelab.config import study_config
 from subspacelab.data.download import DownloadError, fetch
 from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, MNIST_RESOURCES
 from subspacelab.io import save_tensors, write_json
+from subspacelab.merging import clip_zoo
 from subspacelab.merging.bench import ZOO_SLUG, load_zoo
 from subspacelab.nets.training import LocalEnv, state_dict_cpu
 from subspacelab.studies.dc_merge.config import MergeConfig
 from subspacelab.studies.dc_merge.study import run_merges
-from subspacelab.studies.task_zoo import full
+from subspacelab.studies.task_zoo import full, lightning
 from subspacelab.studies.task_zoo.config import TaskZooConfig
 from tests.helpers import tiny_params
 
@@ -64,7 +66,7 @@ def _idx(path: Path, magic: int, arr: np.ndarray) -> None:
         fh.write(header + arr.astype(np.uint8).tobytes())
 
 
-def _check(index: full.TaskIndex, out: Path, n_classes: int, counts: dict[str, int]) -> None:
+def _check(index: clip_zoo.TaskIndex, out: Path, n_classes: int, counts: dict[str, int]) -> None:
     assert len(index.classnames) == n_classes
     assert {s: len(r) for s, r in index.splits.items()} == counts
     for rows in index.splits.values():
@@ -217,21 +219,11 @@ def test_prepare_task_carves_validation_and_reads_back(tmp_path: Path) -> None:
         x = RNG.integers(0, 255, (32, 32, 3, n), dtype=np.uint8)
         savemat(str(raw / f"{split}_32x32.mat"), {"X": x, "y": (np.arange(n) % 10 + 1)[:, None]})
     full.prepare_task("SVHN", raw, out, val_fraction=0.25, max_val=6)
-    index = full.read_task(out)
+    index = clip_zoo.read_task(out)
     assert {s: len(r) for s, r in index.splits.items()} == {"train": 34, "val": 6, "test": 4}
     assert not {p for p, _ in index.splits["train"]} & {p for p, _ in index.splits["val"]}
-    x, y = full.load_images(index.splits["val"], 16)
+    x, y = clip_zoo.load_images(index.splits["val"], 16)
     assert x.shape == (6, 3, 16, 16) and x.dtype == torch.uint8 and y.dtype == torch.long
-
-
-def test_image_files_resize_and_centre_crop(tmp_path: Path) -> None:
-    img = np.zeros((20, 40, 3), dtype=np.uint8)
-    img[:, 10:30] = 255  # the centre 20x20 square is white
-    Image.fromarray(img).save(tmp_path / "a.png")
-    x, y = full.ImageFiles([(str(tmp_path / "a.png"), 3)], 10)[0]
-    assert x.shape == (3, 10, 10) and int(y) == 3
-    # only the white centre survives the crop (bicubic blurs the outermost columns a little)
-    assert int(x[:, :, 1:-1].min()) == 255 and int(x.min()) > 200
 
 
 def test_resources_refuse_unpinned_files_and_fetch_verifies(tmp_path: Path) -> None:
@@ -309,11 +301,11 @@ def _toy_task(tmp_path: Path, n: int = 24) -> tuple[list[tuple[str, int]], dict[
 def _finetune(
     encoder: nn.Module, head: dict, samples: list, regime: str
 ) -> dict[str, torch.Tensor]:
-    return full.finetune(
+    return lightning.finetune(
         LocalEnv(),
         encoder,
         head,
-        full.ImageFiles(samples, 8),
+        clip_zoo.ImageFiles(samples, 8),
         regime=regime,
         steps=6,
         batch_size=8,
@@ -329,7 +321,7 @@ def _finetune(
 def test_finetune_fft_and_lora_through_lightning(tmp_path: Path) -> None:
     torch.manual_seed(0)
     samples, head = _toy_task(tmp_path)
-    encoder = full.ImageEncoder(_StandIn())
+    encoder = clip_zoo.ImageEncoder(_StandIn())
     before = state_dict_cpu(encoder)
     fft = _finetune(encoder, head, samples, "fft")
     assert set(fft) == set(before)
@@ -357,7 +349,7 @@ def test_zoo_loads_back_and_dc_merge_runs_unchanged(
     torch.manual_seed(0)
     data_dir, zoo_dir = tmp_path / "data", tmp_path / "zoo"
     tasks = ["MNIST", "SVHN"]
-    encoder = full.ImageEncoder(_StandIn())
+    encoder = clip_zoo.ImageEncoder(_StandIn())
     tensors = {f"base.{k}": v for k, v in state_dict_cpu(encoder).items()}
     for t in tasks:
         (data_dir / t).mkdir(parents=True)
@@ -378,7 +370,7 @@ def test_zoo_loads_back_and_dc_merge_runs_unchanged(
     write_json(
         zoo_dir / "index.json",
         {
-            "backbone": full.BACKBONE,
+            "backbone": clip_zoo.BACKBONE,
             "arch": "stand-in",
             "pretrained": "",
             "image_size": 8,
@@ -390,10 +382,10 @@ def test_zoo_loads_back_and_dc_merge_runs_unchanged(
         },
     )
     monkeypatch.setattr(
-        full, "clip_encoder", lambda arch, pretrained: full.ImageEncoder(_StandIn())
+        clip_zoo, "clip_encoder", lambda arch, pretrained: clip_zoo.ImageEncoder(_StandIn())
     )
     zoo = load_zoo(data_dir, zoo_dir, 0)
-    assert isinstance(zoo, full.ClipZoo) and zoo.tasks == tasks
+    assert isinstance(zoo, clip_zoo.ClipZoo) and zoo.tasks == tasks
     assert [x.shape for x in zoo.x["test"]] == [(4, 3, 8, 8)] * 2 and zoo.x["train"] == []
     m = MergeConfig(
         alpha_grid=[0.5, 1.0],

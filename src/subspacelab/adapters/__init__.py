@@ -8,8 +8,8 @@
   10 %), built with the same scale convention.
 * :mod:`~subspacelab.adapters.oca` — OCA's orthogonal layer and losses (Ricci et al.,
   arXiv:2408.08793), with BCT (Shen et al., CVPR 2020, arXiv:2003.11942) as a baseline.
-* :mod:`~subspacelab.adapters.training` — Lightning training of many small independent models in
-  one run (``train_joint``), as the merging and adapter studies use it.
+* :mod:`~subspacelab.adapters.stacked` — many adapted convs of one shape as a few grouped convs
+  (for training many arms at once with :func:`subspacelab.nets.joint.train_joint`).
 """
 
 from subspacelab.adapters.budget import BudgetMatch, make_adapter, match_budgets

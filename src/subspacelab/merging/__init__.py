@@ -7,6 +7,9 @@
 * :mod:`~subspacelab.merging.concrete` — Concrete Task Arithmetic and Concrete AdaMerging (Tang
   et al., arXiv:2312.06173), with layer-wise AdaMerging (Yang et al., ICLR 2024,
   arXiv:2310.02575) as the baseline.
+* :mod:`~subspacelab.merging.bench` — the task zoo (the merge-bench the ``task_zoo`` study
+  writes) read back, task accuracies and α tuning; :mod:`~subspacelab.merging.clip_zoo` its full
+  profile (CLIP ViT-B/32 on 8 vision tasks).
 """
 
 from subspacelab.merging.algebra import (

@@ -115,7 +115,7 @@ def load_zoo(data_dir: Path, zoo_dir: Path, seed: int) -> Zoo:
     """Load seed ``seed`` of the task zoo from its data and zoo step directories."""
     index = read_json(zoo_dir / "index.json")
     if index.get("backbone") == "open_clip":  # the full profile's CLIP zoo
-        from subspacelab.studies.task_zoo.full import load_clip_zoo
+        from subspacelab.merging.clip_zoo import load_clip_zoo
 
         return load_clip_zoo(data_dir, zoo_dir, seed)
     tasks, heads, regimes = index["tasks"], index["heads"], index["regimes"]
@@ -179,7 +179,7 @@ def normalised(accs: Sequence[float], individual: Sequence[float]) -> float:
 
 
 def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str, list[float]]:
-    """Metrics ``<head>_<regime>_<method>_<field>`` from a merge step's ``results.json`` (keys
+    """Metrics ``<head>/<regime>/<method>/<field>`` from a merge step's ``results.json`` (keys
     ``"<seed>/<head>/<regime>"`` -> method -> field -> value), in the order of ``seeds``: one
     value per seed, or one per seed x task (seed-major) for list fields such as ``task_norm``.
     Wall times (``time_s``) stay in results.json: a rerun must reproduce the metrics exactly."""
@@ -194,5 +194,5 @@ def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str,
                     if field == "time_s":
                         continue
                     vals = value if isinstance(value, list) else [value]
-                    metrics.setdefault(f"{h}_{r}_{method}_{field}", []).extend(vals)
+                    metrics.setdefault(f"{h}/{r}/{method}/{field}", []).extend(vals)
     return metrics

@@ -7,7 +7,7 @@
 * evaluate — metrics over seeds, the claims (LoRA regime, keep = r), the method table.
 
 Every merge is evaluated per task, so each claim is decided on the paired per seed x task
-differences of normalised accuracy (``<head>_<regime>_<method>_task_norm``, seed-major; the
+differences of normalised accuracy (``<head>/<regime>/<method>/task_norm``, seed-major; the
 same α for every task of a merge) with their 95 % interval (issue 12).
 """
 
@@ -19,7 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from subspacelab.io import read_json, write_json
+from subspacelab.api import (
+    Claim,
+    ClaimResult,
+    Condition,
+    Metrics,
+    Op,
+    Report,
+    Stat,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
+)
 from subspacelab.merging import (
     StateDict,
     dc_merge,
@@ -38,18 +55,7 @@ from subspacelab.merging.bench import (
     tune_and_test,
 )
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import (
-    Claim,
-    ClaimResult,
-    Metrics,
-    Report,
-    Step,
-    StepContext,
-    StepOutput,
-    Study,
-)
 from subspacelab.studies.dc_merge.config import DCMergeConfig, MergeConfig
-from subspacelab.verdicts import Condition, Op, Stat, decide, gap, on_mean
 
 SLUG = "dc_merge"
 METHODS = (
@@ -128,8 +134,8 @@ def _row(
     }
 
 
-def _merge(ctx: StepContext) -> StepOutput:
-    m: MergeConfig = ctx.cfg.merge
+def _merge(ctx: StepContext[DCMergeConfig]) -> StepOutput:
+    m = ctx.cfg.merge
     results: dict[str, dict] = {}
     for seed in ctx.seeds:
         zoo = load_zoo(ctx.inputs["task_zoo.data"], ctx.inputs["task_zoo.zoo"], seed)
@@ -147,7 +153,7 @@ def _merge(ctx: StepContext) -> StepOutput:
     return StepOutput(metrics={"runs": float(len(results))})
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[DCMergeConfig]) -> Report:
     results = read_json(ctx.inputs["merge"] / "results.json")
     metrics = collect_results(results, ctx.seeds)
     combos = sorted({tuple(k.split("/")[1:]) for k in results})
@@ -156,13 +162,13 @@ def _evaluate(ctx: StepContext) -> Report:
         "|---|---|" + "---|" * len(METHODS),
     ]
     for h, r in combos:
-        cells = [f"{np.mean(metrics[f'{h}_{r}_{mt}_norm']):.3f}" for mt in METHODS]
+        cells = [f"{np.mean(metrics[f'{h}/{r}/{mt}/norm']):.3f}" for mt in METHODS]
         rows.append(f"| {h} | {r} | " + " | ".join(cells) + " |")
     figures = {
         f"normalised_{h}_{r}": bar_figure(
             f"dc_merge {h}/{r}: normalised accuracy",
             "normalised acc",
-            {mt: metrics[f"{h}_{r}_{mt}_norm"] for mt in METHODS},
+            {mt: metrics[f"{h}/{r}/{mt}/norm"] for mt in METHODS},
         )
         for h, r in combos
     }
@@ -175,7 +181,7 @@ def _evaluate(ctx: StepContext) -> Report:
 
 def _tasks(m: Metrics, head: str, method: str) -> Stat:
     """Normalised accuracy per seed x task of ``method`` (LoRA regime)."""
-    return m[f"{head}_lora_{method}_task_norm"]
+    return m[f"{head}/lora/{method}/task_norm"]
 
 
 def _beats(m: Metrics, head: str, a: str, b: str, op: Op, margin: float) -> Condition:
@@ -188,8 +194,8 @@ def _dc_vs_tsvm(head: str) -> Callable[[Metrics], ClaimResult]:
     def check(m: Metrics) -> ClaimResult:
         return decide(
             _beats(m, head, "dc", "tsvm", ">=", -TOLERANCE),
-            dc=m[f"{head}_lora_dc_norm"],
-            tsvm=m[f"{head}_lora_tsvm_norm"],
+            dc=m[f"{head}/lora/dc/norm"],
+            tsvm=m[f"{head}/lora/tsvm/norm"],
         )
 
     return check
@@ -199,7 +205,7 @@ def _svd_beats(head: str) -> Callable[[Metrics], ClaimResult]:
     def check(m: Metrics) -> ClaimResult:
         return decide(
             *(_beats(m, head, a, b, ">", 0.0) for a in ("tsvm", "dc") for b in ("ta", "ties")),
-            **{k: m[f"{head}_lora_{k}_norm"] for k in ("tsvm", "dc", "ta", "ties")},
+            **{k: m[f"{head}/lora/{k}/norm"] for k in ("tsvm", "dc", "ta", "ties")},
         )
 
     return check
@@ -209,8 +215,8 @@ def _smoothing(head: str) -> Callable[[Metrics], ClaimResult]:
     def check(m: Metrics) -> ClaimResult:
         return decide(
             _beats(m, head, "dc", "dc_nosmooth", ">=", 0.0),
-            smoothing_avg=m[f"{head}_lora_dc_norm"],
-            no_smoothing=m[f"{head}_lora_dc_nosmooth_norm"],
+            smoothing_avg=m[f"{head}/lora/dc/norm"],
+            no_smoothing=m[f"{head}/lora/dc_nosmooth/norm"],
         )
 
     return check

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 from subspacelab.studies.flora import core
-from subspacelab.studies.flora.full import VTAB_TASKS
 
 TASKS = ("relabel", "invert", "rot90", "bandpass")
+# the 19 VTAB-1k tasks of the full profile (NOAH's folder names)
+VTAB_TASKS = (
+    "cifar",
+    "caltech101",
+    "dtd",
+    "oxford_flowers102",
+    "oxford_iiit_pet",
+    "svhn",
+    "sun397",
+    "patch_camelyon",
+    "eurosat",
+    "resisc45",
+    "diabetic_retinopathy",
+    "clevr_count",
+    "clevr_dist",
+    "dmlab",
+    "kitti",
+    "dsprites_loc",
+    "dsprites_ori",
+    "smallnorb_azi",
+    "smallnorb_ele",
+)
 
 
 @dataclass

@@ -34,34 +34,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from subspacelab.adapters.budget import make_adapter, match_budgets
-from subspacelab.adapters.training import accuracy
-from subspacelab.data.download import Resource, fetch, safe_extract
-from subspacelab.io import read_json, write_json
-from subspacelab.nets.training import TrainEnv, make_trainer
-from subspacelab.registry import StepContext, StepOutput
-from subspacelab.runner import seed_all
-
-VTAB_TASKS = (
-    "cifar",
-    "caltech101",
-    "dtd",
-    "oxford_flowers102",
-    "oxford_iiit_pet",
-    "svhn",
-    "sun397",
-    "patch_camelyon",
-    "eurosat",
-    "resisc45",
-    "diabetic_retinopathy",
-    "clevr_count",
-    "clevr_dist",
-    "dmlab",
-    "kitti",
-    "dsprites_loc",
-    "dsprites_ori",
-    "smallnorb_azi",
-    "smallnorb_ele",
+from subspacelab.api import (
+    StepContext,
+    StepOutput,
+    TrainEnv,
+    accuracy,
+    fit,
+    read_json,
+    seed_all,
+    write_json,
 )
+from subspacelab.data.download import Resource, fetch, safe_extract
+from subspacelab.studies.flora.config import FloraConfig
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLIT_FILES = {"train": "train800val200.txt", "test": "test.txt"}
@@ -210,9 +195,7 @@ def train_arm(
         num_workers=workers,
         generator=torch.Generator().manual_seed(seed),
     )
-    trainer, _ = make_trainer(env, max_epochs=epochs, label=label)
-    trainer.fit(module, loader)
-    net.eval()
+    fit(env, module, loader, epochs=epochs, label=label)
 
 
 @torch.no_grad()
@@ -231,7 +214,7 @@ def evaluate(net: nn.Module, data: Dataset[Any], device: torch.device, batch: in
 ModelFactory = Callable[[int], nn.Module]
 
 
-def pretrain_step(ctx: StepContext) -> StepOutput:
+def pretrain_step(ctx: StepContext[FloraConfig]) -> StepOutput:
     """Download (pinned), verify and extract VTAB-1k; ``index.json`` names each task's folder."""
     v = ctx.cfg.data.vtab
     if v is None:
@@ -250,10 +233,9 @@ def pretrain_step(ctx: StepContext) -> StepOutput:
     return StepOutput(metrics=counts)
 
 
-def fit_step(ctx: StepContext, make_model: ModelFactory | None = None) -> StepOutput:
+def fit_step(ctx: StepContext[FloraConfig], make_model: ModelFactory | None = None) -> StepOutput:
     """Every arm on every task (per seed); the miniature's ``results.json``."""
-    cfg = ctx.cfg
-    v, m, t = cfg.data.vtab, cfg.model, cfg.train
+    v, m, t = ctx.cfg.data.vtab, ctx.cfg.model, ctx.cfg.train
     sched = t.schedule
     if v is None or m.convnext is None or sched is None:
         raise ValueError("flora.full: data.vtab, model.convnext and train.schedule must be set")

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from subspacelab.io import read_json
+from subspacelab.api import Report, Stat, Step, StepContext, Study, read_json
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import Report, Stat, Step, StepContext, Study
 from subspacelab.studies.merging_compare.config import MergingCompareConfig
 
 SLUG = "merging_compare"
@@ -103,7 +102,7 @@ def adapter_rows(flora: dict) -> list[str]:
     return rows
 
 
-def _report(ctx: StepContext) -> Report:
+def _report(ctx: StepContext[MergingCompareConfig]) -> Report:
     t = ctx.cfg.tables
     dc = read_json(ctx.inputs["dc_merge.merge"] / "results.json")
     concrete = read_json(ctx.inputs["concrete_merge.merge"] / "results.json")

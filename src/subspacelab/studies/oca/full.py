@@ -26,14 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subspacelab.adapters import OrthogonalLayer, bct_loss, oca_loss
+from subspacelab.api import StepContext, StepOutput, fit, seed_all, tensor_loader, write_json
 from subspacelab.data.cifar import fetch_cifar, load_cifar
-from subspacelab.io import load_tensors, save_tensors, write_json
-from subspacelab.nets.training import fit, tensor_loader
-from subspacelab.registry import StepContext, StepOutput
-from subspacelab.runner import seed_all
+from subspacelab.studies.oca.config import OcaConfig
 from subspacelab.studies.oca.core import retrieval
 
-SLUG = "oca"
 ARMS = ("independent", "bct", "oca")
 CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR_STD = (0.2673, 0.2564, 0.2762)
@@ -206,7 +203,7 @@ def embed_all(net: ImageEmbedder, x: Tensor, device: torch.device, batch: int = 
     return torch.cat([net.embed(xb.to(device)).cpu() for xb in x.split(batch)])
 
 
-def _cifar(ctx: StepContext) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _cifar(ctx: StepContext[OcaConfig]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     c = ctx.cfg.data.cifar100
     if c is None:
         raise ValueError("oca.full.data.cifar100: must be set for the full profile")
@@ -220,16 +217,15 @@ def _cifar(ctx: StepContext) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     )
 
 
-def _trunk_factory(ctx: StepContext) -> TrunkFactory:
+def _trunk_factory(ctx: StepContext[OcaConfig]) -> TrunkFactory:
     arch = ctx.cfg.model.resnet.arch
     return lambda: resnet_trunk(arch)
 
 
-def old_step(ctx: StepContext, make_trunk: TrunkFactory | None = None) -> StepOutput:
+def old_step(ctx: StepContext[OcaConfig], make_trunk: TrunkFactory | None = None) -> StepOutput:
     """The old model on the first ``n_old`` classes and the prototypes (old features' class
     means over the new training set), per seed."""
-    cfg = ctx.cfg
-    m, t, c = cfg.model, cfg.train, cfg.data.cifar100
+    m, t, c = ctx.cfg.model, ctx.cfg.train, ctx.cfg.data.cifar100
     sched = t.schedule
     x, y, _, _ = _cifar(ctx)
     make_trunk = make_trunk or _trunk_factory(ctx)
@@ -256,30 +252,22 @@ def old_step(ctx: StepContext, make_trunk: TrunkFactory | None = None) -> StepOu
         n_classes = int(y.max()) + 1
         protos = torch.stack([feats[y == k].mean(0) for k in range(n_classes)])
         tensors = {f"net.{k}": v.cpu() for k, v in net.state_dict().items()}
-        save_tensors(
-            ctx.out / f"seed{seed}.safetensors",
-            {**tensors, "prototypes": protos},
-            study=SLUG,
-            kind="old",
-        )
+        ctx.save(f"seed{seed}", {**tensors, "prototypes": protos}, kind="old")
         ctx.progress(f"seed {seed}: old model trained on {int(keep.sum())} images")
     return StepOutput()
 
 
-def fit_step(ctx: StepContext, make_trunk: TrunkFactory | None = None) -> StepOutput:
+def fit_step(ctx: StepContext[OcaConfig], make_trunk: TrunkFactory | None = None) -> StepOutput:
     """The new arms on all classes and the retrieval matrix on the test set, per seed (the
     miniature's ``results.json``)."""
-    cfg = ctx.cfg
-    m, t, c = cfg.model, cfg.train, cfg.data.cifar100
+    m, t, c = ctx.cfg.model, ctx.cfg.train, ctx.cfg.data.cifar100
     sched = t.schedule
     x, y, xt, yt = _cifar(ctx)
     make_trunk = make_trunk or _trunk_factory(ctx)
     n_classes = int(y.max()) + 1
     results: dict[str, dict[str, float]] = {}
     for seed in ctx.seeds:
-        saved, _ = load_tensors(
-            ctx.inputs["old"] / f"seed{seed}.safetensors", study=SLUG, kind="old"
-        )
+        saved = ctx.load(f"seed{seed}", kind="old")
         trunk, width = make_trunk()
         old = ImageEmbedder(trunk, width, m.d_old, c.n_old, False, False)
         old.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("net.")})
@@ -309,11 +297,11 @@ def fit_step(ctx: StepContext, make_trunk: TrunkFactory | None = None) -> StepOu
         for q in ("old", *ARMS):
             for g in {"old", q}:
                 top1, ap = retrieval(feats[q], feats[g], yt)
-                row[f"{q}_to_{g}_map"], row[f"{q}_to_{g}_top1"] = ap, top1
+                row[f"{q}_to_{g}/map"], row[f"{q}_to_{g}/top1"] = ap, top1
         results[str(seed)] = row
         ctx.progress(
-            f"seed {seed}: mAP old→old {row['old_to_old_map']:.3f} "
-            f"OCA→old {row['oca_to_old_map']:.3f} OCA→OCA {row['oca_to_oca_map']:.3f}"
+            f"seed {seed}: mAP old→old {row['old_to_old/map']:.3f} "
+            f"OCA→old {row['oca_to_old/map']:.3f} OCA→OCA {row['oca_to_oca/map']:.3f}"
         )
     write_json(ctx.out / "results.json", results)
     return StepOutput()

@@ -7,8 +7,13 @@
   every (query model → gallery model) pair.
 
 The old models of every seed train in one Lightning run, and so do the new arms of every seed
-(``adapters.training.train_joint``: each model on its seed's batches, exactly as alone).
-* evaluate — means over seeds, claims, the retrieval matrix.
+(``nets.joint.train_joint``: each model on its seed's batches, exactly as alone).
+* evaluate — means over seeds, claims, the retrieval matrix; metrics
+  ``<query>_to_<gallery>/<quantity>`` (``oca_to_old/map``), ``chance/top1`` and
+  ``ortho_error_max``.
+
+The full profile (CIFAR-100, ResNet) is :mod:`~subspacelab.studies.oca.full`, imported by its
+steps only (it trains through Lightning).
 
 The orthogonal layer keeps its bias (as the official code does), so Q h + b is affine.
 """
@@ -23,36 +28,47 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from subspacelab.adapters import bct_loss, oca_loss
-from subspacelab.adapters.training import Member, predict, train_joint
+from subspacelab.api import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    SeedMetrics,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    decide,
+    every,
+    gap,
+    on_mean,
+    predict,
+    read_json,
+    seed_all,
+    write_json,
+)
 from subspacelab.data.embedded import mnist1d
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import Claim, Metrics, Report, Step, StepContext, StepOutput, Study
-from subspacelab.runner import seed_all
-from subspacelab.studies.oca import full
 from subspacelab.studies.oca.config import OcaConfig
 from subspacelab.studies.oca.core import Embedder, retrieval
-from subspacelab.verdicts import ClaimResult, decide, every, gap, on_mean
 
 SLUG = "oca"
 ARMS = ("independent", "bct", "oca")
 
 
-def _old(ctx: StepContext) -> StepOutput:
-    if ctx.profile == "full":
-        return full.old_step(ctx)
-    cfg: OcaConfig = ctx.cfg
-    d, m, t = cfg.data, cfg.model, cfg.train
+def _old(ctx: StepContext[OcaConfig]) -> StepOutput:
+    from subspacelab.api import Member, train_joint
+
+    d, m, t = ctx.cfg.data, ctx.cfg.model, ctx.cfg.train
     split = mnist1d(d.num_samples, d.seed, d.train_split)
-    save_tensors(
-        ctx.out / "data.safetensors",
+    ctx.save(
+        "data",
         {
             "x_train": split.x_train,
             "y_train": split.y_train,
             "x_test": split.x_test,
             "y_test": split.y_test,
         },
-        study=SLUG,
         kind="mnist1d",
     )
     x, y = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
@@ -60,13 +76,18 @@ def _old(ctx: StepContext) -> StepOutput:
     remap = torch.full((10,), -1, dtype=torch.long)
     remap[torch.tensor(d.old_classes)] = torch.arange(len(d.old_classes))
     nets: dict[int, Embedder] = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         nets[seed] = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
     train_joint(
         ctx,
         [
-            Member(net, _loss(net, "old", torch.zeros(0)), x[keep], remap[y[keep]], t.lr, seed)
+            Member(
+                net,
+                _loss(net, "old", torch.zeros(0)),
+                t.lr,
+                data=(x[keep], remap[y[keep]]),
+                seed=seed,
+            )
             for seed, net in nets.items()
         ],
         epochs=t.epochs,
@@ -77,22 +98,16 @@ def _old(ctx: StepContext) -> StepOutput:
         feats = predict(net.embed, x)
         protos = torch.stack([feats[y == c].mean(0) for c in range(10)])
         tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-        save_tensors(
-            ctx.out / f"seed{seed}.safetensors",
-            {**tensors, "prototypes": protos},
-            study=SLUG,
-            kind="old",
-        )
+        ctx.save(f"seed{seed}", {**tensors, "prototypes": protos}, kind="old")
         ctx.progress(f"seed {seed}: old model trained on {int(keep.sum())} samples")
     return StepOutput()
 
 
-def _fit(ctx: StepContext) -> StepOutput:
-    if ctx.profile == "full":
-        return full.fit_step(ctx)
-    cfg: OcaConfig = ctx.cfg
-    d, m, t = cfg.data, cfg.model, cfg.train
-    data, _ = load_tensors(ctx.inputs["old"] / "data.safetensors", study=SLUG, kind="mnist1d")
+def _fit(ctx: StepContext[OcaConfig]) -> StepOutput:
+    from subspacelab.api import Member, train_joint
+
+    d, m, t = ctx.cfg.data, ctx.cfg.model, ctx.cfg.train
+    data = ctx.load("data", kind="mnist1d")
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     results: dict[str, dict[str, float]] = {}
     members: list[Member] = []
@@ -100,9 +115,7 @@ def _fit(ctx: StepContext) -> StepOutput:
     errors: dict[int, list[float]] = {}
     feats: dict[int, dict[str, Tensor]] = {}
     for seed in ctx.seeds:
-        saved, _ = load_tensors(
-            ctx.inputs["old"] / f"seed{seed}.safetensors", study=SLUG, kind="old"
-        )
+        saved = ctx.load(f"seed{seed}", kind="old")
         old = Embedder(x.shape[1], m.channels, m.d_old, len(d.old_classes), False, False)
         old.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("net.")})
         protos = saved["prototypes"]
@@ -113,7 +126,8 @@ def _fit(ctx: StepContext) -> StepOutput:
             dim = m.d_old if arm == "bct" else m.d_old + m.extra_dims
             net = Embedder(x.shape[1], m.channels, dim, 10, arm == "oca", m.ortho_bias)
             monitor = _monitor(net, errors[seed]) if arm == "oca" else None
-            members.append(Member(net, _loss(net, arm, protos), x, y, t.lr, seed, on_step=monitor))
+            loss = _loss(net, arm, protos)
+            members.append(Member(net, loss, t.lr, data=(x, y), seed=seed, on_step=monitor))
             arms[(seed, arm)] = net
     train_joint(ctx, members, epochs=t.epochs, batch_size=t.batch_size, label="new models")
     for seed in ctx.seeds:
@@ -123,12 +137,12 @@ def _fit(ctx: StepContext) -> StepOutput:
         for q in ("old", *ARMS):
             for g in {"old", q}:
                 top1, ap = retrieval(feats[seed][q], feats[seed][g], yt)
-                row[f"{q}_to_{g}_map"], row[f"{q}_to_{g}_top1"] = ap, top1
+                row[f"{q}_to_{g}/map"], row[f"{q}_to_{g}/top1"] = ap, top1
         results[str(seed)] = row
         ctx.progress(
-            f"seed {seed}: mAP old→old {row['old_to_old_map']:.3f} "
-            f"OCA→old {row['oca_to_old_map']:.3f} "
-            f"OCA→OCA {row['oca_to_oca_map']:.3f} BCT→BCT {row['bct_to_bct_map']:.3f}"
+            f"seed {seed}: mAP old→old {row['old_to_old/map']:.3f} "
+            f"OCA→old {row['oca_to_old/map']:.3f} "
+            f"OCA→OCA {row['oca_to_oca/map']:.3f} BCT→BCT {row['bct_to_bct/map']:.3f}"
         )
     write_json(ctx.out / "results.json", results)
     return StepOutput()
@@ -158,25 +172,38 @@ def _loss(net: Embedder, arm: str, protos: Tensor) -> Callable[[Tensor, Tensor],
     return loss
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _old_full(ctx: StepContext[OcaConfig]) -> StepOutput:
+    """The full profile's old step (CIFAR-100, ResNet; Lightning, imported here)."""
+    from subspacelab.studies.oca import full
+
+    return full.old_step(ctx)
+
+
+def _fit_full(ctx: StepContext[OcaConfig]) -> StepOutput:
+    """The full profile's fit step (CIFAR-100, ResNet; Lightning, imported here)."""
+    from subspacelab.studies.oca import full
+
+    return full.fit_step(ctx)
+
+
+def _evaluate(ctx: StepContext[OcaConfig], deviations: str | None = None) -> Report:
     results = read_json(ctx.inputs["fit"] / "results.json")
-    metrics: dict[str, list[float]] = {}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
-        for k, v in results[str(seed)].items():
-            metrics.setdefault(k, []).append(v)
-    metrics["chance_top1"] = [0.1] * len(ctx.seeds)
+        per_seed.record(results[str(seed)] | {"chance/top1": 0.1})
+    metrics = per_seed.as_dict()
     rows = ["| query → gallery | mAP | CMC top-1 |", "|---|---|---|"]
     for q in ("old", *ARMS):
         for g in sorted({"old", q}):
             rows.append(
-                f"| {q} → {g} | {np.mean(metrics[f'{q}_to_{g}_map']):.3f} | "
-                f"{np.mean(metrics[f'{q}_to_{g}_top1']):.3f} |"
+                f"| {q} → {g} | {np.mean(metrics[f'{q}_to_{g}/map']):.3f} | "
+                f"{np.mean(metrics[f'{q}_to_{g}/top1']):.3f} |"
             )
     pairs = [f"{q}_to_{g}" for q in ("old", *ARMS) for g in sorted({"old", q})]
-    fig = bar_figure("oca: leave-one-out mAP", "mAP", {p: metrics[f"{p}_map"] for p in pairs})
+    fig = bar_figure("oca: leave-one-out mAP", "mAP", {p: metrics[f"{p}/map"] for p in pairs})
     tables = {"oca_retrieval": "\n".join(rows)}
-    if ctx.profile == "mini":
-        tables["deviations"] = DEVIATIONS
+    if deviations is not None:
+        tables["deviations"] = deviations
     return Report(metrics=metrics, tables=tables, figures={"map": fig})
 
 
@@ -193,22 +220,28 @@ DEVIATIONS = "\n".join(
 )
 
 
+def _evaluate_mini(ctx: StepContext[OcaConfig]) -> Report:
+    """The miniature's report: :func:`_evaluate` with the deviations from the spec's miniature
+    (the full profile, :func:`_evaluate`, runs the paper's setting and has none)."""
+    return _evaluate(ctx, DEVIATIONS)
+
+
 def _check_a(m: Metrics) -> ClaimResult:
     """Paired per seed: OCA→old above old→old, independent→old 20 pts below old→old."""
-    oo = m["old_to_old_map"]
+    oo = m["old_to_old/map"]
     return decide(
-        on_mean("mAP OCA→old − old→old", gap(m["oca_to_old_map"], oo), ">", 0.0),
-        on_mean("mAP old→old − independent→old", gap(oo, m["independent_to_old_map"]), ">", 0.20),
+        on_mean("mAP OCA→old − old→old", gap(m["oca_to_old/map"], oo), ">", 0.0),
+        on_mean("mAP old→old − independent→old", gap(oo, m["independent_to_old/map"]), ">", 0.20),
     )
 
 
 def _check_b(m: Metrics) -> ClaimResult:
     """Paired per seed: OCA→OCA − BCT→BCT ≥ 1 pt and OCA→OCA − indep→indep ≥ −3 pts."""
-    c = m["oca_to_oca_map"]
+    c = m["oca_to_oca/map"]
     return decide(
-        on_mean("mAP OCA→OCA − BCT→BCT", gap(c, m["bct_to_bct_map"]), ">=", 0.01),
+        on_mean("mAP OCA→OCA − BCT→BCT", gap(c, m["bct_to_bct/map"]), ">=", 0.01),
         on_mean(
-            "mAP OCA→OCA − indep→indep", gap(c, m["independent_to_independent_map"]), ">=", -0.03
+            "mAP OCA→OCA − indep→indep", gap(c, m["independent_to_independent/map"]), ">=", -0.03
         ),
     )
 
@@ -247,9 +280,16 @@ STUDY = Study(
     group="merging",
     config=OcaConfig,
     steps=(
-        Step("old", _old, reads=("data", "model", "train"), kind="models"),
-        Step("fit", _fit, needs=("old",), reads=("data", "model", "train"), kind="data"),
-        Step("evaluate", _evaluate, needs=("fit",), kind="report"),
+        Step("old", _old, reads=("data", "model", "train"), kind="models", full=_old_full),
+        Step(
+            "fit",
+            _fit,
+            needs=("old",),
+            reads=("data", "model", "train"),
+            kind="data",
+            full=_fit_full,
+        ),
+        Step("evaluate", _evaluate_mini, needs=("fit",), kind="report", full=_evaluate),
     ),
     claims=CLAIMS,
 )

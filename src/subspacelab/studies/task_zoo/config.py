@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 from subspacelab.merging.bench import TRANSFORMS
 from subspacelab.studies.task_zoo.full import URLS, VISION_TASKS
 

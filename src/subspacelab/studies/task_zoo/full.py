@@ -12,46 +12,46 @@ schedule with warm-up. Every task vector therefore lives in the image encoder.
   ``<task>/index.json`` (class names and ``[path, label]`` per split; MNIST and SVHN, which ship
   as arrays, are written out as PNG files so every task is a folder of images).
 * :func:`zoo_step` builds the zero-shot heads and fine-tunes one encoder per task and regime
-  (full fine-tuning, or LoRA on every MLP linear layer merged back into the weights), saving the
-  same safetensors layout as the miniature zoo (``base.*``, ``head.h1.<task>.*``,
-  ``ft.h1.<regime>.<task>.*``) plus ``"backbone": "open_clip"`` in ``index.json``.
-* :func:`load_clip_zoo` reads it back as a :class:`~subspacelab.merging.bench.Zoo` whose
-  ``backbone()`` is the CLIP image encoder, so dc_merge and concrete_merge run unchanged.
+  (full fine-tuning, or LoRA on every MLP linear layer merged back into the weights;
+  :mod:`~subspacelab.studies.task_zoo.lightning`), saving the same safetensors layout as the
+  miniature zoo (``base.*``, ``head.h1.<task>.*``, ``ft.h1.<regime>.<task>.*``) plus
+  ``"backbone": "open_clip"`` in ``index.json``.
 
-open_clip and Pillow are optional (the ``full`` extra) and imported only where they are used.
+The merging toolkit reads the zoo back (:func:`subspacelab.merging.clip_zoo.load_clip_zoo`), so
+dc_merge and concrete_merge run unchanged. open_clip and Pillow are optional (the ``full``
+extra) and imported only where they are used.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
 
-from subspacelab.adapters import LoRA, wrap_layers
-from subspacelab.data.download import DownloadError, Resource, fetch, safe_extract
+from subspacelab.api import DownloadError, StepContext, StepOutput, write_json
+from subspacelab.data.download import Resource, fetch, safe_extract
 from subspacelab.data.mnist import load_mnist
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.algebra import StateDict
-from subspacelab.merging.bench import SPLITS, ZOO_SLUG, Zoo
-from subspacelab.nets.training import TrainEnv, make_trainer, state_dict_cpu
-from subspacelab.registry import StepContext, StepOutput
-from subspacelab.runner import seed_all
+from subspacelab.merging.clip_zoo import (
+    BACKBONE,
+    ImageEncoder,
+    ImageFiles,
+    Samples,
+    TaskIndex,
+    clip_model,
+    read_task,
+)
+
+if TYPE_CHECKING:
+    from subspacelab.studies.task_zoo.config import TaskZooConfig
 
 VISION_TASKS = ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-BACKBONE = "open_clip"
 
 # Published download locations (the checksums are pinned in params.yaml, with their sources).
 # RESISC45 ships as a RAR archive (not extractable by the standard library): its URL is the
@@ -185,16 +185,6 @@ GTSRB_NAMES = (
     "white circle with gray strike bar indicating no passing for cars has ended",
     "white circle with gray strike bar indicating no passing for trucks has ended",
 )
-
-Samples = list[tuple[str, int]]
-
-
-@dataclass(frozen=True)
-class TaskIndex:
-    """One prepared task: class names and ``(relative image path, label)`` per split."""
-
-    classnames: list[str]
-    splits: dict[str, Samples]
 
 
 # ---------------------------------------------------------------- downloads and parsers
@@ -432,101 +422,7 @@ def prepare_task(
     return index
 
 
-def read_task(task_dir: Path) -> TaskIndex:
-    """A prepared task's index (paths made absolute)."""
-    raw = read_json(task_dir / "index.json")
-    splits = {
-        s: [(str(task_dir / p), int(y)) for p, y in rows] for s, rows in raw["splits"].items()
-    }
-    return TaskIndex(list(raw["classnames"]), splits)
-
-
-# ---------------------------------------------------------------- images and the backbone
-
-
-class ImageFiles(Dataset[tuple[Tensor, Tensor]]):
-    """Images as uint8 CHW tensors: shorter side resized to ``size`` (bicubic), centre crop,
-    RGB (CLIP's evaluation preprocessing without the normalisation, which the backbone does)."""
-
-    def __init__(self, samples: Samples, size: int) -> None:
-        self.samples = samples
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        from PIL import Image
-
-        path, label = self.samples[i]
-        with Image.open(path) as im:
-            img = im.convert("RGB")
-        w, h = img.size
-        scale = self.size / min(w, h)
-        img = img.resize(
-            (max(self.size, round(w * scale)), max(self.size, round(h * scale))),
-            Image.Resampling.BICUBIC,
-        )
-        left, top = (img.size[0] - self.size) // 2, (img.size[1] - self.size) // 2
-        img = img.crop((left, top, left + self.size, top + self.size))
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-        return x, torch.tensor(label)
-
-
-def load_images(samples: Samples, size: int, workers: int = 0) -> tuple[Tensor, Tensor]:
-    """All of ``samples`` as one uint8 tensor ``(n, 3, size, size)`` and their labels."""
-    loader = DataLoader(ImageFiles(samples, size), batch_size=256, num_workers=workers)
-    xs, ys = zip(*loader, strict=True) if len(samples) else ((), ())
-    if not xs:
-        return torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
-    return torch.cat(xs), torch.cat(ys)
-
-
-class ImageEncoder(nn.Module):
-    """An image encoder on uint8 (or [0, 1] float) images: normalises with ``mean``/``std``,
-    encodes in chunks of ``chunk`` images and returns L2-normalised features.
-
-    ``encoder`` is CLIP's visual tower in the full profile, or any stand-in in tests.
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        mean: Sequence[float] = CLIP_MEAN,
-        std: Sequence[float] = CLIP_STD,
-        chunk: int = 256,
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-        self.chunk = chunk
-
-    def forward(self, x: Tensor) -> Tensor:
-        """L2-normalised features of a batch of images."""
-        device = self.mean.device
-        parts = []
-        for part in x.split(self.chunk):
-            part = part.to(device)
-            if part.dtype == torch.uint8:
-                part = part.float() / 255.0
-            feats = self.encoder((part - self.mean) / self.std)
-            parts.append(F.normalize(feats, dim=-1))
-        return torch.cat(parts)
-
-
-def clip_model(arch: str, pretrained: str | None) -> Any:
-    """An open_clip CLIP model (``pretrained=None``: the architecture only)."""
-    import open_clip  # optional: the `full` extra
-
-    model = open_clip.create_model(arch, pretrained=pretrained or None)
-    model.eval()
-    return model
-
-
-def clip_encoder(arch: str, pretrained: str | None) -> ImageEncoder:
-    """CLIP's image tower wrapped as an :class:`ImageEncoder`."""
-    return ImageEncoder(clip_model(arch, pretrained).visual)
+# ---------------------------------------------------------------- zero-shot heads
 
 
 @torch.no_grad()
@@ -555,157 +451,7 @@ def clip_text_encoder(model: Any, arch: str) -> Callable[[list[str]], Tensor]:
     return lambda prompts: model.encode_text(tokenizer(prompts).to(device))
 
 
-# ---------------------------------------------------------------- fine-tuning (Lightning)
-
-
-class HeadFinetune(L.LightningModule):
-    """Cross-entropy of ``head(encoder(x))`` with the head frozen; AdamW with a linear warm-up
-    then cosine decay, stepped every optimiser step (the task-vectors recipe)."""
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        head: StateDict,
-        *,
-        lr: float,
-        weight_decay: float,
-        warmup: int,
-        steps: int,
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.register_buffer("head_w", head["weight"].clone())
-        self.register_buffer("head_b", head["bias"].clone())
-        self.lr, self.weight_decay, self.warmup, self.steps = lr, weight_decay, warmup, steps
-
-    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """The loss of this batch."""
-        x, y = batch
-        logits = self.encoder(x) @ self.head_w.T + self.head_b
-        loss = F.cross_entropy(logits, y)
-        self.log("loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        return loss
-
-    def configure_optimizers(self) -> Any:
-        """AdamW on the trainable parameters with warm-up + cosine (per step)."""
-        params = [p for p in self.encoder.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-
-        def factor(step: int) -> float:
-            if step < self.warmup:
-                return (step + 1) / self.warmup
-            progress = (step - self.warmup) / max(1, self.steps - self.warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-# LoRA goes on the MLP linears of every residual block. Attention is left out: open_clip's
-# nn.MultiheadAttention keeps q/k/v as one raw ``in_proj_weight`` and reads ``out_proj.weight``
-# directly in its fused kernel, so a wrapped module would never be called (KnOTS' LoRA zoo also
-# adapts q/k/v/o: a deviation, named in the report).
-MLP_LAYERS = ("c_fc", "c_proj")
-
-
-def finetune(
-    env: TrainEnv,
-    base: nn.Module,
-    head: StateDict,
-    data: Dataset[Any],
-    *,
-    regime: str,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    warmup: int,
-    lora_rank: int,
-    lora_scale: float,
-    seed: int,
-    workers: int = 0,
-    label: str = "finetune",
-) -> StateDict:
-    """Fine-tune a copy of ``base`` through the frozen ``head`` for ``steps`` optimiser steps
-    (``regime`` ``"fft"``: every weight; ``"lora"``: a LoRA on every MLP linear layer named in
-    :data:`MLP_LAYERS`, merged back). Returns the encoder's full state dict."""
-    seed_all(seed)
-    model = copy.deepcopy(base)
-    model.requires_grad_(regime == "fft")
-    if regime == "lora":
-        names = [n for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in MLP_LAYERS]
-        if not names:
-            raise ValueError(f"no MLP linear layer named {MLP_LAYERS} to put a LoRA on")
-        wrap_layers(model, lambda layer: LoRA(layer, lora_rank, lora_scale), names)
-    model.train()
-    module = HeadFinetune(model, head, lr=lr, weight_decay=weight_decay, warmup=warmup, steps=steps)
-    loader = DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(data) >= batch_size,  # type: ignore[arg-type]
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    trainer, _ = make_trainer(env, max_steps=steps, label=label)
-    trainer.fit(module, loader)
-    model.eval()
-    if regime == "lora":
-        for _name, sub in list(model.named_modules()):
-            for child_name, child in list(sub.named_children()):
-                if isinstance(child, LoRA):
-                    merged = copy.deepcopy(child.base)
-                    merged.weight.data += child.delta().detach()
-                    setattr(sub, child_name, merged)
-    return state_dict_cpu(model)
-
-
-# ---------------------------------------------------------------- the zoo on disk
-
-
-@dataclass(frozen=True)
-class ClipZoo(Zoo):
-    """A :class:`Zoo` whose backbone is the CLIP image encoder of ``arch``."""
-
-    arch: str = "ViT-B-32"
-
-    def backbone(self) -> nn.Module:
-        """CLIP's image encoder (weights come as ``params``)."""
-        return clip_encoder(self.arch, None)
-
-
-def load_clip_zoo(data_dir: Path, zoo_dir: Path, seed: int) -> Zoo:
-    """Seed ``seed`` of the full task zoo: weights, zero-shot heads and the val/test images
-    (uint8; the training images stay on disk)."""
-    index = read_json(zoo_dir / "index.json")
-    tasks, regimes, size = index["tasks"], index["regimes"], int(index["image_size"])
-    m, _ = load_tensors(zoo_dir / f"seed{seed}.safetensors", study=ZOO_SLUG, kind="zoo")
-
-    def pre(p: str) -> StateDict:
-        return {k[len(p) :]: v for k, v in m.items() if k.startswith(p)}
-
-    x: dict[str, list[Tensor]] = {s: [] for s in SPLITS}
-    y: dict[str, list[Tensor]] = {s: [] for s in SPLITS}
-    for task in tasks:
-        ti = read_task(data_dir / task)
-        for s in ("val", "test"):
-            xs, ys = load_images(ti.splits[s], size)
-            x[s].append(xs)
-            y[s].append(ys)
-    return ClipZoo(
-        tasks=list(tasks),
-        hidden=[],
-        lora_rank=int(index["lora_rank"]),
-        base=pre("base."),
-        heads={"h1": [pre(f"head.h1.{t}.") for t in tasks]},
-        finetuned={("h1", r): [pre(f"ft.h1.{r}.{t}.") for t in tasks] for r in regimes},
-        x=x,
-        y=y,
-        arch=str(index["arch"]),
-    )
-
-
-def data_step(ctx: StepContext) -> StepOutput:
+def data_step(ctx: StepContext[TaskZooConfig]) -> StepOutput:
     """Download, verify and prepare every task of ``data.vision``; metrics: image counts."""
     v = ctx.cfg.data.vision
     if v is None:
@@ -729,10 +475,12 @@ def data_step(ctx: StepContext) -> StepOutput:
     return StepOutput(metrics=counts)
 
 
-def zoo_step(ctx: StepContext) -> StepOutput:
+def zoo_step(ctx: StepContext[TaskZooConfig]) -> StepOutput:
     """Zero-shot heads and fine-tuned encoders of every task and regime, per seed."""
-    cfg = ctx.cfg
-    v, c, t = cfg.data.vision, cfg.model.clip, cfg.train.clip
+    from subspacelab.api import state_dict_cpu
+    from subspacelab.studies.task_zoo.lightning import finetune
+
+    v, c, t = ctx.cfg.data.vision, ctx.cfg.model.clip, ctx.cfg.train.clip
     if v is None or c is None or t is None:
         raise ValueError("task_zoo.full: data.vision, model.clip and train.clip must be set")
     model = clip_model(c.arch, c.pretrained).to(ctx.device)
@@ -772,7 +520,7 @@ def zoo_step(ctx: StepContext) -> StepOutput:
                 )
                 tensors.update({f"ft.h1.{regime}.{task}.{k}": w for k, w in ft.items()})
                 ctx.progress(f"seed {seed}: fine-tuned {task} ({regime})")
-        save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=ZOO_SLUG, kind="zoo")
+        ctx.save(f"seed{seed}", tensors, kind="zoo")
     write_json(
         ctx.out / "index.json",
         {

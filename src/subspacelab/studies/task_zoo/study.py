@@ -4,9 +4,12 @@
 * zoo — per seed: the MLP backbone pretrained on the identity task with its head (H2, the
   shared frozen head), a frozen linear probe per task on base features (H1), and one fine-tuned
   backbone per head variant × regime (full FT, LoRA merged into the weights) × task. The probes
-  train in one Lightning run and the fine-tunes in another (``adapters.training.train_joint``:
-  each model on its own seeded batches, exactly as alone, at one Lightning step per batch).
-* report — a comparison table of zero-shot and individual (fine-tuned) accuracy per task.
+  train in one Lightning run and the fine-tunes in another (``nets.joint.train_joint``: each
+  model on its own seeded batches, exactly as alone, at one Lightning step per batch).
+* report — a comparison table of zero-shot and individual (fine-tuned) accuracy per task;
+  metrics ``<head>/zero_shot``, ``<head>/<regime>/individual`` and ``<head>/<regime>/<task>``.
+
+The full profile (CLIP ViT-B/32 on 8 vision tasks) is :mod:`~subspacelab.studies.task_zoo.full`.
 
 dc_merge and concrete_merge read ``task_zoo.data`` and ``task_zoo.zoo`` through ``uses=``.
 """
@@ -22,9 +25,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subspacelab.adapters import LoRA, wrap_layers
-from subspacelab.adapters.training import Member, train_joint, train_loop
+from subspacelab.api import (
+    Report,
+    SeedMetrics,
+    Stat,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    read_json,
+    write_json,
+)
 from subspacelab.data.embedded import digits
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
 from subspacelab.merging.bench import (
     SPLITS,
     ZOO_SLUG,
@@ -35,17 +47,13 @@ from subspacelab.merging.bench import (
     task_accuracies,
 )
 from subspacelab.merging.plots import bar_figure
-from subspacelab.registry import Report, Stat, Step, StepContext, StepOutput, Study
-from subspacelab.runner import seed_all
 from subspacelab.studies.task_zoo import full
 from subspacelab.studies.task_zoo.config import TaskZooConfig
 
 SLUG = ZOO_SLUG
 
 
-def _data(ctx: StepContext) -> StepOutput:
-    if ctx.profile == "full":
-        return full.data_step(ctx)
+def _data(ctx: StepContext[TaskZooConfig]) -> StepOutput:
     d = ctx.cfg.data
     pool = digits(test_size=0.5, seed=0)
     x = np.concatenate([pool.x_train, pool.x_test])
@@ -58,7 +66,7 @@ def _data(ctx: StepContext) -> StepOutput:
         for i, split in enumerate(SPLITS):
             idx = order[bounds[i] : bounds[i + 1]]
             tensors[f"x_{split}"], tensors[f"y_{split}"] = x[idx], y[idx]
-        save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=SLUG, kind="digits")
+        ctx.save(f"seed{seed}", tensors, kind="digits")
     return StepOutput(metrics={"n_train": float(d.n_train)})
 
 
@@ -93,17 +101,16 @@ def _backbone_weights(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def _zoo(ctx: StepContext) -> StepOutput:
+def _zoo(ctx: StepContext[TaskZooConfig]) -> StepOutput:
     """Per seed: pretraining (one run), the 8 probes (one joint run) and every fine-tune of
     head × regime × task (one joint run; each model on its own task's seeded batches)."""
-    if ctx.profile == "full":
-        return full.zoo_step(ctx)
-    cfg: TaskZooConfig = ctx.cfg
+    from subspacelab.api import Member, train_joint, train_one
+
+    cfg = ctx.cfg
     t = cfg.train
     tasks = cfg.data.tasks
-    for seed in ctx.seeds:
-        seed_all(seed)
-        raw = _load_raw(ctx, seed)
+    for seed in ctx.seeded():
+        raw = ctx.load(f"seed{seed}", step="data", kind="digits")
         xs = {
             s: [apply_transform(n, raw[f"x_{s}"], raw["perm"].numpy()) for n in tasks]
             for s in SPLITS
@@ -113,16 +120,11 @@ def _zoo(ctx: StepContext) -> StepOutput:
         shared = nn.Linear(cfg.model.hidden[-1], 10)
         pre = nn.Sequential(base, shared)
         ident = xs["train"][tasks.index("identity")] if "identity" in tasks else raw["x_train"]
-        train_loop(
+        train_one(
             ctx,
-            pre,
-            _ce(pre),
-            ident,
-            y,
+            Member(pre, _ce(pre), t.lr, data=(ident, y), seed=seed),
             epochs=t.pretrain_epochs,
             batch_size=t.batch_size,
-            lr=t.lr,
-            seed=seed,
             label=f"seed {seed} pretrain",
         )
         pre.requires_grad_(False)
@@ -134,7 +136,7 @@ def _zoo(ctx: StepContext) -> StepOutput:
         train_joint(
             ctx,
             [
-                Member(p, _ce(p), f, y, t.probe_lr, seed + i)
+                Member(p, _ce(p), t.probe_lr, data=(f, y), seed=seed + i)
                 for i, (p, f) in enumerate(zip(probes, feats, strict=True))
             ],
             epochs=t.probe_epochs,
@@ -155,10 +157,9 @@ def _zoo(ctx: StepContext) -> StepOutput:
                 Member(
                     model,
                     _ce(model),
-                    xs["train"][i],
-                    y,
                     t.lora_lr if r == "lora" else t.lr,
-                    seed + i,
+                    data=(xs["train"][i], y),
+                    seed=seed + i,
                 )
                 for model, (h, r, i) in zip(models, runs, strict=True)
             ],
@@ -170,7 +171,7 @@ def _zoo(ctx: StepContext) -> StepOutput:
             ft = _backbone_weights(model)
             tensors.update({f"ft.{h}.{r}.{tasks[i]}.{k}": v for k, v in ft.items()})
         ctx.progress(f"seed {seed}: fine-tuned {len(runs)} task models")
-        save_tensors(ctx.out / f"seed{seed}.safetensors", tensors, study=SLUG, kind="zoo")
+        ctx.save(f"seed{seed}", tensors, kind="zoo")
     write_json(
         ctx.out / "index.json",
         {
@@ -184,20 +185,16 @@ def _zoo(ctx: StepContext) -> StepOutput:
     return StepOutput(metrics={"models": float(len(tasks) * len(t.heads) * len(t.regimes))})
 
 
-def _load_raw(ctx: StepContext, seed: int) -> dict[str, Tensor]:
-    raw, _ = load_tensors(ctx.inputs["data"] / f"seed{seed}.safetensors", study=SLUG, kind="digits")
-    return raw
-
-
-def _report(ctx: StepContext) -> Report:
+def _report(ctx: StepContext[TaskZooConfig]) -> Report:
     index = read_json(ctx.inputs["zoo"] / "index.json")
-    metrics: dict[str, list[float]] = {}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
         zoo = load_zoo(ctx.inputs["data"], ctx.inputs["zoo"], seed)
         net = zoo.backbone()
+        row: dict[str, float] = {}
         for h in index["heads"]:
             zs = task_accuracies(net, zoo.base, zoo.heads[h], zoo.x["test"], zoo.y["test"])
-            metrics.setdefault(f"{h}_zero_shot", []).append(float(np.mean(zs)))
+            row[f"{h}/zero_shot"] = float(np.mean(zs))
             for r in index["regimes"]:
                 ind = [
                     task_accuracies(net, ft, [hd], [x], [y])[0]
@@ -209,17 +206,19 @@ def _report(ctx: StepContext) -> Report:
                         strict=True,
                     )
                 ]
-                metrics.setdefault(f"{h}_{r}_individual", []).append(float(np.mean(ind)))
+                row[f"{h}/{r}/individual"] = float(np.mean(ind))
                 for name, a in zip(zoo.tasks, ind, strict=True):
-                    metrics.setdefault(f"{h}_{r}_{name}", []).append(a)
+                    row[f"{h}/{r}/{name}"] = a
+        per_seed.record(row)
+    metrics = per_seed.as_dict()
     rows = ["| head | regime | zero-shot | individual (fine-tuned) |", "|---|---|---|---|"]
     for h in index["heads"]:
-        zs = Stat(tuple(metrics[f"{h}_zero_shot"])).fmt()
+        zs = Stat(tuple(metrics[f"{h}/zero_shot"])).fmt()
         for r in index["regimes"]:
             rows.append(
-                f"| {h} | {r} | {zs} | {Stat(tuple(metrics[f'{h}_{r}_individual'])).fmt()} |"
+                f"| {h} | {r} | {zs} | {Stat(tuple(metrics[f'{h}/{r}/individual'])).fmt()} |"
             )
-    series = {k: v for k, v in metrics.items() if k.endswith(("_zero_shot", "_individual"))}
+    series = {k: v for k, v in metrics.items() if k.endswith(("/zero_shot", "/individual"))}
     fig = bar_figure("task zoo: mean test accuracy over tasks", "accuracy", series)
     return Report(
         metrics=metrics, tables={"task_zoo_accuracy": "\n".join(rows)}, figures={"accuracy": fig}
@@ -234,10 +233,18 @@ STUDY = Study(
     config=TaskZooConfig,
     kind="comparison",
     steps=(
-        Step("data", _data, reads=("data",), kind="data", description="digits splits per seed"),
+        Step(
+            "data",
+            _data,
+            reads=("data",),
+            kind="data",
+            description="digits splits per seed",
+            full=full.data_step,
+        ),
         Step(
             "zoo",
             _zoo,
+            full=full.zoo_step,
             needs=("data",),
             reads=("data", "model", "train"),
             kind="models",
