@@ -78,3 +78,23 @@ def test_the_determinism_check_cannot_pass_on_nan() -> None:
     nan = {"acc": {"values": [float("nan")]}}
     with pytest.raises(AssertionError, match="metric acc"):
         _computed(nan)
+
+
+def test_the_golden_check_catches_a_moved_number_and_follows_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    (tmp_path / "tiny_metrics").mkdir()
+    (tmp_path / "renames").mkdir()
+    (tmp_path / "tiny_metrics/demo.json").write_text(json.dumps({"acc": [0.5], "old": [1.0]}))
+    (tmp_path / "renames/demo.json").write_text(json.dumps({"old": "a/new"}))
+    monkeypatch.setattr(golden, "TINY_METRICS", tmp_path / "tiny_metrics")
+    monkeypatch.setattr(golden, "RENAMES", tmp_path / "renames")
+    same = {"acc": {"values": [0.5]}, "a/new": {"values": [1.0]}, "fit_time": {"values": [9.0]}}
+    assert golden.mismatches("demo", same) == []
+    moved = {**same, "acc": {"values": [0.5 + 1e-6]}}
+    assert golden.mismatches("demo", moved) == ["acc: golden [0.5], now [0.500001]"]
+    assert golden.mismatches("demo", {"acc": {"values": [0.5]}}) == ["missing a/new"]
+    with pytest.raises(AssertionError, match="python -m tests.golden other"):
+        golden.mismatches("other", same)
