@@ -96,5 +96,5 @@ def test_the_golden_check_catches_a_moved_number_and_follows_renames(
     moved = {**same, "acc": {"values": [0.5 + 1e-6]}}
     assert golden.mismatches("demo", moved) == ["acc: golden [0.5], now [0.500001]"]
     assert golden.mismatches("demo", {"acc": {"values": [0.5]}}) == ["missing a/new"]
-    with pytest.raises(AssertionError, match="python -m tests.golden other"):
+    with pytest.raises(AssertionError, match=r"python -m tests\.golden other"):
         golden.mismatches("other", same)
