@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -104,3 +105,32 @@ def test_lists_and_dicts_of_sections_are_validated() -> None:
         build(_Net, {"layers": [{"width": 3}, {"width": 0}], "named": {}}, "net")
     with pytest.raises(ParamsError, match=r"net\.named\.b\.width: got -1"):
         build(_Net, {"layers": [], "named": {"b": {"width": -1}}}, "net")
+
+
+def test_full_inherits_from_mini_section_by_section() -> None:
+    """full writes only its overrides: sections merge key by key, values, lists and maps of
+    names are replaced whole, and what full leaves out is mini's."""
+    from subspacelab.config import inherit
+
+    mini = {"seeds": [0, 1], "train": {"epochs": 5, "lr": 0.1}, "per_class": {"a": 1, "b": 2}}
+    over = {"seeds": [0], "train": {"epochs": 50}, "per_class": {"c": 3}}
+    assert inherit(mini, over, _Schema) == {
+        "seeds": [0],
+        "train": {"epochs": 50, "lr": 0.1},
+        "per_class": {"c": 3},
+    }
+    assert inherit(mini, {"train": None}, _Schema)["train"] is None
+    assert inherit(mini, {}, _Schema) == mini
+
+
+@dataclasses.dataclass
+class _Train:
+    epochs: int = 1
+    lr: float = 0.1
+
+
+@dataclasses.dataclass
+class _Schema:
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    train: _Train | None = None
+    per_class: dict[str, int] = dataclasses.field(default_factory=dict)

@@ -123,15 +123,16 @@ def test_step_deps_follow_what_the_step_function_reaches(tmp_path: Path) -> None
     assert reached("_report") == {"subspacelab.studies.demo.plots"}
 
 
-def test_params_are_the_active_profile_and_lab_settings() -> None:
+def test_params_are_mini_the_active_profile_and_lab_settings() -> None:
     stages = dvcgen.dvc_yaml(REPO)["stages"]
     for slug, study in registry.studies().items():
         for step in study.steps:
             params = stages[f"{slug}_{step.name}"]["params"]
             assert "lab.profile" in params and "lab.jobs" not in params
-            assert all(
-                p.startswith(f"{slug}.{dvcgen.PROFILE_VAR}.") for p in params if "lab." not in p
-            )
+            own = [p for p in params if not p.startswith("lab.")]
+            reads = ["seeds", *step.reads]
+            # mini's values (full inherits them) and the active profile's
+            assert own == [f"{slug}.{p}.{r}" for r in reads for p in ("mini", dvcgen.PROFILE_VAR)]
 
 
 def test_make_lab_waits_for_the_dvc_lock() -> None:

@@ -23,7 +23,8 @@ from subspacelab import registry
 from subspacelab.config import ParamsError
 from subspacelab.io import ModelFileError, save_tensors
 from subspacelab.registry import HEADLINE_MAX
-from subspacelab.runner import MissingInputError, headline, run_step
+from subspacelab.report import headline
+from subspacelab.runner import MissingInputError, run_step
 from subspacelab.tracking import dvc_dir_md5, file_md5, replay
 from tests.fake_study import FAKE, FAKE_PARAMS
 from tests.helpers import REPO, deep_merge, make_workspace, run_chain

@@ -173,7 +173,7 @@ def _stage(root: Path, step: str, slug: str | None) -> None:
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
     if args.command == "stage":
         if args.step == "summary" and args.study is None:
-            from subspacelab.report import write_summary
+            from subspacelab.summary import write_summary
 
             print(write_summary(root), file=sys.stderr)
             return 0

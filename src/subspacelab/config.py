@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,10 +209,45 @@ def lab_config(params: Mapping[str, Any]) -> LabConfig:
     return build(LabConfig, params["lab"], "lab")
 
 
+def _section_type(hint: object) -> type | None:
+    """The dataclass a field holds (``X`` or ``X | None``), or None for a plain value or map."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return hint
+    arms = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    return arms[0] if len(arms) == 1 and isinstance(arms[0], type) else None
+
+
+def inherit(base: object, over: object, schema: type | None) -> object:
+    """``over`` on top of ``base`` for a section of ``schema``: a field holding a section (a
+    dataclass) merges key by key, recursively; any other value in ``over`` (a number, a list, a
+    map of names such as per-category settings, ``null``) replaces ``base``'s."""
+    if schema is None or not isinstance(base, Mapping) or not isinstance(over, Mapping):
+        return over
+    hints = typing.get_type_hints(schema)
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = inherit(base.get(key), value, _section_type(hints.get(key)))
+    return merged
+
+
+def profile_section(
+    section: Mapping[str, Any], slug: str, profile: str, schema: type | None
+) -> Any:
+    """The raw params of one profile: ``mini`` as written; ``full`` as the overrides it writes
+    on top of ``mini`` (what it leaves out, it inherits; see :func:`inherit`)."""
+    for prof in PROFILES:
+        if prof not in section:
+            raise ParamsError(f"{slug}.{prof}: missing profile; params.yaml must set it")
+    if profile == "mini":
+        return section["mini"]
+    return inherit(section["mini"], section[profile] or {}, schema)
+
+
 def study_config(schema: type[T], params: Mapping[str, Any], slug: str, profile: str) -> T:
     """Validate both profiles of one study's section and return the active one.
 
-    Both are checked, so a typo in ``full`` is caught on a laptop, not on the cluster.
+    Both are checked, so a typo in ``full`` is caught on a laptop, not on the cluster. ``full``
+    inherits every value it does not set from ``mini`` (:func:`profile_section`).
     """
     section = params.get(slug)
     if not isinstance(section, Mapping):
@@ -219,11 +255,10 @@ def study_config(schema: type[T], params: Mapping[str, Any], slug: str, profile:
     unknown = sorted(set(section) - set(PROFILES))
     if unknown:
         raise ParamsError(f"{slug}.{unknown[0]}: unknown key; allowed: {', '.join(PROFILES)}")
-    built = {}
-    for prof in PROFILES:
-        if prof not in section:
-            raise ParamsError(f"{slug}.{prof}: missing profile; params.yaml must set it")
-        built[prof] = build(schema, section[prof], f"{slug}.{prof}")
+    built = {
+        prof: build(schema, profile_section(section, slug, prof, schema), f"{slug}.{prof}")
+        for prof in PROFILES
+    }
     return built[profile]
 
 

@@ -29,7 +29,7 @@ SRC = Path("src")
 # Framework modules every stage runs through: they shape outputs, so they are deps.
 FRAMEWORK = ("subspacelab.runner", "subspacelab.config", "subspacelab.registry", "subspacelab.io")
 # Modules that never change a number a stage writes: not deps (editing them reruns nothing).
-NOT_DEPS = frozenset({"subspacelab.tracking", "subspacelab.report", "subspacelab.dvcgen"})
+NOT_DEPS = frozenset({"subspacelab.tracking", "subspacelab.summary", "subspacelab.dvcgen"})
 SUMMARY_OUT = Path("reports/SUMMARY.md")
 # DVC interpolates this from params.yaml: a stage tracks the active profile's values only.
 PROFILE_VAR = "${lab.profile}"
@@ -236,7 +236,12 @@ def stages_for(root: Path, study: Study) -> dict[str, Any]:
                 ),
                 *(step_dir(Path("."), *resolve_use(ref)).as_posix() for ref in st.uses),
             ],
-            "params": [*LAB_PARAMS, *(f"{study.slug}.{PROFILE_VAR}.{r}" for r in reads)],
+            # full inherits from mini: a stage tracks mini's values and the active profile's
+            # (under mini the two are one key; a full override left out is simply absent)
+            "params": [
+                *LAB_PARAMS,
+                *(f"{study.slug}.{p}.{r}" for r in reads for p in ("mini", PROFILE_VAR)),
+            ],
         }
         if st.description:
             stage["desc"] = st.description
@@ -290,7 +295,7 @@ def dvc_yaml(root: Path, chosen: Mapping[str, Study] | None = None) -> dict[str,
         "cmd": "python -m stages summary",
         "deps": [
             "stages/__main__.py",
-            "src/subspacelab/report.py",
+            "src/subspacelab/summary.py",
             *report_deps,
         ],
         "outs": [{SUMMARY_OUT.as_posix(): {"cache": False}}],

@@ -159,7 +159,8 @@ class Curve:
 
 
 C = TypeVar("C")
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
+_FILE_PART = r"[A-Za-z0-9][A-Za-z0-9_.=-]*"
+_FILE_NAME = re.compile(rf"{_FILE_PART}(/{_FILE_PART})*")  # folders allowed, never ".."
 
 
 def seed_all(seed: int) -> None:
@@ -233,7 +234,10 @@ class StepContext(Generic[C]):
 
     def _file(self, base: Path, name: str) -> Path:
         if not _FILE_NAME.fullmatch(name) or ".." in name:
-            raise ValueError(f"file name {name!r} must match {_FILE_NAME.pattern} (no paths)")
+            raise ValueError(
+                f"file name {name!r}: want names like 'model' or 'seed0/model' "
+                f"({_FILE_NAME.pattern}, no '..')"
+            )
         return base / (name if name.endswith(".safetensors") else f"{name}.safetensors")
 
     def _source(self, step: str | None) -> tuple[Path, str]:
@@ -267,6 +271,7 @@ class StepContext(Generic[C]):
         from subspacelab.io import save_tensors
 
         path = self._file(self.out, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, tensors, study=self.study.slug, kind=kind, meta=meta)
         return path
 

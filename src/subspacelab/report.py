@@ -1,248 +1,173 @@
-"""reports/SUMMARY.md, the lab's front page, computed from each study's metrics and claims.
+"""What a study's report step writes: metrics, claims, headline, tables, plots and curves.
 
-Nothing in it is typed by hand: every row comes from reports/<slug>/metrics.json and
-claims.json, which the studies' report steps write.
+The runner calls :func:`write_report` on the :class:`~subspacelab.registry.Report` a study's last
+step returns; reports/SUMMARY.md is then built from these files by :mod:`subspacelab.summary`.
 """
 
 from __future__ import annotations
 
+import csv
+import fnmatch
 import math
-import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from subspacelab.io import read_json, replace_dir, write_text
-from subspacelab.verdicts import VERDICTS
+from subspacelab.config import LabConfig
+from subspacelab.io import NonFiniteError, read_json, write_json
+from subspacelab.registry import HEADLINE_MAX, Metrics, Report, Study, step_dir
+from subspacelab.verdicts import VERDICTS, ClaimResult
 
-SUMMARY = Path("reports/SUMMARY.md")
-SUMMARY_PLOTS = Path("reports/summary")
-GROUP_TABLE = "group"  # the table a study contributes to its group's table in SUMMARY.md
-
-
-def fmt_number(x: float | None) -> str:
-    """Compact number formatting: 4 significant digits, scientific when tiny or huge."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    ax = abs(x)
-    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
-        return f"{x:.3g}"
-    return f"{x:.4g}"
+META = "_meta.json"
 
 
-def fmt_measured(measured: dict[str, Any]) -> str:
-    """``name = mean ± std (n)`` for seed statistics, ``name = value`` for derived numbers."""
-    parts = []
-    for name, value in measured.items():
-        if isinstance(value, dict):
-            spread = f" ± {fmt_number(value['std'])}" if value.get("n", 1) > 1 else ""
-            parts.append(f"{name} = {fmt_number(value['mean'])}{spread} (n={value.get('n', 1)})")
-        elif isinstance(value, bool):
-            parts.append(f"{name} = {value}")
-        else:
-            parts.append(f"{name} = {fmt_number(value)}")
-    return "; ".join(parts)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def collect(root: Path) -> list[dict[str, Any]]:
-    """Every study that has written its report, sorted by group then slug."""
-    rows = []
-    for metrics_path in sorted((root / "reports").glob("*/metrics.json")):
-        claims_path = metrics_path.with_name("claims.json")
-        if not claims_path.is_file():
-            continue
-        tables_path = metrics_path.with_name("tables.md")
-        tables = tables_path.read_text() if tables_path.is_file() else ""
-        rows.append(
-            {"metrics": read_json(metrics_path), "claims": read_json(claims_path), "tables": tables}
+def claim_records(study: Study, metrics: Metrics) -> list[dict[str, Any]]:
+    """Each claim of ``study`` decided on ``metrics``, as claims.json records it."""
+    out = []
+    for claim in study.claims:
+        try:
+            result = claim.check(metrics)
+        except KeyError as exc:
+            raise RuntimeError(f"claim {study.slug}.{claim.id}: {exc.args[0]}") from None
+        if not isinstance(result, ClaimResult):
+            raise TypeError(f"claim {study.slug}.{claim.id} must return a ClaimResult")
+        out.append(
+            {
+                "id": claim.id,
+                "statement": claim.statement,
+                "paper": claim.paper,
+                "verdict": result.verdict,
+                "holds": result.holds,
+                "resolution": result.resolution if math.isfinite(result.resolution) else None,
+                "tests": [t.to_json() for t in result.tests],
+                "measured": result.measured_json(),
+            }
         )
-    return sorted(rows, key=lambda r: (r["metrics"].get("group", ""), r["metrics"]["study"]))
-
-
-def _verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
-    return {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
-
-
-def fmt_tests(tests: list[dict[str, Any]]) -> str:
-    """Each condition as ``name = mean [low, high] (n) op threshold``."""
-    parts = []
-    for t in tests:
-        if t["rule"] == "every":
-            vals = t["values"]
-            span = f"all {t['n']} in [{fmt_number(min(vals))}, {fmt_number(max(vals))}]"
-        elif t["low"] is None:
-            span = f"{fmt_number(t['mean'])} (n={t['n']}, no interval)"
-        else:
-            span = (
-                f"{fmt_number(t['mean'])} [{fmt_number(t['low'])}, {fmt_number(t['high'])}] "
-                f"(n={t['n']})"
-            )
-        parts.append(f"{t['name']} = {span} {t['op']} {fmt_number(t['threshold'])}")
-    return "; ".join(parts)
-
-
-_MARK = {"holds": "holds", "does not hold": "**does not hold**", "inconclusive": "*inconclusive*"}
-
-
-def render(rows: list[dict[str, Any]]) -> str:
-    """The Markdown of SUMMARY.md."""
-    all_claims = [c for r in rows for c in r["claims"]]
-    counts = _verdict_counts(all_claims)
-    total_s = sum(r["metrics"]["timing_s"]["total"] for r in rows)
-    profiles = sorted({r["metrics"]["profile"] for r in rows})
-    lines = [
-        "# subspace-lab: results",
-        "",
-        "Generated by `python -m stages summary` (the `summary` stage of `dvc repro`) from",
-        "reports/<study>/metrics.json and claims.json. Do not edit by hand.",
-        "",
-        f"Profile: {', '.join(profiles) or 'n/a'}. Studies: {len(rows)}. "
-        f"Claims: {len(all_claims)} — {counts['holds']} hold, "
-        f"{counts['inconclusive']} inconclusive, {counts['does not hold']} do not hold. "
-        f"Compute time: {total_s / 60:.1f} min.",
-        "",
-        "How a claim is decided: each condition puts a per-seed quantity (usually the paired",
-        "per-seed difference of two arms) against the relation's threshold and looks at the 95 %",
-        "Student-t interval of its mean: *holds* when the whole interval is on the claimed side,",
-        "*does not hold* when it is wholly on the other side, *inconclusive* when it straddles the",
-        "threshold. Invariants (rule `every`) must hold on every seed. The column *resolves* is",
-        "the interval's half-width: the smallest effect the study's seeds can resolve.",
-        "",
-        "![claims per study](summary/claims.png)",
-        "",
-        "## Studies",
-        "",
-        "| study | paper | group | holds | inconclusive | does not hold | time |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        m = r["metrics"]
-        if m.get("kind") == "comparison":  # a cross-paper comparison: tables, no claims
-            paper = f"{m['title']} (comparison)"
-            cells = "tables | | "
-        else:
-            paper = (  # a paper without an arXiv id (xfactors) is named, not linked
-                f"[{m['title']}](https://arxiv.org/abs/{m['arxiv']})" if m["arxiv"] else m["title"]
-            )
-            c = _verdict_counts(r["claims"])
-            cells = f"{c['holds']} | {c['inconclusive']} | {c['does not hold']}"
-        lines.append(
-            f"| [{m['study']}]({m['study']}/) | {_cell(paper)} | {m.get('group', '')} | "
-            f"{cells} | {m['timing_s']['total']:.0f} s |"
-        )
-    lines += [
-        "",
-        "## Claims",
-        "",
-        "Conditions: mean over seeds [95 % interval] (n) against the threshold; other numbers:",
-        "mean ± sample standard deviation over seeds (n).",
-        "",
-        "| study | claim | the paper | miniature relation | conditions | resolves | other numbers "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        m = r["metrics"]
-        for c in r["claims"]:
-            lines.append(
-                f"| {m['study']} | {c['id']} | {_cell(c['paper'])} | {_cell(c['statement'])} | "
-                f"{_cell(fmt_tests(c['tests']))} | ±{fmt_number(c['resolution'])} | "
-                f"{_cell(fmt_measured(c['measured']))} | {_MARK[c['verdict']]} |"
-            )
-    groups = group_tables(rows)
-    if groups:
-        lines += ["", "## Groups", ""]
-        lines.append(
-            "Each study of a group reports one row of its group's table (its `group` table); "
-            "the rows side by side:"
-        )
-        for group, table in groups.items():
-            lines += ["", f"### {group}", "", table]
-    with_tables = [r for r in rows if r["tables"].strip()]
-    if with_tables:
-        lines += ["", "## Tables", ""]
-        for r in with_tables:
-            body = ("\n" + r["tables"].strip()).replace("\n### ", "\n#### ").strip()
-            lines += [f"### {r['metrics']['study']}", "", body, ""]
-    lines += ["", "## Plots", ""]
-    for r in rows:
-        slug = r["metrics"]["study"]
-        lines.append(f"- {slug}: [reports/{slug}/plots/]({slug}/plots/)")
-    return "\n".join(lines) + "\n"
-
-
-def table_sections(tables_md: str) -> dict[str, str]:
-    """The tables of a study's tables.md by name (``### <name>`` headings)."""
-    out = {}
-    for block in ("\n" + tables_md).split("\n### ")[1:]:
-        name, _, body = block.partition("\n")
-        out[name.strip()] = body.strip()
     return out
 
 
-def group_tables(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """One Markdown table per group, from the ``group`` table each of its studies reports
-    (a header, a separator, one or more rows), with the study as first column. Studies whose
-    headers differ get a table of their own (``<group> (2)``...), never merged columns."""
-    by_header: dict[tuple[str, str], list[str]] = {}
-    for r in rows:
-        table = table_sections(r["tables"]).get(GROUP_TABLE)
-        if not table:
-            continue
-        lines = [line for line in table.splitlines() if line.startswith("|")]
-        if len(lines) < 3:
-            raise ValueError(f"study {r['metrics']['study']}: its group table has no rows")
-        key = (r["metrics"].get("group", ""), lines[0])
-        slug = r["metrics"]["study"]
-        by_header.setdefault(key, []).extend(f"| {slug} {line}" for line in lines[2:])
-    out: dict[str, str] = {}
-    for (group, header), body in by_header.items():
-        name = group
-        n = 1
-        while name in out:
-            n += 1
-            name = f"{group} ({n})"
-        columns = header.count("|") - 1
-        out[name] = "\n".join([f"| study {header}", "|---" * (columns + 1) + "|", *body])
-    return out
+def _timings(root: Path, study: Study) -> dict[str, float]:
+    """Wall seconds of each earlier step, from its ``_meta.json``."""
+    times = {}
+    for st in study.steps[:-1]:
+        meta = step_dir(root, study, st) / META
+        if meta.is_file():
+            times[st.name] = float(read_json(meta)["wall_s"])
+    return times
 
 
-def plot_claims(rows: list[dict[str, Any]], out: Path) -> None:
-    """A horizontal bar per study: claims holding, inconclusive and not holding."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def write_report(
+    root: Path, study: Study, staged: Path, result: Report, lab: LabConfig, wall_s: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Write the report step's files into ``staged``: metrics.json (the full record),
+    headline.json, claims.json, tables.md, plots/ and curves/; returns metrics.json's document
+    and the claims."""
+    try:
+        metrics = Metrics(result.metrics)
+    except NonFiniteError as exc:
+        raise NonFiniteError(
+            f"{study.stage_name(study.report_step.name)}: {exc}; nothing was committed"
+        ) from None
+    claims = claim_records(study, metrics)
+    plots = staged / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
 
+    for name, fig in result.figures.items():
+        fig.savefig(plots / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    tables = "".join(f"### {name}\n\n{table.strip()}\n\n" for name, table in result.tables.items())
+    (staged / "tables.md").write_text(tables)
+    _write_curves(study, result, staged / "curves")
+    timing = {**_timings(root, study), study.report_step.name: wall_s}
+    timing["total"] = sum(timing.values())
+    doc = {
+        "study": study.slug,
+        "title": study.title,
+        "arxiv": study.arxiv,
+        "group": study.group,
+        "kind": study.kind,
+        "profile": lab.profile,
+        "metrics": metrics.to_json(),
+        "timing_s": timing,
+        "claims_holding": sum(c["holds"] for c in claims),
+        "claims_inconclusive": sum(c["verdict"] == "inconclusive" for c in claims),
+        "claims_total": len(claims),
+    }
+    write_json(staged / "metrics.json", doc)
+    write_json(staged / "headline.json", headline(study, doc, claims))
+    write_json(staged / "claims.json", claims)
+    return doc, claims
+
+
+def headline(study: Study, doc: Mapping[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers DVC compares across experiments (reports/<slug>/headline.json, the stage's
+    DVC metrics file): the count of each verdict, each claim's verdict and the means of the
+    quantities it was decided on, and the means of the study's headline metrics
+    (:attr:`Study.headline`; all of them when none are named and there are at most
+    :data:`HEADLINE_MAX`). The full record (per-seed values, spread, timings, paper) stays in
+    metrics.json."""
+    stats = doc["metrics"]
+    if study.headline:
+        names = [n for n in stats if any(fnmatch.fnmatchcase(n, p) for p in study.headline)]
+    else:
+        names = list(stats) if len(stats) <= HEADLINE_MAX else []
+    verdicts = [c["verdict"] for c in claims]
+    return {
+        "verdicts": {v.replace(" ", "_"): verdicts.count(v) for v in VERDICTS},
+        "claims": {
+            c["id"]: {"verdict": c["verdict"]}
+            | {t["name"]: _or_null(t["mean"]) for t in c["tests"]}
+            for c in claims
+        },
+        "metrics": {n: _or_null(stats[n]["mean"]) for n in names},
+    }
+
+
+def _or_null(x: float) -> float | None:
+    """A number for strict JSON: non-finite (an infinite bound, an empty mean) as null."""
+    return x if math.isfinite(x) else None
+
+
+def _write_curves(study: Study, result: Report, out: Path) -> None:
+    """Each declared curve's rows as ``<name>.csv`` (x column first); an error naming the curve
+    if one is missing, undeclared, or lacks its x/y columns or numbers."""
+    declared = {c.name: c for c in study.curves}
+    undeclared = sorted(set(result.curves) - set(declared))
+    missing = sorted(set(declared) - set(result.curves))
+    if undeclared or missing:
+        raise ValueError(
+            f"study {study.slug}: the report returns curves {sorted(result.curves)}, the study "
+            f"declares {sorted(declared)} (missing: {missing}; undeclared: {undeclared})"
+        )
+    if not declared:
+        return
     out.mkdir(parents=True, exist_ok=True)
-    names = [r["metrics"]["study"] for r in rows]
-    counts = [_verdict_counts(r["claims"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 0.4 * max(len(rows), 3) + 1))
-    left = [0] * len(rows)
-    for verdict, color in zip(VERDICTS, ("#2a9d8f", "#e9c46a", "#e76f51"), strict=True):
-        widths = [c[verdict] for c in counts]
-        ax.barh(names, widths, left=left, color=color, label=verdict)
-        left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.set_xlabel("claims")
-    ax.invert_yaxis()
-    ax.legend(loc="lower right")
-    ax.set_title("Verdicts of each study's miniature")
-    fig.savefig(out / "claims.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    for name, curve in declared.items():
+        rows = list(result.curves[name])
+        if not rows:
+            raise ValueError(f"study {study.slug}: curve {name!r} has no rows")
+        required = [curve.x, *curve.ys]
+        columns = list(required)
+        for i, row in enumerate(rows):
+            absent = [c for c in required if c not in row]
+            bad = [
+                k for k, v in row.items() if isinstance(v, bool) or not isinstance(v, int | float)
+            ]
+            if absent or bad:
+                raise ValueError(
+                    f"study {study.slug}: curve {name!r} row {i} lacks columns {absent} or holds "
+                    f"non-numbers in {bad}"
+                )
+            columns += [k for k in row if k not in columns]
+        with (out / f"{name}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows([_csv_number(row.get(c)) for c in columns] for row in rows)
 
 
-def write_summary(root: Path) -> Path:
-    """Write reports/SUMMARY.md and reports/summary/claims.png; returns the Markdown path."""
-    rows = collect(root)
-    plots = root / SUMMARY_PLOTS
-    staged = plots.with_name(f".{plots.name}.tmp")
-    if staged.exists():
-        shutil.rmtree(staged)
-    plot_claims(rows, staged)
-    replace_dir(staged, plots)
-    path = root / SUMMARY
-    write_text(path, render(rows))
-    return path
+def _csv_number(value: float | None) -> str:
+    """A CSV cell: the number's repr, empty when absent or not finite."""
+    if value is None or not math.isfinite(float(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)

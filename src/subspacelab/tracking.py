@@ -422,7 +422,7 @@ def paper_note(title: str, arxiv: str, group: str, slug: str) -> str:
 
 def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
     """The claims table (claim, relation, verdict, conditions with their intervals) as Markdown."""
-    from subspacelab.report import fmt_measured, fmt_tests
+    from subspacelab.summary import fmt_measured, fmt_tests
 
     lines = ["| claim | miniature relation | verdict | measured |", "|---|---|---|---|"]
     for c in claims:

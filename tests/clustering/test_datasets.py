@@ -1,4 +1,5 @@
-"""Full-profile loaders of the clustering group, on small files written in the real formats."""
+"""Loaders of the clustering group: the full-profile ones on small files written in the real
+formats, and the seeded load_digits subset of the miniatures."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import scipy.io
 import scipy.sparse as sp
 import yaml
 
-from subspacelab.clustering.datasets import load_mat_images, load_planetoid, load_scene
+from subspacelab import registry
+from subspacelab.clustering.datasets import (
+    digits_subset,
+    load_mat_images,
+    load_planetoid,
+    load_scene,
+)
+from subspacelab.config import profile_section
 from subspacelab.data.cifar import CIFAR_RESOURCES
 from subspacelab.data.download import DownloadError, Resource
 from tests.helpers import REPO
@@ -101,7 +109,10 @@ def test_load_scene_npz_and_errors(tmp_path: Path) -> None:
 
 
 def _full(slug: str) -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())[slug]["full"]["data"]
+    """A study's full-profile ``data`` section as the lab reads it (inheriting from ``mini``)."""
+    schema = registry.get_study(slug).config
+    section = yaml.safe_load((REPO / "params.yaml").read_text())[slug]
+    return profile_section(section, slug, "full", schema)["data"]
 
 
 def test_full_profiles_pin_or_refuse_their_downloads() -> None:
@@ -114,3 +125,14 @@ def test_full_profiles_pin_or_refuse_their_downloads() -> None:
     geo = _full("geo_sae")  # no verifiable Sentinel-2 export: the empty pin refuses
     with pytest.raises(DownloadError, match="must be pinned"):
         Resource(f"{geo['scene_url']}/{geo['scene_file']}", geo["scene_file"], geo["scene_sha256"])
+
+
+def test_digits_subset_is_class_balanced_seeded_and_scaled() -> None:
+    images, labels = digits_subset(3, seed=0)
+    assert images.shape == (30, 1, 8, 8) and images.dtype == np.float32
+    assert labels.dtype == np.int64 and np.bincount(labels).tolist() == [3] * 10
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    again, _ = digits_subset(3, seed=0)
+    other, _ = digits_subset(3, seed=1)
+    np.testing.assert_array_equal(images, again)
+    assert not np.array_equal(images, other)

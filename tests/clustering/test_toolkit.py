@@ -10,10 +10,12 @@ import scipy.sparse as sp
 import torch
 
 from subspacelab.clustering import (
+    MLCSchedule,
     cluster_accuracy,
     coding_rate,
     conductance,
     csbm,
+    dimension_prior,
     evaluate,
     kmeans_baseline,
     lrr,
@@ -211,3 +213,22 @@ def test_two_nn_recovers_the_dimension_of_flat_data() -> None:
         two_nn_dimension(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="duplicate"):
         two_nn_dimension(np.zeros((5, 3)))
+
+
+def test_dimension_prior_prefers_the_configured_then_the_known_then_twonn() -> None:
+    rng = np.random.default_rng(0)
+    flat = rng.uniform(size=(500, 3)) @ np.linalg.qr(rng.standard_normal((16, 3)))[0].T
+    images = flat.reshape(-1, 1, 4, 4)
+    assert dimension_prior(images, 9, 4) == (9, "configured prior")
+    assert dimension_prior(images, 0, 4) == (4, "generator's subspace dimension")
+    top, source = dimension_prior(images, 0, None)
+    assert (top, source) == (round(two_nn_dimension(flat)), "TwoNN estimate") and top == 3
+
+
+def test_mlc_schedule_reads_its_fields_by_name_from_a_section() -> None:
+    names = [f for f in MLCSchedule.__dataclass_fields__]
+    section = type("Section", (), {n: float(i) for i, n in enumerate(names)} | {"extra": 1.0})
+    schedule = MLCSchedule.of(section)
+    assert [getattr(schedule, n) for n in names] == [float(i) for i in range(len(names))]
+    with pytest.raises(AttributeError, match="sinkhorn_tol"):
+        MLCSchedule.of(type("Partial", (), {n: 0 for n in names if n != "sinkhorn_tol"}))

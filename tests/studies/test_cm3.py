@@ -61,7 +61,6 @@ def test_uniformity_known_answers_and_calibration() -> None:
 
 def test_arms_train_and_score() -> None:
     from subspacelab.nets.training import LocalEnv
-    from subspacelab.studies.cm3.lightning import train_arms, triples
 
     torch.manual_seed(0)
     cat = catalogue(40, 10, 10, 8, 16, 0.1, 3.0, seed=1)
@@ -71,10 +70,10 @@ def test_arms_train_and_score() -> None:
     graph = core.knn_graph(text.numpy(), 3)
     arms = [core.Recommender(a, adj, graph, text, image, 10, 6, 2, 0.5) for a in core.ARMS]
     before = [a.scores().clone() for a in arms]
-    rows = triples(cat.train, 40, 2, seed=0)
+    rows = core.triples(cat.train, 40, 2, seed=0)
     seen = {tuple(p) for p in cat.train.tolist()}
     assert not any((int(u), int(n)) in seen for u, _, n in rows.tolist())
-    train_arms(LocalEnv(), arms, rows, batch_size=32, lr=1e-2, weight_decay=0.0,
+    core.train_arms(LocalEnv(), arms, rows, batch_size=32, lr=1e-2, weight_decay=0.0,
                gamma=0.9, min_sim=0.0, max_sim=1.0, label="t")  # fmt: skip
     for arm, old in zip(arms, before, strict=True):
         arm.eval()
@@ -88,14 +87,14 @@ def _metrics(gain: float, cos_gain: float, unif_ratio: float, spread: float) -> 
     base = 0.10 + np.array([0.01, -0.01, 0.0, 0.005, -0.005])
     return Metrics(
         {
-            "cm3_ndcg_20": list(base * (1 + gain) + noise),
-            "directau_ndcg_20": list(base),
-            "bpr_ndcg_20": list(base),
-            "cm3_nocal_ndcg_20": list(base),
-            "cm3_similar_cos": list(0.5 + cos_gain + noise),
-            "directau_similar_cos": [0.5] * 5,
-            "cm3_item_uniformity": list(-3.0 * unif_ratio + noise),
-            "directau_item_uniformity": [-3.0] * 5,
+            "cm3/ndcg_20": list(base * (1 + gain) + noise),
+            "directau/ndcg_20": list(base),
+            "bpr/ndcg_20": list(base),
+            "cm3_nocal/ndcg_20": list(base),
+            "cm3/similar_cos": list(0.5 + cos_gain + noise),
+            "directau/similar_cos": [0.5] * 5,
+            "cm3/item_uniformity": list(-3.0 * unif_ratio + noise),
+            "directau/item_uniformity": [-3.0] * 5,
             "similar_pairs": [100.0] * 5,
         }
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from subspacelab.api import Metrics
 from subspacelab.nets.training import LocalEnv
-from subspacelab.registry import Metrics
 from subspacelab.studies.geo_sae import core
 from subspacelab.studies.geo_sae.study import STUDY
 
@@ -60,11 +60,11 @@ def _m(
 ) -> Metrics:
     return Metrics(
         {
-            "nonlinear_sae_ari": sae,
-            "nonlinear_pca_ari": pca,
-            "nonlinear_ae_ari": ae,
-            "linear_sae_ari": lin_sae,
-            "linear_pca_ari": lin_pca,
+            "nonlinear/sae/ari": sae,
+            "nonlinear/pca/ari": pca,
+            "nonlinear/ae/ari": ae,
+            "linear/sae/ari": lin_sae,
+            "linear/pca/ari": lin_pca,
         }
     )
 

@@ -12,33 +12,42 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.api import (
+    ClaimResult,
+    JointResult,
+    Metrics,
+    StepContext,
+    fit,
+    full_batch_loader,
+    load_tensors,
+    tensor_loader,
+    train_joint,
+)
 from subspacelab.config import ParamsError, build
 from subspacelab.data.download import DownloadError
 from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC
-from subspacelab.io import load_tensors
-from subspacelab.nets.training import LocalEnv, fit, full_batch_loader, tensor_loader
+from subspacelab.nets.training import LocalEnv
 from subspacelab.probes import hessian as hs
-from subspacelab.registry import Metrics
 from subspacelab.studies.hessian import core
 from subspacelab.studies.hessian import study as hs_study
 from subspacelab.studies.hessian.config import DataConfig
-from subspacelab.studies.hessian.lightning import Cell, MatchedLossTraining, MiniBatchToTarget
-from subspacelab.verdicts import ClaimResult
+from subspacelab.studies.hessian.lightning import MiniBatchToTarget, to_target
+
+Cell = tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str, float]
 
 
-def _matched(cells: list[Cell], max_steps: int) -> MatchedLossTraining:
-    module = MatchedLossTraining(cells, lr=0.01, max_steps=max_steps)
-    fit(LocalEnv(), module, full_batch_loader(steps=max_steps + 1), epochs=1)
-    return module
+def _matched(cells: list[Cell], max_steps: int) -> JointResult:
+    members = [to_target(*cell, lr=0.01, max_steps=max_steps) for cell in cells]
+    return train_joint(LocalEnv(), members, epochs=1, loader=full_batch_loader(steps=max_steps + 1))
 
 
 def test_blobs_and_matched_loss_training() -> None:
     x, y = core.blobs(60, 4, 3, 1.0, 5.0, 0)
     assert x.shape == (60, 4) and x.dtype == torch.float64 and set(y.tolist()) == {0, 1, 2}
     net = core.mlp(4, 5, 3, 0)
-    module = _matched([Cell(net, x, y, "ce", 0.5)], 500)
-    loss, steps = module.final[0], module.steps[0]
-    assert loss is not None and loss <= 0.5 and 0 < steps < 500
+    run = _matched([(net, x, y, "ce", 0.5)], 500)
+    loss, steps = run.final[0], run.steps[0]
+    assert loss is not None and loss <= 0.5 and steps is not None and 0 < steps < 500
     assert loss == pytest.approx(float(hs.loss_of_outputs(net(x), y, "ce")))
     sp = core.spectrum(net, x, y, "ce", 3)
     assert sp.h_eigs.numel() == sum(p.numel() for p in net.parameters())
@@ -51,15 +60,16 @@ def test_joint_cells_equal_separate_runs_and_stop_on_their_own() -> None:
     spec = [("ce", 0.3, 4), ("mse", 0.2, 6), ("ce", 1e-9, 3)]  # the last one never gets there
 
     def cells() -> list[Cell]:
-        return [Cell(core.mlp(3, w, 2, 1), x, y, loss, t) for loss, t, w in spec]
+        return [(core.mlp(3, w, 2, 1), x, y, loss, t) for loss, t, w in spec]
 
-    joint = _matched(cells(), 60)
-    assert joint.steps[2] == 60 and joint.steps[0] < 60 and joint.steps[1] < 60
+    joint_cells = cells()
+    joint = _matched(joint_cells, 60)
+    assert joint.steps[2] == 60 and joint.steps[0] < 60 and joint.steps[1] < 60  # type: ignore[operator]
     for i, cell in enumerate(cells()):
         alone = _matched([cell], 60)
         assert alone.steps[0] == joint.steps[i] and alone.final[0] == joint.final[i]
         for p_joint, p_alone in zip(
-            joint.cells[i].net.parameters(), cell.net.parameters(), strict=True
+            joint_cells[i][0].parameters(), cell[0].parameters(), strict=True
         ):
             assert torch.equal(p_joint, p_alone)
 
@@ -69,8 +79,6 @@ def test_minibatch_run_stops_at_the_target() -> None:
     module = MiniBatchToTarget(core.mlp(3, 4, 2, 0), x, y, "ce", 0.3, lr=0.01)
     history = fit(LocalEnv(), module, tensor_loader(x, y, batch_size=8, seed=0), epochs=200)
     assert module.final <= 0.3 and len(history) < 200
-    with pytest.raises(ValueError, match="at least one cell"):
-        MatchedLossTraining([], lr=0.1, max_steps=1)
 
 
 def test_ce_overlap_is_read_on_the_outlier_subspace() -> None:
@@ -176,9 +184,15 @@ def test_full_data_step_reads_mnist_idx_checked_by_md5(tmp_path: Path) -> None:
     }
     out = tmp_path / "out"
     out.mkdir()
-    ctx = SimpleNamespace(
+    ctx = StepContext(
+        study=hs_study.STUDY,
+        step=hs_study.STUDY.step("data"),
         cfg=SimpleNamespace(data=build(DataConfig, raw, "hessian.full.data")),
+        lab=None,  # type: ignore[arg-type]
+        root=tmp_path,
         out=out,
+        inputs={},
+        device=torch.device("cpu"),
         progress=lambda msg: None,
     )
     hs_study.data(ctx)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.api import Metrics
+from subspacelab.clustering.datasets import digits_subset
 from subspacelab.nets.training import LocalEnv, fit, full_batch_loader
-from subspacelab.registry import Metrics
-from subspacelab.studies.lihf_dsc import core
-from subspacelab.studies.lihf_dsc.study import STUDY, digits_subset, plateau_gap
+from subspacelab.studies.lihf_dsc import core, training
+from subspacelab.studies.lihf_dsc.study import STUDY, plateau_gap
 
 
 def test_self_expression_ignores_diagonal() -> None:
@@ -49,7 +50,7 @@ def test_relative_change_plateau_gap_and_the_smoothed_rule() -> None:
 def _fit(
     ae: core.ConvAE, x: torch.Tensor, acc_of: object, max_epochs: int, eps: float = 1e9
 ) -> core.FitResult:
-    return core.fit_lihf(
+    return training.fit_lihf(
         LocalEnv(),
         ae,
         x,
@@ -75,7 +76,7 @@ def test_fit_stops_itself_and_logs_the_curve_to_the_cap() -> None:
     recon, acts = core.ConvAE([1, 4, 8], 3)(torch.from_numpy(images))
     assert recon.shape == images.shape and [a.shape[1] for a in acts] == [64, 32]
     x = torch.from_numpy(images)
-    ae = core.pretrain(LocalEnv(), x, [1, 4], 3, 1e-3, 2, seed=0)
+    ae = training.pretrain(LocalEnv(), x, [1, 4], 3, 1e-3, 2, seed=0)
     before = {k: v.clone() for k, v in ae.state_dict().items()}
     logged = _fit(ae, x, lambda p: float(len(p)), max_epochs=8)
     assert logged.stopped and logged.stopped2
@@ -99,19 +100,19 @@ def test_fit_stops_itself_and_logs_the_curve_to_the_cap() -> None:
 def test_stage1_has_no_reconstruction_term_and_stage2_moves_only_c() -> None:
     images, _ = digits_subset(2, seed=0)
     x = torch.from_numpy(images)
-    ae = core.pretrain(LocalEnv(), x, [1, 4], 3, 1e-3, 0, seed=0)
-    stage = core.SelfExpressionStage(
+    ae = training.pretrain(LocalEnv(), x, [1, 4], 3, 1e-3, 0, seed=0)
+    stage = training.SelfExpressionStage(
         ae, torch.zeros(20, 20), layers="last", lr=1e-3, rule=core.StoppingRule(0.0, 2, 0.9)
     )
     _, acts = ae(x)
     expected = core.self_expression([acts[-1]], torch.zeros(20, 20))
     assert float(stage.training_step((x,), 0)) == pytest.approx(float(expected))
     with pytest.raises(ValueError):
-        core.SelfExpressionStage(
+        training.SelfExpressionStage(
             ae, torch.zeros(2, 2), layers="first", lr=1e-3, rule=core.StoppingRule(0.0, 2, 0.9)
         )
     start = core.Stop(3, {}, np.full((20, 20), 0.01, dtype=np.float32), {})
-    second = core.StructuredStage(
+    second = training.StructuredStage(
         start,
         weight=10.0,
         lr=1e-3,
@@ -135,18 +136,18 @@ def _m(
 ) -> Metrics:
     """Per-seed metrics of one dataset ``d`` (paired by index)."""
     m = {
-        "d_lihf_acc": lihf,
-        "d_stage1_acc": stage1,
-        "d_last_layer_acc": last,
-        "d_plateau_gap": gap,
-        "d_stop_stage1": [50.0] * len(lihf),
-        "d_stop_stage2": [30.0] * len(lihf),
-        "d_self_stopped": stopped,
-        "d_best_linear_acc": best,
+        "d/lihf/acc": lihf,
+        "d/stage1/acc": stage1,
+        "d/last_layer/acc": last,
+        "d/lihf/plateau_gap": gap,
+        "d/lihf/stop_stage1": [50.0] * len(lihf),
+        "d/lihf/stop_stage2": [30.0] * len(lihf),
+        "d/lihf/self_stopped": stopped,
+        "d/best_linear/acc": best,
     }
     for b in ("lsr", "ssc", "lrr"):
-        m[f"d_{b}_median_acc"] = med
-        m[f"d_{b}_best_acc"] = best
+        m[f"d/{b}_median/acc"] = med
+        m[f"d/{b}_best/acc"] = best
     return Metrics(m)
 
 
@@ -190,7 +191,7 @@ def test_claims_hold_fail_and_are_inconclusive() -> None:
     idle = Metrics(
         {
             **{k: list(v.values) for k, v in _m(*[[0.8] * 3] * 6, ones).items()},
-            "d_stop_stage2": [0.0, 0.0, 0.0],
+            "d/lihf/stop_stage2": [0.0, 0.0, 0.0],
         }
     )
     assert checks["R3"](idle).verdict == "does not hold"
@@ -209,7 +210,7 @@ def test_stage2_is_deterministic_on_a_disconnected_affinity() -> None:
     start = core.Stop(0, {}, coef.numpy(), {})
 
     def stage2() -> np.ndarray:
-        stage = core.StructuredStage(
+        stage = training.StructuredStage(
             copy.deepcopy(start),
             weight=10.0,
             lr=1e-3,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from subspacelab.api import Metrics
+from subspacelab.clustering import MLCSchedule
 from subspacelab.nets.training import LocalEnv
-from subspacelab.registry import Metrics
 from subspacelab.studies.mlc import core
 from subspacelab.studies.mlc.study import STUDY
 
@@ -33,7 +34,7 @@ def test_warmup_and_fit_change_the_network_and_copy_heads() -> None:
     torch.manual_seed(0)
     x = torch.rand(64, 64)
     net = core.MLCNet(64, [32], 8)
-    s = core.MLCSchedule(
+    s = MLCSchedule(
         2, 2, 32, 0.1, 0.175, 5, 1e-5, 100, 0.05, 1.0, 0.01, 0.01, 0.9, 0.0, 0.0, 1, 0.05
     )
     before = net.subspace.weight.detach().clone()
@@ -64,18 +65,18 @@ def _m(
     return Metrics(
         {
             "z_dim": 30.0,
-            "digits_mlc_acc": mlc_d,
-            "digits_raw_kmeans_acc": raw_d,
-            "digits_warm_kmeans_acc": warm_d,
-            "manifolds_mlc_acc": mlc_s,
-            "manifolds_raw_kmeans_acc": km_s,
-            "manifolds_raw_spectral_acc": sc_s,
-            "manifolds_rank_max": rank,
-            "digits_rank_max": rank,
-            "manifolds_row_dev": row,
-            "manifolds_col_dev": [0.0] * len(row),
-            "digits_row_dev": row,
-            "digits_col_dev": [0.0] * len(row),
+            "digits/mlc/acc": mlc_d,
+            "digits/raw_kmeans/acc": raw_d,
+            "digits/warm_kmeans/acc": warm_d,
+            "manifolds/mlc/acc": mlc_s,
+            "manifolds/raw_kmeans/acc": km_s,
+            "manifolds/raw_spectral/acc": sc_s,
+            "manifolds/mlc/rank_max": rank,
+            "digits/mlc/rank_max": rank,
+            "manifolds/mlc/row_dev": row,
+            "manifolds/mlc/col_dev": [0.0] * len(row),
+            "digits/mlc/row_dev": row,
+            "digits/mlc/col_dev": [0.0] * len(row),
         }
     )
 
@@ -124,7 +125,7 @@ def test_cluster_head_trains_with_its_own_learning_rate() -> None:
     torch.manual_seed(0)
     x = torch.rand(48, 16)
     net = core.MLCNet(16, [12], 6)
-    frozen = core.MLCSchedule(
+    frozen = MLCSchedule(
         0, 3, 24, 0.1, 0.175, 5, 1e-5, 100, 0.05, 1.0, 0.01, 0.0, 0.9, 0.0, 0.0, 0, 0.0
     )
     head, trunk = net.cluster.weight.detach().clone(), net.subspace.weight.detach().clone()

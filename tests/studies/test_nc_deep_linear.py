@@ -6,26 +6,23 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.api import Metrics, fit, full_batch_loader, tensor_loader
 from subspacelab.config import ParamsError, build
-from subspacelab.nets.training import LocalEnv, fit, full_batch_loader, tensor_loader
+from subspacelab.nets.training import LocalEnv
 from subspacelab.probes import collapse as nc
-from subspacelab.registry import Metrics
 from subspacelab.studies.nc_deep_linear import core
 from subspacelab.studies.nc_deep_linear import study as ncdl
 from subspacelab.studies.nc_deep_linear.config import DataConfig
+from subspacelab.studies.nc_deep_linear.core import UFMProblem
 from subspacelab.studies.nc_deep_linear.lightning import (
     FullBatchLBFGS,
-    JointRegularisedMSE,
-    JointUFM,
-    UFMProblem,
+    solve_ufm,
+    train_regularised_mse,
 )
 
 
-def _solve(problems: dict[str, UFMProblem], iters: int) -> JointUFM:
-    joint = JointUFM(problems, lr=0.1, momentum=0.9)
-    fit(LocalEnv(), joint, full_batch_loader(steps=iters), epochs=1)
-    joint.final_gradients()
-    return joint
+def _solve(problems: dict[str, UFMProblem], iters: int) -> None:
+    solve_ufm(LocalEnv(), list(problems.values()), lr=0.1, momentum=0.9, iters=iters)
 
 
 def test_ufm_solver_reaches_the_closed_form_for_one_layer() -> None:
@@ -75,15 +72,19 @@ def test_joint_regularised_mse_equals_separate_runs() -> None:
 
     decay = {"lam_w": 1e-3, "lam_h": 1e-3, "n_total": 30}
     joint = nets()
-    module = JointRegularisedMSE(joint, lr=1e-2, **decay)
-    fit(LocalEnv(), module, tensor_loader(x, y, batch_size=8, seed=0), epochs=2)
+    before = {k: [p.detach().clone() for p in n.parameters()] for k, n in joint.items()}
+    loader = tensor_loader(x, y, batch_size=8, seed=0)
+    train_regularised_mse(LocalEnv(), joint, loader, lr=1e-2, epochs=2, **decay)
     for name, net in nets().items():
-        alone = JointRegularisedMSE({name: net}, lr=1e-2, **decay)
-        fit(LocalEnv(), alone, tensor_loader(x, y, batch_size=8, seed=0), epochs=2)
+        loader = tensor_loader(x, y, batch_size=8, seed=0)
+        train_regularised_mse(LocalEnv(), {name: net}, loader, lr=1e-2, epochs=2, **decay)
         for p_joint, p_alone in zip(joint[name].parameters(), net.parameters(), strict=True):
             assert torch.equal(p_joint, p_alone)
-    with pytest.raises(ValueError, match="at least one"):
-        JointUFM({}, lr=0.1, momentum=0.9)
+        assert not any(
+            torch.equal(a, b) for a, b in zip(before[name], net.parameters(), strict=True)
+        )  # it trained
+    with pytest.raises(ValueError, match="at least one member"):
+        solve_ufm(LocalEnv(), [], lr=0.1, momentum=0.9, iters=1)
 
 
 def test_full_batch_objective_is_the_ufm_loss_and_lbfgs_descends() -> None:

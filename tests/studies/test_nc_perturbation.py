@@ -11,9 +11,9 @@ import torch
 import yaml
 from torch import nn
 
+from subspacelab.api import Metrics
 from subspacelab.config import ParamsError, build
 from subspacelab.probes import collapse as nc
-from subspacelab.registry import Metrics
 from subspacelab.studies.nc_perturbation import core
 from subspacelab.studies.nc_perturbation import study as ncp
 from subspacelab.studies.nc_perturbation.config import BackboneConfig

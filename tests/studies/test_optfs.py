@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.api import Metrics
 from subspacelab.nets.training import LocalEnv
-from subspacelab.registry import Metrics
 from subspacelab.studies.optfs import core
 from subspacelab.studies.optfs.study import STUDY
 
@@ -90,19 +90,43 @@ def test_search_rewinds_to_the_checkpoint_and_learns_gates() -> None:
     assert net.tau == pytest.approx(10.0)
 
 
+def test_retrain_trains_weights_and_leaves_the_fixed_gates() -> None:
+    """The retrain's members hold their gates as parameters but read the hard mask: the gates
+    get no gradient, so Adam (with L2) leaves them where the search put them."""
+    from subspacelab.studies.optfs.lightning import retrain
+
+    v = _vocab()
+    rng = np.random.default_rng(0)
+    ids = torch.from_numpy(v.encode(rng.integers(0, 3, size=(64, 2)) % [3, 4]))
+    y = torch.from_numpy((rng.random(64) < 0.3).astype(np.float32))
+    torch.manual_seed(0)
+    nets = [
+        core.GatedDeepFM(v.n_features, 2, 4, [8], g, 0.5, v.field_of()) for g in ("none", "value")
+    ]
+    nets[1].harden()
+    gates, emb = nets[1].m.detach().clone(), nets[1].emb.weight.detach().clone()
+    split = (ids[:32], y[:32].numpy())
+    scores = retrain(
+        LocalEnv(), nets, ids, y, split, split, epochs=2, lr=1e-2, l2=1e-3, batch=16, seed=0
+    )
+    assert [sorted(s) for s in scores] == [["epoch", "test_auc", "val_auc"]] * 2
+    assert torch.equal(nets[1].m.detach(), gates)
+    assert not torch.equal(nets[1].emb.weight.detach(), emb)
+
+
 def _metrics(auc_gain: float, kept: float, sig: float, spread: float) -> Metrics:
     noise = np.array([1.0, -1.0, 0.3]) * spread
     base = 0.66 + np.array([0.01, -0.01, 0.0])
     return Metrics(
         {
-            "backbone_auc": list(base),
-            "optfs_auc": list(base + auc_gain + noise),
-            "reinit_auc": list(base),
-            "field_auc": list(base),
-            "optfs_kept": list(kept + noise),
-            "field_kept": list(0.5 + noise * 0),
-            "optfs_signal_kept": list(sig + noise),
-            "optfs_noise_kept": [0.3] * 3,
+            "backbone/auc": list(base),
+            "optfs/auc": list(base + auc_gain + noise),
+            "reinit/auc": list(base),
+            "field/auc": list(base),
+            "optfs/kept": list(kept + noise),
+            "field/kept": list(0.5 + noise * 0),
+            "optfs/signal_kept": list(sig + noise),
+            "optfs/noise_kept": [0.3] * 3,
         }
     )
 

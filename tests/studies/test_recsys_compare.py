@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from subspacelab.io import save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu
+from subspacelab.api import save_tensors, state_dict_cpu, write_json
 from subspacelab.studies.optfs.core import GatedDeepFM
 from subspacelab.studies.recsys_compare.study import (
     Point,

@@ -11,22 +11,22 @@ import numpy as np
 import pytest
 import torch
 
+from subspacelab.api import ClaimResult, Metrics
 from subspacelab.config import ParamsError, build
 from subspacelab.data.download import DownloadError
 from subspacelab.nets.training import LocalEnv
 from subspacelab.probes import pruning as pr
 from subspacelab.probes.stats import sign_test
-from subspacelab.registry import Metrics
 from subspacelab.studies.robustness_lottery import core, full
 from subspacelab.studies.robustness_lottery import study as rl
 from subspacelab.studies.robustness_lottery.config import DataConfig, TrainConfig
-from subspacelab.verdicts import ClaimResult
+from subspacelab.studies.robustness_lottery.training import train_methods
 
 
 def test_methods_reach_the_sparsity_and_summaries() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(64, 12), torch.arange(64) % 10
-    models = core.train_methods(
+    models = train_methods(
         LocalEnv(),
         lambda: core.SmallCNN(12, 2, 4, 10),
         x,

@@ -10,14 +10,14 @@ import scipy.sparse as sp
 import yaml
 from sklearn.utils.extmath import randomized_svd
 
+from subspacelab.api import DownloadError, Metrics, Stat, sha256_file
 from subspacelab.clustering import cluster_accuracy, csbm
 from subspacelab.clustering.datasets import load_planetoid
-from subspacelab.data.download import DownloadError, fetch
-from subspacelab.io import sha256_file
-from subspacelab.registry import Metrics
+from subspacelab.config import profile_section
+from subspacelab.data.download import fetch
 from subspacelab.studies.s2cag import core
+from subspacelab.studies.s2cag.config import S2CAGConfig
 from subspacelab.studies.s2cag.study import STUDY, planetoid_resources, relative_conductance
-from subspacelab.verdicts import Stat
 from tests.clustering.test_datasets import _write_planetoid
 from tests.helpers import REPO
 
@@ -62,9 +62,9 @@ def test_solvers_recover_easy_csbm() -> None:
 
 def _metrics(**arms: list[float]) -> Metrics:
     """Per-seed metrics of one graph ``g``: ACC per method, conductances (paired by index)."""
-    m = {f"g_{k}_acc": v for k, v in arms.items() if not k.startswith("cond_")}
+    m = {f"g/{k}/acc": v for k, v in arms.items() if not k.startswith("cond_")}
     for k in ("s2cag", "kmeans_z", "random"):
-        m[f"g_{k}_conductance_zz"] = arms[f"cond_{k}"]
+        m[f"g/{k}/conductance_zz"] = arms[f"cond_{k}"]
     return Metrics(m)
 
 
@@ -142,6 +142,7 @@ def test_fit_graph_is_deterministic() -> None:
     assert {k: v for k, v in a.items() if not k.endswith("_time")} == {
         k: v for k, v in b.items() if not k.endswith("_time")
     }
+    assert "s2cag/acc" in a and "s2cag/wall_time" in a
 
 
 def _csbm_z(n_words: int) -> np.ndarray:
@@ -174,7 +175,9 @@ def test_m_s2cag_falls_back_on_rank_deficient_z() -> None:
 
 
 def _planetoid_params(profile: str) -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())["s2cag"][profile]["data"]
+    """The ``data`` section of a profile as the lab reads it (``full`` inherits from ``mini``)."""
+    section = yaml.safe_load((REPO / "params.yaml").read_text())["s2cag"]
+    return profile_section(section, "s2cag", profile, S2CAGConfig)["data"]
 
 
 def test_full_profile_pins_every_planetoid_file() -> None:

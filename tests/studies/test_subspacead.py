@@ -16,11 +16,11 @@ import yaml
 from PIL import Image
 from scipy import ndimage
 
+from subspacelab.api import Metrics, StepContext
 from subspacelab.config import ParamsError, study_config
 from subspacelab.data.download import DownloadError
 from subspacelab.geometry import StreamingMoments
 from subspacelab.io import load_tensors, save_tensors
-from subspacelab.registry import Metrics, StepContext
 from subspacelab.studies.subspacead import core, datasets, study, textures
 from subspacelab.studies.subspacead.config import SubspaceADConfig
 from tests.helpers import REPO, deep_merge, make_workspace, run_chain
@@ -355,18 +355,19 @@ def _metrics(**over: list[float]) -> Metrics:
     about 0.95 image AUROC with a category effect that pairing removes."""
     effect = [0.03, -0.04, 0.02, -0.01, 0.0, 0.01]
     cells = {
-        "image_auroc": [0.95 + e for e in effect],
-        "pixel_auroc": [0.96 + e for e in effect],
-        "aupro": [0.9] * CATS,
-        "knn_image_auroc": [0.945 + e + 0.002 * (i % 2) for i, e in enumerate(effect)],
-        "knn_pixel_auroc": [0.95 + e for e in effect],
-        "subspacead_stored": [1000.0] * CATS,
-        "knn_stored": [50000.0] * CATS,
+        "subspacead/image_auroc": [0.95 + e for e in effect],
+        "subspacead/pixel_auroc": [0.96 + e for e in effect],
+        "subspacead/aupro": [0.9] * CATS,
+        "knn/image_auroc": [0.945 + e + 0.002 * (i % 2) for i, e in enumerate(effect)],
+        "knn/pixel_auroc": [0.95 + e for e in effect],
+        "subspacead/stored": [1000.0] * CATS,
+        "knn/stored": [50000.0] * CATS,
     }
     for ev, shift in ((0.9, -0.02), (0.99, 0.0), (0.9999, -0.05)):
         for n in ("image_auroc", "pixel_auroc", "aupro"):
-            cells[f"ev{ev:g}_{n}"] = [v + shift + 0.003 * (i % 3) for i, v in enumerate(cells[n])]
-        cells[f"ev{ev:g}_k_over_d"] = [0.2] * CATS
+            main = cells[f"subspacead/{n}"]
+            cells[f"ev{ev:g}/{n}"] = [v + shift + 0.003 * (i % 3) for i, v in enumerate(main)]
+        cells[f"ev{ev:g}/k_over_d"] = [0.2] * CATS
     cells.update(over)
     out = {f"{study.BY_CATEGORY}{k}": v for k, v in cells.items()}
     out.update({k: [float(np.mean(v[:3])), float(np.mean(v[3:]))] for k, v in cells.items()})
@@ -381,35 +382,35 @@ def _shift(name: str, delta: list[float] | float) -> list[float]:
 
 def test_claim_a_three_ways():
     assert study.claim_a(_metrics()).verdict == "holds"
-    assert study.claim_a(_metrics(image_auroc=_shift("image_auroc", -0.1))).verdict == (
-        "does not hold"
-    )
+    low = _shift("subspacead/image_auroc", -0.1)
+    assert study.claim_a(_metrics(**{"subspacead/image_auroc": low})).verdict == "does not hold"
     # pixel AUROC around 0.9 with a wide spread: the interval straddles the level
     wide = [0.85, 0.95, 0.88, 0.93, 0.86, 0.95]
-    assert study.claim_a(_metrics(pixel_auroc=wide)).verdict == "inconclusive"
+    assert study.claim_a(_metrics(**{"subspacead/pixel_auroc": wide})).verdict == "inconclusive"
 
 
 def test_claim_b_three_ways():
     result = study.claim_b(_metrics())  # +0.4 pt over kNN, paired: holds
     assert result.verdict == "holds" and [t.rule for t in result.tests] == ["mean", "every"]
-    two_below = _metrics(image_auroc=_shift("knn_image_auroc", -0.02))
+    two_below = _metrics(**{"subspacead/image_auroc": _shift("knn/image_auroc", -0.02)})
     assert study.claim_b(two_below).verdict == "does not hold"  # 2 pt below kNN everywhere
     # the storage control: one category whose bank is smaller than k·d fails the claim
-    stores_more = _metrics(subspacead_stored=[1000.0] * 5 + [60000.0])
+    stores_more = _metrics(**{"subspacead/stored": [1000.0] * 5 + [60000.0]})
     assert study.claim_b(stores_more).verdict == "does not hold"
-    around = _metrics(image_auroc=_shift("knn_image_auroc", [0.02, -0.04, 0.03, -0.05, 0.0, 0.01]))
+    scatter = _shift("knn/image_auroc", [0.02, -0.04, 0.03, -0.05, 0.0, 0.01])
+    around = _metrics(**{"subspacead/image_auroc": scatter})
     assert study.claim_b(around).verdict == "inconclusive"
 
 
 def test_claim_c_three_ways():
     assert study.claim_c(_metrics()).verdict == "holds"
-    wins = _metrics(**{"ev0.9_image_auroc": _shift("ev0.99_image_auroc", 0.01)})
+    wins = _metrics(**{"ev0.9/image_auroc": _shift("ev0.99/image_auroc", 0.01)})
     assert study.claim_c(wins).verdict == "does not hold"  # 0.9 beats 0.99 on every pair
-    tie = _metrics(**{"ev0.9999_image_auroc": _shift("ev0.99_image_auroc", 0.0)})
+    tie = _metrics(**{"ev0.9999/image_auroc": _shift("ev0.99/image_auroc", 0.0)})
     assert study.claim_c(tie).verdict == "does not hold"  # a tie is no win
-    noisy = _shift("ev0.99_image_auroc", [0.02, -0.03, 0.01, -0.02, 0.03, -0.01])
-    assert study.claim_c(_metrics(**{"ev0.9_image_auroc": noisy})).verdict == "inconclusive"
-    assert "ev0.99_k_over_d" in study.claim_c(_metrics()).measured
+    noisy = _shift("ev0.99/image_auroc", [0.02, -0.03, 0.01, -0.02, 0.03, -0.01])
+    assert study.claim_c(_metrics(**{"ev0.9/image_auroc": noisy})).verdict == "inconclusive"
+    assert "ev0.99/k_over_d" in study.claim_c(_metrics()).measured
 
 
 def test_claim_statements_are_kept_in_the_study():
@@ -614,8 +615,8 @@ def test_full_layout_chain_with_the_random_cnn(tmp_path):
     metrics, claims = run_chain(make_workspace(tmp_path, params), SLUG)
     assert metrics["profile"] == "full" and len(claims) == 3
     m = metrics["metrics"]
-    assert m["knn_stored"]["values"] == [2 * 2 * 4 * 4 * 128]  # 2 shots x (1 + 1 aug) x 4x4 x d
-    assert 1 <= m["pca_k"]["mean"] <= 128
+    assert m["knn/stored"]["values"] == [2 * 2 * 4 * 4 * 128]  # 2 shots x (1 + 1 aug) x 4x4 x d
+    assert 1 <= m["subspacead/k"]["mean"] <= 128
     assert (tmp_path / "reports" / SLUG / "plots" / "anomaly_maps.png").is_file()
     fit = tmp_path / "models" / SLUG / "fit" / "seed42"
     state, header = load_tensors(fit / "mvtec_ad__tile__ev0.99.safetensors", study=SLUG)

@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from subspacelab.config import ParamsError
-from subspacelab.data.download import DownloadError
-from subspacelab.io import load_tensors, sha256_file
+from subspacelab.api import DownloadError, Metrics, ParamsError, load_tensors, sha256_file
 from subspacelab.recsys import multiplexed
-from subspacelab.registry import Metrics
 from subspacelab.runner import run_step
 from subspacelab.studies.unified_embedding import core
 from subspacelab.studies.unified_embedding.study import STUDY
@@ -85,13 +82,13 @@ def _metrics(gain: float, spread: float, cos_gap: float) -> Metrics:
     m: dict[str, list[float]] = {}
     for i, b in enumerate((64, 256)):
         base = 0.70 + 0.02 * i + np.array([0.01, -0.02, 0.0])
-        m[f"auc_multiplexed_{b}"] = list(base + gain + noise)
+        m[f"multiplexed/{b}/auc"] = list(base + gain + noise)
         for s in ("per_field_equal", "per_field_vocab", "unified"):
-            m[f"auc_{s}_{b}"] = list(base)
+            m[f"{s}/{b}/auc"] = list(base)
         for s in core.SCHEMES:
-            m[f"params_{s}_{b}"] = [float(b * 8 + 100)] * 3
-        m[f"cos_trained_{b}"] = list(0.5 + cos_gap + 0.01 * noise)
-        m[f"cos_random_{b}"] = [0.5] * 3
+            m[f"{s}/{b}/params"] = [float(b * 8 + 100)] * 3
+        m[f"multiplexed/{b}/cos_trained"] = list(0.5 + cos_gap + 0.01 * noise)
+        m[f"multiplexed/{b}/cos_random"] = [0.5] * 3
     return Metrics(m)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from subspacelab import report
+from subspacelab import summary as report
 from subspacelab.worlds import GROUP_TABLE, group_table
 
 ROW = {"quantity": "rank", "error": "|r - r*|", "baseline": "PCA"}

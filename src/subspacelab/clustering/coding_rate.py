@@ -1,4 +1,4 @@
-"""MCR² coding rates: R(Z) and the membership-weighted R_c(Z, Γ) of MLC.
+"""MCR² coding rates: R(Z) and the membership-weighted R_c(Z, Γ) of MLC, and MLC's schedule.
 
 Ding, Tong, Chan, Dai, Ma & Haeffele, "Unsupervised Manifold Linearizing and Clustering",
 ICCV 2023, arXiv:2301.01805 (coding rates after Yu et al., NeurIPS 2020, arXiv:2006.08558).
@@ -6,6 +6,8 @@ Features are rows here: Z is n×d (the paper writes its transpose).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -50,3 +52,32 @@ def mlc_loss(z: Tensor, gamma: Tensor, eps2: float, frob: float) -> tuple[Tensor
     reg = 0.5 * frob * gamma.pow(2).sum()
     loss = -r + rc + reg
     return loss, {"R": float(r.detach()), "Rc": float(rc.detach()), "reg": float(reg.detach())}
+
+
+@dataclass(frozen=True)
+class MLCSchedule:
+    """Optimisation settings of MLC's TCR warm-up and of MLC itself (arXiv:2301.01805, §4)."""
+
+    warmup_steps: int
+    steps: int
+    batch: int
+    eps2: float
+    eta: float
+    sinkhorn_iters: int
+    sinkhorn_tol: float
+    sinkhorn_max_iters: int
+    gamma: float
+    inv_weight: float
+    lr: float
+    lr_cluster: float
+    momentum: float
+    wd: float
+    wd_cluster: float
+    shift: int
+    noise: float
+
+    @classmethod
+    def of(cls, settings: object) -> MLCSchedule:
+        """The schedule read from a config section that has all of its fields by name (a
+        study's ``train`` section)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})

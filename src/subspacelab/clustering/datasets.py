@@ -1,4 +1,5 @@
-"""Full-profile loaders of the clustering group: Planetoid graphs, .mat image sets and scenes.
+"""Loaders of the clustering group: Planetoid graphs, .mat image sets and scenes (full profile),
+and the load_digits subset of the miniatures.
 
 * Planetoid (Yang, Cohen & Salakhutdinov, ICML 2016): ``ind.<name>.{x,tx,allx,y,ty,ally,graph}``
   are Python pickles of SciPy CSR matrices, numpy arrays and a dict of adjacency lists, plus the
@@ -9,6 +10,8 @@
 * A multispectral scene: ``bands`` (H×W×B) and ``units`` (H×W integer ground truth) in an
   ``.npz`` export (the documented format), or a GeoTIFF pair read with ``tifffile`` when it is
   installed (it is an optional dependency).
+* load_digits (scikit-learn's bundled 8×8 digits, no download): a seeded class-balanced subset
+  (:func:`digits_subset`), the mini input of lihf_dsc and clustering_compare.
 """
 
 from __future__ import annotations
@@ -98,6 +101,19 @@ def load_planetoid(directory: Path, name: str) -> AttributedGraph:
     adj = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
     adj = ((adj + adj.T) > 0).astype(np.float64).tocsr()
     return AttributedGraph(adj, sp.csr_matrix(feats), labels.argmax(axis=1).astype(np.int64))
+
+
+def digits_subset(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` load_digits images per class, drawn with ``seed``, as (n, 1, 8, 8) in
+    [0, 1] (float32) and labels 0..9 (int64)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)]
+    )
+    return (x[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), y[idx].astype(np.int64)
 
 
 def load_mat_images(path: Path, side: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,3 +27,14 @@ def two_nn_dimension(x: np.ndarray) -> float:
     if not keep.any() or logs.sum() <= 0:
         raise ValueError("TwoNN: every point has a duplicate or equidistant neighbours")
     return float(keep.sum() / logs.sum())
+
+
+def dimension_prior(images: np.ndarray, configured: int, known: int | None) -> tuple[int, str]:
+    """The post-processing's top-k (LIHF-DSC, arXiv:2504.18179): ``configured`` when set (> 0),
+    else the dataset's known subspace dimension, else the rounded TwoNN estimate of the data
+    (label-free); and where it came from."""
+    if configured > 0:
+        return configured, "configured prior"
+    if known is not None:
+        return known, "generator's subspace dimension"
+    return max(1, round(two_nn_dimension(images.reshape(len(images), -1)))), "TwoNN estimate"

@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 
 
 def score_bars(metrics: Mapping[str, Sequence[float] | float], suffix: str, title: str) -> Figure:
-    """Horizontal bars of every metric named ``*<suffix>`` (e.g. ``_acc``), one per method."""
+    """Horizontal bars of every metric named ``*<suffix>`` (e.g. ``/acc``: ``digits/mlc/acc``
+    is the bar ``digits/mlc``), one per method."""
     names = sorted(k for k in metrics if k.endswith(suffix))
     values = [[v] if isinstance(v, int | float) else list(v) for v in (metrics[n] for n in names)]
     means = [statistics.fmean(v) for v in values]
@@ -19,6 +20,6 @@ def score_bars(metrics: Mapping[str, Sequence[float] | float], suffix: str, titl
     ax.barh([n.removesuffix(suffix) for n in names], means, xerr=spreads, color="#457b9d")
     ax.set_xlim(0, 1.05)
     ax.invert_yaxis()
-    ax.set_xlabel(suffix.strip("_").upper() + " (mean ± std over seeds)")
+    ax.set_xlabel(suffix.strip("_/").upper() + " (mean ± std over seeds)")
     ax.set_title(title)
     return fig

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from subspacelab.verdicts import Stat
 
-GROUP_TABLE = "group"  # the report table SUMMARY.md gathers per group (report.GROUP_TABLE)
+GROUP_TABLE = "group"  # the report table SUMMARY.md gathers per group (summary.GROUP_TABLE)
 GROUP_KEYS = ("world/truth", "world/recovered", "world/error", "world/baseline_error")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 from subspacelab.studies.geo_sae.config import ModelConfig as SAEConfig
 from subspacelab.studies.lihf_dsc.config import ModelConfig as LIHFModelConfig
 from subspacelab.studies.mlc.config import TrainConfig as MLCTrainConfig

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +27,20 @@ import torch
 from sklearn.neighbors import kneighbors_graph
 from torch import Tensor, nn
 
+from subspacelab.api import (
+    Report,
+    SeedMetrics,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    read_json,
+    seed_all,
+    write_json,
+)
 from subspacelab.clustering import (
+    MLCSchedule,
+    dimension_prior,
     evaluate,
     kmeans_baseline,
     lrr,
@@ -38,30 +51,23 @@ from subspacelab.clustering import (
     ssc,
     union_of_subspaces,
 )
+from subspacelab.clustering.datasets import digits_subset
 from subspacelab.clustering.plots import score_bars
 from subspacelab.clustering.spectral import spectral_embedding
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import (
-    Batch,
-    LossModule,
-    TrainEnv,
-    fit,
-    full_batch_loader,
-    state_dict_cpu,
-)
-from subspacelab.registry import Report, Step, StepContext, StepOutput, Study
-from subspacelab.runner import seed_all
 from subspacelab.studies.clustering_compare.config import CompareConfig
 from subspacelab.studies.geo_sae import core as geo
 from subspacelab.studies.geo_sae.config import ModelConfig as SAEConfig
 from subspacelab.studies.lihf_dsc import core as lihf
-from subspacelab.studies.lihf_dsc.study import digits_subset, dimension_prior
 from subspacelab.studies.mlc import core as mlc
-from subspacelab.studies.mlc.study import schedule
 from subspacelab.studies.s2cag import core as s2c
+
+if TYPE_CHECKING:
+    from subspacelab.api import Batch, TrainEnv
 
 SLUG = "clustering_compare"
 INPUTS = ("digits_ae", "subspaces")
+# a method's scores in the cluster step -> metric names <input>/<method>/<quantity>
+QUANTITIES = {"acc": "acc", "nmi": "nmi", "ari": "ari", "time": "wall_time"}
 METHODS = ("kmeans", "spectral", "lsr", "ssc", "lrr", "mlc", "lihf_dsc", "s2cag", "geo_sae")
 # how each method runs here: "baseline" as is, or "adapted: ..." where the paper's setting differs
 PROVENANCE = {
@@ -86,6 +92,8 @@ def train_backbone(
 ) -> tuple[nn.Module, np.ndarray]:
     """Full-batch MLP autoencoder (in→hidden→code→hidden→in), MSE, Adam, ``epochs`` steps in
     one Lightning run; returns the encoder and the codes."""
+    from subspacelab.api import LossModule, fit, full_batch_loader
+
     torch.manual_seed(seed)
     d = x.shape[1]
     enc = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, code))
@@ -101,25 +109,20 @@ def train_backbone(
         return enc, enc(xt).numpy()
 
 
-def _inputs(ctx: StepContext) -> StepOutput:
+def _inputs(ctx: StepContext[CompareConfig]) -> StepOutput:
+    from subspacelab.api import state_dict_cpu
+
     d, b = ctx.cfg.data, ctx.cfg.backbone
     images, y_digits = digits_subset(d.digits_per_class, d.data_seed)
     enc, codes = train_backbone(
         ctx, images.reshape(len(images), -1), b.hidden, b.code_dim, b.epochs, b.lr, d.data_seed
     )
-    save_tensors(
-        ctx.out / "backbone.safetensors", state_dict_cpu(enc), study=SLUG, kind="model/backbone"
-    )
+    ctx.save("backbone", state_dict_cpu(enc), kind="model/backbone")
     x_syn, y_syn = union_of_subspaces(
         d.syn_per_subspace, d.syn_subspaces, d.syn_dim, 64, d.syn_noise, d.data_seed
     )
     for name, x, y in (("digits_ae", codes, y_digits), ("subspaces", x_syn, y_syn)):
-        save_tensors(
-            ctx.out / f"{name}.safetensors",
-            {"x": x.astype(np.float32), "y": y},
-            study=SLUG,
-            kind="data",
-        )
+        ctx.save(name, {"x": x.astype(np.float32), "y": y})
     return StepOutput()
 
 
@@ -222,7 +225,7 @@ def methods(
 
     def run_mlc() -> np.ndarray:
         net = mlc.MLCNet(x.shape[1], cfg.mlc_model.hidden, cfg.mlc_model.z_dim)
-        xt, sched = torch.from_numpy(x), schedule(cfg.mlc)
+        xt, sched = torch.from_numpy(x), MLCSchedule.of(cfg.mlc)
         mlc.warmup(env, net, xt, None, sched, seed)
         mlc.copy_subspace_to_cluster(net)
         mlc.fit_mlc(env, net, xt, None, sched, seed)
@@ -237,10 +240,14 @@ def methods(
         return spectral_clustering(0.5 * (gamma + gamma.T), k, seed)
 
     def run_lihf() -> np.ndarray:
+        from subspacelab.studies.lihf_dsc import training as lihf_training
+
         m = cfg.lihf
         images = _as_images(x)
-        ae = lihf.pretrain(env, images, m.channels, m.kernel, m.lr, m.pretrain_epochs, seed)
-        r = lihf.fit_lihf(
+        ae = lihf_training.pretrain(
+            env, images, m.channels, m.kernel, m.lr, m.pretrain_epochs, seed
+        )
+        r = lihf_training.fit_lihf(
             env,
             ae,
             images,
@@ -273,11 +280,11 @@ def methods(
     }
 
 
-def _cluster(ctx: StepContext) -> StepOutput:
+def _cluster(ctx: StepContext[CompareConfig]) -> StepOutput:
     results: dict[str, dict[str, float]] = {}
     priors: dict[str, dict[str, object]] = {}
     for name in INPUTS:
-        t, _ = load_tensors(ctx.inputs["inputs"] / f"{name}.safetensors", study=SLUG, kind="data")
+        t = ctx.load(name, kind="data")
         x, y = t["x"].numpy(), t["y"].numpy()
         k = int(y.max()) + 1
         known = ctx.cfg.data.syn_dim if name == "subspaces" else None
@@ -302,16 +309,20 @@ def _cluster(ctx: StepContext) -> StepOutput:
     return StepOutput()
 
 
-def _report(ctx: StepContext) -> Report:
+def _report(ctx: StepContext[CompareConfig]) -> Report:
     doc = read_json(ctx.inputs["cluster"] / "results.json")
     res, priors = doc["results"], doc["priors"]
-    metrics: dict[str, list[float]] = {}
-    for name in INPUTS:
-        for m in METHODS:
-            for key in ("acc", "nmi", "ari", "time"):
-                metrics[f"{name}_{m}_{key}"] = [
-                    float(res[f"{name}_{m}_seed{s}"][key]) for s in ctx.seeds
-                ]
+    per_seed = SeedMetrics()
+    for s in ctx.seeds:
+        per_seed.record(
+            {
+                f"{name}/{m}/{metric}": res[f"{name}_{m}_seed{s}"][key]
+                for name in INPUTS
+                for m in METHODS
+                for key, metric in QUANTITIES.items()
+            }
+        )
+    metrics = per_seed.as_dict()
     tables = {}
     for name, label in zip(
         INPUTS,
@@ -322,10 +333,10 @@ def _report(ctx: StepContext) -> Report:
         for m in METHODS:
             cells = []
             for key in ("acc", "nmi", "ari"):
-                v = metrics[f"{name}_{m}_{key}"]
+                v = metrics[f"{name}/{m}/{key}"]
                 sd = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
                 cells.append(f"{np.mean(v):.3f} ± {sd:.3f}")
-            cells.append(f"{np.mean(metrics[f'{name}_{m}_time']):.2f}")
+            cells.append(f"{np.mean(metrics[f'{name}/{m}/wall_time']):.2f}")
             cells.append(PROVENANCE[m])
             rows.append(f"| {m} | " + " | ".join(cells) + " |")
         prior = priors[name]
@@ -335,7 +346,7 @@ def _report(ctx: StepContext) -> Report:
         )
         tables[f"{label} (mean ± std over {len(ctx.seeds)} seeds)"] = "\n".join(rows)
     figures = {
-        "acc": score_bars(metrics, "_acc", "Every clustering method on the same inputs: ACC")
+        "acc": score_bars(metrics, "/acc", "Every clustering method on the same inputs: ACC")
     }
     return Report(metrics=metrics, tables=tables, figures=figures)
 

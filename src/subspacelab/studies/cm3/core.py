@@ -18,9 +18,15 @@ inner product of the unnormalised final embeddings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from subspacelab.api import TrainEnv
 
 ARMS = ("bpr", "directau", "cm3", "cm3_nocal", "cm3_noslerp")
 
@@ -187,3 +193,56 @@ def similar_pair_cosine(items: Tensor, f: Tensor, threshold: float) -> tuple[flo
         return float("nan"), 0
     e = nn.functional.normalize(items, dim=1)
     return float((e @ e.T)[mask].mean()), int(mask.sum())
+
+
+def triples(train: np.ndarray, n_items: int, epochs: int, seed: int) -> Tensor:
+    """``epochs`` shuffled passes over the training pairs, each with a uniform negative the user
+    has not interacted with in training, as one (epochs x pairs, 3) tensor."""
+    rng = np.random.default_rng(seed)
+    seen = {(int(u), int(i)) for u, i in train}
+    out = []
+    for _ in range(epochs):
+        order = rng.permutation(len(train))
+        neg = rng.integers(0, n_items, len(train))
+        users = train[order, 0]
+        clash = [(int(u), int(n)) in seen for u, n in zip(users, neg, strict=True)]
+        for k in np.flatnonzero(clash):
+            while (int(train[order[k], 0]), int(neg[k])) in seen:
+                neg[k] = rng.integers(0, n_items)
+        out.append(np.stack([train[order, 0], train[order, 1], neg], axis=1))
+    return torch.from_numpy(np.concatenate(out)).long()
+
+
+def train_arms(
+    env: TrainEnv,
+    arms: Sequence[Recommender],
+    batches: Tensor,
+    *,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    gamma: float,
+    min_sim: float,
+    max_sim: float,
+    label: str,
+) -> None:
+    """One pass over ``batches`` (already ``epochs`` shuffled passes), every arm on each batch:
+    the arms are members of one joint run (:func:`subspacelab.api.train_joint`), each trained
+    as a run of its own would train it."""
+    from subspacelab.api import Member, tensor_loader, train_joint
+
+    def member(arm: Recommender) -> Member:
+        return Member(
+            arm,
+            lambda rows: arm.loss(rows, gamma, min_sim, max_sim),
+            lr=lr,
+            weight_decay=weight_decay,
+        )
+
+    train_joint(
+        env,
+        [member(arm) for arm in arms],
+        epochs=1,
+        loader=tensor_loader(batches, batch_size=batch_size, seed=None),
+        label=label,
+    )

@@ -15,28 +15,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.recsys import full_ranking
-from subspacelab.recsys.catalogue import catalogue
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
     ClaimResult,
     Metrics,
     Report,
+    SeedMetrics,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    ratio,
+    read_json,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.recsys import full_ranking
+from subspacelab.recsys.catalogue import catalogue
 from subspacelab.studies.cm3 import core
 from subspacelab.studies.cm3.config import CM3Config
-from subspacelab.verdicts import Stat, decide, gap, on_mean, ratio
 
 SLUG = "cm3"
 
 
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[CM3Config]) -> StepOutput:
     d = ctx.cfg.data
     cat = catalogue(
         d.n_items,
@@ -48,8 +53,8 @@ def _data(ctx: StepContext) -> StepOutput:
         d.sharpness,
         d.data_seed,
     )
-    save_tensors(
-        ctx.out / "catalogue.safetensors",
+    ctx.save(
+        "catalogue",
         {
             "topic": cat.topic,
             "attributes": cat.attributes,
@@ -58,7 +63,6 @@ def _data(ctx: StepContext) -> StepOutput:
             "val": cat.val,
             "test": cat.test,
         },
-        study=SLUG,
         kind="data",
     )
     write_json(ctx.out / "items.json", {"texts": list(cat.texts), "n_users": cat.n_users})
@@ -66,23 +70,20 @@ def _data(ctx: StepContext) -> StepOutput:
     return StepOutput()
 
 
-def _features(ctx: StepContext) -> StepOutput:
+def _features(ctx: StepContext[CM3Config]) -> StepOutput:
     from subspacelab.text import minilm
 
     texts = read_json(ctx.inputs["data"] / "items.json")["texts"]
     encoder = minilm.load(str(ctx.device))
     emb = encoder.encode(texts, batch_size=ctx.cfg.data.text_batch, progress=ctx.progress)
-    save_tensors(ctx.out / "text.safetensors", {"text": emb}, study=SLUG, kind="features")
+    ctx.save("text", {"text": emb}, kind="features")
     return StepOutput(metrics={"texts": float(len(texts))})
 
 
-def _fit(ctx: StepContext) -> StepOutput:
-    from subspacelab.studies.cm3.lightning import train_arms, triples
-
-    cfg: CM3Config = ctx.cfg
-    m, t = cfg.model, cfg.train
-    data, _ = load_tensors(ctx.inputs["data"] / "catalogue.safetensors", study=SLUG, kind="data")
-    text = load_tensors(ctx.inputs["features"] / "text.safetensors", study=SLUG)[0]["text"]
+def _fit(ctx: StepContext[CM3Config]) -> StepOutput:
+    m, t = ctx.cfg.model, ctx.cfg.train
+    data = ctx.load("catalogue", step="data", kind="data")
+    text = ctx.load("text", step="features")["text"]
     n_users = read_json(ctx.inputs["data"] / "items.json")["n_users"]
     train, val, test = (data[k].numpy() for k in ("train", "val", "test"))
     image = data["image"].float()
@@ -93,18 +94,17 @@ def _fit(ctx: StepContext) -> StepOutput:
     ) * core.knn_graph(text.numpy(), m.knn_k)
     known = np.concatenate([train, val])
     results: dict[str, dict[str, float]] = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         arms = [
             core.Recommender(
                 arm, adj, item_graph, text, image, n_users, m.dim, m.layers, m.beta_alpha
             )
             for arm in core.ARMS
         ]
-        train_arms(
+        core.train_arms(
             ctx,
             arms,
-            triples(train, n_items, t.epochs, seed),
+            core.triples(train, n_items, t.epochs, seed),
             batch_size=t.batch,
             lr=t.lr,
             weight_decay=t.weight_decay,
@@ -113,10 +113,9 @@ def _fit(ctx: StepContext) -> StepOutput:
             max_sim=m.max_sim,
             label=f"seed {seed}",
         )
-        save_tensors(
-            ctx.out / f"seed{seed}.safetensors",
+        ctx.save(
+            f"seed{seed}",
             dict(torch.nn.ModuleList(arms).state_dict()),
-            study=SLUG,
             kind="model/recommenders",
             meta={"arms": ",".join(core.ARMS)},
         )
@@ -125,7 +124,7 @@ def _fit(ctx: StepContext) -> StepOutput:
         for arm in arms:
             arm.eval()
             for name, value in full_ranking(arm.scores(), known, test, ks=(10, 20)).items():
-                r[f"{arm.arm}_{name.replace('@', '_')}"] = value
+                r[f"{arm.arm}/{name.replace('@', '_')}"] = value
             with torch.no_grad():
                 embeddings[arm.arm] = arm.embeddings()
         f = embeddings["cm3"][2]
@@ -139,35 +138,35 @@ def _fit(ctx: StepContext) -> StepOutput:
                     f"{SLUG}: no item pair has fused-feature cosine above "
                     f"{m.similar_threshold}; the R3 diagnostic is undefined"
                 )
-            r[f"{arm}_similar_cos"], r["similar_pairs"] = cos, float(n_pairs)
-            r[f"{arm}_item_uniformity"] = float(
+            r[f"{arm}/similar_cos"], r["similar_pairs"] = cos, float(n_pairs)
+            r[f"{arm}/item_uniformity"] = float(
                 core.uniformity(torch.nn.functional.normalize(items, dim=1))
             )
         results[f"seed{seed}"] = r
         ctx.progress(
-            f"seed {seed}: NDCG@20 " + ", ".join(f"{a} {r[f'{a}_ndcg_20']:.4f}" for a in core.ARMS)
+            f"seed {seed}: NDCG@20 " + ", ".join(f"{a} {r[f'{a}/ndcg_20']:.4f}" for a in core.ARMS)
         )
     write_json(ctx.out / "results.json", {"results": results})
     return StepOutput()
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[CM3Config]) -> Report:
     from matplotlib.figure import Figure
 
     doc = read_json(ctx.inputs["fit"] / "results.json")
-    metrics: dict[str, list[float]] = {}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
-        for key, value in doc["results"][f"seed{seed}"].items():
-            metrics.setdefault(key, []).append(float(value))
+        per_seed.record(doc["results"][f"seed{seed}"])
+    metrics = per_seed.as_dict()
     cols = ("recall_10", "ndcg_10", "recall_20", "ndcg_20")
     rows = ["| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for arm in core.ARMS:
-        cells = [Stat(tuple(metrics[f"{arm}_{c}"])).fmt(4) for c in cols]
+        cells = [Stat(tuple(metrics[f"{arm}/{c}"])).fmt(4) for c in cols]
         rows.append(f"| {arm} | " + " | ".join(cells) + " |")
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
-    means = [np.mean(metrics[f"{a}_ndcg_20"]) for a in core.ARMS]
-    errs = [np.std(metrics[f"{a}_ndcg_20"], ddof=1) if len(ctx.seeds) > 1 else 0 for a in core.ARMS]
+    means = [np.mean(metrics[f"{a}/ndcg_20"]) for a in core.ARMS]
+    errs = [np.std(metrics[f"{a}/ndcg_20"], ddof=1) if len(ctx.seeds) > 1 else 0 for a in core.ARMS]
     ax.barh(list(core.ARMS), means, xerr=errs, color="#457b9d")
     ax.invert_yaxis()
     ax.set_xlabel("NDCG@20 (mean ± std over seeds)")
@@ -195,9 +194,9 @@ def _evaluate(ctx: StepContext) -> Report:
 def _check_r1(m: Metrics) -> ClaimResult:
     return decide(
         on_mean(
-            "NDCG@20 CM3 / DirectAU", ratio(m["cm3_ndcg_20"], m["directau_ndcg_20"]), ">=", 1.02
+            "NDCG@20 CM3 / DirectAU", ratio(m["cm3/ndcg_20"], m["directau/ndcg_20"]), ">=", 1.02
         ),
-        on_mean("NDCG@20 CM3 - LightGCN-BPR", gap(m["cm3_ndcg_20"], m["bpr_ndcg_20"]), ">", 0.0),
+        on_mean("NDCG@20 CM3 - LightGCN-BPR", gap(m["cm3/ndcg_20"], m["bpr/ndcg_20"]), ">", 0.0),
     )
 
 
@@ -205,7 +204,7 @@ def _check_r2(m: Metrics) -> ClaimResult:
     return decide(
         on_mean(
             "NDCG@20 CM3 - without calibration",
-            gap(m["cm3_ndcg_20"], m["cm3_nocal_ndcg_20"]),
+            gap(m["cm3/ndcg_20"], m["cm3_nocal/ndcg_20"]),
             ">",
             0.0,
         )
@@ -213,11 +212,11 @@ def _check_r2(m: Metrics) -> ClaimResult:
 
 
 def _check_r3(m: Metrics) -> ClaimResult:
-    unif = ratio(m["cm3_item_uniformity"], m["directau_item_uniformity"])
+    unif = ratio(m["cm3/item_uniformity"], m["directau/item_uniformity"])
     return decide(
         on_mean(
             "similar-pair cosine CM3 - DirectAU",
-            gap(m["cm3_similar_cos"], m["directau_similar_cos"]),
+            gap(m["cm3/similar_cos"], m["directau/similar_cos"]),
             ">",
             0.0,
         ),

@@ -2,12 +2,13 @@
 multispectral "geology" scene, the PCA / autoencoder / stacked-autoencoder encoders, k-means
 with a majority filter. The autoencoders of every scene and seed are tiny and independent, so
 each stage of the stack trains all of them in one Lightning run as one stacked model (batched
-matmuls; :mod:`subspacelab.nets.training`)."""
+matmuls; ``fit`` of :mod:`subspacelab.api`, imported where it trains)."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from subspacelab.geometry import fit_pca
-from subspacelab.nets.training import Batch, LossModule, TrainEnv, fit
+
+if TYPE_CHECKING:
+    from subspacelab.api import Batch, TrainEnv
 
 ABSORPTIONS_UM = (0.9, 1.4, 1.9, 2.2, 2.33)  # iron, OH, water, Al-OH clay, carbonate
 
@@ -209,6 +212,8 @@ def train_autoencoders(
     the stacked models and each model's mean loss per epoch."""
     if len(xs) != len(seeds) or not xs:
         raise ValueError(f"need one seed per dataset, got {len(xs)} datasets, {len(seeds)} seeds")
+    from subspacelab.api import LossModule, fit
+
     data, order = [], []
     for x, seed in zip(xs, seeds, strict=True):
         gen = torch.Generator().manual_seed(seed)

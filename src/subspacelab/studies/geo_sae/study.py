@@ -14,46 +14,49 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from subspacelab.clustering import evaluate, kmeans_baseline
-from subspacelab.clustering.datasets import load_scene
-from subspacelab.clustering.plots import score_bars
-from subspacelab.data.download import Resource, fetch
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import TrainEnv
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
     Report,
+    SeedMetrics,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    seed_all,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.clustering import evaluate, kmeans_baseline
+from subspacelab.clustering.datasets import load_scene
+from subspacelab.clustering.plots import score_bars
+from subspacelab.data.download import Resource, fetch
 from subspacelab.studies.geo_sae import core
 from subspacelab.studies.geo_sae.config import GeoSAEConfig, ModelConfig
-from subspacelab.verdicts import ClaimResult, decide, gap, on_mean
+
+if TYPE_CHECKING:
+    from subspacelab.api import TrainEnv
 
 SLUG = "geo_sae"
 METHODS = ("pca", "ae", "sae")
 
 
-def _scenes(ctx: StepContext) -> StepOutput:
+def _scenes(ctx: StepContext[GeoSAEConfig]) -> StepOutput:
     d = ctx.cfg.data
     names: list[str] = []
     if d.source == "procedural":
         for regime in d.regimes:
             for seed in ctx.seeds:
                 s = core.make_scene(d.size, d.n_units, d.n_bands, regime, d.noise, seed)
-                save_tensors(
-                    ctx.out / f"{regime}_seed{seed}.safetensors",
-                    {"bands": s.bands, "units": s.units},
-                    study=SLUG,
-                    kind="scene",
-                )
+                ctx.save(f"{regime}_seed{seed}", {"bands": s.bands, "units": s.units}, kind="scene")
             names.append(regime)
     else:
         root = ctx.root / d.scene_dir
@@ -71,12 +74,7 @@ def _scenes(ctx: StepContext) -> StepOutput:
             )
         bands, unit_map = load_scene(scene, units)
         for seed in ctx.seeds:  # one scene; seeds vary the encoders and k-means
-            save_tensors(
-                ctx.out / f"scene_seed{seed}.safetensors",
-                {"bands": bands, "units": unit_map},
-                study=SLUG,
-                kind="scene",
-            )
+            ctx.save(f"scene_seed{seed}", {"bands": bands, "units": unit_map}, kind="scene")
         names.append("scene")
     write_json(ctx.out / "scenes.json", {"scenes": names})
     return StepOutput()
@@ -89,9 +87,9 @@ def run_pipelines(
     m: ModelConfig,
 ) -> list[dict[str, float]]:
     """Per (bands, units) scene and its seed: PCA, AE and SAE codes -> k-means -> majority
-    filter, scored against the units. Each stage of the stack trains the autoencoders of every
-    scene in one run (they are independent); ``*_time`` charges each scene an equal share of the
-    joint training plus its own clustering."""
+    filter, scored against the units (names ``<method>/<quantity>``). Each stage of the stack
+    trains the autoencoders of every scene in one run (they are independent); ``*/wall_time``
+    charges each scene an equal share of the joint training plus its own clustering."""
     h, w, b = scenes[0][0].shape
     xs = [core.minmax(bands.reshape(-1, b)) for bands, _ in scenes]
     out: list[dict[str, float]] = [{} for _ in scenes]
@@ -101,18 +99,18 @@ def run_pipelines(
         labels = kmeans_baseline(codes, m.k, seeds[i]).reshape(h, w)
         labels = core.mode_filter(labels, m.filter_size, m.k).ravel()
         out[i].update(
-            {f"{name}_{key}": v for key, v in evaluate(scenes[i][1].ravel(), labels).items()}
+            {f"{name}/{key}": v for key, v in evaluate(scenes[i][1].ravel(), labels).items()}
         )
-        out[i][f"{name}_time"] = shared + time.perf_counter() - t0
-        out[i][f"{name}_code_dim"] = float(codes.shape[1])
+        out[i][f"{name}/wall_time"] = shared + time.perf_counter() - t0
+        out[i][f"{name}/code_dim"] = float(codes.shape[1])
 
     code_dim = m.ae_widths[-1]
     for i, x in enumerate(xs):
         t0 = time.perf_counter()
         codes, explained, rule = core.pca_codes(x, code_dim)
         score(i, "pca", codes, time.perf_counter() - t0)
-        out[i]["pca_variance_explained"] = explained
-        out[i]["pca_components_90"] = float(rule)
+        out[i]["pca/variance_explained"] = explained
+        out[i]["pca/components_90"] = float(rule)
         out[i]["train_pixels"] = float(
             x.shape[0] if not m.max_train_pixels else min(m.max_train_pixels, x.shape[0])
         )
@@ -153,14 +151,12 @@ def run_pipelines(
     return out
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[GeoSAEConfig]) -> StepOutput:
     names = read_json(ctx.inputs["scenes"] / "scenes.json")["scenes"]
     keys = [(name, seed) for name in names for seed in ctx.seeds]
     scenes = []
     for name, seed in keys:
-        t, _ = load_tensors(
-            ctx.inputs["scenes"] / f"{name}_seed{seed}.safetensors", study=SLUG, kind="scene"
-        )
+        t = ctx.load(f"{name}_seed{seed}", kind="scene")
         scenes.append((t["bands"].numpy(), t["units"].numpy()))
     seed_all(ctx.seeds[0])
     rows = run_pipelines(ctx, scenes, [seed for _, seed in keys], ctx.cfg.model)
@@ -168,26 +164,31 @@ def _fit(ctx: StepContext) -> StepOutput:
     for (name, seed), r in zip(keys, rows, strict=True):
         results[f"{name}_seed{seed}"] = r
         ctx.progress(
-            f"{name} seed {seed}: ARI PCA {r['pca_ari']:.3f} AE {r['ae_ari']:.3f} "
-            f"SAE {r['sae_ari']:.3f}"
+            f"{name} seed {seed}: ARI PCA {r['pca/ari']:.3f} AE {r['ae/ari']:.3f} "
+            f"SAE {r['sae/ari']:.3f}"
         )
     write_json(ctx.out / "results.json", {"scenes": names, "results": results})
     return StepOutput()
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[GeoSAEConfig]) -> Report:
     doc = read_json(ctx.inputs["fit"] / "results.json")
-    metrics: dict[str, list[float]] = {}
-    for name in doc["scenes"]:
-        for seed in ctx.seeds:
-            for key, value in doc["results"][f"{name}_seed{seed}"].items():
-                metrics.setdefault(f"{name}_{key}", []).append(float(value))
+    per_seed = SeedMetrics()
+    for seed in ctx.seeds:
+        per_seed.record(
+            {
+                f"{name}/{key}": value
+                for name in doc["scenes"]
+                for key, value in doc["results"][f"{name}_seed{seed}"].items()
+            }
+        )
+    metrics = per_seed.as_dict()
     rows = ["| scene | method | ARI | NMI | ACC |", "|---|---|---|---|---|"]
     for name in doc["scenes"]:
         for meth in METHODS:
             cells = " | ".join(
-                f"{np.mean(metrics[f'{name}_{meth}_{k}']):.3f} ± "
-                f"{np.std(metrics[f'{name}_{meth}_{k}'], ddof=1) if len(ctx.seeds) > 1 else 0:.3f}"
+                f"{np.mean(metrics[f'{name}/{meth}/{k}']):.3f} ± "
+                f"{np.std(metrics[f'{name}/{meth}/{k}'], ddof=1) if len(ctx.seeds) > 1 else 0:.3f}"
                 for k in ("ari", "nmi", "acc")
             )
             rows.append(f"| {name} | {meth} | {cells} |")
@@ -197,11 +198,11 @@ def _evaluate(ctx: StepContext) -> Report:
         "|---|---|---|---|---|",
     ]
     for name in doc["scenes"]:
-        dims = " / ".join(f"{np.mean(metrics[f'{name}_{m}_code_dim']):g}" for m in METHODS)
+        dims = " / ".join(f"{np.mean(metrics[f'{name}/{m}/code_dim']):g}" for m in METHODS)
         enc.append(
-            f"| {name} | {dims} | {np.mean(metrics[f'{name}_pca_variance_explained']):.3f} "
-            f"| {np.mean(metrics[f'{name}_pca_components_90']):g} "
-            f"| {np.mean(metrics[f'{name}_train_pixels']):.0f} |"
+            f"| {name} | {dims} | {np.mean(metrics[f'{name}/pca/variance_explained']):.3f} "
+            f"| {np.mean(metrics[f'{name}/pca/components_90']):g} "
+            f"| {np.mean(metrics[f'{name}/train_pixels']):.0f} |"
         )
     enc.append(
         "\nThe spec keeps PCA components up to 90 % of the variance (2 in the paper's scene; the "
@@ -214,12 +215,12 @@ def _evaluate(ctx: StepContext) -> Report:
             "external scores (mean ± std over seeds)": "\n".join(rows),
             "Encoders compared": "\n".join(enc),
         },
-        figures={"ari": score_bars(metrics, "_ari", "PCA, AE and SAE codes + k-means: ARI")},
+        figures={"ari": score_bars(metrics, "/ari", "PCA, AE and SAE codes + k-means: ARI")},
     )
 
 
 def _check_sae_wins(m: Metrics) -> ClaimResult:
-    sae, pca, ae = (m[f"nonlinear_{x}_ari"] for x in ("sae", "pca", "ae"))
+    sae, pca, ae = (m[f"nonlinear/{x}/ari"] for x in ("sae", "pca", "ae"))
     return decide(
         on_mean("nonlinear: SAE - PCA", gap(sae, pca), ">=", 0.0),
         on_mean("nonlinear: SAE - AE", gap(sae, ae), ">=", 0.0),
@@ -234,9 +235,9 @@ def _check_linear_flip(m: Metrics) -> ClaimResult:
     # is simply weaker everywhere (issue 12)
     return decide(
         on_mean(
-            "nonlinear: SAE - PCA", gap(m["nonlinear_sae_ari"], m["nonlinear_pca_ari"]), ">=", 0.0
+            "nonlinear: SAE - PCA", gap(m["nonlinear/sae/ari"], m["nonlinear/pca/ari"]), ">=", 0.0
         ),
-        on_mean("linear: PCA - SAE", gap(m["linear_pca_ari"], m["linear_sae_ari"]), ">=", 0.0),
+        on_mean("linear: PCA - SAE", gap(m["linear/pca/ari"], m["linear/sae/ari"]), ">=", 0.0),
     )
 
 

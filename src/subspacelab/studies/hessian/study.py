@@ -17,26 +17,29 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from subspacelab.data.download import Resource, fetch
-from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import fit as train
-from subspacelab.nets.training import full_batch_loader, state_dict_cpu, tensor_loader
-from subspacelab.probes import hessian as hs
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    gap,
+    on_mean,
+    ratio,
+    read_json,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data.download import Resource, fetch
+from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from subspacelab.probes import hessian as hs
 from subspacelab.studies.hessian import core
 from subspacelab.studies.hessian.config import DataConfig, HessianConfig
-from subspacelab.studies.hessian.lightning import Cell, MatchedLossTraining, MiniBatchToTarget
-from subspacelab.verdicts import ClaimResult, Stat, decide, every, gap, on_mean, ratio
 
 SLUG = "hessian"
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -70,9 +73,9 @@ def _cell(loss: str, name: str, width: int) -> str:
 # ---------------------------------------------------------------------------------- data
 
 
-def data(ctx: StepContext) -> StepOutput:
+def data(ctx: StepContext[HessianConfig]) -> StepOutput:
     """mini: the blobs of every k (and the std × factor variant); full: an MNIST subset."""
-    d: DataConfig = ctx.cfg.data
+    d = ctx.cfg.data
     arrays: dict[str, torch.Tensor] = {}
     if d.mnist is not None:
         paths = {
@@ -94,12 +97,12 @@ def data(ctx: StepContext) -> StepOutput:
             ):
                 x, y = core.blobs(b.n, b.dim, k, std, b.center_box, b.seed)
                 arrays[f"{name}/x"], arrays[f"{name}/y"] = x, y
-    save_tensors(ctx.out / "data.safetensors", arrays, study=SLUG, kind="dataset")
+    ctx.save("data", arrays, kind="dataset")
     return StepOutput({"datasets": float(len(arrays) // 2)})
 
 
-def _load_data(ctx: StepContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    arrays, _ = load_tensors(ctx.inputs["data"] / "data.safetensors", study=SLUG, kind="dataset")
+def _load_data(ctx: StepContext[HessianConfig]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    arrays = ctx.load("data", step="data", kind="dataset")
     names = sorted({k.split("/")[0] for k in arrays})
     return {n: (arrays[f"{n}/x"].double(), arrays[f"{n}/y"].long()) for n in names}
 
@@ -107,39 +110,50 @@ def _load_data(ctx: StepContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
 # ---------------------------------------------------------------------------------- fit
 
 
-def fit(ctx: StepContext) -> StepOutput:
+def fit(ctx: StepContext[HessianConfig]) -> StepOutput:
     """Train every (loss, data, width) cell per seed to the matched loss, and the large-batch
-    run, in one full-batch Lightning run; then the small-batch run of each seed."""
-    cfg: HessianConfig = ctx.cfg
+    run, in one full-batch joint run (each cell a member with its own data, frozen at its
+    target loss); then the small-batch run of each seed."""
+    from subspacelab.api import Member, full_batch_loader, tensor_loader, train_joint
+    from subspacelab.api import fit as train
+    from subspacelab.studies.hessian.lightning import MiniBatchToTarget, to_target
+
+    cfg = ctx.cfg
     tr = cfg.train
     sets = _load_data(ctx)
     keys: list[str] = []
-    cells: list[Cell] = []
+    members: list[Member] = []
     inits: dict[int, torch.Tensor] = {}
     log: dict[str, dict[str, float]] = {}
     sblb = f"k{max(cfg.data.clusters)}"
-    for seed in ctx.seeds:
+    for seed in ctx.seeded():
         for loss, name, width in _cells(cfg):
             x, y = sets[name]
-            seed_all(seed)
             net = core.mlp(x.shape[1], width, int(y.max()) + 1, seed)
             keys.append(f"{_cell(loss, name, width)}/s{seed}")
-            cells.append(Cell(net, x, y, loss, tr.target[loss]))
+            members.append(to_target(net, x, y, loss, tr.target[loss], tr.lr, tr.max_steps))
         x, y = sets[sblb]
         net = core.mlp(x.shape[1], cfg.model.sep_width, int(y.max()) + 1, seed)
         inits[seed] = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
         with torch.no_grad():
             log[f"init/s{seed}"] = {"loss": float(hs.loss_of_outputs(net(x), y, tr.sblb_loss))}
         keys.append(f"lb/s{seed}")
-        cells.append(Cell(net, x, y, tr.sblb_loss, tr.target[tr.sblb_loss]))
-    joint = MatchedLossTraining(cells, lr=tr.lr, max_steps=tr.max_steps)
-    train(ctx, joint, full_batch_loader(steps=tr.max_steps + 1), epochs=1, label="matched loss")
-    for key, cell, final, steps in zip(keys, cells, joint.final, joint.steps, strict=True):
+        target = tr.target[tr.sblb_loss]
+        members.append(to_target(net, x, y, tr.sblb_loss, target, tr.lr, tr.max_steps))
+    run = train_joint(
+        ctx,
+        members,
+        epochs=1,
+        loader=full_batch_loader(steps=tr.max_steps + 1),
+        label="matched loss",
+    )
+    for key, member, final, steps in zip(keys, members, run.final, run.steps, strict=True):
         file = "lb_s" + key.split("/s")[-1] if key.startswith("lb/") else key.replace("/", "_")
-        save_tensors(
-            ctx.out / f"{file}.safetensors", state_dict_cpu(cell.net), study=SLUG, kind="model"
-        )
-        log[key] = {"loss": float("nan") if final is None else final, "steps": float(steps)}
+        ctx.save_model(file, member.model)
+        log[key] = {
+            "loss": float("nan") if final is None else final,
+            "steps": float("nan") if steps is None else float(steps),
+        }
         ctx.progress(f"{key}: loss {log[key]['loss']:.4f} after {steps} steps")
     x, y = sets[sblb]
     per_epoch = math.ceil(x.shape[0] / tr.small_batch)
@@ -154,12 +168,8 @@ def fit(ctx: StepContext) -> StepOutput:
             label=f"small batch s{seed}",
             every=10,
         )
-        save_tensors(
-            ctx.out / f"sb_s{seed}.safetensors", state_dict_cpu(net), study=SLUG, kind="model"
-        )
-        save_tensors(
-            ctx.out / f"init_s{seed}.safetensors", {"theta": inits[seed]}, study=SLUG, kind="init"
-        )
+        ctx.save_model(f"sb_s{seed}", net)
+        ctx.save(f"init_s{seed}", {"theta": inits[seed]}, kind="init")
         log[f"sb/s{seed}"] = {"loss": sb.final, "steps": float(len(history) * per_epoch)}
     write_json(ctx.out / "train_log.json", log)
     return StepOutput({f"{k}.loss": v["loss"] for k, v in log.items()})
@@ -168,11 +178,10 @@ def fit(ctx: StepContext) -> StepOutput:
 # ---------------------------------------------------------------------------------- evaluate
 
 
-def _load_net(ctx: StepContext, file: str, dim: int, width: int, k: int) -> torch.nn.Module:
-    state, _ = load_tensors(ctx.inputs["fit"] / file, study=SLUG, kind="model")
-    net = core.mlp(dim, width, k, 0)
-    net.load_state_dict(state)
-    return net.eval()
+def _load_net(
+    ctx: StepContext[HessianConfig], file: str, dim: int, width: int, k: int
+) -> torch.nn.Module:
+    return ctx.load_model(core.mlp(dim, width, k, 0), file, step="fit").eval()
 
 
 def _lanczos_spectrum(
@@ -184,9 +193,9 @@ def _lanczos_spectrum(
     return torch.from_numpy(h.copy()), torch.from_numpy(g.copy())
 
 
-def evaluate(ctx: StepContext) -> Report:
+def evaluate(ctx: StepContext[HessianConfig]) -> Report:
     """Spectra of every cell, outlier counts, the SB/LB line; claims and plots."""
-    cfg: HessianConfig = ctx.cfg
+    cfg = ctx.cfg
     ev = cfg.eval
     sets = _load_data(ctx)
     log = read_json(ctx.inputs["fit"] / "train_log.json")
@@ -201,9 +210,7 @@ def evaluate(ctx: StepContext) -> Report:
             x, y = sets[name]
             k = int(y.max()) + 1
             cell = _cell(loss, name, width)
-            net = _load_net(
-                ctx, f"{cell.replace('/', '_')}_s{seed}.safetensors", x.shape[1], width, k
-            )
+            net = _load_net(ctx, f"{cell.replace('/', '_')}_s{seed}", x.shape[1], width, k)
             if ev.exact:
                 sp = core.spectrum(net, x, y, loss, k)
                 he = sp.h_eigs
@@ -223,8 +230,8 @@ def evaluate(ctx: StepContext) -> Report:
         name = f"k{max(cfg.data.clusters)}"
         x, y = sets[name]
         k = int(y.max()) + 1
-        sb = _load_net(ctx, f"sb_s{seed}.safetensors", x.shape[1], cfg.model.sep_width, k)
-        lb = _load_net(ctx, f"lb_s{seed}.safetensors", x.shape[1], cfg.model.sep_width, k)
+        sb = _load_net(ctx, f"sb_s{seed}", x.shape[1], cfg.model.sep_width, k)
+        lb = _load_net(ctx, f"lb_s{seed}", x.shape[1], cfg.model.sep_width, k)
         flat = [torch.cat([p.detach().reshape(-1) for p in n.parameters()]) for n in (sb, lb)]
         alphas = np.asarray(ev.alphas)
         line = core.line_losses(sb, flat[0], flat[1], x, y, cfg.train.sblb_loss, alphas)

@@ -22,64 +22,60 @@ import time
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
-from subspacelab.clustering import (
-    cluster_accuracy,
-    evaluate,
-    kmeans_baseline,
-    lrr,
-    lsr,
-    postprocess_coefficients,
-    ssc,
-    two_nn_dimension,
-    union_of_subspaces,
-)
-from subspacelab.clustering.datasets import load_mat_images
-from subspacelab.clustering.plots import score_bars
-from subspacelab.clustering.spectral import spectral_embedding
-from subspacelab.data.download import Resource, fetch
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
     Report,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.clustering import (
+    cluster_accuracy,
+    dimension_prior,
+    evaluate,
+    kmeans_baseline,
+    lrr,
+    lsr,
+    postprocess_coefficients,
+    ssc,
+    union_of_subspaces,
+)
+from subspacelab.clustering.datasets import digits_subset, load_mat_images
+from subspacelab.clustering.plots import score_bars
+from subspacelab.clustering.spectral import spectral_embedding
+from subspacelab.data.download import Resource, fetch
 from subspacelab.studies.lihf_dsc import core
 from subspacelab.studies.lihf_dsc.config import LIHFConfig
-from subspacelab.verdicts import ClaimResult, decide, every, gap, on_mean
 
 SLUG = "lihf_dsc"
 BASELINES = ("lsr", "ssc", "lrr")
+# the fit step's per-seed results -> their metric names below the dataset's level
+RESULT_METRICS = {
+    "lihf_acc": "lihf/acc",
+    "lihf_nmi": "lihf/nmi",
+    "lihf_ari": "lihf/ari",
+    "lihf_time": "lihf/wall_time",
+    "stop_stage1": "lihf/stop_stage1",
+    "stop_stage2": "lihf/stop_stage2",
+    "self_stopped": "lihf/self_stopped",
+    "self_stopped2": "lihf/self_stopped2",
+    "stage1_acc": "stage1/acc",
+    "last_layer_acc": "last_layer/acc",
+    "last_layer_stop": "last_layer/stop",
+}
 
 
-def digits_subset(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``per_class`` load_digits images per class, drawn with ``seed``, as (n, 1, 8, 8)."""
-    x, y = load_digits(return_X_y=True)
-    rng = np.random.default_rng(seed)
-    idx = np.concatenate(
-        [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)]
-    )
-    return (x[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), y[idx].astype(np.int64)
-
-
-def dimension_prior(images: np.ndarray, configured: int, known: int | None) -> tuple[int, str]:
-    """The post-processing's top-k: ``configured`` when set (> 0), else the dataset's known
-    subspace dimension, else the rounded TwoNN estimate of the data (label-free); and where it
-    came from."""
-    if configured > 0:
-        return configured, "configured prior"
-    if known is not None:
-        return known, "generator's subspace dimension"
-    return max(1, round(two_nn_dimension(images.reshape(len(images), -1)))), "TwoNN estimate"
-
-
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[LIHFConfig]) -> StepOutput:
     d = ctx.cfg.data
     priors: dict[str, dict[str, object]] = {}
     for name in d.datasets:
@@ -106,12 +102,7 @@ def _data(ctx: StepContext) -> StepOutput:
                 ctx.progress,
             )
             images, labels = load_mat_images(path, d.image_side)
-        save_tensors(
-            ctx.out / f"{name}.safetensors",
-            {"images": images, "labels": labels},
-            study=SLUG,
-            kind="data",
-        )
+        ctx.save(name, {"images": images, "labels": labels})
         top_k, source = dimension_prior(
             images, ctx.cfg.model.top_k, d.syn_dim if name == "synthetic" else None
         )
@@ -124,12 +115,12 @@ def _data(ctx: StepContext) -> StepOutput:
     return StepOutput()
 
 
-def _load(ctx: StepContext, name: str) -> tuple[np.ndarray, np.ndarray]:
-    t, _ = load_tensors(ctx.inputs["data"] / f"{name}.safetensors", study=SLUG, kind="data")
+def _load(ctx: StepContext[LIHFConfig], name: str) -> tuple[np.ndarray, np.ndarray]:
+    t = ctx.load(name, step="data", kind="data")
     return t["images"].numpy(), t["labels"].numpy()
 
 
-def _baselines(ctx: StepContext) -> StepOutput:
+def _baselines(ctx: StepContext[LIHFConfig]) -> StepOutput:
     b = ctx.cfg.baselines
     meta = read_json(ctx.inputs["data"] / "datasets.json")
     names = meta["datasets"]
@@ -161,7 +152,9 @@ def _baselines(ctx: StepContext) -> StepOutput:
     return StepOutput()
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[LIHFConfig]) -> StepOutput:
+    from subspacelab.studies.lihf_dsc import training
+
     m = ctx.cfg.model
     meta = read_json(ctx.inputs["data"] / "datasets.json")
     results: dict[str, dict[str, object]] = {}
@@ -170,16 +163,15 @@ def _fit(ctx: StepContext) -> StepOutput:
         k, top_k = int(labels.max()) + 1, int(meta["priors"][name]["top_k"])
         x = torch.from_numpy(images)
         acc = functools.partial(cluster_accuracy, labels)
-        for seed in ctx.seeds:
-            seed_all(seed)
+        for seed in ctx.seeded():
             row: dict[str, object] = {}
             t0 = time.perf_counter()
             # both variants start from the same pre-trained AE (same seed, same loss)
-            ae = core.pretrain(ctx, x, m.channels, m.kernel, m.lr, m.pretrain_epochs, seed)
+            ae = training.pretrain(ctx, x, m.channels, m.kernel, m.lr, m.pretrain_epochs, seed)
             pretrain_secs = time.perf_counter() - t0
             for layers in ("all", "last"):
                 t0 = time.perf_counter()
-                r = core.fit_lihf(
+                r = training.fit_lihf(
                     ctx,
                     ae,
                     x,
@@ -240,7 +232,7 @@ def plateau_gap(curve_epochs: list[int], curve_acc: list[float], stop: int) -> f
     return abs(at_stop - plateau) / max(plateau, 1e-12)
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[LIHFConfig]) -> Report:
     doc = read_json(ctx.inputs["fit"] / "results.json")
     base = read_json(ctx.inputs["baselines"] / "baselines.json")
     metrics: dict[str, list[float] | float] = {}
@@ -252,38 +244,24 @@ def _evaluate(ctx: StepContext) -> Report:
     ]
     for name in doc["datasets"]:
         per_seed = [doc["results"][f"{name}_seed{s}"] for s in ctx.seeds]
-        for key in (
-            "lihf_acc",
-            "lihf_nmi",
-            "lihf_ari",
-            "stage1_acc",
-            "last_layer_acc",
-            "lihf_time",
-            "stop_stage1",
-            "stop_stage2",
-            "last_layer_stop",
-            "self_stopped",
-            "self_stopped2",
-        ):
-            metrics[f"{name}_{key}"] = [float(r[key]) for r in per_seed]
-        metrics[f"{name}_plateau_gap"] = [
+        for key, metric in RESULT_METRICS.items():
+            metrics[f"{name}/{metric}"] = [float(r[key]) for r in per_seed]
+        metrics[f"{name}/lihf/plateau_gap"] = [
             plateau_gap(r["curve_epochs"], r["curve_acc"], int(r["stop_stage1"])) for r in per_seed
         ]
-        metrics[f"{name}_top_k"] = float(doc["priors"][name]["top_k"])
+        metrics[f"{name}/top_k"] = float(doc["priors"][name]["top_k"])
         cells, best_method = [], (-1.0, "", 0)
         for b in BASELINES:
             accs = np.asarray(base[f"{name}_{b}"]["acc"], dtype=np.float64)  # grid × seeds
             # the grid's median and its label-oracle best (one λ, chosen on the seed mean)
-            metrics[f"{name}_{b}_median_acc"] = np.median(accs, axis=0).tolist()
+            metrics[f"{name}/{b}_median/acc"] = np.median(accs, axis=0).tolist()
             best = int(np.argmax(accs.mean(axis=1)))
-            metrics[f"{name}_{b}_best_acc"] = accs[best].tolist()
+            metrics[f"{name}/{b}_best/acc"] = accs[best].tolist()
             best_method = max(best_method, (float(accs[best].mean()), b, best))
             cells.append(f"{np.median(accs.mean(axis=1)):.3f} / {accs[best].mean():.3f}")
         _, b, best = best_method
-        metrics[f"{name}_best_linear_acc"] = list(base[f"{name}_{b}"]["acc"][best])
-        means = [
-            np.mean(metrics[f"{name}_{k}"]) for k in ("lihf_acc", "stage1_acc", "last_layer_acc")
-        ]
+        metrics[f"{name}/best_linear/acc"] = list(base[f"{name}_{b}"]["acc"][best])
+        means = [np.mean(metrics[f"{name}/{arm}/acc"]) for arm in ("lihf", "stage1", "last_layer")]
         rows.append(
             f"| {name} | {doc['priors'][name]['top_k']} ({doc['priors'][name]['source']}) | "
             + " | ".join(f"{v:.3f}" for v in means)
@@ -297,11 +275,11 @@ def _evaluate(ctx: StepContext) -> Report:
             "ACC (mean over seeds)": "\n".join(rows),
             "Deviations from the spec and the script": _deviations(ctx),
         },
-        figures={"acc": score_bars(metrics, "_acc", "LIHF-DSC and baselines: clustering accuracy")},
+        figures={"acc": score_bars(metrics, "/acc", "LIHF-DSC and baselines: clustering accuracy")},
     )
 
 
-def _deviations(ctx: StepContext) -> str:
+def _deviations(ctx: StepContext[LIHFConfig]) -> str:
     """What differs from the spec's miniature and the authors' script, and why."""
     m, d = ctx.cfg.model, ctx.cfg.data
     rows = [
@@ -332,14 +310,14 @@ def _deviations(ctx: StepContext) -> str:
 
 
 def _datasets(m: Metrics) -> list[str]:
-    return sorted(k[: -len("_lihf_acc")] for k in m if k.endswith("_lihf_acc"))
+    return sorted(m.family("{dataset}/lihf/acc"))
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
     tests = [
         on_mean(
             f"{d}: LIHF - {b} grid median",
-            gap(m[f"{d}_lihf_acc"], m[f"{d}_{b}_median_acc"]),
+            gap(m[f"{d}/lihf/acc"], m[f"{d}/{b}_median/acc"]),
             ">=",
             0.0,
         )
@@ -353,7 +331,7 @@ def _check_r2(m: Metrics) -> ClaimResult:
     tests = [
         on_mean(
             f"{d}: LIHF - best-tuned linear",
-            gap(m[f"{d}_lihf_acc"], m[f"{d}_best_linear_acc"]),
+            gap(m[f"{d}/lihf/acc"], m[f"{d}/best_linear/acc"]),
             ">=",
             -0.05,
         )
@@ -365,12 +343,12 @@ def _check_r2(m: Metrics) -> ClaimResult:
 def _check_r3(m: Metrics) -> ClaimResult:
     tests = []
     for d in _datasets(m):
-        multi, last, final = (m[f"{d}_{k}"] for k in ("stage1_acc", "last_layer_acc", "lihf_acc"))
+        multi, last, final = (m[f"{d}/{arm}/acc"] for arm in ("stage1", "last_layer", "lihf"))
         tests.append(on_mean(f"{d}: multi-layer - last-layer", gap(multi, last), ">=", 0.0))
         tests.append(on_mean(f"{d}: stage 2 - stage 1", gap(final, multi), ">=", 0.0))
         # a stage 2 that never trained (stage 1 used the whole cap) leaves C as it was: the
         # zero difference above would pass by construction
-        tests.append(every(f"{d}: stage-2 epochs", m[f"{d}_stop_stage2"], ">=", 1.0))
+        tests.append(every(f"{d}: stage-2 epochs", m[f"{d}/lihf/stop_stage2"], ">=", 1.0))
     return decide(*tests)
 
 
@@ -378,11 +356,11 @@ def _check_r4(m: Metrics) -> ClaimResult:
     tests, measured = [], {}
     for d in _datasets(m):
         tests.append(
-            on_mean(f"{d}: |ACC(stop) - plateau| / plateau", m[f"{d}_plateau_gap"], "<=", 0.10)
+            on_mean(f"{d}: |ACC(stop) - plateau| / plateau", m[f"{d}/lihf/plateau_gap"], "<=", 0.10)
         )
         # a rule that never fired before the cap has not located the plateau
-        tests.append(every(f"{d}: stage 1 stopped itself", m[f"{d}_self_stopped"], ">=", 1.0))
-        measured[f"{d}_stop_epoch"] = m[f"{d}_stop_stage1"]
+        tests.append(every(f"{d}: stage 1 stopped itself", m[f"{d}/lihf/self_stopped"], ">=", 1.0))
+        measured[f"{d}_stop_epoch"] = m[f"{d}/lihf/stop_stage1"]
     return decide(*tests, **measured)
 
 

@@ -9,16 +9,17 @@ its own parameter group (learning rate and weight decay of its own), one seeded 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from subspacelab.clustering import coding_rate, mlc_loss, sinkhorn
-from subspacelab.nets.training import Batch, LossModule, TrainEnv, fit, full_batch_loader
+from subspacelab.clustering import MLCSchedule, coding_rate, mlc_loss, sinkhorn
+
+if TYPE_CHECKING:
+    from subspacelab.api import Batch, TrainEnv
 
 
 class MLCNet(nn.Module):
@@ -67,29 +68,6 @@ def augment(x: Tensor, shift: int, noise: float, side: int | None, gen: torch.Ge
     return out + noise * torch.randn(x.shape, generator=gen)
 
 
-@dataclass(frozen=True)
-class MLCSchedule:
-    """Optimisation settings of the warm-up and of MLC."""
-
-    warmup_steps: int
-    steps: int
-    batch: int
-    eps2: float
-    eta: float
-    sinkhorn_iters: int
-    sinkhorn_tol: float
-    sinkhorn_max_iters: int
-    gamma: float
-    inv_weight: float
-    lr: float
-    lr_cluster: float
-    momentum: float
-    wd: float
-    wd_cluster: float
-    shift: int
-    noise: float
-
-
 def _batch(n: int, size: int, gen: torch.Generator) -> Tensor:
     """This step's sample indices: a seeded random subset of ``size``, or all n in order."""
     return torch.randperm(n, generator=gen)[:size] if size < n else torch.arange(n)
@@ -109,6 +87,8 @@ def _fit_steps(
     run; each step's batch is the whole of ``x`` and ``loss`` draws its own batch."""
     if steps == 0:
         return
+    from subspacelab.api import LossModule, fit, full_batch_loader
+
     module = LossModule(
         model,
         loss,

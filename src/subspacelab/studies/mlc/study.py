@@ -16,7 +16,25 @@ import time
 
 import numpy as np
 
+from subspacelab.api import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    SeedMetrics,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    decide,
+    every,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
+)
 from subspacelab.clustering import (
+    MLCSchedule,
     evaluate,
     kmeans_baseline,
     spectral_baseline,
@@ -25,26 +43,14 @@ from subspacelab.clustering import (
 )
 from subspacelab.clustering.plots import score_bars
 from subspacelab.data.cifar import fetch_cifar, load_cifar
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu
-from subspacelab.registry import (
-    Claim,
-    Metrics,
-    Report,
-    Step,
-    StepContext,
-    StepOutput,
-    Study,
-)
-from subspacelab.runner import seed_all
 from subspacelab.studies.mlc import core
-from subspacelab.studies.mlc.config import MLCConfig, TrainConfig
-from subspacelab.verdicts import ClaimResult, decide, every, gap, on_mean
+from subspacelab.studies.mlc.config import MLCConfig
 
 SLUG = "mlc"
+METHODS = ("mlc", "warm_kmeans", "raw_kmeans", "raw_spectral")
 
 
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[MLCConfig]) -> StepOutput:
     d = ctx.cfg.data
     sides: dict[str, int | None] = {}
     for name in d.datasets:
@@ -74,40 +80,30 @@ def _data(ctx: StepContext) -> StepOutput:
         if x.shape[0] > d.max_samples:
             keep = np.random.default_rng(d.data_seed).choice(x.shape[0], d.max_samples, False)
             x, y = x[np.sort(keep)], y[np.sort(keep)]
-        save_tensors(ctx.out / f"{name}.safetensors", {"x": x, "y": y}, study=SLUG, kind="data")
+        ctx.save(name, {"x": x, "y": y})
         ctx.progress(f"{name}: {x.shape[0]} samples, {int(y.max()) + 1} classes")
     write_json(ctx.out / "datasets.json", {"datasets": list(d.datasets), "sides": sides})
     return StepOutput()
 
 
-def schedule(t: TrainConfig) -> core.MLCSchedule:
-    """The core's schedule from the ``train`` section."""
-    fields = core.MLCSchedule.__dataclass_fields__
-    return core.MLCSchedule(**{f: getattr(t, f) for f in fields})
+def _fit(ctx: StepContext[MLCConfig]) -> StepOutput:
+    from subspacelab.api import state_dict_cpu
 
-
-def _fit(ctx: StepContext) -> StepOutput:
     meta = read_json(ctx.inputs["data"] / "datasets.json")
-    m, sched = ctx.cfg.model, schedule(ctx.cfg.train)
+    m, sched = ctx.cfg.model, MLCSchedule.of(ctx.cfg.train)
     results: dict[str, dict[str, float]] = {}
     for name in meta["datasets"]:
-        t, _ = load_tensors(ctx.inputs["data"] / f"{name}.safetensors", study=SLUG, kind="data")
+        t = ctx.load(name, kind="data")
         x, y = t["x"], t["y"].numpy()
         side = meta["sides"][name]
         k = int(y.max()) + 1
         flat = x.reshape(x.shape[0], -1).numpy()
-        for seed in ctx.seeds:
-            seed_all(seed)
+        for seed in ctx.seeded():
             net = core.MLCNet(flat.shape[1], m.hidden, m.z_dim, m.backbone)
             t0 = time.perf_counter()
             core.warmup(ctx, net, x, side, sched, seed)
             warm_z, _ = core.embed(net, x)
-            save_tensors(
-                ctx.out / f"{name}_seed{seed}_warmup.safetensors",
-                state_dict_cpu(net),
-                study=SLUG,
-                kind="model/warmup",
-            )
+            ctx.save(f"{name}_seed{seed}_warmup", state_dict_cpu(net), kind="model/warmup")
             core.copy_subspace_to_cluster(net)
             terms = core.fit_mlc(ctx, net, x, side, sched, seed)
             z, c = core.embed(net, x)
@@ -120,28 +116,26 @@ def _fit(ctx: StepContext) -> StepOutput:
             ).numpy()
             pred = spectral_clustering(0.5 * (gamma + gamma.T), k, seed)
             secs = time.perf_counter() - t0
-            save_tensors(
-                ctx.out / f"{name}_seed{seed}_mlc.safetensors",
-                state_dict_cpu(net),
-                study=SLUG,
-                kind="model/mlc",
-            )
+            ctx.save(f"{name}_seed{seed}_mlc", state_dict_cpu(net), kind="model/mlc")
             zn = z.double().numpy()
             ranks = [
                 core.numerical_rank(zn[pred == j], ctx.cfg.eval.rank_rel)
                 for j in np.unique(pred)
                 if (pred == j).sum() > 1
             ]
-            r = {f"mlc_{key}": v for key, v in evaluate(y, pred).items()}
+            # metric names below the dataset's level: <method>/<quantity>
+            r = {f"mlc/{key}": v for key, v in evaluate(y, pred).items()}
             r.update(
-                mlc_time=secs,
-                rank_max=float(max(ranks)),
-                rank_mean=float(np.mean(ranks)),
-                n=float(x.shape[0]),
-                row_dev=float(np.abs(gamma.sum(axis=1) - 1).max()),
-                col_dev=float(np.abs(gamma.sum(axis=0) - 1).max()),
-                final_R=terms["R"],
-                final_Rc=terms["Rc"],
+                {
+                    "mlc/wall_time": secs,
+                    "mlc/rank_max": float(max(ranks)),
+                    "mlc/rank_mean": float(np.mean(ranks)),
+                    "mlc/row_dev": float(np.abs(gamma.sum(axis=1) - 1).max()),
+                    "mlc/col_dev": float(np.abs(gamma.sum(axis=0) - 1).max()),
+                    "mlc/final_R": terms["R"],
+                    "mlc/final_Rc": terms["Rc"],
+                    "n": float(x.shape[0]),
+                }
             )
             for base, feats, fn in (
                 ("raw_kmeans", flat, kmeans_baseline),
@@ -149,13 +143,13 @@ def _fit(ctx: StepContext) -> StepOutput:
                 ("warm_kmeans", warm_z.numpy(), kmeans_baseline),
             ):
                 t0 = time.perf_counter()
-                r.update({f"{base}_{key}": v for key, v in evaluate(y, fn(feats, k, seed)).items()})
-                r[f"{base}_time"] = time.perf_counter() - t0
+                r.update({f"{base}/{key}": v for key, v in evaluate(y, fn(feats, k, seed)).items()})
+                r[f"{base}/wall_time"] = time.perf_counter() - t0
             results[f"{name}_seed{seed}"] = r
             ctx.progress(
-                f"{name} seed {seed}: MLC {r['mlc_acc']:.3f}, warm-up k-means "
-                f"{r['warm_kmeans_acc']:.3f}, raw k-means {r['raw_kmeans_acc']:.3f}, "
-                f"raw spectral {r['raw_spectral_acc']:.3f}, rank ≤ {r['rank_max']:g}"
+                f"{name} seed {seed}: MLC {r['mlc/acc']:.3f}, warm-up k-means "
+                f"{r['warm_kmeans/acc']:.3f}, raw k-means {r['raw_kmeans/acc']:.3f}, "
+                f"raw spectral {r['raw_spectral/acc']:.3f}, rank ≤ {r['mlc/rank_max']:g}"
             )
     write_json(
         ctx.out / "results.json",
@@ -164,19 +158,26 @@ def _fit(ctx: StepContext) -> StepOutput:
     return StepOutput()
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[MLCConfig]) -> Report:
     doc = read_json(ctx.inputs["fit"] / "results.json")
-    metrics: dict[str, list[float] | float] = {"z_dim": float(doc["z_dim"])}
-    for name in doc["datasets"]:
-        for seed in ctx.seeds:
-            for key, value in doc["results"][f"{name}_seed{seed}"].items():
-                metrics.setdefault(f"{name}_{key}", []).append(float(value))
-    methods = ("mlc", "warm_kmeans", "raw_kmeans", "raw_spectral")
-    rows = ["| dataset | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    per_seed = SeedMetrics()
+    for seed in ctx.seeds:
+        per_seed.record(
+            {
+                f"{name}/{key}": value
+                for name in doc["datasets"]
+                for key, value in doc["results"][f"{name}_seed{seed}"].items()
+            }
+        )
+    metrics: dict[str, list[float] | float] = {
+        "z_dim": float(doc["z_dim"]),
+        **per_seed.as_dict(),
+    }
+    rows = ["| dataset | " + " | ".join(METHODS) + " |", "|" + "---|" * (len(METHODS) + 1)]
     for name in doc["datasets"]:
         rows.append(
             f"| {name} | "
-            + " | ".join(f"{np.mean(metrics[f'{name}_{m}_acc']):.3f}" for m in methods)
+            + " | ".join(f"{np.mean(metrics[f'{name}/{m}/acc']):.3f}" for m in METHODS)
             + " |"
         )
     return Report(
@@ -185,15 +186,17 @@ def _evaluate(ctx: StepContext) -> Report:
             "ACC (mean over seeds)": "\n".join(rows),
             "Deviations from the spec's miniature": _deviations(ctx, doc, metrics),
         },
-        figures={"acc": score_bars(metrics, "_acc", "MLC and baselines: clustering accuracy")},
+        figures={"acc": score_bars(metrics, "/acc", "MLC and baselines: clustering accuracy")},
     )
 
 
-def _deviations(ctx: StepContext, doc: dict, metrics: dict[str, list[float] | float]) -> str:
+def _deviations(
+    ctx: StepContext[MLCConfig], doc: dict, metrics: dict[str, list[float] | float]
+) -> str:
     """What differs from the spec's miniature, and why (issue 12: stated, not hidden)."""
     t, d = ctx.cfg.train, ctx.cfg.data
     sizes = ", ".join(
-        f"{name} n = {int(np.mean(metrics[f'{name}_n']))}" for name in doc["datasets"]
+        f"{name} n = {int(np.mean(metrics[f'{name}/n']))}" for name in doc["datasets"]
     )
     rows = [
         "| spec | here | why |",
@@ -217,7 +220,7 @@ def _deviations(ctx: StepContext, doc: dict, metrics: dict[str, list[float] | fl
 
 
 def _check_a(m: Metrics) -> ClaimResult:
-    mlc, raw, warm = (m[f"digits_{x}_acc"] for x in ("mlc", "raw_kmeans", "warm_kmeans"))
+    mlc, raw, warm = (m[f"digits/{x}/acc"] for x in ("mlc", "raw_kmeans", "warm_kmeans"))
     return decide(
         on_mean("MLC - raw k-means", gap(mlc, raw), ">=", 0.05),
         on_mean("MLC - warm-up k-means", gap(mlc, warm), ">=", 0.0),
@@ -228,7 +231,7 @@ def _check_a(m: Metrics) -> ClaimResult:
 
 
 def _check_b(m: Metrics) -> ClaimResult:
-    mlc, km, sc = (m[f"manifolds_{x}_acc"] for x in ("mlc", "raw_kmeans", "raw_spectral"))
+    mlc, km, sc = (m[f"manifolds/{x}/acc"] for x in ("mlc", "raw_kmeans", "raw_spectral"))
     # "clearly lower": at least 5 points below MLC, on the paired per-seed difference
     return decide(
         on_mean("MLC ACC", mlc, ">=", 0.9),
@@ -240,16 +243,12 @@ def _check_b(m: Metrics) -> ClaimResult:
     )
 
 
-def _datasets(m: Metrics) -> list[str]:
-    return sorted(k[: -len("_rank_max")] for k in m if k.endswith("_rank_max"))
-
-
 def _check_c(m: Metrics) -> ClaimResult:
     d = m["z_dim"].mean
     return decide(
         *(
-            on_mean(f"{name}: largest per-cluster rank", m[f"{name}_rank_max"], "<=", d / 3)
-            for name in _datasets(m)
+            on_mean(f"{name}: largest per-cluster rank", rank, "<=", d / 3)
+            for name, rank in m.family("{dataset}/mlc/rank_max").items()
         ),
         z_dim=d,
     )
@@ -257,9 +256,9 @@ def _check_c(m: Metrics) -> ClaimResult:
 
 def _check_d(m: Metrics) -> ClaimResult:
     tests = []
-    for name in _datasets(m):
-        tests.append(every(f"{name}: max |row sum - 1|", m[f"{name}_row_dev"], "<=", 1e-3))
-        tests.append(every(f"{name}: max |column sum - 1|", m[f"{name}_col_dev"], "<=", 1e-3))
+    for name, row in m.family("{dataset}/mlc/row_dev").items():
+        tests.append(every(f"{name}: max |row sum - 1|", row, "<=", 1e-3))
+        tests.append(every(f"{name}: max |column sum - 1|", m[f"{name}/mlc/col_dev"], "<=", 1e-3))
     return decide(*tests)
 
 

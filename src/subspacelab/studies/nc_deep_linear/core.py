@@ -3,6 +3,7 @@ features model, its solver, and an MLP with M bias-free linear layers. Pure and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,3 +141,57 @@ def subsample(y: np.ndarray, counts: list[int], seed: int) -> np.ndarray:
             raise ValueError(f"class {k}: {pool.size} examples, {c} requested")
         out.append(np.sort(rng.choice(pool, c, replace=False)))
     return np.concatenate(out)
+
+
+class UFMProblem(nn.Module):
+    """One deep-linear UFM for each of several seeds, batched: free features H (d, N) and
+    layers W_1..W_M per seed, stacked along a leading seed axis. Seed ``s`` draws its own from
+    N(0, ``init_std``²) in float64 (H first, then W_1..W_M), as alone. The loss is the sum of
+    the seeds' losses, so each seed's gradient is its own (no shared parameter)."""
+
+    def __init__(
+        self,
+        counts: Sequence[int],
+        dim: int,
+        depth: int,
+        lam: float,
+        init_std: float,
+        seeds: Sequence[int],
+    ) -> None:
+        super().__init__()
+        if not seeds:
+            raise ValueError("UFMProblem needs at least one seed")
+        _, y1h = one_hot_targets(list(counts))
+        k, n = y1h.shape
+        shapes = [(dim, n)] + [(dim, dim)] * (depth - 1) + [(k, dim)]
+        per_seed = []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(seed)
+            per_seed.append(
+                [torch.randn(*s, generator=g, dtype=torch.float64) * init_std for s in shapes]
+            )
+        self.params = nn.ParameterList(
+            [nn.Parameter(torch.stack(ts)) for ts in zip(*per_seed, strict=True)]
+        )
+        self.register_buffer("y1h", y1h)
+        self.lam = lam
+        self.seeds = list(seeds)
+
+    def forward(self) -> Tensor:
+        """The sum over seeds of each seed's loss (λ_W = λ_H = ``lam``)."""
+        return ufm_loss(self.params[0], list(self.params[1:]), self.y1h, self.lam, self.lam)
+
+    def gradients(self) -> None:
+        """Recompute every seed's gradient at the current point (for :meth:`solution`)."""
+        self.zero_grad()
+        with torch.enable_grad():
+            self().backward()
+
+    def solution(self, seed: int) -> UFMSolution:
+        """H, the layers and the gradient norm (from the last backward pass, e.g.
+        :meth:`gradients`) of one seed."""
+        i = self.seeds.index(seed)
+        grads = [p.grad[i] for p in self.params if p.grad is not None]
+        norm = float(torch.sqrt(sum(gr.square().sum() for gr in grads))) if grads else 0.0
+        h, *ws = (p[i].detach().clone() for p in self.params)
+        return UFMSolution(h, ws, norm)

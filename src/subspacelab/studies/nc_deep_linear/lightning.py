@@ -1,146 +1,81 @@
-"""Lightning modules of ``nc_deep_linear`` (Dang et al., arXiv:2301.00437): independent problems
-trained together.
+"""Training code of ``nc_deep_linear`` (Dang et al., arXiv:2301.00437): independent problems
+trained together, then each network polished alone.
 
 Both steps of the study train several independent models with identical optimiser settings: the
 deep-linear UFM for every depth, λ and seed (the seeds of one problem batched along a leading
-axis), and the MLP for every number of linear layers. :class:`JointUFM` and
-:class:`JointRegularisedMSE` minimise the *sum* of their losses with one optimiser, which equals
-training each alone (the JointTraining argument of ``studies/intrinsic_dim/lightning.py``): no
-parameter is shared, so ∂(Σ_k L_k)/∂θ_k = ∂L_k/∂θ_k, and SGD-momentum and Adam update every
-element from its own gradient and state only. ``tests/studies/test_nc_deep_linear.py`` checks
-the equivalence. :class:`FullBatchLBFGS` then takes each network alone to a stationary point.
+axis, :class:`~subspacelab.studies.nc_deep_linear.core.UFMProblem`), and the MLP for every
+number of linear layers. :func:`solve_ufm` (full-batch SGD with momentum, each problem computing
+its own loss) and :func:`train_regularised_mse` (Adam on shared mini-batches) run them as
+members of the lab's joint trainer (:func:`~subspacelab.nets.joint.train_joint`), which equals
+training each alone (``tests/nets/test_joint.py``).
+
+:class:`FullBatchLBFGS` then takes each network alone to a stationary point. It stays a module
+of its own: L-BFGS's line search and curvature pairs are over all the parameters it holds, so
+networks summed into one objective would be coupled, and the joint trainer (Adam or SGD, per
+element) cannot express it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from subspacelab.api import Member, TrainEnv, full_batch_loader, train_joint
 from subspacelab.studies.nc_deep_linear import core
 
 
-class UFMProblem(nn.Module):
-    """One deep-linear UFM for each of several seeds, batched: free features H (d, N) and
-    layers W_1..W_M per seed, stacked along a leading seed axis. Seed ``s`` draws its own from
-    N(0, ``init_std``²) in float64 (H first, then W_1..W_M), as alone. The loss is the sum of
-    the seeds' losses, so each seed's gradient is its own (no shared parameter)."""
-
-    def __init__(
-        self,
-        counts: Sequence[int],
-        dim: int,
-        depth: int,
-        lam: float,
-        init_std: float,
-        seeds: Sequence[int],
-    ) -> None:
-        super().__init__()
-        if not seeds:
-            raise ValueError("UFMProblem needs at least one seed")
-        _, y1h = core.one_hot_targets(list(counts))
-        k, n = y1h.shape
-        shapes = [(dim, n)] + [(dim, dim)] * (depth - 1) + [(k, dim)]
-        per_seed = []
-        for seed in seeds:
-            g = torch.Generator().manual_seed(seed)
-            per_seed.append(
-                [torch.randn(*s, generator=g, dtype=torch.float64) * init_std for s in shapes]
-            )
-        self.params = nn.ParameterList(
-            [nn.Parameter(torch.stack(ts)) for ts in zip(*per_seed, strict=True)]
-        )
-        self.register_buffer("y1h", y1h)
-        self.lam = lam
-        self.seeds = list(seeds)
-
-    def forward(self) -> Tensor:
-        """The sum over seeds of each seed's loss (λ_W = λ_H = ``lam``)."""
-        return core.ufm_loss(self.params[0], list(self.params[1:]), self.y1h, self.lam, self.lam)
-
-    def solution(self, seed: int) -> core.UFMSolution:
-        """H, the layers and the gradient norm (from the last backward pass) of one seed."""
-        i = self.seeds.index(seed)
-        grads = [p.grad[i] for p in self.params if p.grad is not None]
-        norm = float(torch.sqrt(sum(gr.square().sum() for gr in grads))) if grads else 0.0
-        h, *ws = (p[i].detach().clone() for p in self.params)
-        return core.UFMSolution(h, ws, norm)
+def solve_ufm(
+    env: TrainEnv,
+    problems: Sequence[core.UFMProblem],
+    *,
+    lr: float,
+    momentum: float,
+    iters: int,
+    label: str = "ufm",
+) -> None:
+    """``iters`` full-batch steps of SGD with momentum on every problem, jointly; each
+    problem's gradient at its final point is then recomputed (for its gradient norm)."""
+    members = [Member(p, p, lr=lr) for p in problems]
+    train_joint(
+        env,
+        members,
+        epochs=1,
+        loader=full_batch_loader(steps=iters),
+        optimizer="sgd",
+        momentum=momentum,
+        label=label,
+    )
+    for p in problems:
+        p.gradients()
 
 
-class JointUFM(L.LightningModule):
-    """Full-batch SGD with momentum on several independent UFM problems at once (the batch is
-    ignored: feed :func:`~subspacelab.nets.training.full_batch_loader` with no tensors)."""
-
-    def __init__(self, problems: Mapping[str, UFMProblem], *, lr: float, momentum: float) -> None:
-        super().__init__()
-        if not problems:
-            raise ValueError("JointUFM needs at least one problem")
-        self.problems = nn.ModuleDict(dict(problems))
-        self.lr, self.momentum = lr, momentum
-
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """The sum of every problem's loss (logged as their mean)."""
-        total = torch.stack([p() for p in self.problems.values()]).sum()
-        self.log(
-            "loss",
-            total.detach() / len(self.problems),
-            on_step=False,
-            on_epoch=True,
-            batch_size=1,
-        )
-        return total
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """SGD with momentum on every problem's parameters."""
-        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
-
-    def final_gradients(self) -> None:
-        """Recompute every problem's gradient at the final point (for its gradient norm)."""
-        self.zero_grad()
-        with torch.enable_grad():
-            torch.stack([p() for p in self.problems.values()]).sum().backward()
-
-
-class JointRegularisedMSE(L.LightningModule):
-    """Several independent networks trained on the same mini-batches ``(x, y)`` by Adam, each
-    on :func:`~subspacelab.studies.nc_deep_linear.core.regularised_mse` (MSE to one-hot, weight
+def train_regularised_mse(
+    env: TrainEnv,
+    nets: Mapping[str, core.DeepLinearMLP],
+    loader: torch.utils.data.DataLoader[tuple[Tensor, ...]],
+    *,
+    lr: float,
+    epochs: int,
+    lam_w: float,
+    lam_h: float,
+    n_total: int,
+    label: str = "train",
+) -> None:
+    """Adam on the same mini-batches ``(x, y)`` for every network, each on
+    :func:`~subspacelab.studies.nc_deep_linear.core.regularised_mse` (MSE to one-hot, weight
     decay on the linear head, feature decay on its input: the official ``--sep_decay``)."""
 
-    def __init__(
-        self,
-        nets: Mapping[str, core.DeepLinearMLP],
-        *,
-        lr: float,
-        lam_w: float,
-        lam_h: float,
-        n_total: int,
-    ) -> None:
-        super().__init__()
-        if not nets:
-            raise ValueError("JointRegularisedMSE needs at least one network")
-        self.nets = nn.ModuleDict(dict(nets))
-        self.lr, self.lam_w, self.lam_h, self.n_total = lr, lam_w, lam_h, n_total
-
-    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """The sum of every network's objective on this batch (logged as their mean)."""
-        x, y = batch
-        total = torch.stack(
-            [
-                core.regularised_mse(net, x, y, self.lam_w, self.lam_h, self.n_total)
-                for net in self.nets.values()
-            ]
-        ).sum()
-        self.log(
-            "loss", total.detach() / len(self.nets), on_step=False, on_epoch=True, batch_size=len(y)
+    def member(net: core.DeepLinearMLP) -> Member:
+        return Member(
+            net,
+            lambda x, y: core.regularised_mse(net, x, y, lam_w, lam_h, n_total),
+            lr=lr,
         )
-        return total
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on every network's parameters (the decays are in the objective)."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+    train_joint(env, [member(n) for n in nets.values()], epochs=epochs, loader=loader, label=label)
 
 
 class FullBatchLBFGS(L.LightningModule):

@@ -16,14 +16,9 @@ import torch
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
-from subspacelab.data import embedded
-from subspacelab.data.cifar import fetch_cifar, load_cifar
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.nets.training import fit as train
-from subspacelab.nets.training import full_batch_loader, state_dict_cpu, tensor_loader
-from subspacelab.probes import collapse as nc
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Curve,
     Metrics,
     Report,
@@ -31,24 +26,26 @@ from subspacelab.registry import (
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    on_mean,
+    ratio,
+    read_json,
+    seed_all,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data import embedded
+from subspacelab.data.cifar import fetch_cifar, load_cifar
+from subspacelab.probes import collapse as nc
 from subspacelab.studies.nc_deep_linear import core
-from subspacelab.studies.nc_deep_linear.config import DataConfig, NcDeepLinearConfig
-from subspacelab.studies.nc_deep_linear.lightning import (
-    FullBatchLBFGS,
-    JointRegularisedMSE,
-    JointUFM,
-    UFMProblem,
-)
-from subspacelab.verdicts import ClaimResult, decide, every, on_mean, ratio
+from subspacelab.studies.nc_deep_linear.config import NcDeepLinearConfig
 
 SLUG = "nc_deep_linear"
 
 
-def data(ctx: StepContext) -> StepOutput:
+def data(ctx: StepContext[NcDeepLinearConfig]) -> StepOutput:
     """The class-imbalanced training subset: MNIST-1D (mini) or CIFAR-10 (full), standardised."""
-    d: DataConfig = ctx.cfg.data
+    d = ctx.cfg.data
     if d.cifar10:
         split = load_cifar(fetch_cifar("cifar10", ctx.out, ctx.progress), "cifar10")
         x, y = split.x_train.reshape(len(split.y_train), -1).astype(np.float32), split.y_train
@@ -61,61 +58,75 @@ def data(ctx: StepContext) -> StepOutput:
     idx = core.subsample(y, d.class_counts, d.seed)
     x, y = x[idx], y[idx]
     x = (x - x.mean(axis=0)) / (x.std() + 1e-12)
-    save_tensors(ctx.out / "train.safetensors", {"x": x, "y": y}, study=SLUG, kind="dataset")
+    ctx.save("train", {"x": x, "y": y}, kind="dataset")
     return StepOutput({"examples": float(len(y))})
 
 
-def ufm(ctx: StepContext) -> StepOutput:
+def ufm(ctx: StepContext[NcDeepLinearConfig]) -> StepOutput:
     """Solve the deep-linear UFM for every depth (and the raised-λ M = 1 case) and seed, all
-    problems in one full-batch Lightning run (the seeds of each problem batched)."""
+    problems in one full-batch joint run (the seeds of each problem batched)."""
+    from subspacelab.studies.nc_deep_linear.lightning import solve_ufm
+
     u = ctx.cfg.ufm
     runs = [(m, u.lam) for m in u.depths] + [(1, u.collapse_lam)]
     problems = {
-        f"M{depth}_lam{lam:g}": UFMProblem(u.counts, u.dim, depth, lam, u.init_std, ctx.seeds)
+        f"M{depth}_lam{lam:g}": core.UFMProblem(u.counts, u.dim, depth, lam, u.init_std, ctx.seeds)
         for depth, lam in runs
     }
-    joint = JointUFM(
-        {k.replace(".", "_"): v for k, v in problems.items()}, lr=u.lr, momentum=u.momentum
-    )
-    train(ctx, joint, full_batch_loader(steps=u.iters), epochs=1, label="ufm")
-    joint.final_gradients()
+    solve_ufm(ctx, list(problems.values()), lr=u.lr, momentum=u.momentum, iters=u.iters)
     log = {}
     for name, problem in problems.items():
         for seed in ctx.seeds:
             sol = problem.solution(seed)
             tensors = {"h": sol.h, **{f"w{i + 1}": w for i, w in enumerate(sol.weights)}}
             key = f"{name}_s{seed}"
-            save_tensors(ctx.out / f"{key}.safetensors", tensors, study=SLUG, kind="ufm")
+            ctx.save(key, tensors, kind="ufm")
             log[key] = sol.grad_norm
             ctx.progress(f"{key}: gradient norm {sol.grad_norm:.2e}")
     write_json(ctx.out / "grad_norms.json", log)
     return StepOutput({f"{k}.grad_norm": v for k, v in log.items()})
 
 
-def fit(ctx: StepContext) -> StepOutput:
+def _train_set(ctx: StepContext[NcDeepLinearConfig]) -> tuple[torch.Tensor, torch.Tensor]:
+    arrays = ctx.load("train", step="data", kind="dataset")
+    return arrays["x"].float(), arrays["y"].long()
+
+
+def fit(ctx: StepContext[NcDeepLinearConfig]) -> StepOutput:
     """Train the MLP with each number of linear layers, per seed, on Dang et al.'s objective
     with feature decay (the official ``--sep_decay``): Adam on mini-batches (the depths of one
     seed jointly), then full-batch L-BFGS on each network to a stationary point; the gradient
     norm is recorded at the start and after each phase."""
+    from subspacelab.api import fit as train
+    from subspacelab.api import full_batch_loader, tensor_loader
+    from subspacelab.studies.nc_deep_linear.lightning import (
+        FullBatchLBFGS,
+        train_regularised_mse,
+    )
+
     nt = ctx.cfg.net
-    arrays, _ = load_tensors(ctx.inputs["data"] / "train.safetensors", study=SLUG, kind="dataset")
-    x, y = arrays["x"].float(), arrays["y"].long()
+    x, y = _train_set(ctx)
     decay = {"lam_w": nt.weight_decay, "lam_h": nt.feature_decay}
     log: dict[str, dict[str, float]] = {}
     for seed in ctx.seeds:
         nets = {}
         for depth in nt.depths:
-            seed_all(seed)
+            seed_all(seed)  # each depth's network from the same seed
             nets[f"M{depth}"] = core.DeepLinearMLP(
                 x.shape[1], nt.hidden, nt.layers, depth, int(y.max()) + 1
             )
             log[f"M{depth}_s{seed}"] = {
                 "grad_init": core.gradient_norm(nets[f"M{depth}"], x, y, **decay)
             }
-        joint = JointRegularisedMSE(nets, lr=nt.lr, n_total=len(y), **decay)
-        loader = tensor_loader(x, y, batch_size=nt.batch_size, seed=seed)
-        train(
-            ctx, joint, loader, epochs=nt.epochs, label=f"net s{seed}", every=max(1, nt.epochs // 5)
+        train_regularised_mse(
+            ctx,
+            nets,
+            tensor_loader(x, y, batch_size=nt.batch_size, seed=seed),
+            lr=nt.lr,
+            epochs=nt.epochs,
+            n_total=len(y),
+            label=f"net s{seed}",
+            **decay,
         )
         for depth in nt.depths:
             net, key = nets[f"M{depth}"], f"M{depth}_s{seed}"
@@ -128,9 +139,7 @@ def fit(ctx: StepContext) -> StepOutput:
                     core.regularised_mse(net, x, y, n_total=len(y), **decay)
                 )
             log[key]["grad_norm"] = core.gradient_norm(net, x, y, **decay)
-            save_tensors(
-                ctx.out / f"net_{key}.safetensors", state_dict_cpu(net), study=SLUG, kind="model"
-            )
+            ctx.save_model(f"net_{key}", net)
             ctx.progress(
                 f"net {key}: train error {log[key]['train_error']:.4f}, gradient norm "
                 f"{log[key]['grad_init']:.2e} → {log[key]['grad_adam']:.2e} (Adam) → "
@@ -140,14 +149,16 @@ def fit(ctx: StepContext) -> StepOutput:
     return StepOutput({f"{k}.{n}": v for k, row in log.items() for n, v in row.items()})
 
 
-def _load_ufm(ctx: StepContext, name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    t, _ = load_tensors(ctx.inputs["ufm"] / f"{name}.safetensors", study=SLUG, kind="ufm")
+def _load_ufm(
+    ctx: StepContext[NcDeepLinearConfig], name: str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    t = ctx.load(name, step="ufm", kind="ufm")
     return t["h"], [t[f"w{i}"] for i in range(1, len(t))]
 
 
-def evaluate(ctx: StepContext) -> Report:
+def evaluate(ctx: StepContext[NcDeepLinearConfig]) -> Report:
     """NC metrics against the closed form, minority collapse, the networks' layer-wise NC1."""
-    cfg: NcDeepLinearConfig = ctx.cfg
+    cfg = ctx.cfg
     u, nt = cfg.ufm, cfg.net
     y_ufm, _ = core.one_hot_targets(u.counts)
     metrics: dict[str, list[float]] = {}
@@ -155,8 +166,7 @@ def evaluate(ctx: StepContext) -> Report:
     def put(name: str, value: float) -> None:
         metrics.setdefault(name, []).append(float(value))
 
-    arrays, _ = load_tensors(ctx.inputs["data"] / "train.safetensors", study=SLUG, kind="dataset")
-    x, y = arrays["x"].float(), arrays["y"].long()
+    x, y = _train_set(ctx)
     k = int(y.max()) + 1
     train_log = read_json(ctx.inputs["fit"] / "train_log.json")
     curves: dict[str, list[float]] = {}
@@ -174,11 +184,8 @@ def evaluate(ctx: StepContext) -> Report:
         put("collapse/row_ratio", float(row_norms[small].max() / row_norms.max()))
         put("collapse/n2_lam2", float(sum(u.counts) ** 2 * u.collapse_lam**2))
         for depth in nt.depths:
-            state, _ = load_tensors(
-                ctx.inputs["fit"] / f"net_M{depth}_s{seed}.safetensors", study=SLUG, kind="model"
-            )
             net = core.DeepLinearMLP(x.shape[1], nt.hidden, nt.layers, depth, k)
-            net.load_state_dict(state)
+            ctx.load_model(net, f"net_M{depth}_s{seed}", step="fit")
             with torch.no_grad():
                 feats = [*net.features(x), net(x)]
             nc1s = [nc.nc1(f, y, k) for f in feats]
@@ -224,7 +231,7 @@ DEVIATIONS = "\n".join(
 
 
 def _figures(
-    cfg: NcDeepLinearConfig, curves: dict[str, list[float]], ctx: StepContext
+    cfg: NcDeepLinearConfig, curves: dict[str, list[float]], ctx: StepContext[NcDeepLinearConfig]
 ) -> dict[str, Figure]:
     u = cfg.ufm
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))

@@ -19,30 +19,31 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from subspacelab.data import embedded
-from subspacelab.data.cifar import fetch_cifar, load_cifar
-from subspacelab.io import load_tensors, save_tensors
-from subspacelab.nets.training import LossModule, state_dict_cpu, tensor_loader
-from subspacelab.nets.training import fit as train
-from subspacelab.probes import collapse as nc
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    gap,
+    on_mean,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data import embedded
+from subspacelab.data.cifar import fetch_cifar, load_cifar
+from subspacelab.probes import collapse as nc
 from subspacelab.studies.nc_perturbation import core
 from subspacelab.studies.nc_perturbation.config import NcPerturbationConfig
-from subspacelab.verdicts import ClaimResult, Stat, decide, every, gap, on_mean
 
 SLUG = "nc_perturbation"
 
 
-def data(ctx: StepContext) -> StepOutput:
+def data(ctx: StepContext[NcPerturbationConfig]) -> StepOutput:
     """digits (mini; standardised by the train mean and overall std) or CIFAR-10 images
     (full; (3, 32, 32), standardised per channel with the train statistics)."""
     d = ctx.cfg.data
@@ -59,26 +60,26 @@ def data(ctx: StepContext) -> StepOutput:
         x, y = split.x_train, split.y_train
         x = x[: d.max_train].astype(np.float32)
         x = (x - x.mean(axis=0)) / (x.std() + 1e-12)
-    save_tensors(
-        ctx.out / "train.safetensors", {"x": x, "y": y[: d.max_train]}, study=SLUG, kind="dataset"
-    )
+    ctx.save("train", {"x": x, "y": y[: d.max_train]}, kind="dataset")
     return StepOutput({"examples": float(len(x))})
 
 
-def _train(ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-    t, _ = load_tensors(ctx.inputs["data"] / "train.safetensors", study=SLUG, kind="dataset")
+def _train(ctx: StepContext[NcPerturbationConfig]) -> tuple[torch.Tensor, torch.Tensor]:
+    t = ctx.load("train", step="data", kind="dataset")
     return t["x"].float(), t["y"].long()
 
 
-def fit(ctx: StepContext) -> StepOutput:
+def fit(ctx: StepContext[NcPerturbationConfig]) -> StepOutput:
     """Train the backbone per seed (MSE to one-hot, Adam with weight decay)."""
+    from subspacelab.api import LossModule, tensor_loader
+    from subspacelab.api import fit as train
+
     b = ctx.cfg.backbone
     x, y = _train(ctx)
     k = int(y.max()) + 1
     target = nn.functional.one_hot(y, k).float()
     errs = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         net = core.make_backbone(b.arch, x.shape, b.width, b.blocks, k)
         module = LossModule(net, core.mse_loss, lr=b.lr, weight_decay=b.weight_decay)
         loader = tensor_loader(x, target, batch_size=b.batch_size, seed=seed)
@@ -94,16 +95,14 @@ def fit(ctx: StepContext) -> StepOutput:
             last = core.block_features_batched(net, x, ctx.device)[-1]
             logits = net.fc(last.to(ctx.device)).cpu()  # type: ignore[operator]
         errs[f"s{seed}.train_error"] = float((logits.argmax(1) != y).float().mean())
-        save_tensors(
-            ctx.out / f"backbone_s{seed}.safetensors", state_dict_cpu(net), study=SLUG, kind="model"
-        )
+        ctx.save_model(f"backbone_s{seed}", net)
         ctx.progress(f"backbone seed {seed}: train error {errs[f's{seed}.train_error']:.4f}")
     return StepOutput(errs)
 
 
-def evaluate(ctx: StepContext) -> Report:
+def evaluate(ctx: StepContext[NcPerturbationConfig]) -> Report:
     """Grid of NC1 ratios, the central-path flow, the first-order check, depthwise NC1."""
-    cfg: NcPerturbationConfig = ctx.cfg
+    cfg = ctx.cfg
     b, md = cfg.backbone, cfg.model
     x, y = _train(ctx)
     k = int(y.max()) + 1
@@ -115,11 +114,8 @@ def evaluate(ctx: StepContext) -> Report:
         metrics.setdefault(name, []).append(float(value))
 
     for seed in ctx.seeds:
-        state, _ = load_tensors(
-            ctx.inputs["fit"] / f"backbone_s{seed}.safetensors", study=SLUG, kind="model"
-        )
         net = core.make_backbone(b.arch, x.shape, b.width, b.blocks, k)
-        net.load_state_dict(state)
+        ctx.load_model(net, f"backbone_s{seed}", step="fit")
         blocks = [f.double() for f in core.block_features_batched(net, x, ctx.device)]
         h0 = blocks[b.h0_block - 1].T.contiguous()
         nc1_h0 = nc.nc1(h0.T, y, k)

@@ -1,8 +1,12 @@
 """OptFS training through Lightning: the search by continuation and the retrain, each for many
-independent members in one run (Lyu et al., WWW 2023, arXiv:2301.10909).
+independent members in one run on the same batches (Lyu et al., WWW 2023, arXiv:2301.10909).
 
 Members share the batches of a seed but not their parameters; Adam is per-parameter, so the
-summed loss trains each member exactly as a run of its own would.
+summed loss trains each member exactly as a run of its own would. The retrain is a
+:func:`~subspacelab.api.train_joint` run (one member per model). The search is one
+:class:`~subspacelab.api.LossModule` over all members, since each member has two optimiser
+groups there (weights at ``lr`` with L2, gates at ``gate_lr`` without) and a joint member has one.
+Only training code imports this module (it loads Lightning for its callbacks).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
-from subspacelab.nets.training import LossModule, TrainEnv, fit, tensor_loader
+from subspacelab.api import LossModule, Member, TrainEnv, fit, tensor_loader, train_joint
 from subspacelab.recsys.metrics import auc
 from subspacelab.studies.optfs.core import GatedDeepFM, tau_at
 
@@ -120,18 +124,22 @@ def retrain(
 ) -> list[dict[str, float]]:
     """Train every member with its gates fixed; early stopping on validation AUC, i.e. each
     member's test AUC is read at its best validation epoch."""
-    nets = nn.ModuleList(members)
 
-    def loss(_: nn.Module, b: tuple[Tensor, ...]) -> Tensor:
-        (idx,) = b
-        return sum(  # type: ignore[return-value]
-            nn.functional.binary_cross_entropy_with_logits(m(ids[idx]), y[idx]) for m in members
-        )
+    def member(m: GatedDeepFM) -> Member:
+        def loss(idx: Tensor) -> Tensor:
+            return nn.functional.binary_cross_entropy_with_logits(m(ids[idx]), y[idx])
+
+        return Member(m, loss, lr=lr, weight_decay=l2)  # fixed gates get no gradient: unchanged
 
     scores = _EpochAUC(members, val, test)
-    module = LossModule(nets, loss, lr=lr, param_groups=_groups(members, lr, l2, 1.0)[:1])
-    loader = tensor_loader(torch.arange(len(y)), batch_size=batch, seed=seed)
-    fit(env, module, loader, epochs=epochs, label=f"retrain seed {seed}", callbacks=[scores])
+    train_joint(
+        env,
+        [member(m) for m in members],
+        epochs=epochs,
+        loader=tensor_loader(torch.arange(len(y)), batch_size=batch, seed=seed),
+        label=f"retrain seed {seed}",
+        callbacks=[scores],
+    )
     out = []
     for hist in scores.history:
         best = int(np.argmax([v for v, _ in hist]))

@@ -15,22 +15,26 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.recsys import ctr_log
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
     ClaimResult,
     Metrics,
     Report,
+    SeedMetrics,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.recsys import ctr_log
 from subspacelab.studies.optfs import core
 from subspacelab.studies.optfs.config import OptFSConfig
-from subspacelab.verdicts import Stat, decide, gap, on_mean
 
 SLUG = "optfs"
 # R3's "matched AUC": OptFS within this much of the field-gate baseline (the spec notes that AUC
@@ -38,7 +42,7 @@ SLUG = "optfs"
 AUC_MATCH = 0.005
 
 
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[OptFSConfig]) -> StepOutput:
     d = ctx.cfg.data
     log = ctr_log(
         d.n_train + d.n_val + d.n_test,
@@ -52,9 +56,7 @@ def _data(ctx: StepContext) -> StepOutput:
         signal_value_frac=d.signal_value_frac,
     )
     signal = {f"signal_{f}": s.astype(np.uint8) for f, s in enumerate(log.signal_values)}
-    save_tensors(
-        ctx.out / "log.safetensors", {"x": log.x, "y": log.y, **signal}, study=SLUG, kind="data"
-    )
+    ctx.save("log", {"x": log.x, "y": log.y, **signal}, kind="data")
     write_json(
         ctx.out / "log.json",
         {"vocab": list(log.vocab), "splits": [d.n_train, d.n_val, d.n_test]},
@@ -64,14 +66,13 @@ def _data(ctx: StepContext) -> StepOutput:
     return StepOutput(metrics={"ctr": float(log.y.mean())})
 
 
-def _fit(ctx: StepContext) -> StepOutput:
-    from subspacelab.nets.training import state_dict_cpu
+def _fit(ctx: StepContext[OptFSConfig]) -> StepOutput:
+    from subspacelab.api import state_dict_cpu
     from subspacelab.studies.optfs.lightning import retrain, search
 
-    cfg: OptFSConfig = ctx.cfg
-    m, s = cfg.model, cfg.search
+    m, s = ctx.cfg.model, ctx.cfg.search
     meta = read_json(ctx.inputs["data"] / "log.json")
-    t, _ = load_tensors(ctx.inputs["data"] / "log.safetensors", study=SLUG, kind="data")
+    t = ctx.load("log", kind="data")
     x, y = t["x"].numpy(), t["y"].float()
     signal = tuple(t[f"signal_{f}"].numpy().astype(bool) for f in range(x.shape[1]))
     n_tr, n_va, n_te = meta["splits"]
@@ -89,8 +90,7 @@ def _fit(ctx: StepContext) -> StepOutput:
         )
 
     results: dict[str, dict[str, float]] = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         gated = [model("value") for _ in s.lambdas] + [model("field") for _ in s.lambdas]
         snaps = search(
             ctx,
@@ -126,16 +126,11 @@ def _fit(ctx: StepContext) -> StepOutput:
             ctx, members, ids[tr], y[tr], val, test,
             epochs=s.retrain_epochs, lr=s.lr, l2=s.l2, batch=s.batch, seed=seed,
         )  # fmt: skip
-        save_tensors(
-            ctx.out / f"seed{seed}.safetensors",
-            state_dict_cpu(torch.nn.ModuleList(members)),
-            study=SLUG,
-            kind="model/deepfm",
-        )
+        ctx.save(f"seed{seed}", state_dict_cpu(torch.nn.ModuleList(members)), kind="model/deepfm")
         n_l = len(s.lambdas)
         r: dict[str, float] = {
-            "backbone_auc": scores[0]["test_auc"],
-            "backbone_epoch": scores[0]["epoch"],
+            "backbone/auc": scores[0]["test_auc"],
+            "backbone/epoch": scores[0]["epoch"],
         }
         for i in range(n_l):
             value, field, fresh = scores[1 + i], scores[1 + n_l + i], scores[1 + 2 * n_l + i]
@@ -143,43 +138,43 @@ def _fit(ctx: StepContext) -> StepOutput:
             sig, noise = core.selectivity(kept_v, ids[tr].numpy(), x[tr], signal)
             r.update(
                 {
-                    f"optfs_l{i}_val_auc": value["val_auc"],
-                    f"optfs_l{i}_auc": value["test_auc"],
-                    f"optfs_l{i}_kept": float(kept_v[seen].mean()),
-                    f"optfs_l{i}_signal_kept": sig,
-                    f"optfs_l{i}_noise_kept": noise,
-                    f"reinit_l{i}_auc": fresh["test_auc"],
-                    f"field_l{i}_val_auc": field["val_auc"],
-                    f"field_l{i}_auc": field["test_auc"],
-                    f"field_l{i}_kept": float(kept_f[seen].mean()),
+                    f"optfs/l{i}/val_auc": value["val_auc"],
+                    f"optfs/l{i}/auc": value["test_auc"],
+                    f"optfs/l{i}/kept": float(kept_v[seen].mean()),
+                    f"optfs/l{i}/signal_kept": sig,
+                    f"optfs/l{i}/noise_kept": noise,
+                    f"reinit/l{i}/auc": fresh["test_auc"],
+                    f"field/l{i}/val_auc": field["val_auc"],
+                    f"field/l{i}/auc": field["test_auc"],
+                    f"field/l{i}/kept": float(kept_f[seen].mean()),
                 }
             )
         for arm in ("optfs", "field"):  # λ chosen per seed on validation AUC
-            best = int(np.argmax([r[f"{arm}_l{i}_val_auc"] for i in range(n_l)]))
-            r[f"{arm}_lambda_index"] = float(best)
+            best = int(np.argmax([r[f"{arm}/l{i}/val_auc"] for i in range(n_l)]))
+            r[f"{arm}/lambda_index"] = float(best)
             for key in ("auc", "kept", "signal_kept", "noise_kept"):
-                if f"{arm}_l{best}_{key}" in r:
-                    r[f"{arm}_{key}"] = r[f"{arm}_l{best}_{key}"]
+                if f"{arm}/l{best}/{key}" in r:
+                    r[f"{arm}/{key}"] = r[f"{arm}/l{best}/{key}"]
             if arm == "optfs":
-                r["reinit_auc"] = r[f"reinit_l{best}_auc"]
+                r["reinit/auc"] = r[f"reinit/l{best}/auc"]
         results[f"seed{seed}"] = r
         ctx.progress(
-            f"seed {seed}: backbone {r['backbone_auc']:.4f}, OptFS {r['optfs_auc']:.4f} keeping "
-            f"{r['optfs_kept']:.3f}, field gates {r['field_auc']:.4f} keeping {r['field_kept']:.3f}"
+            f"seed {seed}: backbone {r['backbone/auc']:.4f}, OptFS {r['optfs/auc']:.4f} keeping "
+            f"{r['optfs/kept']:.3f}, field gates {r['field/auc']:.4f} keeping {r['field/kept']:.3f}"
         )
     write_json(ctx.out / "results.json", {"results": results, "lambdas": list(s.lambdas)})
     return StepOutput()
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[OptFSConfig]) -> Report:
     from matplotlib.figure import Figure
 
     doc = read_json(ctx.inputs["fit"] / "results.json")
     lambdas: list[float] = doc["lambdas"]
-    metrics: dict[str, list[float]] = {}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
-        for key, value in doc["results"][f"seed{seed}"].items():
-            metrics.setdefault(key, []).append(float(value))
+        per_seed.record(doc["results"][f"seed{seed}"])
+    metrics = per_seed.as_dict()
     rows = [
         "| λ | OptFS AUC | kept | signal kept | noise kept | re-init AUC | field AUC "
         "| field kept |",
@@ -187,7 +182,7 @@ def _evaluate(ctx: StepContext) -> Report:
     ]
     for i, lam in enumerate(lambdas):
         cells = [
-            Stat(tuple(metrics[f"{k}_l{i}_{v}"])).fmt(4)
+            Stat(tuple(metrics[f"{k}/l{i}/{v}"])).fmt(4)
             for k, v in (
                 ("optfs", "auc"),
                 ("optfs", "kept"),
@@ -200,17 +195,17 @@ def _evaluate(ctx: StepContext) -> Report:
         ]
         rows.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     rows.append(
-        f"| backbone (all features) | {Stat(tuple(metrics['backbone_auc'])).fmt(4)} |||||||"
+        f"| backbone (all features) | {Stat(tuple(metrics['backbone/auc'])).fmt(4)} |||||||"
     )
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     for arm, marker in (("optfs", "o"), ("field", "s")):
-        xs = [np.mean(metrics[f"{arm}_l{i}_kept"]) for i in range(len(lambdas))]
-        ys = [np.mean(metrics[f"{arm}_l{i}_auc"]) for i in range(len(lambdas))]
+        xs = [np.mean(metrics[f"{arm}/l{i}/kept"]) for i in range(len(lambdas))]
+        ys = [np.mean(metrics[f"{arm}/l{i}/auc"]) for i in range(len(lambdas))]
         ax.plot(
             xs, ys, marker=marker, label="OptFS (value gates)" if arm == "optfs" else "field gates"
         )
-    ax.axhline(np.mean(metrics["backbone_auc"]), color="grey", ls="--", label="backbone")
+    ax.axhline(np.mean(metrics["backbone/auc"]), color="grey", ls="--", label="backbone")
     ax.set_xscale("log")
     ax.set_xlabel("kept share of seen feature values")
     ax.set_ylabel("test AUC (mean over seeds)")
@@ -236,8 +231,8 @@ def _evaluate(ctx: StepContext) -> Report:
 
 def _check_r1(m: Metrics) -> ClaimResult:
     return decide(
-        on_mean("AUC OptFS - backbone", gap(m["optfs_auc"], m["backbone_auc"]), ">=", 0.0),
-        on_mean("kept ratio", m["optfs_kept"], "<=", 0.2),
+        on_mean("AUC OptFS - backbone", gap(m["optfs/auc"], m["backbone/auc"]), ">=", 0.0),
+        on_mean("kept ratio", m["optfs/kept"], "<=", 0.2),
     )
 
 
@@ -245,7 +240,7 @@ def _check_r2(m: Metrics) -> ClaimResult:
     return decide(
         on_mean(
             "signal kept - noise kept",
-            gap(m["optfs_signal_kept"], m["optfs_noise_kept"]),
+            gap(m["optfs/signal_kept"], m["optfs/noise_kept"]),
             ">=",
             0.2,
         )
@@ -254,14 +249,14 @@ def _check_r2(m: Metrics) -> ClaimResult:
 
 def _check_r3(m: Metrics) -> ClaimResult:
     return decide(
-        on_mean("kept OptFS - field gates", gap(m["optfs_kept"], m["field_kept"]), "<", 0.0),
-        on_mean("AUC OptFS - field gates", gap(m["optfs_auc"], m["field_auc"]), ">=", -AUC_MATCH),
+        on_mean("kept OptFS - field gates", gap(m["optfs/kept"], m["field/kept"]), "<", 0.0),
+        on_mean("AUC OptFS - field gates", gap(m["optfs/auc"], m["field/auc"]), ">=", -AUC_MATCH),
     )
 
 
 def _check_r4(m: Metrics) -> ClaimResult:
     return decide(
-        on_mean("AUC rewound - re-initialised", gap(m["optfs_auc"], m["reinit_auc"]), ">=", 0.0)
+        on_mean("AUC rewound - re-initialised", gap(m["optfs/auc"], m["reinit/auc"]), ">=", 0.0)
     )
 
 

@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from subspacelab.io import load_tensors, read_json
-from subspacelab.registry import Curve, Report, Step, StepContext, Study
+from subspacelab.api import Curve, Report, Stat, Step, StepContext, Study, load_tensors, read_json
 from subspacelab.studies.cm3.core import ARMS as CM3_ARMS
 from subspacelab.studies.recsys_compare.config import RecsysCompareConfig
 from subspacelab.studies.unified_embedding.core import SCHEMES
-from subspacelab.verdicts import Stat
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,7 +38,8 @@ RANK_COLUMNS = ("recall_10", "ndcg_10", "recall_20", "ndcg_20")
 
 @dataclass(frozen=True)
 class Point:
-    """One trained CTR model family: per-seed stored parameters and test AUC."""
+    """One trained CTR model family: per-seed stored parameters and test AUC. ``key`` is the
+    family's metric prefix (``<study>/<arm>[/<setting>]``)."""
 
     key: str
     label: str
@@ -79,14 +78,14 @@ def ue_points(doc: dict, seeds: list[int]) -> list[Point]:
     out = []
     for budget in doc["budgets"]:
         for s in SCHEMES:
-            k = f"{s}_{budget}"
+            k = f"{s}/{budget}"
             out.append(
                 Point(
-                    f"ue_{k}",
+                    f"unified_embedding/{k}",
                     f"{s.replace('_', ' ')} @{budget} rows",
                     "unified_embedding",
-                    tuple(float(r[f"params_{k}"]) for r in rows),
-                    tuple(float(r[f"auc_{k}"]) for r in rows),
+                    tuple(float(r[f"{k}/params"]) for r in rows),
+                    tuple(float(r[f"{k}/auc"]) for r in rows),
                 )
             )
     return out
@@ -112,34 +111,34 @@ def optfs_points(doc: dict, states: list[dict[str, torch.Tensor]], seeds: list[i
         params = tuple(deepfm_params(st, j) for st, j in zip(states, members, strict=True))
         return Point(key, label, "optfs", params, tuple(float(r[metric]) for r in rows))
 
-    best = {arm: [int(r[f"{arm}_lambda_index"]) for r in rows] for arm in ("optfs", "field")}
+    best = {arm: [int(r[f"{arm}/lambda_index"]) for r in rows] for arm in ("optfs", "field")}
     fixed = [0] * len(rows)
-    out = [point("optfs_backbone", "DeepFM backbone (all features)", "backbone_auc", fixed)]
+    out = [point("optfs/backbone", "DeepFM backbone (all features)", "backbone/auc", fixed)]
     for i, lam in enumerate(lambdas):
         out.append(
-            point(f"optfs_optfs_l{i}", f"OptFS λ={lam:g}", f"optfs_l{i}_auc", [1 + i] * len(rows))
+            point(f"optfs/optfs/l{i}", f"OptFS λ={lam:g}", f"optfs/l{i}/auc", [1 + i] * len(rows))
         )
         out.append(
             point(
-                f"optfs_field_l{i}",
+                f"optfs/field/l{i}",
                 f"field gates λ={lam:g}",
-                f"field_l{i}_auc",
+                f"field/l{i}/auc",
                 [1 + n_l + i] * len(rows),
             )
         )
     chosen = "λ by validation AUC"
     out += [
-        point("optfs_optfs", f"OptFS ({chosen})", "optfs_auc", [1 + i for i in best["optfs"]]),
+        point("optfs/optfs", f"OptFS ({chosen})", "optfs/auc", [1 + i for i in best["optfs"]]),
         point(
-            "optfs_field",
+            "optfs/field",
             f"field gates ({chosen})",
-            "field_auc",
+            "field/auc",
             [1 + n_l + i for i in best["field"]],
         ),
         point(
-            "optfs_reinit",
+            "optfs/reinit",
             f"OptFS mask, re-initialised ({chosen})",
-            "reinit_auc",
+            "reinit/auc",
             [1 + 2 * n_l + i for i in best["optfs"]],
         ),
     ]
@@ -224,26 +223,20 @@ def cm3_table(doc: dict, seeds: list[int]) -> tuple[str, dict[str, list[float]]]
     for arm in CM3_ARMS:
         cells = []
         for c in RANK_COLUMNS:
-            values = [float(r[f"{arm}_{c}"]) for r in rows]
-            metrics[f"cm3_{arm}_{c}"] = values
+            values = [float(r[f"{arm}/{c}"]) for r in rows]
+            metrics[f"cm3/{arm}/{c}"] = values
             cells.append(Stat(tuple(values)).fmt(4))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines), metrics
 
 
-def _report(ctx: StepContext) -> Report:
-    cfg: RecsysCompareConfig = ctx.cfg
+def _report(ctx: StepContext[RecsysCompareConfig]) -> Report:
     ue_doc = read_json(ctx.inputs["unified_embedding.fit"] / "results.json")
     op_doc = read_json(ctx.inputs["optfs.fit"] / "results.json")
     cm3_doc = read_json(ctx.inputs["cm3.fit"] / "results.json")
-    cm3_text, cm3_metrics = cm3_table(cm3_doc, cfg.cm3_seeds)  # seeds checked before loading
+    cm3_text, cm3_metrics = cm3_table(cm3_doc, ctx.cfg.cm3_seeds)  # seeds checked before loading
     seed_rows(op_doc, ctx.seeds, "optfs", "seeds")
-    states = [
-        load_tensors(
-            ctx.inputs["optfs.fit"] / f"seed{s}.safetensors", study="optfs", kind="model/deepfm"
-        )[0]
-        for s in ctx.seeds
-    ]
+    states = [ctx.load(f"seed{s}", step="optfs.fit", kind="model/deepfm") for s in ctx.seeds]
     points = ue_points(ue_doc, ctx.seeds) + optfs_points(op_doc, states, ctx.seeds)
     ue_data, op_data = ctx.inputs["unified_embedding.data"], ctx.inputs["optfs.data"]
     shared = same_log(ue_data, op_data)
@@ -284,10 +277,10 @@ def _report(ctx: StepContext) -> Report:
     )
     metrics: dict[str, list[float] | float] = {"same_log": float(shared)}
     for p in points:
-        metrics[f"{p.key}_auc"] = list(p.auc)
-        metrics[f"{p.key}_params"] = list(p.params)
+        metrics[f"{p.key}/auc"] = list(p.auc)
+        metrics[f"{p.key}/params"] = list(p.params)
     for study in CTR_STUDIES:
-        metrics[f"{study}_frontier_points"] = float(
+        metrics[f"{study}/frontier_points"] = float(
             sum(front[p.key] for p in points if p.study == study)
         )
     metrics.update(cm3_metrics)
@@ -351,5 +344,11 @@ STUDY = Study(
             title="Pareto frontier of optfs's arms (test AUC vs parameters)",
         ),
     ),
-    headline=("same_log", "*_frontier_points", "ue_*_auc", "optfs_optfs_auc", "cm3_*_ndcg_20"),
+    headline=(
+        "same_log",
+        "*/frontier_points",
+        "unified_embedding/*/auc",
+        "optfs/optfs/auc",
+        "cm3/*/ndcg_20",
+    ),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 from subspacelab.probes.robustness import CORRUPTIONS
 from subspacelab.studies.robustness_lottery.full import CIFAR10C_CORRUPTIONS, PER_SEVERITY
 

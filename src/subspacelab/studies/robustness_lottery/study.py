@@ -18,31 +18,32 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.stats import spearmanr
 
-from subspacelab.data import embedded
-from subspacelab.data.cifar import CIFAR_RESOURCES, load_cifar
-from subspacelab.data.download import fetch, safe_extract
-from subspacelab.io import load_tensors, save_tensors
-from subspacelab.nets.training import state_dict_cpu
-from subspacelab.probes.robustness import NOISES, corrupt
-from subspacelab.probes.stats import sign_test
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    on_mean,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data import embedded
+from subspacelab.data.cifar import CIFAR_RESOURCES, load_cifar
+from subspacelab.data.download import fetch, safe_extract
+from subspacelab.probes.robustness import NOISES, corrupt
+from subspacelab.probes.stats import sign_test
 from subspacelab.studies.robustness_lottery import core, full
 from subspacelab.studies.robustness_lottery.config import RobustnessLotteryConfig
-from subspacelab.verdicts import ClaimResult, Stat, decide, every, on_mean
 
 SLUG = "robustness_lottery"
 
 
-def data(ctx: StepContext) -> StepOutput:
+def data(ctx: StepContext[RobustnessLotteryConfig]) -> StepOutput:
     """mini: MNIST-1D and every (corruption, severity) of its first ``n_test`` test signals.
     full: CIFAR-10 and CIFAR-10-C, downloaded into ``cifar10.download_dir`` with their pinned
     MD5s checked, and extracted into the step's output."""
@@ -65,15 +66,15 @@ def data(ctx: StepContext) -> StepOutput:
     }
     for i, (name, sev) in enumerate(itertools.product(d.corruptions, d.severities)):
         arrays[f"{name}/{sev}"] = corrupt(x_test, name, sev, seed=d.seed + i)
-    save_tensors(ctx.out / "data.safetensors", arrays, study=SLUG, kind="dataset")
+    ctx.save("data", arrays, kind="dataset")
     return StepOutput({"corrupted_sets": float(len(arrays) - 4)})
 
 
 class _Data:
     """The training set, the clean test slice and the corrupted cells, whichever the source."""
 
-    def __init__(self, ctx: StepContext) -> None:
-        self.cfg: RobustnessLotteryConfig = ctx.cfg
+    def __init__(self, ctx: StepContext[RobustnessLotteryConfig]) -> None:
+        self.cfg = ctx.cfg
         dc = self.cfg.data
         root: Path = ctx.inputs["data"]
         if dc.cifar10 is not None:
@@ -85,7 +86,7 @@ class _Data:
             self._folder: Path | None = root / "CIFAR-10-C"
             self._arrays: dict[str, torch.Tensor] = {}
         else:
-            self._arrays = load_tensors(root / "data.safetensors", study=SLUG, kind="dataset")[0]
+            self._arrays = ctx.load("data", step="data", kind="dataset")
             self.x_train, self.y_train = self._arrays["x_train"], self._arrays["y_train"]
             self.x_test, self.y_test = self._arrays["x_test"], self._arrays["y_test"].long()
             self._folder = None
@@ -106,15 +107,16 @@ def _make(cfg: RobustnessLotteryConfig, x: torch.Tensor) -> core.Classifier:
     return core.SmallCNN(x.shape[1], tr.channels, tr.hidden, 10)
 
 
-def fit(ctx: StepContext) -> StepOutput:
+def fit(ctx: StepContext[RobustnessLotteryConfig]) -> StepOutput:
     """Dense and four pruned models per seed, from one init."""
-    cfg: RobustnessLotteryConfig = ctx.cfg
+    from subspacelab.studies.robustness_lottery.training import train_methods
+
+    cfg = ctx.cfg
     tr = cfg.train
     d = _Data(ctx)
     out = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
-        models = core.train_methods(
+    for seed in ctx.seeded():
+        models = train_methods(
             ctx,
             lambda: _make(cfg, d.x_test),
             d.x_train,
@@ -128,21 +130,16 @@ def fit(ctx: StepContext) -> StepOutput:
             seed=seed,
         )
         for method, net in models.items():
-            save_tensors(
-                ctx.out / f"{method}_s{seed}.safetensors",
-                state_dict_cpu(net),
-                study=SLUG,
-                kind="model",
-            )
+            ctx.save_model(f"{method}_s{seed}", net)
             acc = core.summarise(net.to(ctx.device), d.x_test, d.y_test)["acc"]
             out[f"{method}_s{seed}.clean_acc"] = acc
             ctx.progress(f"{method} seed {seed}: clean accuracy {acc:.3f}")
     return StepOutput(out)
 
 
-def evaluate(ctx: StepContext) -> Report:
+def evaluate(ctx: StepContext[RobustnessLotteryConfig]) -> Report:
     """Clean and corrupted geometry per model; claims; the views."""
-    cfg: RobustnessLotteryConfig = ctx.cfg
+    cfg = ctx.cfg
     dc = cfg.data
     d = _Data(ctx)
     cells = list(itertools.product(dc.corruptions, dc.severities))
@@ -153,10 +150,7 @@ def evaluate(ctx: StepContext) -> Report:
         net = _make(cfg, d.x_test)
         if method == "edge_popup":
             core.to_edge_popup(net, 1.0 - cfg.train.sparsity)
-        state, _ = load_tensors(
-            ctx.inputs["fit"] / f"{method}_s{seed}.safetensors", study=SLUG, kind="model"
-        )
-        net.load_state_dict(state)
+        ctx.load_model(net, f"{method}_s{seed}", step="fit")
         nets[seed, method] = net.to(ctx.device)
         clean[seed, method] = core.summarise(net, d.x_test, d.y_test)
         for k, v in clean[seed, method].items():
@@ -185,7 +179,7 @@ def evaluate(ctx: StepContext) -> Report:
         metrics[f"{method}/corrupted/rel_acc"] = list(
             np.asarray(metrics[f"{method}/corrupted/acc"]) / np.maximum(clean_acc, 1e-12)
         )
-    metrics["edge_popup_minus_dense/corrupted_acc"] = list(
+    metrics["edge_popup_minus_dense/corrupted/acc"] = list(
         np.subtract(metrics["edge_popup/corrupted/acc"], metrics["dense/corrupted/acc"])
     )
     ctx.progress(f"{len(core.METHODS)} models × {n_cells} corrupted sets evaluated")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from subspacelab.api import param
 from subspacelab.clustering.datasets import PLANETOID_PARTS
-from subspacelab.config import param
 
 
 @dataclass

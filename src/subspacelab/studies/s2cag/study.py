@@ -16,11 +16,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from subspacelab.api import (
+    Claim,
+    ClaimResult,
+    Metrics,
+    Report,
+    SeedMetrics,
+    Stat,
+    Step,
+    StepContext,
+    StepOutput,
+    Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
+)
 from subspacelab.clustering import (
     AttributedGraph,
     conductance,
@@ -32,28 +48,17 @@ from subspacelab.clustering import (
 from subspacelab.clustering.datasets import PLANETOID_PARTS, load_planetoid
 from subspacelab.clustering.plots import score_bars
 from subspacelab.data.download import Resource, fetch
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
-    Claim,
-    Metrics,
-    Report,
-    Step,
-    StepContext,
-    StepOutput,
-    Study,
-)
 from subspacelab.studies.s2cag import core
 from subspacelab.studies.s2cag.config import ModelConfig, S2CAGConfig
-from subspacelab.verdicts import ClaimResult, Stat, decide, gap, on_mean
 
 SLUG = "s2cag"
 METHODS = ("s2cag", "m_s2cag", "feature_kmeans", "graph_spectral", "sgc_kmeans", "sagsc")
 
 
-def _save_graph(path: Path, g: AttributedGraph) -> None:
+def _save_graph(ctx: StepContext[S2CAGConfig], name: str, g: AttributedGraph) -> None:
     a, x = g.adjacency.tocoo(), g.features.tocoo()
-    save_tensors(
-        path,
+    ctx.save(
+        name,
         {
             "adj_row": a.row.astype(np.int64),
             "adj_col": a.col.astype(np.int64),
@@ -63,13 +68,12 @@ def _save_graph(path: Path, g: AttributedGraph) -> None:
             "shape": np.array([g.n_nodes, x.shape[1]], dtype=np.int64),
             "labels": g.labels,
         },
-        study=SLUG,
         kind="graph",
     )
 
 
-def _load_graph(path: Path) -> AttributedGraph:
-    t = {k: v.numpy() for k, v in load_tensors(path, study=SLUG, kind="graph")[0].items()}
+def _load_graph(ctx: StepContext[S2CAGConfig], name: str) -> AttributedGraph:
+    t = {k: v.numpy() for k, v in ctx.load(name, kind="graph").items()}
     n, m = (int(v) for v in t["shape"])
     adj = sp.coo_matrix((np.ones(t["adj_row"].size), (t["adj_row"], t["adj_col"])), (n, n))
     x = sp.coo_matrix((t["x_val"], (t["x_row"], t["x_col"])), (n, m))
@@ -83,7 +87,7 @@ def planetoid_resources(url: str, name: str, sha256: dict[str, str]) -> list[Res
     return [Resource(f"{url}/{f}", f, sha256=sha256.get(f) or None) for f in files]
 
 
-def _graphs(ctx: StepContext) -> StepOutput:
+def _graphs(ctx: StepContext[S2CAGConfig]) -> StepOutput:
     d = ctx.cfg.data
     names = []
     if d.source == "csbm":
@@ -99,7 +103,7 @@ def _graphs(ctx: StepContext) -> StepOutput:
                     topic,
                     seed,
                 )
-                _save_graph(ctx.out / f"{regime}_seed{seed}.safetensors", g)
+                _save_graph(ctx, f"{regime}_seed{seed}", g)
                 names.append(regime)
             ctx.progress(f"csbm {regime}: ratio {ratio}, topic weight {topic}")
     else:
@@ -114,7 +118,7 @@ def _graphs(ctx: StepContext) -> StepOutput:
                 fetch(resource, root, ctx.progress)
             g = load_planetoid(root, name)
             for seed in ctx.seeds:  # the same graph; seeds vary the solvers' randomness
-                _save_graph(ctx.out / f"{name}_seed{seed}.safetensors", g)
+                _save_graph(ctx, f"{name}_seed{seed}", g)
             names.append(name)
     write_json(ctx.out / "graphs.json", {"graphs": sorted(set(names))})
     return StepOutput()
@@ -127,8 +131,9 @@ def _timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
 
 
 def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, float]:
-    """All methods on one graph: metrics (acc/nmi/ari/time) per method, the selected (T, α),
-    the oracle choice's ACC and the conductances behind R4."""
+    """All methods on one graph: metrics (acc/nmi/ari/wall_time) per method, the selected
+    (T, α), the oracle choice's ACC and the conductances behind R4, named
+    ``<method>/<quantity>``."""
     k = int(g.labels.max()) + 1
     x_tfidf = core.tfidf(g.features)
     x_hat = core.attribute_degree_normalise(x_tfidf)
@@ -156,18 +161,18 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
             oracle_acc = max(oracle_acc, evaluate(g.labels, pred)["acc"])  # reported only
             if q > best_q:
                 best_q, chosen = q, key
-        out[f"{mode}_time"] = nsr_time + (time.perf_counter() - t0) / len(grid)
-        out.update({f"{mode}_{m}": v for m, v in evaluate(g.labels, preds[chosen]).items()})
-        out[f"{mode}_oracle_acc"] = oracle_acc
-        out[f"{mode}_T"], out[f"{mode}_alpha"] = float(chosen[0]), float(chosen[1])
+        out[f"{mode}/wall_time"] = nsr_time + (time.perf_counter() - t0) / len(grid)
+        out.update({f"{mode}/{m}": v for m, v in evaluate(g.labels, preds[chosen]).items()})
+        out[f"{mode}_oracle/acc"] = oracle_acc
+        out[f"{mode}/T"], out[f"{mode}/alpha"] = float(chosen[0]), float(chosen[1])
         if mode == "s2cag":
             z_s2cag = zs[chosen]
-            out["s2cag_conductance_zz"] = conductance(preds[chosen], factor=z_s2cag)
+            out["s2cag/conductance_zz"] = conductance(preds[chosen], factor=z_s2cag)
             km_z = kmeans_baseline(z_s2cag, k, seed)
-            out["kmeans_z_acc"] = evaluate(g.labels, km_z)["acc"]
-            out["kmeans_z_conductance_zz"] = conductance(km_z, factor=z_s2cag)
+            out["kmeans_z/acc"] = evaluate(g.labels, km_z)["acc"]
+            out["kmeans_z/conductance_zz"] = conductance(km_z, factor=z_s2cag)
             shuffled = np.random.default_rng(seed).permutation(km_z)
-            out["random_conductance_zz"] = conductance(shuffled, factor=z_s2cag)
+            out["random/conductance_zz"] = conductance(shuffled, factor=z_s2cag)
     baselines = {
         "feature_kmeans": lambda: core.feature_kmeans(x_tfidf, k, seed),
         "graph_spectral": lambda: core.graph_spectral(g.adjacency, k, seed),
@@ -180,46 +185,51 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
     }
     for name, fn in baselines.items():
         pred, secs = _timed(fn)
-        out.update({f"{name}_{key}": v for key, v in evaluate(g.labels, pred).items()})
-        out[f"{name}_time"] = secs
+        out.update({f"{name}/{key}": v for key, v in evaluate(g.labels, pred).items()})
+        out[f"{name}/wall_time"] = secs
     return out
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[S2CAGConfig]) -> StepOutput:
     graphs = read_json(ctx.inputs["graphs"] / "graphs.json")["graphs"]
     results: dict[str, dict[str, float]] = {}
     for name in graphs:
         for seed in ctx.seeds:
-            g = _load_graph(ctx.inputs["graphs"] / f"{name}_seed{seed}.safetensors")
+            g = _load_graph(ctx, f"{name}_seed{seed}")
             r = fit_graph(g, ctx.cfg.model, seed)
             results[f"{name}_seed{seed}"] = r
             ctx.progress(
-                f"{name} seed {seed}: S2CAG {r['s2cag_acc']:.3f} (T={r['s2cag_T']:g}, "
-                f"α={r['s2cag_alpha']:g}; oracle {r['s2cag_oracle_acc']:.3f}), "
-                f"M-S2CAG {r['m_s2cag_acc']:.3f}, SGC {r['sgc_kmeans_acc']:.3f}, "
-                f"k-means {r['feature_kmeans_acc']:.3f}, graph {r['graph_spectral_acc']:.3f}"
+                f"{name} seed {seed}: S2CAG {r['s2cag/acc']:.3f} (T={r['s2cag/T']:g}, "
+                f"α={r['s2cag/alpha']:g}; oracle {r['s2cag_oracle/acc']:.3f}), "
+                f"M-S2CAG {r['m_s2cag/acc']:.3f}, SGC {r['sgc_kmeans/acc']:.3f}, "
+                f"k-means {r['feature_kmeans/acc']:.3f}, graph {r['graph_spectral/acc']:.3f}"
             )
     write_json(ctx.out / "results.json", {"graphs": graphs, "results": results})
     return StepOutput()
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[S2CAGConfig]) -> Report:
     doc = read_json(ctx.inputs["fit"] / "results.json")
-    metrics: dict[str, list[float]] = {}
-    for name in doc["graphs"]:
-        for seed in ctx.seeds:
-            for key, value in doc["results"][f"{name}_seed{seed}"].items():
-                metrics.setdefault(f"{name}_{key}", []).append(float(value))
+    per_seed = SeedMetrics()
+    for seed in ctx.seeds:
+        per_seed.record(
+            {
+                f"{name}/{key}": value
+                for name in doc["graphs"]
+                for key, value in doc["results"][f"{name}_seed{seed}"].items()
+            }
+        )
+    metrics = per_seed.as_dict()
     columns = (*METHODS, "kmeans_z", "s2cag_oracle")
     header = "| graph | " + " | ".join(columns) + " |"
     rows = [header, "|" + "---|" * (len(columns) + 1)]
     for name in doc["graphs"]:
-        cells = [f"{np.mean(metrics[f'{name}_{m}_acc']):.3f}" for m in columns]
+        cells = [f"{np.mean(metrics[f'{name}/{m}/acc']):.3f}" for m in columns]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     cond = ["| graph | S2CAG | k-means on Z | random partition |", "|---|---|---|---|"]
     for name in doc["graphs"]:
         cells = [
-            f"{np.mean(metrics[f'{name}_{m}_conductance_zz']):.5f}"
+            f"{np.mean(metrics[f'{name}/{m}/conductance_zz']):.5f}"
             for m in ("s2cag", "kmeans_z", "random")
         ]
         cond.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -233,11 +243,11 @@ def _evaluate(ctx: StepContext) -> Report:
     return Report(
         metrics=metrics,
         tables=tables,
-        figures={"acc": score_bars(metrics, "_acc", "S2CAG and baselines: clustering accuracy")},
+        figures={"acc": score_bars(metrics, "/acc", "S2CAG and baselines: clustering accuracy")},
     )
 
 
-def _regimes(ctx: StepContext, metrics: dict[str, list[float]]) -> str:
+def _regimes(ctx: StepContext[S2CAGConfig], metrics: dict[str, list[float]]) -> str:
     """The CSBM regimes with their single-source baselines, and how they were set (issue 12)."""
     d = ctx.cfg.data
     rows = [
@@ -249,8 +259,8 @@ def _regimes(ctx: StepContext, metrics: dict[str, list[float]]) -> str:
         inside = ratio / (ratio + d.n_clusters - 1)
         rows.append(
             f"| {regime} | {ratio:g} | {inside:.2f} (chance {1 / d.n_clusters:.2f}) | {topic:g} "
-            f"| {np.mean(metrics[f'{regime}_feature_kmeans_acc']):.3f} "
-            f"| {np.mean(metrics[f'{regime}_graph_spectral_acc']):.3f} |"
+            f"| {np.mean(metrics[f'{regime}/feature_kmeans/acc']):.3f} "
+            f"| {np.mean(metrics[f'{regime}/graph_spectral/acc']):.3f} |"
         )
     rows.append(
         "\nThe regimes' graph strength and topic weight are set on the single-source baselines "
@@ -262,22 +272,18 @@ def _regimes(ctx: StepContext, metrics: dict[str, list[float]]) -> str:
 
 
 def _graph_names(m: Metrics) -> list[str]:
-    return sorted(
-        k[: -len("_s2cag_acc")]
-        for k in m
-        if k.endswith("_s2cag_acc") and not k.endswith("_m_s2cag_acc")
-    )
+    return sorted(m.family("{graph}/s2cag/acc"))
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
     tests = []
     for g in _graph_names(m):
-        f, a = m[f"{g}_feature_kmeans_acc"], m[f"{g}_graph_spectral_acc"]
+        f, a = m[f"{g}/feature_kmeans/acc"], m[f"{g}/graph_spectral/acc"]
         best_single = Stat(tuple(max(x, y) for x, y in zip(f.values, a.values, strict=True)))
         tests.append(
             on_mean(
                 f"{g}: S2CAG - max(feature, graph)",
-                gap(m[f"{g}_s2cag_acc"], best_single),
+                gap(m[f"{g}/s2cag/acc"], best_single),
                 ">=",
                 0.05,
             )
@@ -287,7 +293,7 @@ def _check_r1(m: Metrics) -> ClaimResult:
 
 def _check_r2(m: Metrics) -> ClaimResult:
     tests = [
-        on_mean(f"{g}: S2CAG - {b}", gap(m[f"{g}_s2cag_acc"], m[f"{g}_{b}_acc"]), ">=", -0.01)
+        on_mean(f"{g}: S2CAG - {b}", gap(m[f"{g}/s2cag/acc"], m[f"{g}/{b}/acc"]), ">=", -0.01)
         for g in _graph_names(m)
         for b in ("sgc_kmeans", "sagsc")
     ]
@@ -298,7 +304,7 @@ def _check_r3(m: Metrics) -> ClaimResult:
     # |paired difference| ≤ 3 pts: both one-sided bounds must hold (an equivalence test)
     tests = []
     for g in _graph_names(m):
-        d = gap(m[f"{g}_m_s2cag_acc"], m[f"{g}_s2cag_acc"])
+        d = gap(m[f"{g}/m_s2cag/acc"], m[f"{g}/s2cag/acc"])
         tests.append(on_mean(f"{g}: M-S2CAG - S2CAG (upper bound)", d, "<=", 0.03))
         tests.append(on_mean(f"{g}: M-S2CAG - S2CAG (lower bound)", d, ">=", -0.03))
     return decide(*tests)
@@ -319,7 +325,7 @@ def relative_conductance(ours: Stat, kmeans: Stat, random: Stat) -> Stat:
 def _check_r4(m: Metrics) -> ClaimResult:
     tests, measured = [], {}
     for g in _graph_names(m):
-        s, k, r = (m[f"{g}_{x}_conductance_zz"] for x in ("s2cag", "kmeans_z", "random"))
+        s, k, r = (m[f"{g}/{x}/conductance_zz"] for x in ("s2cag", "kmeans_z", "random"))
         tests.append(
             on_mean(
                 f"{g}: (φ S2CAG - φ k-means on Z) / (φ random - φ k-means on Z)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 from subspacelab.studies.subspacead.core import AUG_MODES
 from subspacelab.studies.subspacead.textures import DEFECT_TYPES, TEXTURE_CATEGORIES
 

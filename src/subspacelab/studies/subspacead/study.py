@@ -28,19 +28,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from subspacelab.geometry import StreamingMoments
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Curve,
     Metrics,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    every,
+    gap,
+    load_tensors,
+    on_mean,
+    ratio,
+    read_json,
+    save_tensors,
+    seed_all,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.geometry import StreamingMoments
 from subspacelab.studies.subspacead import core, datasets, plots
 from subspacelab.studies.subspacead.config import (
     ABLATION_EVS,
@@ -55,7 +65,6 @@ from subspacelab.studies.subspacead.textures import (
     make_dataset,
     to_uint8,
 )
-from subspacelab.verdicts import ClaimResult, Stat, decide, every, gap, on_mean, ratio
 
 SLUG = "subspacead"
 METHOD_METRICS = ("image_auroc", "pixel_auroc", "aupro")
@@ -84,7 +93,7 @@ def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
 # --------------------------------------------------------------------------- download
 
 
-def _download(ctx: StepContext) -> StepOutput:
+def _download(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
     d = ctx.cfg.data
     index: dict[str, dict[str, Any]] = {}
     if d.datasets == ["textures"]:
@@ -102,9 +111,7 @@ def _download(ctx: StepContext) -> StepOutput:
                 for cat, s in sets.items()
                 for field in ("train", "test", "masks", "labels", "defect")
             }
-            save_tensors(
-                ctx.out / f"textures_seed{seed}.safetensors", tensors, study=SLUG, kind="textures"
-            )
+            ctx.save(f"textures_seed{seed}", tensors, kind="textures")
             ctx.progress(f"seed {seed}: generated {len(sets)} texture categories")
         index["textures"] = {"categories": list(d.categories)}
     else:
@@ -130,15 +137,15 @@ def _download(ctx: StepContext) -> StepOutput:
 # --------------------------------------------------------------------------- features
 
 
-def _pretrain(ctx: StepContext) -> StepOutput:
+def _pretrain(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
     """loco_cnn: per evaluated category, a CNN trained to classify the other texture categories
     (every texture category but the held-out one); other backbones need no pretraining."""
-    cfg: SubspaceADConfig = ctx.cfg
+    cfg = ctx.cfg
     p, f = cfg.pretrain, cfg.features
     if p is None:
         write_json(ctx.out / "index.json", {"backbone": f.backbone, "models": {}})
         return StepOutput()
-    from subspacelab.adapters.training import Member, train_joint
+    from subspacelab.api import Member, train_joint
 
     images = {}
     for i, cat in enumerate(TEXTURE_CATEGORIES):
@@ -159,20 +166,27 @@ def _pretrain(ctx: StepContext) -> StepOutput:
         seed_all(p.seed + i)
         net = core.TextureClassifier(core.PatchCNN(f.cnn_channels, f.cnn_mean_stages), len(others))
         nets[held_out] = net
-        members.append(Member(net, _ce(net), x, y, p.lr, p.seed + i, p.weight_decay, augment))
+        members.append(
+            Member(
+                net,
+                _ce(net),
+                lr=p.lr,
+                weight_decay=p.weight_decay,
+                data=(x, y),
+                seed=p.seed + i,
+                augment=augment,
+            )
+        )
     history = train_joint(
         ctx, members, epochs=p.epochs, batch_size=p.batch_size, label="leave-one-out CNNs"
-    )
+    ).history
     index: dict[str, dict[str, float]] = {}
     for (held_out, net), member, losses in zip(nets.items(), members, history, strict=True):
         with torch.no_grad():  # accuracy on the whole (uncropped) training images
-            acc = float((net(member.x).argmax(1) == member.y).double().mean())
-        save_tensors(
-            ctx.out / f"{held_out}.safetensors",
-            net.trunk.state_dict(),
-            study=SLUG,
-            kind="model/loco_cnn",
-            meta={"held_out": held_out},
+            x, y = member.data
+            acc = float((net(x).argmax(1) == y).double().mean())
+        ctx.save(
+            held_out, net.trunk.state_dict(), kind="model/loco_cnn", meta={"held_out": held_out}
         )
         index[held_out] = {"final_loss": losses[-1], "train_acc": acc}
         ctx.progress(f"CNN without {held_out}: final loss {losses[-1]:.3f}, accuracy {acc:.3f}")
@@ -227,15 +241,14 @@ def _load_category(
     return train, test, masks, files.labels
 
 
-def _features(ctx: StepContext) -> StepOutput:
-    cfg: SubspaceADConfig = ctx.cfg
+def _features(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
+    cfg = ctx.cfg
     f = cfg.features
     index = read_json(ctx.inputs["download"] / "index.json")
     shapes: dict[str, int] = {}
     backbones: dict[str, Callable[[Tensor], Tensor]] = {}
     n_tokens = 0
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         for dataset, info in index["datasets"].items():
             for cat in info["categories"]:
                 key = cat if f.backbone == "loco_cnn" else ""  # one backbone, or one per category
@@ -301,7 +314,7 @@ def _features(ctx: StepContext) -> StepOutput:
 # --------------------------------------------------------------------------- fit
 
 
-def _fit(ctx: StepContext) -> StepOutput:
+def _fit(ctx: StepContext[SubspaceADConfig]) -> StepOutput:
     fit = ctx.cfg.fit
     index = read_json(ctx.inputs["features"] / "index.json")
     evs = sorted({fit.pca_ev, *fit.ablation_ev})
@@ -366,7 +379,7 @@ def _score(
     masks: np.ndarray,
     labels: np.ndarray,
     e: EvalConfig,
-    ctx: StepContext,
+    ctx: StepContext[SubspaceADConfig],
     keep_maps: bool,
 ) -> _Scored:
     scores = core.score_tokens(scorer.to(ctx.device), tokens, ctx.device, _SCORE_BATCH)
@@ -375,7 +388,7 @@ def _score(
     return _Scored(metrics, img, maps if keep_maps else None)
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[SubspaceADConfig]) -> Report:
     e = ctx.cfg.eval
     feats, fitted = ctx.inputs["features"], ctx.inputs["fit"]
     findex = read_json(feats / "index.json")
@@ -432,22 +445,22 @@ def _evaluate(ctx: StepContext) -> Report:
                 )
                 k_main, dim = int(fit_info["k"][main]), int(fit_info["dim"])
                 row = {
-                    **scored[main].metrics,
-                    **{f"knn_{n}": v for n, v in scored["knn"].metrics.items()},
-                    "pca_k": float(k_main),
-                    "subspacead_stored": float(k_main * dim),
-                    "knn_stored": float(int(fit_info["n_train_tokens"]) * dim),
+                    **{f"subspacead/{n}": v for n, v in scored[main].metrics.items()},
+                    **{f"knn/{n}": v for n, v in scored["knn"].metrics.items()},
+                    "subspacead/k": float(k_main),
+                    "subspacead/stored": float(k_main * dim),
+                    "knn/stored": float(int(fit_info["n_train_tokens"]) * dim),
                 }
                 for ev in evs:
                     ev_name = _ev_name(ev)
-                    row.update({f"{ev_name}_{n}": v for n, v in scored[ev_name].metrics.items()})
-                    row[f"{ev_name}_k"] = float(fit_info["k"][ev_name])
-                    row[f"{ev_name}_k_over_d"] = float(fit_info["k"][ev_name]) / dim
+                    row.update({f"{ev_name}/{n}": v for n, v in scored[ev_name].metrics.items()})
+                    row[f"{ev_name}/k"] = float(fit_info["k"][ev_name])
+                    row[f"{ev_name}/k_over_d"] = float(fit_info["k"][ev_name]) / dim
                 for metric, value in row.items():
                     cells.setdefault(f"{BY_CATEGORY}{metric}", []).append(value)
                     rows.setdefault(metric, []).append(value)
                     if multi:
-                        rows.setdefault(f"{dataset}.{metric}", []).append(value)
+                        rows.setdefault(f"{dataset}/{metric}", []).append(value)
                     table.setdefault(name, {}).setdefault(metric, []).append(value)
                 if seed == first:
                     examples[name] = _examples(
@@ -455,9 +468,10 @@ def _evaluate(ctx: StepContext) -> Report:
                     )
                     rocs.append(_roc(name, labels, scored[main], scored["knn"]))
                 ctx.progress(
-                    f"seed {seed} {name}: image {row['image_auroc']:.3f} "
-                    f"pixel {row['pixel_auroc']:.3f} aupro {row['aupro']:.3f} k {k_main} | "
-                    f"kNN image {row['knn_image_auroc']:.3f} pixel {row['knn_pixel_auroc']:.3f}"
+                    f"seed {seed} {name}: image {row['subspacead/image_auroc']:.3f} "
+                    f"pixel {row['subspacead/pixel_auroc']:.3f} "
+                    f"aupro {row['subspacead/aupro']:.3f} k {k_main} | "
+                    f"kNN image {row['knn/image_auroc']:.3f} pixel {row['knn/pixel_auroc']:.3f}"
                 )
         for metric, values in rows.items():
             per_seed.setdefault(metric, []).append(float(np.mean(values)))
@@ -466,8 +480,8 @@ def _evaluate(ctx: StepContext) -> Report:
         "roc_image": plots.roc_figure(rocs[: e.plot_max_categories], first),
         "pca_ev_ablation": plots.ablation_figure(
             evs,
-            {n: [per_seed[f"{_ev_name(ev)}_{n}"] for ev in evs] for n in METHOD_METRICS},
-            [per_seed[f"{_ev_name(ev)}_k_over_d"] for ev in evs],
+            {n: [per_seed[f"{_ev_name(ev)}/{n}"] for ev in evs] for n in METHOD_METRICS},
+            [per_seed[f"{_ev_name(ev)}/k_over_d"] for ev in evs],
         ),
         "spectrum": plots.spectrum_figure(spectra, first),
     }
@@ -478,8 +492,8 @@ def _evaluate(ctx: StepContext) -> Report:
     if ctx.cfg.features.backbone in CNN_BACKBONES:
         tables["Deviations"] = _deviations(ctx.cfg)
     ablation = [
-        {"explained_variance": ev, "k": float(np.mean(per_seed[f"{_ev_name(ev)}_k"]))}
-        | {n: float(np.mean(per_seed[f"{_ev_name(ev)}_{n}"])) for n in METHOD_METRICS}
+        {"explained_variance": ev, "k": float(np.mean(per_seed[f"{_ev_name(ev)}/k"]))}
+        | {n: float(np.mean(per_seed[f"{_ev_name(ev)}/{n}"])) for n in METHOD_METRICS}
         for ev in evs
     ]
     return Report(
@@ -520,13 +534,13 @@ def _roc(name: str, labels: np.ndarray, sub: _Scored, knn: _Scored) -> plots.Roc
 
 def _table(table: dict[str, dict[str, list[float]]]) -> str:
     cols = (
-        "image_auroc",
-        "pixel_auroc",
-        "aupro",
-        "knn_image_auroc",
-        "knn_pixel_auroc",
-        "knn_aupro",
-        "pca_k",
+        "subspacead/image_auroc",
+        "subspacead/pixel_auroc",
+        "subspacead/aupro",
+        "knn/image_auroc",
+        "knn/pixel_auroc",
+        "knn/aupro",
+        "subspacead/k",
     )
     lines = [
         "| category | " + " | ".join(cols) + " |",
@@ -535,7 +549,9 @@ def _table(table: dict[str, dict[str, list[float]]]) -> str:
     for cat, vals in table.items():
         cells = []
         for c in cols:
-            cells.append(Stat(tuple(float(v) for v in vals[c])).fmt(1 if c == "pca_k" else 3))
+            cells.append(
+                Stat(tuple(float(v) for v in vals[c])).fmt(1 if c == "subspacead/k" else 3)
+            )
         lines.append(f"| {cat} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -551,7 +567,7 @@ def _ablation_table(evs: list[float], cells: dict[str, list[float]]) -> str:
         n = _ev_name(ev)
 
         def cell(metric: str, digits: int, n: str = n) -> str:
-            return Stat(tuple(cells[f"{BY_CATEGORY}{n}_{metric}"])).fmt(digits)
+            return Stat(tuple(cells[f"{BY_CATEGORY}{n}/{metric}"])).fmt(digits)
 
         lines.append(
             f"| {ev:g} | {cell('k', 1)} | {cell('k_over_d', 3)} | {cell('image_auroc', 3)} | "
@@ -612,41 +628,42 @@ def _cells(m: Metrics, name: str) -> Stat:
 def claim_a(m: Metrics) -> ClaimResult:
     """(a) image AUROC ≥ 0.90 and pixel AUROC ≥ 0.90: the 95 % interval of the mean over
     (seed, category) pairs against each level."""
-    img, pix = _cells(m, "image_auroc"), _cells(m, "pixel_auroc")
+    img, pix = _cells(m, "subspacead/image_auroc"), _cells(m, "subspacead/pixel_auroc")
     return decide(
         on_mean("image AUROC", img, ">=", 0.90),
         on_mean("pixel AUROC", pix, ">=", 0.90),
-        image_auroc_per_seed=m["image_auroc"],
-        pixel_auroc_per_seed=m["pixel_auroc"],
+        image_auroc_per_seed=m["subspacead/image_auroc"],
+        pixel_auroc_per_seed=m["subspacead/pixel_auroc"],
     )
 
 
 def claim_b(m: Metrics) -> ClaimResult:
     """(b) SubspaceAD image AUROC ≥ kNN − 0.01 on paired (seed, category) differences, while
     storing k·d < N·d numbers for every category (an invariant)."""
-    sub, knn = _cells(m, "image_auroc"), _cells(m, "knn_image_auroc")
+    sub, knn = _cells(m, "subspacead/image_auroc"), _cells(m, "knn/image_auroc")
     return decide(
         on_mean("SubspaceAD - kNN image AUROC", gap(sub, knn), ">=", -0.01),
         every(
             "stored k·d / N·d",
-            ratio(_cells(m, "subspacead_stored"), _cells(m, "knn_stored")),
+            ratio(_cells(m, "subspacead/stored"), _cells(m, "knn/stored")),
             "<",
             1.0,
         ),
-        pixel_auroc_gap=gap(_cells(m, "pixel_auroc"), _cells(m, "knn_pixel_auroc")),
-        image_auroc_per_seed=m["image_auroc"],
-        knn_image_auroc_per_seed=m["knn_image_auroc"],
+        pixel_auroc_gap=gap(_cells(m, "subspacead/pixel_auroc"), _cells(m, "knn/pixel_auroc")),
+        image_auroc_per_seed=m["subspacead/image_auroc"],
+        knn_image_auroc_per_seed=m["knn/image_auroc"],
     )
 
 
 def claim_c(m: Metrics) -> ClaimResult:
     """(c) image AUROC at pca_ev 0.99 above that at 0.9 and at 0.9999, on paired (seed,
     category) differences; k/d at each value shown beside."""
-    lo, mid, hi = (_cells(m, f"{_ev_name(ev)}_image_auroc") for ev in ABLATION_EVS)
+    lo, mid, hi = (_cells(m, f"{_ev_name(ev)}/image_auroc") for ev in ABLATION_EVS)
     measured: dict[str, Stat] = {}
     for ev in ABLATION_EVS:
-        measured[f"{_ev_name(ev)}_k_over_d"] = m[f"{_ev_name(ev)}_k_over_d"]
-        measured[f"{_ev_name(ev)}_image_auroc"] = m[f"{_ev_name(ev)}_image_auroc"]
+        for quantity in ("k_over_d", "image_auroc"):
+            name = f"{_ev_name(ev)}/{quantity}"
+            measured[name] = m[name]
     return decide(
         on_mean("AUROC ev0.99 - ev0.9", gap(mid, lo), ">", 0.0),
         on_mean("AUROC ev0.99 - ev0.9999", gap(mid, hi), ">", 0.0),

@@ -5,8 +5,8 @@ arXiv:2305.12102).
   values, 2 noise fields, a ground-truth FM), 200k/50k/50k rows in log order; full: the first
   rows of a hand-placed Criteo-format log (integer counts discretised), pinned by SHA-256.
 * fit — per seed, every scheme (per-field equal split, per-field ∝ vocabulary, multiplexed,
-  Unified Embedding) at every budget, trained jointly in one Lightning run on the same batches
-  (independent parameters: identical to separate runs); test AUC/log-loss, parameter counts,
+  Unified Embedding) at every budget, trained jointly (nets.joint.train_joint) on the same
+  batches (independent parameters: identical to separate runs); test AUC/log-loss, parameter counts,
   shared-row shares and the decomposition cosine of the multiplexed tables.
 * evaluate — the Pareto plot (AUC vs parameters), tables and claims R1–R4.
 """
@@ -18,24 +18,29 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from subspacelab.data.download import DownloadError, Resource, verify
-from subspacelab.io import load_tensors, read_json, save_tensors, write_json
-from subspacelab.recsys import auc, ctr_log, log_loss
-from subspacelab.recsys.logs import bucketise_counts, stream_criteo
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
     ClaimResult,
+    DownloadError,
     Metrics,
     Report,
+    SeedMetrics,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data.download import Resource, verify
+from subspacelab.recsys import auc, ctr_log, log_loss
+from subspacelab.recsys.logs import bucketise_counts, stream_criteo
 from subspacelab.studies.unified_embedding import core
 from subspacelab.studies.unified_embedding.config import UnifiedEmbeddingConfig
-from subspacelab.verdicts import Stat, decide, gap, on_mean
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
 SLUG = "unified_embedding"
 
 
-def _criteo(ctx: StepContext, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _criteo(ctx: StepContext[UnifiedEmbeddingConfig], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     d = ctx.cfg.data
     if not d.criteo_sha256:
         raise DownloadError(
@@ -68,7 +73,7 @@ def _criteo(ctx: StepContext, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _data(ctx: StepContext) -> StepOutput:
+def _data(ctx: StepContext[UnifiedEmbeddingConfig]) -> StepOutput:
     d = ctx.cfg.data
     n = d.n_train + d.n_val + d.n_test
     if d.source == "synthetic":
@@ -89,9 +94,7 @@ def _data(ctx: StepContext) -> StepOutput:
         x, y = _criteo(ctx, n)
         vocab = [int(v) + 1 for v in x.max(axis=0)]
         logits, bayes = np.zeros(n), float("nan")
-    save_tensors(
-        ctx.out / "log.safetensors", {"x": x, "y": y, "logits": logits}, study=SLUG, kind="data"
-    )
+    ctx.save("log", {"x": x, "y": y, "logits": logits}, kind="data")
     meta = {"vocab": vocab, "splits": [d.n_train, d.n_val, d.n_test], "ctr": float(y.mean())}
     if np.isfinite(bayes):
         meta["bayes_auc"] = float(bayes)
@@ -100,19 +103,18 @@ def _data(ctx: StepContext) -> StepOutput:
     return StepOutput(metrics={"ctr": float(y.mean())})
 
 
-def _fit(ctx: StepContext) -> StepOutput:
-    from subspacelab.nets.training import LossModule, fit, state_dict_cpu, tensor_loader
+def _fit(ctx: StepContext[UnifiedEmbeddingConfig]) -> StepOutput:
+    from subspacelab.api import Member, state_dict_cpu, tensor_loader, train_joint
 
-    cfg: UnifiedEmbeddingConfig = ctx.cfg
-    m, t = cfg.model, cfg.train
+    m, t = ctx.cfg.model, ctx.cfg.train
     meta = read_json(ctx.inputs["data"] / "log.json")
-    tensors, _ = load_tensors(ctx.inputs["data"] / "log.safetensors", study=SLUG, kind="data")
+    tensors = ctx.load("log", kind="data")
     x, y = tensors["x"].numpy(), tensors["y"].float()
     n_train, n_val, n_test = meta["splits"]
     x_train, x_test = x[:n_train], x[n_train + n_val : n_train + n_val + n_test]
     y_train, y_test = y[:n_train], y[n_train + n_val : n_train + n_val + n_test].numpy()
     schemes = {
-        f"{name}_{rows}": scheme
+        f"{name}/{rows}": scheme
         for rows in m.budgets
         for name, scheme in core.build_schemes(
             meta["vocab"], rows, m.dim, m.ue_large_fields, m.ue_chunks, m.ue_tables
@@ -120,34 +122,33 @@ def _fit(ctx: StepContext) -> StepOutput:
     }
     train_rows = [torch.from_numpy(s.lookup_rows(x_train)) for s in schemes.values()]
     test_rows = [torch.from_numpy(s.lookup_rows(x_test)) for s in schemes.values()]
+
+    def member(net: core.CTRModel, rows: torch.Tensor) -> Member:
+        def loss(idx: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                net(rows[idx]), y_train[idx]
+            )
+
+        return Member(net, loss, lr=t.lr)
+
     results: dict[str, dict[str, float]] = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
+    for seed in ctx.seeded():
         models = torch.nn.ModuleList(
             core.CTRModel(s, m.dim, m.hidden, m.init_std) for s in schemes.values()
         )
         initial = [net.projections() for net in models]
-
-        def loss(
-            nets: torch.nn.Module,
-            batch: tuple[torch.Tensor, ...],
-            models: torch.nn.ModuleList = models,
-        ) -> torch.Tensor:
-            (idx,) = batch
-            target = y_train[idx]
-            return sum(
-                torch.nn.functional.binary_cross_entropy_with_logits(net(rows[idx]), target)
-                for net, rows in zip(models, train_rows, strict=True)
-            )  # type: ignore[return-value]
-
-        loader = tensor_loader(torch.arange(n_train), batch_size=t.batch, seed=seed)
-        fit(ctx, LossModule(models, loss, lr=t.lr), loader, epochs=t.epochs, label=f"seed {seed}")
-        save_tensors(
-            ctx.out / f"seed{seed}.safetensors",
+        train_joint(
+            ctx,
+            [member(net, rows) for net, rows in zip(models, train_rows, strict=True)],
+            epochs=t.epochs,
+            loader=tensor_loader(torch.arange(n_train), batch_size=t.batch, seed=seed),
+            label=f"seed {seed}",
+        )
+        ctx.save(
+            f"seed{seed}",
             state_dict_cpu(models),
-            study=SLUG,
             kind="model/ctr",
-            meta={"models": ",".join(schemes)},
+            meta={"models": ",".join(n.replace("/", "_") for n in schemes)},
         )
         r: dict[str, float] = {}
         with torch.no_grad():
@@ -155,22 +156,19 @@ def _fit(ctx: StepContext) -> StepOutput:
                 schemes.items(), models, test_rows, initial, strict=True
             ):
                 logit = net(rows).numpy()
-                r[f"auc_{name}"] = auc(y_test, logit)
-                r[f"logloss_{name}"] = log_loss(y_test, 1 / (1 + np.exp(-logit)))
-                r[f"params_{name}"] = float(scheme.n_params + net.dense_params())
-                r[f"shared_rows_{name}"] = core.shared_row_share(scheme, x_train)
-                if name.startswith("multiplexed_"):
-                    rows_b = name.removeprefix("multiplexed_")
+                r[f"{name}/auc"] = auc(y_test, logit)
+                r[f"{name}/logloss"] = log_loss(y_test, 1 / (1 + np.exp(-logit)))
+                r[f"{name}/params"] = float(scheme.n_params + net.dense_params())
+                r[f"{name}/shared_rows"] = core.shared_row_share(scheme, x_train)
+                if name.startswith("multiplexed/"):
                     trained = net.projections()
-                    r[f"cos_trained_{rows_b}"] = core.collision_cosine(
-                        net, scheme, x_train, trained
-                    )
-                    r[f"cos_random_{rows_b}"] = core.collision_cosine(net, scheme, x_train, init)
+                    r[f"{name}/cos_trained"] = core.collision_cosine(net, scheme, x_train, trained)
+                    r[f"{name}/cos_random"] = core.collision_cosine(net, scheme, x_train, init)
         results[f"seed{seed}"] = r
         best = max(m.budgets)
         ctx.progress(
             f"seed {seed}: AUC at {best} rows: "
-            + ", ".join(f"{s} {r[f'auc_{s}_{best}']:.4f}" for s in core.SCHEMES)
+            + ", ".join(f"{s} {r[f'{s}/{best}/auc']:.4f}" for s in core.SCHEMES)
         )
     write_json(
         ctx.out / "results.json",
@@ -185,9 +183,9 @@ def _pareto_figure(metrics: dict[str, list[float] | float], budgets: list[int]) 
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
     for name, marker in zip(core.SCHEMES, "osD^", strict=True):
-        xs = [np.mean(metrics[f"params_{name}_{b}"]) for b in budgets]
-        ys = [np.mean(metrics[f"auc_{name}_{b}"]) for b in budgets]
-        es = [np.std(metrics[f"auc_{name}_{b}"], ddof=1) for b in budgets]
+        xs = [np.mean(metrics[f"{name}/{b}/params"]) for b in budgets]
+        ys = [np.mean(metrics[f"{name}/{b}/auc"]) for b in budgets]
+        es = [np.std(metrics[f"{name}/{b}/auc"], ddof=1) for b in budgets]
         ax.errorbar(xs, ys, yerr=es, marker=marker, capsize=3, label=name.replace("_", " "))
     ax.set_xscale("log", base=2)
     ax.set_xlabel("parameters (embedding rows x d + dense towers)")
@@ -197,22 +195,22 @@ def _pareto_figure(metrics: dict[str, list[float] | float], budgets: list[int]) 
     return fig
 
 
-def _evaluate(ctx: StepContext) -> Report:
+def _evaluate(ctx: StepContext[UnifiedEmbeddingConfig]) -> Report:
     doc = read_json(ctx.inputs["fit"] / "results.json")
     budgets: list[int] = doc["budgets"]
-    metrics: dict[str, list[float] | float] = {}
+    per_seed = SeedMetrics()
     for seed in ctx.seeds:
-        for key, value in doc["results"][f"seed{seed}"].items():
-            metrics.setdefault(key, []).append(float(value))  # type: ignore[union-attr]
+        per_seed.record(doc["results"][f"seed{seed}"])
+    metrics: dict[str, list[float] | float] = {**per_seed.as_dict()}
     if "bayes_auc" in doc:
-        metrics["bayes_auc"] = float(doc["bayes_auc"])
+        metrics["bayes/auc"] = float(doc["bayes_auc"])
     header = "| budget (rows x d) | " + " | ".join(core.SCHEMES) + " |"
     rows = [header, "|" + "---|" * (len(core.SCHEMES) + 1)]
     shared = [header, rows[1]]
     for b in budgets:
-        cells = [Stat(tuple(metrics[f"auc_{s}_{b}"])).fmt(4) for s in core.SCHEMES]  # type: ignore[arg-type]
+        cells = [Stat(tuple(metrics[f"{s}/{b}/auc"])).fmt(4) for s in core.SCHEMES]  # type: ignore[arg-type]
         rows.append(f"| {b} x {doc['dim']} | " + " | ".join(cells) + " |")
-        shares = [f"{np.mean(metrics[f'shared_rows_{s}_{b}']):.3f}" for s in core.SCHEMES]
+        shares = [f"{np.mean(metrics[f'{s}/{b}/shared_rows']):.3f}" for s in core.SCHEMES]
         shared.append(f"| {b} | " + " | ".join(shares) + " |")
     deviations = "\n".join(
         [
@@ -238,7 +236,7 @@ def _evaluate(ctx: StepContext) -> Report:
 
 
 def _budgets(m: Metrics) -> list[int]:
-    return sorted(int(k.removeprefix("auc_multiplexed_")) for k in m if k.startswith("auc_mult"))
+    return sorted(int(b) for b in m.family("multiplexed/{budget}/auc"))
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
@@ -246,7 +244,7 @@ def _check_r1(m: Metrics) -> ClaimResult:
         *(
             on_mean(
                 f"AUC multiplexed - per-field equal @{b}",
-                gap(m[f"auc_multiplexed_{b}"], m[f"auc_per_field_equal_{b}"]),
+                gap(m[f"multiplexed/{b}/auc"], m[f"per_field_equal/{b}/auc"]),
                 ">=",
                 0.0,
             )
@@ -260,7 +258,7 @@ def _check_r2(m: Metrics) -> ClaimResult:
         *(
             on_mean(
                 f"AUC multiplexed - per-field ∝ vocab @{b}",
-                gap(m[f"auc_multiplexed_{b}"], m[f"auc_per_field_vocab_{b}"]),
+                gap(m[f"multiplexed/{b}/auc"], m[f"per_field_vocab/{b}/auc"]),
                 ">=",
                 0.0,
             )
@@ -275,15 +273,15 @@ def _check_r3(m: Metrics) -> ClaimResult:
     points = [(s, b) for s in core.SCHEMES if s != "multiplexed" for b in budgets]
     conditions = []
     for b in budgets:
-        own = m[f"params_multiplexed_{b}"].mean
-        rivals = [(s, c) for s, c in points if m[f"params_{s}_{c}"].mean <= own]
+        own = m[f"multiplexed/{b}/params"].mean
+        rivals = [(s, c) for s, c in points if m[f"{s}/{c}/params"].mean <= own]
         if not rivals:
             continue
-        s, c = max(rivals, key=lambda p: m[f"auc_{p[0]}_{p[1]}"].mean)
+        s, c = max(rivals, key=lambda p: m[f"{p[0]}/{p[1]}/auc"].mean)
         conditions.append(
             on_mean(
                 f"AUC multiplexed@{b} - {s}@{c}",
-                gap(m[f"auc_multiplexed_{b}"], m[f"auc_{s}_{c}"]),
+                gap(m[f"multiplexed/{b}/auc"], m[f"{s}/{c}/auc"]),
                 ">=",
                 0.0,
             )
@@ -293,8 +291,8 @@ def _check_r3(m: Metrics) -> ClaimResult:
 
 def _check_r4(m: Metrics) -> ClaimResult:
     budgets = _budgets(m)
-    trained = [m[f"cos_trained_{b}"].values for b in budgets]
-    random = [m[f"cos_random_{b}"].values for b in budgets]
+    trained = [m[f"multiplexed/{b}/cos_trained"].values for b in budgets]
+    random = [m[f"multiplexed/{b}/cos_random"].values for b in budgets]
     mean_trained = Stat(tuple(np.mean(trained, axis=0).tolist()))
     mean_random = Stat(tuple(np.mean(random, axis=0).tolist()))
     return decide(
@@ -318,7 +316,7 @@ STUDY = Study(
             needs=("data",),
             reads=("model", "train"),
             kind="models",
-            description="every scheme x budget per seed in one Lightning run; AUC, params",
+            description="every scheme x budget per seed in one joint run; AUC, params",
         ),
         Step(
             "evaluate",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from subspacelab.report import fmt_number, group_tables, render, table_sections
+from subspacelab.summary import fmt_number, group_tables, render, table_sections
 
 
 def _row(slug: str, group: str, verdicts: list[str], tables: str = "") -> dict[str, Any]:
