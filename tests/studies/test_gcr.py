@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from subspacelab.config import ParamsError, build, study_config
+from subspacelab.config import ParamsError, build, profile_section, study_config
 from subspacelab.data.imagenet import IMAGENET_ARCHIVES, IMAGENET_MEAN, IMAGENET_STD
 from subspacelab.geometry import RiemannianSGD, orthonormality_error, weight_to_bases
 from subspacelab.registry import Metrics
@@ -334,7 +334,9 @@ def test_claim_statements_are_the_spec_wording() -> None:
 
 
 def _section(profile: str) -> dict:
-    return yaml.safe_load(yaml.safe_dump(PARAMS["gcr"][profile]))
+    """A profile's raw params as the lab reads them (``full`` inherits from ``mini``)."""
+    section = profile_section(PARAMS["gcr"], "gcr", profile, GcrConfig)
+    return yaml.safe_load(yaml.safe_dump(section))
 
 
 def test_both_profiles_validate() -> None:

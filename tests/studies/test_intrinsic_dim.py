@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from subspacelab.config import ParamsError, build, study_config
+from subspacelab.config import ParamsError, build, profile_section, study_config
 from subspacelab.geometry import SubspaceModel, make_projection, toy_min_loss, toy_objective
 from subspacelab.registry import Metrics
 from subspacelab.studies.intrinsic_dim import core, study
@@ -36,7 +36,8 @@ SLUG = "intrinsic_dim"
 
 
 def _section(profile: str) -> dict:
-    return copy.deepcopy(PARAMS[SLUG][profile])
+    """A profile's raw params as the lab reads them (``full`` inherits from ``mini``)."""
+    return copy.deepcopy(profile_section(PARAMS[SLUG], SLUG, profile, IntrinsicDimConfig))
 
 
 def _mini() -> IntrinsicDimConfig:
