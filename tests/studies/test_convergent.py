@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from subspacelab.config import ParamsError, build
-from subspacelab.nets.training import LocalEnv, tensor_loader
 from subspacelab.registry import Metrics
 from subspacelab.studies.convergent import core
 from subspacelab.studies.convergent import study as cv
@@ -104,28 +103,15 @@ def test_null_gap_within_the_pair_spread_is_inconclusive() -> None:
     assert check(Metrics(vals)).verdict == "inconclusive"
 
 
-def test_joint_training_equals_separate_runs() -> None:
-    x, y = torch.randn(64, 12), torch.arange(64) % 10
-
-    def nets() -> dict[str, core.Net1D]:
-        out = {}
-        for s in (0, 1):
-            torch.manual_seed(s)
-            out[f"s{s}"] = core.Net1D(12, 3, 10)
-        return out
-
-    def loader() -> DataLoader:
-        return tensor_loader(x, y, batch_size=16, seed=5)
-
-    joint = nets()
-    core.train_jointly(LocalEnv(), joint, loader(), lr=0.01, wd=1e-4, epochs=2)
-    for name, net in nets().items():
-        core.train_jointly(LocalEnv(), {name: net}, loader(), lr=0.01, wd=1e-4, epochs=2)
-        for (k, p), q in zip(
-            net.state_dict().items(), joint[name].state_dict().values(), strict=True
-        ):
-            torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=k)
-        assert not torch.equal(net.conv1.weight, nets()[name].conv1.weight)  # it trained
+def test_accuracy_over_a_loader_is_batch_independent() -> None:
+    torch.manual_seed(0)
+    net = core.Net1D(12, 3, 10)
+    x, y = torch.randn(37, 12), torch.arange(37) % 10
+    whole = float((net(x).argmax(1) == y).double().mean())
+    for batch_size in (5, 37):
+        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+        assert cv._accuracy(net, loader, torch.device("cpu")) == whole
+    assert not net.training
 
 
 def test_unit_samples_keep_evenly_spaced_positions() -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import math
 import pickle
 import sys
-import tarfile
 from pathlib import Path
 
 import lightning as L
@@ -16,14 +14,15 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from subspacelab.config import ParamsError, build, study_config
-from subspacelab.data.download import DownloadError
+from subspacelab.config import ParamsError, build, profile_section, study_config
+from subspacelab.data.imagenet import IMAGENET_ARCHIVES, IMAGENET_MEAN, IMAGENET_STD
 from subspacelab.geometry import RiemannianSGD, orthonormality_error, weight_to_bases
 from subspacelab.registry import Metrics
 from subspacelab.studies.gcr import core, full
-from subspacelab.studies.gcr.config import IMAGENET_ARCHIVES, GcrConfig
+from subspacelab.studies.gcr.config import GcrConfig
 from subspacelab.studies.gcr.lightning import GCRModule
 from subspacelab.studies.gcr.study import CLAIMS, STUDY, check_error, check_r2, check_transfer
+from tests.data.imagenet_archives import tar, tiny_imagenet_archives
 from tests.helpers import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -335,7 +334,9 @@ def test_claim_statements_are_the_spec_wording() -> None:
 
 
 def _section(profile: str) -> dict:
-    return yaml.safe_load(yaml.safe_dump(PARAMS["gcr"][profile]))
+    """A profile's raw params as the lab reads them (``full`` inherits from ``mini``)."""
+    section = profile_section(PARAMS["gcr"], "gcr", profile, GcrConfig)
+    return yaml.safe_load(yaml.safe_dump(section))
 
 
 def test_both_profiles_validate() -> None:
@@ -382,91 +383,15 @@ def test_study_declares_chain() -> None:
 # ------------------------------------------------------------------------------------ full profile
 
 
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tf:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tf.addfile(info, io.BytesIO(blob))
-    return path
-
-
-def _tiny_imagenet_archives(root: Path) -> None:
-    from scipy.io import savemat
-
-    root.mkdir(parents=True, exist_ok=True)
-    synsets = np.array(
-        [(1, "n01440764", 0), (2, "n01443537", 0), (3, "n00001740", 2)],
-        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")],
-    )
-    meta = io.BytesIO()
-    savemat(meta, {"synsets": synsets})
-    data = "ILSVRC2012_devkit_t12/data/"
-    _tar(
-        root / IMAGENET_ARCHIVES[2],
-        {
-            data + "meta.mat": meta.getvalue(),
-            data + "ILSVRC2012_validation_ground_truth.txt": b"2\n1\n2\n",
-        },
-    )
-    _tar(
-        root / IMAGENET_ARCHIVES[1],
-        {f"ILSVRC2012_val_0000000{i}.JPEG": f"val{i}".encode() for i in (1, 2, 3)},
-    )
-    inner = {}
-    for wnid in ("n01440764", "n01443537"):
-        buf = root / f"{wnid}.tar"
-        _tar(buf, {f"{wnid}_{j}.JPEG": b"jpeg" for j in range(2)})
-        inner[f"{wnid}.tar"] = buf.read_bytes()
-        buf.unlink()
-    _tar(root / IMAGENET_ARCHIVES[0], inner)
-
-
-def test_prepare_imagenet_imagefolder_layout(tmp_path: Path) -> None:
-    _tiny_imagenet_archives(tmp_path / "arch")
-    counts = full.prepare_imagenet(tmp_path / "arch", tmp_path / "prep")
-    assert counts == {"train": 4, "val": 3}
-    prep = tmp_path / "prep"
-    assert sorted(p.name for p in (prep / "val" / "n01443537").iterdir()) == [
-        "ILSVRC2012_val_00000001.JPEG",
-        "ILSVRC2012_val_00000003.JPEG",
-    ]
-    assert (prep / "val" / "n01440764" / "ILSVRC2012_val_00000002.JPEG").read_bytes() == b"val2"
-    assert len(list((prep / "train" / "n01440764").iterdir())) == 2
-    assert not (prep / ".prepare").exists()
-
-
-def test_verify_archives_records_sha256_and_never_deletes(tmp_path: Path) -> None:
-    import hashlib
-
-    _tiny_imagenet_archives(tmp_path)
-    sums = {
-        n: "md5:" + hashlib.md5((tmp_path / n).read_bytes(), usedforsecurity=False).hexdigest()
-        for n in IMAGENET_ARCHIVES
-    }
-    manifest = full.verify_archives(tmp_path, sums)
-    val = IMAGENET_ARCHIVES[1]
-    assert manifest[val]["sha256"] == hashlib.sha256((tmp_path / val).read_bytes()).hexdigest()
-    with pytest.raises(DownloadError, match="md5 mismatch"):
-        full.verify_archives(tmp_path, {**sums, val: "md5:" + "0" * 32})
-    assert (tmp_path / val).is_file()
-    (tmp_path / val).unlink()
-    with pytest.raises(DownloadError, match=r"missing ILSVRC2012_img_val\.tar.*image-net\.org"):
-        full.verify_archives(tmp_path, sums)
-
-
 def test_resized_images_and_lazy_optional_imports(monkeypatch: pytest.MonkeyPatch) -> None:
     ds = full.ResizedImages(np.full((2, 3, 32, 32), 0.5, np.float32), np.array([3, 1]), 64)
     img, label = ds[1]
     assert img.shape == (3, 64, 64) and label == 1
-    expected = (0.5 - torch.tensor(full.IMAGENET_MEAN)) / torch.tensor(full.IMAGENET_STD)
+    expected = (0.5 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(img[:, 10, 10], expected)
     monkeypatch.setitem(sys.modules, "timm", None)
     with pytest.raises(ImportError, match=r"subspacelab\[full\]"):
         full.TimmTrunk("resnet50d")
-    monkeypatch.setitem(sys.modules, "torchvision", None)
-    with pytest.raises(ImportError, match=r"subspacelab\[full\]"):
-        full.imagenet_split(Path("."), "val", 224, 256)
 
 
 def _tiny_cifar100(path: Path, n_train: int, n_test: int) -> Path:
@@ -482,7 +407,7 @@ def _tiny_cifar100(path: Path, n_train: int, n_test: int) -> Path:
             b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"
         )
 
-    return _tar(
+    return tar(
         path, {"cifar-100-python/train": batch(n_train), "cifar-100-python/test": batch(n_test)}
     )
 
@@ -501,7 +426,7 @@ def test_full_profile_download_and_features(
 
     monkeypatch.setattr(registry, "_REGISTRY", {"gcr": STUDY})
     archives = tmp_path / "archives"
-    _tiny_imagenet_archives(archives)
+    tiny_imagenet_archives(archives)
     tarball = _tiny_cifar100(tmp_path / "cifar-100-python.tar.gz", 6, 4)
     md5 = hashlib.md5(tarball.read_bytes(), usedforsecurity=False).hexdigest()
     monkeypatch.setitem(

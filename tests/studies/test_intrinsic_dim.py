@@ -6,23 +6,21 @@ import copy
 import gzip
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader
 
-from subspacelab.config import ParamsError, build, study_config
+from subspacelab.config import ParamsError, build, profile_section, study_config
 from subspacelab.geometry import SubspaceModel, make_projection, toy_min_loss, toy_objective
 from subspacelab.registry import Metrics
 from subspacelab.studies.intrinsic_dim import core, study
 from subspacelab.studies.intrinsic_dim.config import FcConfig, IntrinsicDimConfig
 from subspacelab.studies.intrinsic_dim.experiments import base_net, plan
 from subspacelab.studies.intrinsic_dim.experiments import build as build_model
-from subspacelab.studies.intrinsic_dim.lightning import JointTraining
 from subspacelab.studies.intrinsic_dim.study import (
     CLAIMS,
     STUDY,
@@ -38,7 +36,8 @@ SLUG = "intrinsic_dim"
 
 
 def _section(profile: str) -> dict:
-    return copy.deepcopy(PARAMS[SLUG][profile])
+    """A profile's raw params as the lab reads them (``full`` inherits from ``mini``)."""
+    return copy.deepcopy(profile_section(PARAMS[SLUG], SLUG, profile, IntrinsicDimConfig))
 
 
 def _mini() -> IntrinsicDimConfig:
@@ -149,8 +148,13 @@ def test_accuracy_is_batch_independent() -> None:
     torch.manual_seed(0)
     net = core.MLP(5, 4, 1, 3)
     x, y = torch.randn(11, 5), torch.randint(0, 3, (11,))
-    full = core.accuracy(net, x, y, 100)
-    assert core.accuracy(net, x, y, 2) == full
+
+    def ctx(batch_size: int) -> SimpleNamespace:
+        cfg = SimpleNamespace(eval=SimpleNamespace(batch_size=batch_size))
+        return SimpleNamespace(cfg=cfg, device=torch.device("cpu"))
+
+    full = study._accuracy(net, x, y, ctx(100))
+    assert study._accuracy(net, x, y, ctx(2)) == full
     assert full == pytest.approx(float((net(x).argmax(1) == y).float().mean()))
     assert core.count_parameters(SubspaceModel(net, d=3, seed=0)) == core.count_parameters(net)
 
@@ -158,56 +162,30 @@ def test_accuracy_is_batch_independent() -> None:
 # ------------------------------------------------------------------------------------ training
 
 
-def _fit(nets: dict[str, nn.Module], schedule: str, steps: int) -> JointTraining:
-    gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(16, 6, generator=gen), torch.randint(0, 3, (16,), generator=gen)
-    module = JointTraining(nets, task="classify", lr=0.05, weight_decay=0.01, schedule=schedule)
-    trainer = L.Trainer(
-        max_epochs=steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-    )
-    trainer.fit(module, DataLoader([(x, y)], batch_size=None))
-    return module
+def test_toy_members_train_on_empty_batches() -> None:
+    """The toy's members compute their own loss (the shared loader's batches are empty): a
+    few cosine epochs of the joint trainer drive the d ≥ 10 member's loss below the d < 10 one's
+    floor, which no subspace of codimension > 0 can cross."""
+    from subspacelab.nets.joint import Member, train_joint
+    from subspacelab.nets.training import LocalEnv, full_batch_loader
 
-
-def test_joint_training_equals_separate_runs() -> None:
-    torch.manual_seed(0)
-    nets = {
-        "base": core.MLP(6, 5, 1, 3),
-        "d2": SubspaceModel(core.MLP(6, 5, 1, 3), d=2, seed=11),
-        "d4": SubspaceModel(core.MLP(6, 4, 2, 3), d=4, seed=12),
-    }
-    for schedule in ("constant", "cosine"):
-        joint = _fit(copy.deepcopy(nets), schedule, 6)
-        for name, net in nets.items():
-            alone = _fit({name: copy.deepcopy(net)}, schedule, 6)
-            for (k, a), (_, b) in zip(
-                joint.nets[name].state_dict().items(),
-                alone.nets[name].state_dict().items(),
-                strict=True,
-            ):
-                assert torch.equal(a, b), (schedule, name, k)
-        moved = joint.nets["d2"].theta_d
-        assert moved.abs().sum() > 0  # it trained
-
-
-def test_joint_training_toy_task_and_errors() -> None:
     theta0 = core.toy_theta0(0, 1.0)
-    nets = {f"d{d}": SubspaceModel(core.ToyParameters(theta0), d=d, seed=d) for d in (3, 12)}
-    module = JointTraining(nets, task="toy", lr=1.0, weight_decay=0.0, schedule="constant")
-    assert torch.equal(module._loss(module.nets["d3"], 0), nets["d3"]())  # batch ignored
-    with pytest.raises(ValueError, match="unknown task"):
-        JointTraining(nets, task="regress", lr=1.0, weight_decay=0.0, schedule="constant")
-    with pytest.raises(ValueError, match="unknown schedule"):
-        JointTraining(nets, task="toy", lr=1.0, weight_decay=0.0, schedule="step")
-    with pytest.raises(ValueError, match="at least one"):
-        JointTraining({}, task="toy", lr=1.0, weight_decay=0.0, schedule="constant")
+    nets = {d: SubspaceModel(core.ToyParameters(theta0), d=d, seed=d) for d in (3, 12)}
+    with torch.no_grad():
+        start = {d: float(net()) for d, net in nets.items()}
+    result = train_joint(
+        LocalEnv(),
+        [Member(net, loss=lambda *_, net=net: net(), lr=1.0) for net in nets.values()],
+        epochs=4,
+        loader=full_batch_loader(steps=50),
+        schedule="cosine",
+    )
+    assert all(len(h) == 4 for h in result.history)
+    with torch.no_grad():
+        end = {d: float(net()) for d, net in nets.items()}
+    assert all(end[d] < start[d] for d in nets)
+    floor3 = toy_min_loss(nets[3].projection, theta0)
+    assert end[3] >= floor3 - 1e-9 and end[12] < floor3
 
 
 # ------------------------------------------------------------------------------------ plan
@@ -376,6 +354,7 @@ def test_both_profiles_validate() -> None:
         (("family", "widths"), [50], "widths"),
         (("data", "digits"), None, "data"),
         (("toy", "d_grid"), [10, 5], "d_grid"),
+        (("toy", "log_every"), 300, "log_every"),
         (("train", "projection"), "orthogonal", "projection"),
         (("eval", "fraction"), 1.5, "fraction"),
     ],

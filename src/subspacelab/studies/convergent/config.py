@@ -1,14 +1,14 @@
 """Typed schema of the ``convergent`` section of params.yaml (Li et al., arXiv:1511.07543).
 
 The nets' seeds are ``seeds``: every pair of them is compared (6 pairs for 4 nets). mini:
-MNIST-1D and a 1-D CNN; full: ImageNet (ILSVRC2012, the gcr study's loader) and AlexNet."""
+MNIST-1D and a 1-D CNN; full: ImageNet (ILSVRC2012, subspacelab.data.imagenet) and AlexNet."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subspacelab.config import param
-from subspacelab.studies.gcr.config import ImageNetData
+from subspacelab.api import param
+from subspacelab.data.imagenet import ImageNetData
 
 ARCHS = ("net1d", "alexnet")
 
@@ -25,7 +25,7 @@ class Mnist1dData:
 @dataclass
 class DataConfig:
     """Exactly one source: ``mnist1d`` (mini) or ``imagenet`` (full; user-placed archives,
-    checksums pinned in params.yaml, prepared by the gcr study's code)."""
+    checksums pinned in params.yaml, prepared by subspacelab.data.imagenet)."""
 
     mnist1d: Mnist1dData | None = param()
     imagenet: ImageNetData | None = param()

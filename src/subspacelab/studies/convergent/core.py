@@ -1,21 +1,13 @@
-"""Core of ``convergent`` (Li et al., arXiv:1511.07543): the 1-D CNN, joint Lightning training
-of the nets, per-position unit activations, and the matching / sparse-prediction / clustering
-analysis of one net pair."""
+"""Core of ``convergent`` (Li et al., arXiv:1511.07543): the 1-D CNN, per-position unit
+activations, and the matching / sparse-prediction / clustering analysis of one net pair."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.cluster import SpectralClustering
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from subspacelab.nets.training import TrainEnv, fit
 from subspacelab.probes import similarity as sim
 
 
@@ -36,50 +28,6 @@ class Net1D(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits (n, classes)."""
         return self.fc(self.activations(x)[1].flatten(1))
-
-
-class JointClassifiers(L.LightningModule):
-    """Several independent classifiers trained in one run on the sum of their cross-entropies,
-    with one Adam (with L2 weight decay) over all of them.
-
-    The nets share no parameters and Adam's state and weight decay are per element, so each
-    net's update sequence is the one it would get alone on the same mini-batches (the pattern
-    of ``intrinsic_dim``'s JointTraining); one Lightning step serves all of them.
-    """
-
-    def __init__(self, nets: Mapping[str, nn.Module], *, lr: float, weight_decay: float) -> None:
-        super().__init__()
-        if not nets:
-            raise ValueError("JointClassifiers needs at least one net")
-        self.nets = nn.ModuleDict(dict(nets))
-        self.lr, self.weight_decay = lr, weight_decay
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """The sum of every net's loss on this batch (logged as their mean)."""
-        x, y = batch
-        total = torch.stack([F.cross_entropy(net(x), y) for net in self.nets.values()]).sum()
-        self.log("loss", total.detach() / len(self.nets), on_step=False, on_epoch=True)
-        return total
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam with weight decay over every net."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-
-def train_jointly(
-    env: TrainEnv,
-    nets: Mapping[str, nn.Module],
-    loader: DataLoader[Any],
-    *,
-    lr: float,
-    wd: float,
-    epochs: int,
-) -> list[dict[str, float]]:
-    """Adam with weight decay on cross-entropy for every net, on the same mini-batches of
-    ``loader`` (the nets differ by their initialisation only, as in the paper); per-epoch
-    metrics."""
-    module = JointClassifiers(nets, lr=lr, weight_decay=wd)
-    return fit(env, module, loader, epochs=epochs, label="nets", every=max(1, epochs // 3))
 
 
 def unit_samples(act: Tensor, positions: int | None = None) -> np.ndarray:

@@ -12,65 +12,85 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from subspacelab.data import embedded
-from subspacelab.io import load_tensors, save_tensors, write_json
-from subspacelab.nets.training import state_dict_cpu, tensor_loader
-from subspacelab.probes import similarity as sim
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
+    ParamsError,
     Report,
     Step,
     StepContext,
     StepOutput,
     Study,
+    accuracy,
+    decide,
+    gap,
+    on_mean,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data import embedded
+from subspacelab.data.imagenet import (
+    ImageNetData,
+    imagenet_split,
+    prepare_imagenet,
+    verify_archives,
+)
+from subspacelab.probes import similarity as sim
 from subspacelab.studies.convergent import core
 from subspacelab.studies.convergent.config import ConvergentConfig
 from subspacelab.studies.convergent.full import AlexNetUnits
-from subspacelab.verdicts import ClaimResult, decide, gap, on_mean
 
 SLUG = "convergent"
 LAYERS = ("conv1", "conv2")
 CURVE_POINTS = 32
 
 
-def data(ctx: StepContext) -> StepOutput:
-    """mini: MNIST-1D, generated locally. full: the user-placed ILSVRC2012 archives, checked
-    against their pinned checksums and unpacked (the gcr study's code)."""
-    d = ctx.cfg.data
-    if d.imagenet is not None:
-        from subspacelab.studies.gcr.full import prepare_imagenet, verify_archives
+def _imagenet_section(cfg: ConvergentConfig) -> ImageNetData:
+    """The ImageNet section the full profile needs (a ParamsError when it is null)."""
+    if cfg.data.imagenet is None:
+        raise ParamsError("convergent: the full profile needs data.imagenet (ILSVRC2012)")
+    return cfg.data.imagenet
 
-        root = ctx.root / d.imagenet.root
-        manifest = verify_archives(root, d.imagenet.checksums, ctx.progress)
-        counts = prepare_imagenet(root, ctx.out / "imagenet", ctx.progress)
-        write_json(ctx.out / "manifest.json", {"archives": manifest, "images": counts})
-        return StepOutput({f"{k}_images": float(v) for k, v in counts.items()})
-    m = d.mnist1d
+
+def data(ctx: StepContext[ConvergentConfig]) -> StepOutput:
+    """MNIST-1D, generated locally (the full profile: :func:`data_full`)."""
+    m = ctx.cfg.data.mnist1d
+    if m is None:
+        raise ParamsError("convergent: the mini profile needs data.mnist1d")
     s = embedded.mnist1d(m.num_samples, m.seed, m.train_split)
     arrays = {"x_train": s.x_train, "y_train": s.y_train, "x_test": s.x_test, "y_test": s.y_test}
-    save_tensors(ctx.out / "mnist1d.safetensors", arrays, study=SLUG, kind="dataset")
+    ctx.save("mnist1d", arrays, kind="dataset")
     return StepOutput({"train": float(len(s.y_train)), "test": float(len(s.y_test))})
 
 
-def _data(ctx: StepContext) -> dict[str, torch.Tensor]:
-    return load_tensors(ctx.inputs["data"] / "mnist1d.safetensors", study=SLUG, kind="dataset")[0]
+def data_full(ctx: StepContext[ConvergentConfig]) -> StepOutput:
+    """The user-placed ILSVRC2012 archives, checked against their pinned checksums and
+    unpacked (:mod:`subspacelab.data.imagenet`)."""
+    im = _imagenet_section(ctx.cfg)
+    root = ctx.root / im.root
+    manifest = verify_archives(root, im.checksums, ctx.progress)
+    counts = prepare_imagenet(root, ctx.out / "imagenet", ctx.progress)
+    write_json(ctx.out / "manifest.json", {"archives": manifest, "images": counts})
+    return StepOutput({f"{k}_images": float(v) for k, v in counts.items()})
 
 
-def _imagenet(ctx: StepContext, split: str) -> Dataset:
-    """ImageNet ``train`` (augmented) or ``val`` (centre crop) with gcr's pipelines."""
-    from subspacelab.studies.gcr.full import imagenet_split
+def _data(ctx: StepContext[ConvergentConfig]) -> dict[str, torch.Tensor]:
+    return ctx.load("mnist1d", step="data", kind="dataset")
 
-    im = ctx.cfg.data.imagenet
+
+def _imagenet(ctx: StepContext[ConvergentConfig], split: str) -> Dataset:
+    """ImageNet ``train`` (augmented) or ``val`` (centre crop), the standard pipelines."""
+    im = _imagenet_section(ctx.cfg)
     return imagenet_split(ctx.inputs["data"] / "imagenet", split, im.image_size, im.resize_size)
 
 
@@ -80,9 +100,30 @@ def _net(cfg: ConvergentConfig, length: int) -> core.Net1D | AlexNetUnits:
     return core.Net1D(length, cfg.train.channels, 10)
 
 
-def _test_loader(ctx: StepContext) -> DataLoader:
+def _train_loader(ctx: StepContext[ConvergentConfig]) -> tuple[DataLoader, int]:
+    """The shared mini-batches of the nets' training (MNIST-1D or ImageNet) and the MNIST-1D
+    signal length (0 for ImageNet)."""
+    from subspacelab.api import tensor_loader
+
+    cfg = ctx.cfg
+    tr = cfg.train
+    if cfg.data.imagenet is None:
+        d = _data(ctx)
+        x, y = d["x_train"], d["y_train"].long()
+        return tensor_loader(x, y, batch_size=tr.batch_size, seed=cfg.data.loader_seed), x.shape[1]
+    loader = DataLoader(
+        _imagenet(ctx, "train"),
+        batch_size=tr.batch_size,
+        shuffle=True,
+        num_workers=tr.num_workers,
+        generator=torch.Generator().manual_seed(cfg.data.loader_seed),
+    )
+    return loader, 0
+
+
+def _test_loader(ctx: StepContext[ConvergentConfig]) -> DataLoader:
     """The whole test set (ImageNet: the validation set), for accuracies."""
-    cfg: ConvergentConfig = ctx.cfg
+    cfg = ctx.cfg
     if cfg.data.imagenet is None:
         d = _data(ctx)
         return DataLoader(TensorDataset(d["x_test"], d["y_test"].long()), batch_size=4096)
@@ -90,10 +131,10 @@ def _test_loader(ctx: StepContext) -> DataLoader:
     return DataLoader(_imagenet(ctx, "val"), batch_size=tr.batch_size, num_workers=tr.num_workers)
 
 
-def _analysis_inputs(ctx: StepContext) -> torch.Tensor:
+def _analysis_inputs(ctx: StepContext[ConvergentConfig]) -> torch.Tensor:
     """The first ``n_signals`` test inputs (ImageNet: that many validation images spread over
     the classes)."""
-    cfg: ConvergentConfig = ctx.cfg
+    cfg = ctx.cfg
     n = cfg.analysis.n_signals
     if cfg.data.imagenet is None:
         return _data(ctx)["x_test"][:n]
@@ -102,64 +143,61 @@ def _analysis_inputs(ctx: StepContext) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _accuracy(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
+def _accuracy(net: nn.Module, loader: DataLoader, device: torch.device) -> float:
+    """Top-1 accuracy of ``net`` (eval mode) over ``loader``'s batches."""
     net.eval().to(device)
-    right = total = 0
-    for x, y in loader:
-        right += int((net(x.to(device)).argmax(1).cpu() == y).sum())
-        total += len(y)
-    return right / total
+    logits, labels = zip(*((net(x.to(device)).cpu(), y) for x, y in loader), strict=True)
+    return accuracy(torch.cat(logits), torch.cat(labels))
 
 
-def fit(ctx: StepContext) -> StepOutput:
-    """One net per seed, trained jointly on shared mini-batches, and each net's initial weights
-    kept as an untrained null (issue 12); test accuracies."""
-    cfg: ConvergentConfig = ctx.cfg
+def _cross_entropy(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """A net's loss on a shared batch: cross-entropy of its logits."""
+    return lambda x, y: F.cross_entropy(net(x), y)
+
+
+def fit(ctx: StepContext[ConvergentConfig]) -> StepOutput:
+    """One net per seed, trained jointly on the same mini-batches (Adam with L2 weight decay on
+    cross-entropy; the nets differ by their initialisation only, as in the paper), and each
+    net's initial weights kept as an untrained null (issue 12); test accuracies."""
+    from subspacelab.api import Member, train_joint
+
+    cfg = ctx.cfg
     tr = cfg.train
-    if cfg.data.imagenet is None:
-        d = _data(ctx)
-        length = d["x_train"].shape[1]
-        loader = tensor_loader(
-            d["x_train"], d["y_train"].long(), batch_size=tr.batch_size, seed=cfg.data.loader_seed
-        )
-    else:
-        length = 0
-        loader = DataLoader(
-            _imagenet(ctx, "train"),
-            batch_size=tr.batch_size,
-            shuffle=True,
-            num_workers=tr.num_workers,
-            generator=torch.Generator().manual_seed(cfg.data.loader_seed),
-        )
-    nets: dict[str, torch.nn.Module] = {}
-    for seed in ctx.seeds:
-        seed_all(seed)
+    loader, length = _train_loader(ctx)
+    nets: dict[str, nn.Module] = {}
+    for seed in ctx.seeded():
         nets[f"s{seed}"] = _net(cfg, length)
         nets[f"init_s{seed}"] = copy.deepcopy(nets[f"s{seed}"])  # its untrained null
-    trained = {name: net for name, net in nets.items() if not name.startswith("init_")}
-    core.train_jointly(ctx, trained, loader, lr=tr.lr, wd=tr.weight_decay, epochs=tr.epochs)
+    trained = [net for name, net in nets.items() if not name.startswith("init_")]
+    train_joint(
+        ctx,
+        [Member(net, _cross_entropy(net), tr.lr, tr.weight_decay) for net in trained],
+        epochs=tr.epochs,
+        loader=loader,
+        label="nets",
+        every=max(1, tr.epochs // 3),
+    )
     test_loader = _test_loader(ctx)
     acc = {}
     for name, net in nets.items():
         acc[name] = _accuracy(net, test_loader, ctx.device)
-        save_tensors(ctx.out / f"{name}.safetensors", state_dict_cpu(net), study=SLUG, kind="model")
+        ctx.save_model(name, net)
         ctx.progress(f"net {name}: test accuracy {acc[name]:.3f}")
     write_json(ctx.out / "accuracy.json", acc)
     return StepOutput({f"{k}.test_acc": v for k, v in acc.items()})
 
 
-def evaluate(ctx: StepContext) -> Report:
+def evaluate(ctx: StepContext[ConvergentConfig]) -> Report:
     """Per layer and pair (a, b): matching, prediction, clustering, CKA/SVCCA of the trained
     pair, and the same of (a, b's untrained initial net), the null paired with it; plots."""
-    cfg: ConvergentConfig = ctx.cfg
+    cfg = ctx.cfg
     an = cfg.analysis
     x, test_loader = _analysis_inputs(ctx), _test_loader(ctx)
     acts: dict[str, tuple[np.ndarray, ...]] = {}
     metrics: dict[str, list[float]] = {}
     for name in [f"{p}s{s}" for s in ctx.seeds for p in ("", "init_")]:
-        state, _ = load_tensors(ctx.inputs["fit"] / f"{name}.safetensors", study=SLUG, kind="model")
         net = _net(cfg, x.shape[-1])
-        net.load_state_dict(state)
+        ctx.load_model(net, name, step="fit")
         net.eval().to(ctx.device)
         with torch.no_grad():
             maps = net.activations(x.to(ctx.device))
@@ -358,6 +396,7 @@ STUDY = Study(
         Step(
             "data",
             data,
+            full=data_full,
             reads=("data",),
             description="MNIST-1D generated locally, or the ILSVRC2012 archives unpacked",
         ),

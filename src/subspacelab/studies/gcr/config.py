@@ -11,16 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
+from subspacelab.data.imagenet import ImageNetData
 
 HEAD_PATTERN = re.compile(r"^(softmax|cosine|gcr([1-9][0-9]*))$")
-CHECKSUM_PATTERN = re.compile(r"^(md5:[0-9a-f]{32}|sha256:[0-9a-f]{64})$")
 TRANSFER_SETS = ("cifar10", "cifar100")
-IMAGENET_ARCHIVES = (
-    "ILSVRC2012_img_train.tar",
-    "ILSVRC2012_img_val.tar",
-    "ILSVRC2012_devkit_t12.tar.gz",
-)
 
 
 @dataclass
@@ -39,30 +34,6 @@ class DigitsData:
     test_size: float = param(gt=0, lt=1)
     seed: int = param(ge=0)
     epochs: int = param(ge=1)  # digits has ~900 source images: its own epoch count
-
-
-@dataclass
-class ImageNetData:
-    """ImageNet-1K archives placed by the user (image-net.org needs a login)."""
-
-    root: str = param()  # the directory holding the three official archives
-    checksums: dict[str, str] = param()  # file name -> "md5:<hex>" or "sha256:<hex>"
-    image_size: int = param(ge=32)  # training crop and evaluation centre crop
-    resize_size: int = param(ge=32)  # evaluation: shorter side before the centre crop
-
-    def check(self) -> dict[str, str]:
-        """Checksums must name the algorithm; the evaluation resize must cover the crop."""
-        bad = {}
-        if set(self.checksums) != set(IMAGENET_ARCHIVES) or not all(
-            CHECKSUM_PATTERN.match(v) for v in self.checksums.values()
-        ):
-            bad["checksums"] = (
-                f"exactly the files {', '.join(IMAGENET_ARCHIVES)}, each mapped to "
-                "'md5:<32 hex>' or 'sha256:<64 hex>'"
-            )
-        if self.resize_size < self.image_size:
-            bad["resize_size"] = f">= image_size ({self.image_size})"
-        return bad
 
 
 @dataclass

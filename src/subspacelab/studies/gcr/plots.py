@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from subspacelab.registry import Stat
+from subspacelab.api import Stat
 
 PANELS = (
     ("source_err", "source top-1 error (%)"),

@@ -21,23 +21,34 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from subspacelab.data import embedded
-from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
-from subspacelab.io import load_tensors, read_json, save_tensors, sha256_file, write_json
-from subspacelab.nets.training import make_trainer, state_dict_cpu
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
     Metrics,
+    ParamsError,
     Report,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    decide,
+    gap,
+    on_mean,
+    read_json,
+    sha256_file,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.data import embedded
+from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
+from subspacelab.data.imagenet import (
+    ImageNetData,
+    imagenet_split,
+    prepare_imagenet,
+    verify_archives,
+)
 from subspacelab.studies.gcr import core
 from subspacelab.studies.gcr.config import DataConfig, GcrConfig, ModelConfig
-from subspacelab.verdicts import ClaimResult, Stat, decide, gap, on_mean
 
 SLUG = "gcr"
 MAIN_TASKS = ("mnist1d", "imagenet")  # metrics without a prefix; others get "<task>/"
@@ -63,7 +74,7 @@ def _model_name(task: str, head: str, seed: int) -> str:
     return f"{task}_{head}_s{seed}"
 
 
-def _resolve(ctx: StepContext, path: str) -> Path:
+def _resolve(ctx: StepContext[GcrConfig], path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else ctx.root / p
 
@@ -71,11 +82,16 @@ def _resolve(ctx: StepContext, path: str) -> Path:
 # ---------------------------------------------------------------------------------- download
 
 
-def download(ctx: StepContext) -> StepOutput:
-    """mini: generate MNIST-1D and load digits; full: verify/unpack ImageNet, fetch CIFAR."""
+def _imagenet(data: DataConfig) -> ImageNetData:
+    """The ImageNet section a full-profile step needs (a ParamsError when it is null)."""
+    if data.imagenet is None:
+        raise ParamsError("gcr: the full profile needs data.imagenet (the ILSVRC2012 archives)")
+    return data.imagenet
+
+
+def download(ctx: StepContext[GcrConfig]) -> StepOutput:
+    """Generate MNIST-1D and load digits (the full profile: :func:`download_full`)."""
     data = ctx.cfg.data
-    if data.imagenet is not None:
-        return _download_full(ctx, data)
     splits = {
         "mnist1d": embedded.mnist1d(
             data.mnist1d.num_samples, data.mnist1d.seed, data.mnist1d.train_split
@@ -90,18 +106,19 @@ def download(ctx: StepContext) -> StepOutput:
             "x_test": split.x_test,
             "y_test": split.y_test,
         }
-        save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="dataset")
+        ctx.save(name, arrays, kind="dataset")
         ctx.progress(f"{name}: {len(split.y_train)} train, {len(split.y_test)} test")
     return StepOutput(
         {f"{n}_examples": float(len(s.y_train) + len(s.y_test)) for n, s in splits.items()}
     )
 
 
-def _download_full(ctx: StepContext, data: DataConfig) -> StepOutput:
-    from subspacelab.studies.gcr.full import prepare_imagenet, verify_archives
-
-    root = _resolve(ctx, data.imagenet.root)
-    manifest: dict[str, Any] = verify_archives(root, data.imagenet.checksums, ctx.progress)
+def download_full(ctx: StepContext[GcrConfig]) -> StepOutput:
+    """Verify and unpack the user's ImageNet archives; fetch the CIFAR transfer sets."""
+    data = ctx.cfg.data
+    imagenet = _imagenet(data)
+    root = _resolve(ctx, imagenet.root)
+    manifest: dict[str, Any] = verify_archives(root, imagenet.checksums, ctx.progress)
     counts = prepare_imagenet(root, ctx.out / "imagenet", ctx.progress)
     for name in data.transfer_sets:
         fetch_cifar(name, ctx.out / "transfer", ctx.progress)
@@ -141,25 +158,29 @@ def _probe_indices(
     return out
 
 
-def features(ctx: StepContext) -> StepOutput:
-    """Class splits and input standardisation (mini); the probe splits of every target set."""
+def features_full(ctx: StepContext[GcrConfig]) -> StepOutput:
+    """The probe splits of every CIFAR transfer set."""
     data, probe = ctx.cfg.data, ctx.cfg.probe
     stats: dict[str, float] = {}
-    if data.imagenet is not None:
-        for name in data.transfer_sets:
-            split = load_cifar(ctx.inputs["download"] / "transfer" / name, name)
-            y = np.concatenate([split.y_train, split.y_test])
-            arrays = {
-                "target_y": y,
-                **_probe_indices(y, len(split.y_train), probe.shots, probe.draws, ctx.seeds),
-            }
-            save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="probe")
-            stats[f"{name}_examples"] = float(y.size)
-        return StepOutput(stats)
+    for name in data.transfer_sets:
+        split = load_cifar(ctx.inputs["download"] / "transfer" / name, name)
+        y = np.concatenate([split.y_train, split.y_test])
+        arrays = {
+            "target_y": y,
+            **_probe_indices(y, len(split.y_train), probe.shots, probe.draws, ctx.seeds),
+        }
+        ctx.save(name, arrays, kind="probe")
+        stats[f"{name}_examples"] = float(y.size)
+    return StepOutput(stats)
+
+
+def features(ctx: StepContext[GcrConfig]) -> StepOutput:
+    """Class splits, input standardisation and the probe splits of each task's target classes
+    (the full profile: :func:`features_full`)."""
+    data, probe = ctx.cfg.data, ctx.cfg.probe
+    stats: dict[str, float] = {}
     for task in _tasks(data):
-        raw, _ = load_tensors(
-            ctx.inputs["download"] / f"{task}.safetensors", study=SLUG, kind="dataset"
-        )
+        raw = ctx.load(task, step="download", kind="dataset")
         x_tr, y_tr, x_te, y_te = (
             raw[k].numpy() for k in ("x_train", "y_train", "x_test", "y_test")
         )
@@ -178,7 +199,7 @@ def features(ctx: StepContext) -> StepOutput:
             "target_y": yt,
             **_probe_indices(yt, len(yt_tr), probe.shots, probe.draws, ctx.seeds),
         }
-        save_tensors(ctx.out / f"{task}.safetensors", arrays, study=SLUG, kind="split")
+        ctx.save(task, arrays, kind="split")
         ctx.progress(f"{task}: source {len(ys_tr)}/{len(ys_te)}, target pool {len(yt)}")
         stats[f"{task}_source_train"] = float(len(ys_tr))
     return StepOutput(stats)
@@ -187,13 +208,11 @@ def features(ctx: StepContext) -> StepOutput:
 # ---------------------------------------------------------------------------------- data
 
 
-def _source_set(ctx: StepContext, task: str, *, train: bool) -> tuple[Dataset, int]:
+def _source_set(ctx: StepContext[GcrConfig], task: str, *, train: bool) -> tuple[Dataset, int]:
     """The source training (or test) set and the number of source classes."""
     data = ctx.cfg.data
     if task == "imagenet":
-        from subspacelab.studies.gcr.full import imagenet_split
-
-        im = data.imagenet
+        im = _imagenet(data)
         dataset = imagenet_split(
             ctx.inputs["download"] / "imagenet",
             "train" if train else "val",
@@ -201,15 +220,13 @@ def _source_set(ctx: StepContext, task: str, *, train: bool) -> tuple[Dataset, i
             im.resize_size,
         )
         return dataset, len(dataset.classes)
-    arrays, _ = load_tensors(
-        ctx.inputs["features"] / f"{task}.safetensors", study=SLUG, kind="split"
-    )
+    arrays = ctx.load(task, step="features", kind="split")
     part = "train" if train else "test"
     dataset = TensorDataset(arrays[f"source_x_{part}"], arrays[f"source_y_{part}"])
     return dataset, len(data.source_classes)
 
 
-def _target_set(ctx: StepContext, task: str, target: str) -> Dataset:
+def _target_set(ctx: StepContext[GcrConfig], task: str, target: str) -> Dataset:
     """The target pool (train part then test part), in the order of the probe indices."""
     if task == "imagenet":
         from subspacelab.studies.gcr.full import ResizedImages
@@ -218,11 +235,9 @@ def _target_set(ctx: StepContext, task: str, target: str) -> Dataset:
         return ResizedImages(
             np.concatenate([split.x_train, split.x_test]),
             np.concatenate([split.y_train, split.y_test]),
-            ctx.cfg.data.imagenet.image_size,
+            _imagenet(ctx.cfg.data).image_size,
         )
-    arrays, _ = load_tensors(
-        ctx.inputs["features"] / f"{task}.safetensors", study=SLUG, kind="split"
-    )
+    arrays = ctx.load(task, step="features", kind="split")
     return TensorDataset(arrays["target_x"], arrays["target_y"])
 
 
@@ -261,20 +276,20 @@ def _input_meta(data: DataConfig, task: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- fit
 
 
-def fit(ctx: StepContext) -> StepOutput:
+def fit(ctx: StepContext[GcrConfig]) -> StepOutput:
     """Train trunk + head for every task, head and seed; save each as safetensors."""
+    from subspacelab.api import fit as train
     from subspacelab.studies.gcr.lightning import GCRModule
 
-    cfg: GcrConfig = ctx.cfg
+    cfg = ctx.cfg
     tr = cfg.train
     log: dict[str, dict[str, float]] = {}
     for task in _tasks(cfg.data):
         train_set, num_classes = _source_set(ctx, task, train=True)
         epochs = cfg.data.digits.epochs if task == "digits" else tr.epochs
         for head in cfg.model.heads:
-            for seed in ctx.seeds:
+            for seed in ctx.seeded():
                 name = _model_name(task, head, seed)
-                seed_all(seed)
                 net = _build_net(cfg.model, head, num_classes)
                 module = GCRModule(
                     net,
@@ -292,37 +307,34 @@ def fit(ctx: StepContext) -> StepOutput:
                     num_workers=tr.num_workers,
                     generator=torch.Generator().manual_seed(seed),
                 )
-                trainer, progress = make_trainer(
+                history = train(
                     ctx,
-                    max_epochs=epochs,
+                    module,
+                    loader,
+                    epochs=epochs,
                     label=name,
                     every=epochs,
                     params={"task": task, "head": head, "seed": seed},
                 )
-                trainer.fit(module, loader)
-                if trainer.is_global_zero:
-                    save_tensors(
-                        ctx.out / f"{name}.safetensors",
-                        state_dict_cpu(net),
-                        study=SLUG,
-                        kind="model",
-                        meta={
-                            "task": task,
-                            "head": head,
-                            "seed": str(seed),
-                            "num_classes": str(num_classes),
-                            **architecture_meta(cfg.model),
-                            **_input_meta(cfg.data, task),
-                        },
-                    )
-                log[name] = progress.history[-1]
+                ctx.save_model(
+                    name,
+                    net,
+                    meta={
+                        "task": task,
+                        "head": head,
+                        "seed": str(seed),
+                        "num_classes": str(num_classes),
+                        **architecture_meta(cfg.model),
+                        **_input_meta(cfg.data, task),
+                    },
+                )
+                log[name] = history[-1]
     write_json(ctx.out / "train_log.json", log)
     return StepOutput()  # each model's losses are on its own MLflow run (a child of this one)
 
 
-def _load_net(ctx: StepContext, task: str, head: str, seed: int) -> core.Classifier:
-    path = ctx.inputs["fit"] / f"{_model_name(task, head, seed)}.safetensors"
-    state, meta = load_tensors(path, study=SLUG, kind="model")
+def _load_net(ctx: StepContext[GcrConfig], task: str, head: str, seed: int) -> core.Classifier:
+    state, meta = ctx.load_meta(_model_name(task, head, seed), step="fit", kind="model")
     net = _build_net(ctx.cfg.model, head, int(meta["num_classes"]))
     net.load_state_dict(state)
     return net.to(ctx.device).eval()
@@ -330,7 +342,7 @@ def _load_net(ctx: StepContext, task: str, head: str, seed: int) -> core.Classif
 
 @torch.no_grad()
 def _infer(
-    net: core.Classifier, dataset: Dataset, ctx: StepContext
+    net: core.Classifier, dataset: Dataset, ctx: StepContext[GcrConfig]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Penultimate features, logits and labels of a whole dataset (CPU tensors)."""
     ev = ctx.cfg.eval
@@ -347,9 +359,9 @@ def _infer(
 # ---------------------------------------------------------------------------------- evaluate
 
 
-def evaluate(ctx: StepContext) -> StepOutput:
+def evaluate(ctx: StepContext[GcrConfig]) -> StepOutput:
     """Source top-1 error, class separation R², class-subspace angles; dump target features."""
-    cfg: GcrConfig = ctx.cfg
+    cfg = ctx.cfg
     summary: dict[str, dict[str, float]] = {}
     for task in _tasks(cfg.data):
         test_set, _ = _source_set(ctx, task, train=False)
@@ -371,7 +383,7 @@ def evaluate(ctx: StepContext) -> StepOutput:
                     row["mean_angle_deg"] = float(torch.rad2deg(angles).mean())
                 for target, dataset in targets.items():
                     arrays[f"features/{target}"] = _infer(net, dataset, ctx)[0]
-                save_tensors(ctx.out / f"{name}.safetensors", arrays, study=SLUG, kind="features")
+                ctx.save(name, arrays, kind="features")
                 summary[name] = row
                 ctx.progress(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items()))
     write_json(ctx.out / "summary.json", summary)
@@ -407,20 +419,18 @@ def _draws(
     return draws
 
 
-def _probe_task(ctx: StepContext, task: str, summary: dict[str, Any], out: _Collected) -> None:
+def _probe_task(
+    ctx: StepContext[GcrConfig], task: str, summary: dict[str, Any], out: _Collected
+) -> None:
     """Probe every head and seed of one task on each of its target sets, over every draw."""
-    cfg: GcrConfig = ctx.cfg
+    cfg = ctx.cfg
     probe, pre = cfg.probe, _prefix(task)
     targets = _targets(cfg.data, task)
-    splits = {
-        t: load_tensors(ctx.inputs["features"] / f"{t}.safetensors", study=SLUG)[0] for t in targets
-    }
+    splits = {t: ctx.load(t, step="features") for t in targets}
     for head in cfg.model.heads:
         for seed in ctx.seeds:
             name = _model_name(task, head, seed)
-            feats, _ = load_tensors(
-                ctx.inputs["evaluate"] / f"{name}.safetensors", study=SLUG, kind="features"
-            )
+            feats = ctx.load(name, step="evaluate", kind="features")
             accs, spreads = [], []
             for target in targets:
                 y = splits[target]["target_y"].numpy()
@@ -478,11 +488,11 @@ def _deviations(cfg: GcrConfig) -> str:
     return "\n".join(lines)
 
 
-def transfer(ctx: StepContext) -> Report:
+def transfer(ctx: StepContext[GcrConfig]) -> Report:
     """Linear probe on frozen target features; metrics per head and seed, claims, plots."""
     from subspacelab.studies.gcr.plots import angle_histogram, head_panels, results_table
 
-    cfg: GcrConfig = ctx.cfg
+    cfg = ctx.cfg
     summary = read_json(ctx.inputs["evaluate"] / "summary.json")
     out = _Collected()
     tasks = _tasks(cfg.data)
@@ -600,12 +610,14 @@ STUDY = Study(
         Step(
             "download",
             download,
+            full=download_full,
             reads=("data",),
             description="mnist1d + digits (mini); ImageNet archives + CIFAR (full)",
         ),
         Step(
             "features",
             features,
+            full=features_full,
             needs=("download",),
             reads=("data", "probe"),
             description="source/target class split, standardisation, probe splits per seed",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from subspacelab.config import param
+from subspacelab.api import param
 
 DATASETS = ("digits", "mnist1d", "mnist", "cifar10")
 PROJECTIONS = ("dense", "sparse", "fastfood")
@@ -56,11 +56,15 @@ class ToyConfig:
     lr: float = param(gt=0)
     schedule: str = param(choices=SCHEDULES)
     init_std: float = param(ge=0)  # θ₀ ~ N(0, init_std²)
-    log_every: int = param(ge=1)  # steps per progress line
+    log_every: int = param(ge=1)  # steps per epoch (one progress line each)
 
     def check(self) -> dict[str, str]:
-        """The grid must increase strictly."""
-        return {} if _increasing(self.d_grid) else {"d_grid": "strictly increasing values"}
+        """The grid must increase strictly; the run is whole epochs of ``log_every`` steps."""
+        if not _increasing(self.d_grid):
+            return {"d_grid": "strictly increasing values"}
+        if self.steps % self.log_every:
+            return {"log_every": f"a divisor of steps ({self.steps}): the run is whole epochs"}
+        return {}
 
 
 @dataclass

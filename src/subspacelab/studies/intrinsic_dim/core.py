@@ -184,19 +184,3 @@ def crossing(dims: Sequence[int], accs: Sequence[float], threshold: float) -> Cr
             interp = d0 + (threshold - a0) * (d - d0) / (acc - a0)
             return Crossing(float(interp), float(d), above_grid=False, below_grid=False)
     return Crossing(float(dims[-1]), float(dims[-1]), above_grid=True, below_grid=False)
-
-
-@torch.no_grad()
-def accuracy(
-    net: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: torch.device | None = None
-) -> float:
-    """Top-1 accuracy of ``net`` on ``(x, y)``, batch by batch on ``device`` (default: x's)."""
-    device = x.device if device is None else device
-    was_training = net.training
-    net.eval()
-    correct = 0
-    for start in range(0, len(y), batch_size):
-        logits = net(x[start : start + batch_size].to(device))
-        correct += int((logits.argmax(dim=1) == y[start : start + batch_size].to(device)).sum())
-    net.train(was_training)
-    return correct / max(len(y), 1)

@@ -17,50 +17,53 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from subspacelab import registry
-from subspacelab.data import embedded
-from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
-from subspacelab.data.mnist import MNIST_RESOURCES, fetch_mnist, load_mnist
-from subspacelab.geometry import SubspaceModel, make_projection, toy_min_loss
-from subspacelab.io import load_tensors, read_json, save_tensors, sha256_file, write_json
-from subspacelab.nets.training import make_trainer
-from subspacelab.registry import (
+from subspacelab.api import (
     Claim,
+    ClaimResult,
+    Condition,
     Metrics,
     Report,
+    SeedMetrics,
+    Stat,
     Step,
     StepContext,
     StepOutput,
     Study,
+    accuracy,
+    decide,
+    every,
+    on_mean,
+    predict,
+    ratio,
+    read_json,
+    seed_all,
+    sha256_file,
+    write_json,
 )
-from subspacelab.runner import seed_all
+from subspacelab.api import (
+    Curve as DvcCurve,
+)
+from subspacelab.data import embedded
+from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
+from subspacelab.data.mnist import MNIST_RESOURCES, fetch_mnist, load_mnist
+from subspacelab.geometry import SubspaceModel, make_projection, toy_min_loss
 from subspacelab.studies.intrinsic_dim import core
 from subspacelab.studies.intrinsic_dim.config import IntrinsicDimConfig, used_datasets
 from subspacelab.studies.intrinsic_dim.experiments import Job, ModelSpec, build, plan
-from subspacelab.studies.intrinsic_dim.lightning import JointTraining
 from subspacelab.studies.intrinsic_dim.plots import (
     Curve,
     accuracy_panels,
     results_table,
     toy_figure,
-)
-from subspacelab.verdicts import (
-    ClaimResult,
-    Condition,
-    Stat,
-    decide,
-    every,
-    on_mean,
-    ratio,
 )
 
 SLUG = "intrinsic_dim"
@@ -72,9 +75,9 @@ ACC_TOL = 2e-3  # rebuilt vs trained accuracy (see _agree)
 # ---------------------------------------------------------------------------------- download
 
 
-def download(ctx: StepContext) -> StepOutput:
+def download(ctx: StepContext[IntrinsicDimConfig]) -> StepOutput:
     """Generate digits / MNIST-1D; fetch (MD5-checked) MNIST and CIFAR-10 when named."""
-    cfg: IntrinsicDimConfig = ctx.cfg
+    cfg = ctx.cfg
     manifest: dict[str, Any] = {}
     stats: dict[str, float] = {}
     for name in used_datasets(cfg.family, cfg.compare):
@@ -104,14 +107,20 @@ def download(ctx: StepContext) -> StepOutput:
             }
             archive.unlink()  # the extracted batches are what features reads
             continue
-        _save_split(ctx.out / f"{name}.safetensors", split, kind="dataset")
+        _save_split(ctx, name, split, kind="dataset")
         stats[f"{name}_train"] = float(len(split.y_train))
         ctx.progress(f"{name}: {len(split.y_train)} train, {len(split.y_test)} test")
     write_json(ctx.out / "manifest.json", manifest)
     return StepOutput(stats)
 
 
-def _save_split(path: Path, split: embedded.Split, kind: str, **extra: np.ndarray) -> None:
+def _save_split(
+    ctx: StepContext[IntrinsicDimConfig],
+    name: str,
+    split: embedded.Split,
+    kind: str,
+    **extra: np.ndarray,
+) -> None:
     arrays = {
         "x_train": split.x_train,
         "y_train": split.y_train,
@@ -119,16 +128,17 @@ def _save_split(path: Path, split: embedded.Split, kind: str, **extra: np.ndarra
         "y_test": split.y_test,
         **extra,
     }
-    save_tensors(path, arrays, study=SLUG, kind=kind)
+    ctx.save(name, arrays, kind=kind)
 
 
-def _raw_split(folder: Path, name: str) -> embedded.Split:
+def _raw_split(ctx: StepContext[IntrinsicDimConfig], name: str) -> embedded.Split:
     """A dataset as the download step left it, inputs in their natural shape."""
+    folder = ctx.inputs["download"]
     if name == "mnist":
         return load_mnist(folder / "mnist")
     if name == "cifar10":
         return load_cifar(folder / "cifar" / "cifar10", "cifar10")
-    raw, _ = load_tensors(folder / f"{name}.safetensors", study=SLUG, kind="dataset")
+    raw = ctx.load(name, kind="dataset")
     x_tr, y_tr, x_te, y_te = (raw[k].numpy() for k in ("x_train", "y_train", "x_test", "y_test"))
     if name == "mnist1d":  # length-40 signals, one channel, for the 1-D CNN
         x_tr, x_te = x_tr[:, None, :], x_te[:, None, :]
@@ -138,16 +148,16 @@ def _raw_split(folder: Path, name: str) -> embedded.Split:
 # ---------------------------------------------------------------------------------- features
 
 
-def features(ctx: StepContext) -> StepOutput:
+def features(ctx: StepContext[IntrinsicDimConfig]) -> StepOutput:
     """Standardise inputs (training statistics); shuffled training labels for the width family.
 
     The shuffled labels are a seeded permutation per training seed (the paper shuffles MNIST's
     labels once, for training and test; only training labels matter for memorisation).
     """
-    cfg: IntrinsicDimConfig = ctx.cfg
+    cfg = ctx.cfg
     stats: dict[str, float] = {}
     for name in used_datasets(cfg.family, cfg.compare):
-        split = _raw_split(ctx.inputs["download"], name)
+        split = _raw_split(ctx, name)
         x_tr, x_te = core.standardize(split.x_train, split.x_test)
         extra = {}
         if name == cfg.family.dataset:
@@ -158,7 +168,8 @@ def features(ctx: StepContext) -> StepOutput:
                 for seed in ctx.seeds
             }
         _save_split(
-            ctx.out / f"{name}.safetensors",
+            ctx,
+            name,
             embedded.Split(x_tr, split.y_train, x_te, split.y_test),
             kind="features",
             **extra,
@@ -168,9 +179,8 @@ def features(ctx: StepContext) -> StepOutput:
     return StepOutput(stats)
 
 
-def _features(folder: Path, name: str) -> dict[str, Tensor]:
-    arrays, _ = load_tensors(folder / f"{name}.safetensors", study=SLUG, kind="features")
-    return arrays
+def _features(ctx: StepContext[IntrinsicDimConfig], name: str) -> dict[str, Tensor]:
+    return ctx.load(name, step="features", kind="features")
 
 
 def _train_labels(arrays: dict[str, Tensor], job: Job, seed: int) -> Tensor:
@@ -193,20 +203,7 @@ class _FullBatch(Dataset):
         return self.x, self.y
 
 
-class _Ticks(Dataset):
-    """``n`` empty batches: the toy problem has no data, an epoch is ``n`` steps."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
-def _loader(ctx: StepContext, x: Tensor, y: Tensor, seed: int) -> DataLoader:
+def _loader(ctx: StepContext[IntrinsicDimConfig], x: Tensor, y: Tensor, seed: int) -> DataLoader:
     train = ctx.cfg.train
     if train.batch_size is None:
         return DataLoader(_FullBatch(x, y), batch_size=None)
@@ -220,34 +217,40 @@ def _loader(ctx: StepContext, x: Tensor, y: Tensor, seed: int) -> DataLoader:
     )
 
 
-def _fit_toy(ctx: StepContext, seed: int) -> dict[str, float]:
-    """Adam in float64 on every d of the toy grid at once; saves θ_d and the seeds."""
+def _fit_toy(ctx: StepContext[IntrinsicDimConfig], seed: int) -> dict[str, float]:
+    """Adam in float64 on every d of the toy grid at once; saves θ_d and the seeds.
+
+    The toy has no data: each member computes its own loss, and an epoch is ``log_every``
+    empty batches."""
+    from subspacelab.api import Member, full_batch_loader, train_joint
+
     toy = ctx.cfg.toy
     theta_seed = core.derive_seed(seed, "toy", "theta0")
     theta0 = core.toy_theta0(theta_seed, toy.init_std)
     nets = {
-        f"d{d}": SubspaceModel(
+        d: SubspaceModel(
             core.ToyParameters(theta0), d=d, kind="dense", seed=_toy_proj_seed(seed, d)
         )
         for d in toy.d_grid
     }
-    module = JointTraining(nets, task="toy", lr=toy.lr, weight_decay=0.0, schedule=toy.schedule)
-    trainer, _ = make_trainer(
+    train_joint(
         ctx,
-        max_epochs=-(-toy.steps // toy.log_every),
-        max_steps=toy.steps,
+        [Member(net, loss=lambda *_, net=net: net(), lr=toy.lr) for net in nets.values()],
+        epochs=toy.steps // toy.log_every,
+        loader=full_batch_loader(steps=toy.log_every),
+        schedule=toy.schedule,
         label=f"toy s{seed}",
+        every=1,
     )
-    trainer.fit(module, DataLoader(_Ticks(toy.log_every), batch_size=None))
     tensors: dict[str, Tensor] = {"theta0_seed": torch.tensor([theta_seed])}
     losses = {}
     for d in toy.d_grid:
-        net = module.nets[f"d{d}"].cpu()
+        net = nets[d].cpu()
         tensors[f"d{d}/theta_d"] = net.theta_d.detach()
         tensors[f"d{d}/proj_seed"] = torch.tensor([_toy_proj_seed(seed, d)])
         with torch.no_grad():
             losses[f"d{d}"] = float(net())
-    save_tensors(ctx.out / f"toy_s{seed}.safetensors", tensors, study=SLUG, kind="toy")
+    ctx.save(f"toy_s{seed}", tensors, kind="toy")
     ctx.progress(f"toy s{seed}: " + ", ".join(f"{k} {v:.1e}" for k, v in losses.items()))
     return losses
 
@@ -260,8 +263,14 @@ def _chunks(specs: Sequence[ModelSpec], size: int) -> list[Sequence[ModelSpec]]:
     return [specs[i : i + size] for i in range(0, len(specs), size)]
 
 
-def _fit_job(ctx: StepContext, job: Job, seed: int, arrays: dict[str, Tensor]) -> dict:
-    """Train every model of a job (in chunks of ``max_joint``), save θ_d / weights and seeds."""
+def _fit_job(
+    ctx: StepContext[IntrinsicDimConfig], job: Job, seed: int, arrays: dict[str, Tensor]
+) -> dict:
+    """Train every model of a job (in chunks of ``max_joint``), save θ_d / weights and seeds.
+
+    The models of a chunk see the same mini-batches (one shared loader)."""
+    from subspacelab.api import Member, train_joint
+
     train = ctx.cfg.train
     x, y = arrays["x_train"], _train_labels(arrays, job, seed)
     shape = tuple(x.shape[1:])
@@ -270,35 +279,44 @@ def _fit_job(ctx: StepContext, job: Job, seed: int, arrays: dict[str, Tensor]) -
     for i, chunk in enumerate(_chunks(job.specs, train.max_joint)):
         seed_all(core.derive_seed(seed, "train", job.name, i))
         nets = {spec.name: build(spec, shape, train.projection) for spec in chunk}
-        module = JointTraining(
-            nets,
-            task="classify",
-            lr=train.lr,
-            weight_decay=train.weight_decay,
-            schedule=train.schedule,
-        )
-        trainer, _ = make_trainer(
+        train_joint(
             ctx,
-            max_epochs=train.epochs,
+            [
+                Member(net, loss=_cross_entropy(net), lr=train.lr, weight_decay=train.weight_decay)
+                for net in nets.values()
+            ],
+            epochs=train.epochs,
+            loader=_loader(ctx, x, y, core.derive_seed(seed, "batches", job.name, i)),
+            schedule=train.schedule,
             label=f"{job.name} s{seed} [{len(chunk)} models]",
             every=train.log_every,
         )
-        trainer.fit(module, _loader(ctx, x, y, core.derive_seed(seed, "batches", job.name, i)))
         for spec in chunk:
-            net = module.nets[spec.name].to(ctx.device)
+            net = nets[spec.name].to(ctx.device)
             summary[spec.name] = {
-                "train_acc": core.accuracy(net, x, y, ctx.cfg.eval.batch_size, ctx.device),
+                "train_acc": _accuracy(net, x, y, ctx),
                 "D": float(core.count_parameters(net)),
             }
             tensors.update(_model_tensors(spec, net))
-    save_tensors(
-        ctx.out / f"{job.name}_s{seed}.safetensors",
+    ctx.save(
+        f"{job.name}_s{seed}",
         tensors,
-        study=SLUG,
         kind="subspace-models",
         meta={"projection": train.projection},
     )
     return summary
+
+
+def _cross_entropy(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """A classifier's member loss: cross-entropy of its logits on the batch."""
+    return lambda x, y: F.cross_entropy(net(x), y)
+
+
+def _accuracy(net: nn.Module, x: Tensor, y: Tensor, ctx: StepContext[IntrinsicDimConfig]) -> float:
+    """Top-1 accuracy of ``net`` (eval mode) on ``(x, y)``, batch by batch on ctx.device."""
+    net.eval()
+    logits = predict(net, x.to(ctx.device), ctx.cfg.eval.batch_size)
+    return accuracy(logits, y.to(ctx.device))
 
 
 def _model_tensors(spec: ModelSpec, net: nn.Module) -> dict[str, Tensor]:
@@ -319,14 +337,14 @@ def _model_tensors(spec: ModelSpec, net: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def fit(ctx: StepContext) -> StepOutput:
+def fit(ctx: StepContext[IntrinsicDimConfig]) -> StepOutput:
     """The toy sweep, then every job of every seed; a summary of training accuracies."""
-    cfg: IntrinsicDimConfig = ctx.cfg
+    cfg = ctx.cfg
     summary: dict[str, Any] = {}
-    for seed in ctx.seeds:
+    for seed in ctx.seeded():
         summary[f"toy/{seed}"] = _fit_toy(ctx, seed)
         for job in plan(cfg.family, cfg.compare, seed):
-            arrays = _features(ctx.inputs["features"], job.dataset)
+            arrays = _features(ctx, job.dataset)
             summary[f"{job.name}/{seed}"] = _fit_job(ctx, job, seed, arrays)
     write_json(ctx.out / "summary.json", summary)
     return StepOutput({"models": float(sum(len(v) for v in summary.values()))})
@@ -357,12 +375,12 @@ def _load_model(
     return net
 
 
-def _evaluate_toy(ctx: StepContext, seed: int, fitted: dict[str, float]) -> dict[str, float]:
+def _evaluate_toy(
+    ctx: StepContext[IntrinsicDimConfig], seed: int, fitted: dict[str, float]
+) -> dict[str, float]:
     """Final toy loss of each saved θ_d and the closed-form minimum over the same subspace."""
     toy = ctx.cfg.toy
-    tensors, _ = load_tensors(
-        ctx.inputs["fit"] / f"toy_s{seed}.safetensors", study=SLUG, kind="toy"
-    )
+    tensors = ctx.load(f"toy_s{seed}", step="fit", kind="toy")
     theta0 = core.toy_theta0(int(tensors["theta0_seed"]), toy.init_std)
     out = {}
     for d in toy.d_grid:
@@ -422,30 +440,30 @@ def _metric_prefix(group: str) -> str:
 
 
 def _evaluate_job(
-    ctx: StepContext, job: Job, seed: int, fitted: dict[str, dict[str, float]]
+    ctx: StepContext[IntrinsicDimConfig],
+    job: Job,
+    seed: int,
+    fitted: dict[str, dict[str, float]],
 ) -> tuple[dict[str, float], dict[str, tuple[list[int], int]]]:
     """Accuracy of every rebuilt model; d_int90 per group. Returns metrics and (dims, D)."""
-    cfg: IntrinsicDimConfig = ctx.cfg
-    arrays = _features(ctx.inputs["features"], job.dataset)
-    tensors, header = load_tensors(
-        ctx.inputs["fit"] / f"{job.name}_s{seed}.safetensors", study=SLUG, kind="subspace-models"
-    )
+    cfg = ctx.cfg
+    arrays = _features(ctx, job.dataset)
+    tensors, header = ctx.load_meta(f"{job.name}_s{seed}", step="fit", kind="subspace-models")
     projection = header.get("projection", cfg.train.projection)
     x_tr, y_tr = arrays["x_train"], _train_labels(arrays, job, seed)
     x_te, y_te = arrays["x_test"], arrays["y_test"]
     shape = tuple(x_tr.shape[1:])
-    bs = cfg.eval.batch_size
     by_group: dict[str, list[tuple[ModelSpec, float, int]]] = defaultdict(list)
     for spec in job.specs:
         net = _load_model(spec, tensors, shape, projection).to(ctx.device)
-        train_acc = core.accuracy(net, x_tr, y_tr, bs, ctx.device)
+        train_acc = _accuracy(net, x_tr, y_tr, ctx)
         _agree(
             train_acc,
             fitted[spec.name]["train_acc"],
             f"{spec.name} s{seed} train accuracy",
             ACC_TOL,
         )
-        acc = train_acc if job.shuffled else core.accuracy(net, x_te, y_te, bs, ctx.device)
+        acc = train_acc if job.shuffled else _accuracy(net, x_te, y_te, ctx)
         by_group[spec.group].append((spec, acc, int(fitted[spec.name]["D"])))
     metrics: dict[str, float] = {}
     shapes: dict[str, tuple[list[int], int]] = {}
@@ -466,20 +484,20 @@ def _evaluate_job(
     return metrics, shapes
 
 
-def evaluate(ctx: StepContext) -> Report:
+def evaluate(ctx: StepContext[IntrinsicDimConfig]) -> Report:
     """Rebuild every model, read acc(d), d_int90 and compression; claims, plots and a table."""
-    cfg: IntrinsicDimConfig = ctx.cfg
+    cfg = ctx.cfg
     fitted = read_json(ctx.inputs["fit"] / "summary.json")
-    per_seed: list[dict[str, float]] = []
+    per_seed = SeedMetrics()
     shapes: dict[str, tuple[list[int], int]] = {}
-    for seed in ctx.seeds:
+    for seed in ctx.seeded():
         metrics = _evaluate_toy(ctx, seed, fitted[f"toy/{seed}"])
         for job in plan(cfg.family, cfg.compare, seed):
             job_metrics, job_shapes = _evaluate_job(ctx, job, seed, fitted[f"{job.name}/{seed}"])
             metrics.update(job_metrics)
             shapes.update(job_shapes)
-        per_seed.append(metrics)
-    collected = {k: [m[k] for m in per_seed] for k in per_seed[0]}
+        per_seed.record(metrics)
+    collected = per_seed.as_dict()
     return Report(
         metrics=collected,
         figures={
@@ -491,8 +509,8 @@ def evaluate(ctx: StepContext) -> Report:
             ),
             "toy_loss": toy_figure(
                 cfg.toy.d_grid,
-                np.array([[m[f"toy/loss/d{d}"] for d in cfg.toy.d_grid] for m in per_seed]),
-                np.array([[m[f"toy/floor/d{d}"] for d in cfg.toy.d_grid] for m in per_seed]),
+                np.array([collected[f"toy/loss/d{d}"] for d in cfg.toy.d_grid]).T,
+                np.array([collected[f"toy/floor/d{d}"] for d in cfg.toy.d_grid]).T,
                 TOY_TOL,
                 TOY_CODIM,
             ),
@@ -583,15 +601,11 @@ def _table_rows(
 # ---------------------------------------------------------------------------------- claims
 
 
-def _groups(m: Metrics, pattern: str) -> dict[str, str]:
-    """Metric prefixes matching ``pattern`` (a regex with one group naming the run)."""
-    out = {}
-    for key in m:
-        if hit := re.fullmatch(pattern + r"/d_int90", key):
-            out[hit.group(1)] = key.removesuffix("/d_int90")
-    if not out:
-        raise KeyError(f"no metric matches {pattern}/d_int90")
-    return dict(sorted(out.items(), key=lambda kv: (len(kv[0]), kv[0])))
+def _groups(m: Metrics, head: str) -> dict[str, str]:
+    """The widths of a family (``fc`` or ``shuffled``) with a d_int90, narrowest first:
+    width name (``w50``) -> metric prefix (``fc/w50``)."""
+    widths = m.family(f"{head}/{{width}}/d_int90")
+    return {w: f"{head}/{w}" for w in sorted(widths, key=lambda w: (len(w), w))}
 
 
 def check_toy(m: Metrics) -> ClaimResult:
@@ -599,9 +613,7 @@ def check_toy(m: Metrics) -> ClaimResult:
 
     An exact invariant (the solution set has codimension 10), so ``every``, not an interval.
     """
-    dims = sorted(int(hit.group(1)) for k in m if (hit := re.fullmatch(r"toy/loss/d(\d+)", k)))
-    if not dims:
-        raise KeyError("metric toy/loss/d<d> not recorded")
+    dims = sorted(int(d) for d in m.family("toy/loss/d{d}"))
     tests = [
         every(
             f"toy loss d={d}",
@@ -623,7 +635,7 @@ def _inside(name: str, m: Metrics, prefix: str, side: str) -> Condition:
 def check_fraction(m: Metrics) -> ClaimResult:
     """(b): d_int90 / D ≤ 5% for every width, on the interval of its mean over seeds (a
     d_int90 above the grid is not established)."""
-    groups = _groups(m, r"fc/(w\d+)")
+    groups = _groups(m, "fc")
     tests: list[Condition] = []
     measured: dict[str, float | Stat] = {}
     for name, prefix in groups.items():
@@ -638,7 +650,7 @@ def check_fraction(m: Metrics) -> ClaimResult:
 def check_width(m: Metrics) -> ClaimResult:
     """(c): per seed, max/min over widths of d_int90 ≤ 2 (paired: each seed's widths share its
     seed), on the interval of its mean; every d_int90 must lie inside the grid."""
-    groups = _groups(m, r"fc/(w\d+)")
+    groups = _groups(m, "fc")
     d90 = {name: m[f"{p}/d_int90"] for name, p in groups.items()}
     per_seed = [max(v) / min(v) for v in zip(*(s.values for s in d90.values()), strict=True)]
     tests = [
@@ -664,7 +676,7 @@ def check_shuffled(m: Metrics) -> ClaimResult:
     too; the config requires the shuffled grid to end at ≥ 3× the real grid's end, so such a
     bound is ≥ 3 and can only establish the claim, never refute it.
     """
-    groups = _groups(m, r"shuffled/(w\d+)")
+    groups = _groups(m, "shuffled")
     tests: list[Condition] = []
     measured: dict[str, float | Stat] = {}
     for name, prefix in groups.items():
@@ -750,7 +762,7 @@ STUDY = Study(
     ),
     claims=CLAIMS,
     curves=(
-        registry.Curve("d_int90_vs_width", x="width", y="d_int90", title="d_int90 of FC nets"),
-        registry.Curve("toy_loss_vs_d", x="d", y=("loss", "floor"), title="toy problem: loss vs d"),
+        DvcCurve("d_int90_vs_width", x="width", y="d_int90", title="d_int90 of FC nets"),
+        DvcCurve("toy_loss_vs_d", x="d", y=("loss", "floor"), title="toy problem: loss vs d"),
     ),
 )

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from subspacelab.io import ModelFileError, load_tensors
-from subspacelab.registry import Report, Step, StepContext, Study
+from subspacelab.api import ModelFileError, Report, Step, StepContext, Study
+from subspacelab.data.imagenet import imagenet_split
 from subspacelab.studies.gcr import core as gcr_core
 from subspacelab.studies.report_card.config import ReportCardConfig
 from subspacelab.studies.report_card.core import probe_classifier
@@ -78,10 +78,8 @@ def _imagenet_sample(
     prepared: Path, n: int, meta: dict[str, str]
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``n`` ImageNet training images spread evenly over the (class-sorted) training folder,
-    through gcr's deterministic evaluation pipeline (resize, centre crop, normalise), and the
-    number of training images."""
-    from subspacelab.studies.gcr.full import imagenet_split
-
+    through the deterministic evaluation pipeline (resize, centre crop, normalise) gcr
+    evaluates with, and the number of training images."""
     _require(meta, ("image_size", "resize_size"), "imagenet model")
     val = imagenet_split(prepared, "val", int(meta["image_size"]), int(meta["resize_size"]))
     train = type(val)(str(prepared / "train"), transform=val.transform)
@@ -91,15 +89,13 @@ def _imagenet_sample(
 
 
 def _probe_data(
-    ctx: StepContext, meta: dict[str, str], n: int
+    ctx: StepContext[ReportCardConfig], meta: dict[str, str], n: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The first ``n`` source training examples of the model's gcr task (ImageNet: ``n`` spread
     over its training folder), and how many source training examples the task has."""
     if meta["task"] == "imagenet":
         return _imagenet_sample(ctx.inputs[GCR_DOWNLOAD] / "imagenet", n, meta)
-    split, _ = load_tensors(
-        ctx.inputs[GCR_FEATURES] / f"{meta['task']}.safetensors", study="gcr", kind="split"
-    )
+    split = ctx.load(meta["task"], step=GCR_FEATURES, kind="split")
     y = split["source_y_train"]
     return split["source_x_train"][:n], y[:n].long(), len(y)
 
@@ -150,9 +146,9 @@ def _table(rows: dict[int, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def card(ctx: StepContext) -> Report:
+def card(ctx: StepContext[ReportCardConfig]) -> Report:
     """Probe every gcr model on a slice of its training data; one table per task and head."""
-    cfg: ReportCardConfig = ctx.cfg
+    cfg = ctx.cfg
     fit_dir: Path = ctx.inputs[GCR_FIT]
     results: dict[str, dict[int, dict[str, float]]] = {}
     available: set[int] = set()
@@ -163,7 +159,7 @@ def card(ctx: StepContext) -> Report:
             available.add(int(match["seed"]))
         if match is None or int(match["seed"]) not in cfg.seeds:
             continue
-        state, meta = load_tensors(path, study="gcr", kind="model")
+        state, meta = ctx.load_meta(path.stem, step=GCR_FIT, kind="model")
         _require(meta, ("task",), str(path))
         net = rebuild_gcr(state, meta, str(path)).to(ctx.device)
         x, y, total = _probe_data(ctx, meta, cfg.probe.n_samples)
