@@ -7,8 +7,9 @@ the run time. This measures it: the same model, data, optimiser and number of Ad
 * as a plain loop (index a batch, forward, backward, step),
 * through ``fit(LossModule, tensor_loader)`` (mini-batches) or ``full_batch_loader`` (full
   batch), and
-* for eight independent tiny models, as eight ``fit`` calls against one ``JointTraining`` run
-  on the sum of their losses (the pattern of intrinsic_dim, Li et al., arXiv 1804.08838).
+* for eight independent tiny models, as eight ``fit`` calls against one
+  :func:`~subspacelab.nets.joint.train_joint` run on the sum of their losses (the lab's one joint
+  trainer; intrinsic_dim, Li et al., arXiv 1804.08838, sweeps this way).
 
 Runs are interleaved and the median of the repeats is reported, so each arm sees the same load.
 """
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from subspacelab.nets.joint import Member, train_joint
 from subspacelab.nets.training import LocalEnv, LossModule, fit, full_batch_loader, tensor_loader
-from subspacelab.studies.intrinsic_dim.lightning import JointTraining
 
 N, DIM, CLASSES, STEPS, REPEATS, MODELS = 2048, 40, 10, 256, 5, 8
 
@@ -71,10 +72,10 @@ def _lightning(width: int, batch: int, models: int = 1) -> None:
 
 def _joint(width: int, batch: int, models: int) -> None:
     x, y = _data()
-    nets = {f"m{i}": _mlp(width) for i in range(models)}
-    module = JointTraining(nets, task="classify", lr=1e-3, weight_decay=0.0, schedule="constant")
+    nets = [_mlp(width) for _ in range(models)]
+    members = [Member(n, lambda a, b, n=n: F.cross_entropy(n(a), b), lr=1e-3) for n in nets]
     loader: DataLoader[tuple[Tensor, ...]] = full_batch_loader(x[:batch], y[:batch], steps=STEPS)
-    fit(LocalEnv(), module, loader, epochs=1)
+    train_joint(LocalEnv(), members, epochs=1, loader=loader)
 
 
 def _median_ms(arms: dict[str, Callable[[], None]], steps: int) -> dict[str, float]:
@@ -129,6 +130,6 @@ def section() -> list[str]:
         f"| plain loops, one model at a time | {ms['plain']:.2f} | 1.0 |",
         f"| {MODELS} separate fit calls | {ms['lightning']:.2f} | "
         f"{ms['lightning'] / ms['plain']:.1f} |",
-        f"| one JointTraining run | {ms['joint']:.2f} | {ms['joint'] / ms['plain']:.1f} |",
+        f"| one train_joint run | {ms['joint']:.2f} | {ms['joint'] / ms['plain']:.1f} |",
     ]
     return lines
