@@ -132,3 +132,27 @@ def test_chains_that_use_a_changed_one_rerun_too() -> None:
     assert to_run(plan, {"a_y"}) == ["a", "b", "c"]
     assert to_run(plan, {"d_x", "summary"}) == ["d"]
     assert to_run(plan, set()) == []
+
+
+def test_status_waits_while_another_lab_holds_the_outputs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second `make lab` while another runs stages waits for DVC's output locks (one line),
+    not a LockError traceback."""
+    from dvc.lock import LockError
+
+    from subspacelab.lab import _status_when_free
+
+    class Busy:
+        calls = 0
+
+        def status(self) -> dict[str, object]:
+            self.calls += 1
+            if self.calls < 3:
+                raise LockError("'data/x' is busy, it is being blocked by:\n  (PID 1): dvc repro")
+            return {"x_fit": []}
+
+    repo = Busy()
+    assert _status_when_free(repo, poll_s=0.01) == {"x_fit": []}
+    assert repo.calls == 3
+    assert capsys.readouterr().err.count("waiting, DVC outputs are busy ((PID 1)") == 1

@@ -141,6 +141,24 @@ def _fast_dvc() -> None:
     param.dpath = _DirectGet(param.dpath)
 
 
+def _status_when_free(repo: Any, poll_s: float = 2.0) -> dict[str, Any]:
+    """``dvc status``, waiting (one console line) while another lab or flow runs stages: DVC
+    holds a lock on each running stage's outputs, which its status check would otherwise fail
+    on, as ``dvc --wait-for-lock repro`` waits for the repository's lock."""
+    from dvc.lock import LockError
+
+    said = False
+    while True:
+        try:
+            return repo.status()
+        except LockError as exc:
+            if not said:
+                who = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+                print(f"lab: waiting, DVC outputs are busy ({who})", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(poll_s)
+
+
 def inspect(root: Path) -> tuple[set[str], list[str]]:
     """What ``dvc status`` reports as changed, and the stage order of a sequential
     ``dvc repro`` (DVC's plan), from one in-process DVC repository."""
@@ -149,7 +167,7 @@ def inspect(root: Path) -> tuple[set[str], list[str]]:
     from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
     with Repo(str(root)) as repo:
-        changed = {name.rpartition(":")[2] for name in repo.status()}
+        changed = {name.rpartition(":")[2] for name in _status_when_free(repo)}
         stages = collect_stages(repo, [str(root / "dvc.yaml")])
         order = [st.addressing for st in plan_repro(get_active_graph(repo.index.graph), stages)]
     return changed, order
