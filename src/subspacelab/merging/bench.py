@@ -210,7 +210,7 @@ def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str,
     ``"<seed>/<head>/<regime>"`` -> method -> field -> value), in the order of ``seeds``: one
     value per seed, or one per seed x task (seed-major) for list fields such as ``task_norm``.
     Wall times (``time_s``) stay in results.json: a rerun must reproduce the metrics exactly;
-    so does a validation sweep (``val_curve``, one value per α: a curve, not a metric)."""
+    so do curves (fields ending in ``_curve``: a validation sweep, a loss trajectory)."""
     metrics: dict[str, list[float]] = {}
     for seed in seeds:
         for key, methods in results.items():
@@ -219,7 +219,7 @@ def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str,
                 continue
             for method, row in methods.items():
                 for field, value in row.items():
-                    if field in ("time_s", "val_curve"):
+                    if field == "time_s" or field.endswith("_curve"):
                         continue
                     vals = value if isinstance(value, list) else [value]
                     metrics.setdefault(f"{h}/{r}/{method}/{field}", []).extend(vals)
