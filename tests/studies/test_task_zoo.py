@@ -115,3 +115,24 @@ def test_path_curve_one_row_per_alpha_and_every_series() -> None:
     assert math.isnan(rows[0]["h2_lora"])  # a head × regime the zoo lacks: an empty cell
     with pytest.raises(ValueError, match="unknown path series"):
         path_curve({"h3_fft": {}})
+
+
+def test_adapter_curve_one_row_per_budget_level() -> None:
+    from subspacelab.studies.merging_compare.study import STUDY as COMPARE
+    from subspacelab.studies.merging_compare.study import adapter_curve
+
+    def seed(shift: float) -> dict:
+        return {
+            "linear_probe": {"acc": 0.4 + shift},
+            "full_ft": {"acc": 0.9 + shift},
+            "lora_0.02": {"acc": 0.5 + shift},
+            "flora_0.02": {"acc": 0.6 + shift},
+            "lora_0.1": {"acc": 0.7 + shift},
+        }
+
+    rows = adapter_curve({"0/a": seed(0.0), "1/a": seed(0.1)})
+    (curve,) = COMPARE.curves
+    assert [r["budget"] for r in rows] == [0.02, 0.1]
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert rows[0]["flora"] == pytest.approx(0.65) and rows[1]["full_ft"] == pytest.approx(0.95)
+    assert math.isnan(rows[1]["flora"])  # no FLoRA arm at that level
