@@ -106,3 +106,21 @@ def test_claims_three_ways() -> None:
     assert [c.check(bad).verdict for c in STUDY.claims] == ["does not hold"] * 3
     assert STUDY.claims[2].check(_metrics(0.1, 0.1, 1.5, 1e-4)).verdict == "does not hold"
     assert STUDY.claims[0].check(_metrics(0.02, 0.1, 1.0, 0.01)).verdict == "inconclusive"
+
+
+def test_ranking_curves_average_seeds_per_cut_off() -> None:
+    from subspacelab.studies.cm3.study import ranking_curves
+
+    metrics = {
+        f"{a}/{q}_{k}": [0.1 * i + k / 100, 0.1 * i + k / 100 + 0.02]
+        for i, a in enumerate(core.ARMS)
+        for q in ("recall", "ndcg")
+        for k in (10, 20)
+    }
+    curves = ranking_curves(metrics)
+    assert sorted(curves) == sorted(c.name for c in STUDY.curves)
+    for curve in STUDY.curves:
+        rows = curves[curve.name]
+        assert [r["k"] for r in rows] == [10, 20]
+        assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert curves["ndcg_vs_k"][1]["directau"] == pytest.approx(0.1 + 0.2 + 0.01)

@@ -3,10 +3,13 @@ control, on hand-made per seed x task metrics."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import pytest
+
 from subspacelab.api import Metrics
-from subspacelab.studies.concrete_merge.study import CLAIMS
+from subspacelab.studies.concrete_merge.study import CLAIMS, STUDY, TRAJECTORIES, entropy_curve
 
 BY_ID = {c.id: c for c in CLAIMS}
 SEEDS, TASKS = 3, 4
@@ -89,3 +92,22 @@ def test_straddling_seeds_are_inconclusive() -> None:
     )
     assert res.verdict == "inconclusive"
     assert "logit_std" in res.measured
+
+
+def test_entropy_curve_means_seeds_and_pads_stopped_runs() -> None:
+    def run(scale: float, cta_steps: int) -> dict:
+        return {
+            "cta": {"entropy_curve": [scale * (3 - i) for i in range(cta_steps)]},
+            "adamerging": {"entropy_curve": [scale, scale]},
+            "concrete_adamerging": {"entropy_curve": [1.0], "meta_entropy_curve": [2.0, 1.0]},
+        }
+
+    results = {"0/h1/fft": run(1.0, 3), "1/h1/fft": run(2.0, 2), "0/h2/fft": run(9.0, 3)}
+    rows = entropy_curve(results, [0, 1])
+    (curve,) = STUDY.curves
+    assert curve.ys == tuple(TRAJECTORIES)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert rows[0]["cta"] == pytest.approx(4.5) and rows[2]["cta"] == pytest.approx(1.0)
+    assert math.isnan(rows[2]["adamerging"]) and rows[1]["concrete_adamerging_meta"] == 1.0
+    assert all(math.isnan(v) for k, v in entropy_curve({}, [0])[0].items() if k != "step")

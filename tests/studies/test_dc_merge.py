@@ -71,3 +71,29 @@ def test_collect_orders_by_seed() -> None:
         "0/h1/lora": {"ta": {"task_norm": [0.1, 0.2]}},
     }  # per seed x task lists, seed-major
     assert collect_results(per_task, [0, 1]) == {"h1/lora/ta/task_norm": [0.1, 0.2, 0.3, 0.4]}
+
+
+def test_alpha_curve_means_seeds_and_leaves_absent_heads_empty() -> None:
+    import math
+
+    from subspacelab.studies.dc_merge.study import STUDY, SWEPT, alpha_curve
+
+    alphas = [0.1, 0.5, 1.0]
+    results = {
+        f"{s}/h1/lora": {m: {"abs": 0.5, "val_curve": [0.1 * s, 0.2 + s, 0.3]} for m in SWEPT}
+        for s in (0, 1)
+    }
+    rows = alpha_curve(results, [0, 1], "h1", alphas)
+    assert [r["alpha"] for r in rows] == alphas
+    assert rows[0]["dc"] == pytest.approx(0.05) and rows[1]["tsvm"] == pytest.approx(0.7)
+    assert all(set(r) == {"alpha", *SWEPT} for r in rows)
+    assert {c.name: c.ys for c in STUDY.curves} == {
+        "val_acc_vs_alpha_h1": SWEPT,
+        "val_acc_vs_alpha_h2": SWEPT,
+    }
+    assert all(math.isnan(r["ta"]) for r in alpha_curve(results, [0, 1], "h2", alphas))
+
+
+def test_collect_results_leaves_the_validation_sweep_out_of_the_metrics() -> None:
+    results = {"0/h1/lora": {"ta": {"abs": 0.5, "time_s": 1.0, "val_curve": [0.1, 0.2]}}}
+    assert collect_results(results, [0]) == {"h1/lora/ta/abs": [0.5]}

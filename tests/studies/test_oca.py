@@ -102,3 +102,16 @@ def test_claims_inconclusive_when_seeds_disagree() -> None:
     )
     assert BY_ID["compatibility"].check(mixed).verdict == "inconclusive"
     assert BY_ID["new_model_quality"].check(mixed).verdict == "inconclusive"
+
+
+def test_ortho_curve_mean_and_max_per_step() -> None:
+    from subspacelab.studies.oca.study import STUDY, ortho_curve
+
+    rows = ortho_curve([[1e-7, 3e-7, 2e-7], [3e-7, 1e-7]])
+    (curve,) = STUDY.curves
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert rows[0]["mean"] == pytest.approx(2e-7) and rows[1]["max"] == pytest.approx(3e-7)
+    assert rows[2]["mean"] == rows[2]["max"] == pytest.approx(2e-7)  # one seed left
+    with pytest.raises(ValueError, match="no orthogonality error"):
+        ortho_curve([[], []])

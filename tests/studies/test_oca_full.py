@@ -101,6 +101,8 @@ def test_old_and_fit_steps_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     )
     assert "deviations" not in report.tables
     assert report.metrics["ortho_error_max"][0] < 1e-4
+    curve = report.curves["ortho_error_vs_step"]  # the full fit step's errors, every step
+    assert len(curve) > 1 and max(r["max"] for r in curve) == report.metrics["ortho_error_max"][0]
     for key in (
         "old_to_old/map",
         "oca_to_old/map",

@@ -139,3 +139,24 @@ def test_claims_three_ways() -> None:
     unsure = _metrics(0.001, 0.1, 0.8, 0.02)
     assert STUDY.claims[0].check(unsure).verdict == "inconclusive"
     assert STUDY.claims[3].check(unsure).verdict == "inconclusive"
+
+
+def test_sweep_curves_one_row_per_lambda() -> None:
+    from subspacelab.studies.optfs.study import sweep_curves
+
+    lambdas = [1e-6, 1e-5]
+    metrics = {"backbone/auc": [0.6, 0.62]}
+    keys = ("optfs/auc", "optfs/kept", "optfs/signal_kept", "optfs/noise_kept", "reinit/auc",
+            "field/auc", "field/kept")  # fmt: skip
+    for i in range(2):
+        for key in keys:
+            arm, q = key.split("/")
+            metrics[f"{arm}/l{i}/{q}"] = [0.1 * i, 0.1 * i + 0.2]
+    curves = sweep_curves(metrics, lambdas)
+    assert sorted(curves) == sorted(c.name for c in STUDY.curves)
+    for curve in STUDY.curves:
+        rows = curves[curve.name]
+        assert [r["lambda"] for r in rows] == lambdas
+        assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert curves["auc_vs_lambda"][1]["optfs"] == pytest.approx(0.2)
+    assert curves["auc_vs_lambda"][0]["backbone"] == pytest.approx(0.61)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from subspacelab import registry
 from subspacelab.config import ParamsError, study_config
 from subspacelab.merging.bench import load_zoo
 from subspacelab.studies.concrete_merge.study import METHODS as CONCRETE_METHODS
 from subspacelab.studies.dc_merge.study import CLAIMS_BY_ID as DC_CLAIMS
 from subspacelab.studies.merging_compare.study import adapter_rows, budget_level, merge_rows
 from subspacelab.studies.task_zoo.config import TaskZooConfig
+from subspacelab.studies.task_zoo.study import STUDY
 from tests.helpers import tiny_params
-from tests.studies.merging_helpers import tiny_merging_chain
+from tests.studies.merging_helpers import CHAIN, tiny_merging_chain
 
 
 def test_config_rejects_too_many_samples() -> None:
@@ -92,3 +96,43 @@ def test_tiny_merging_chain(tmp_path: Path) -> None:
     assert "| ta | h1 | fft |" in tables  # the FFT task-arithmetic row (concrete_merge's)
     # the miniature's report names its deviations from the spec (the full profile's has none)
     assert "deviations" in (ws / "reports/flora/tables.md").read_text()
+    for slug in CHAIN:  # every declared curve written, its x then its y columns first
+        for curve in registry.get_study(slug).curves:
+            with (ws / f"reports/{slug}/curves/{curve.name}.csv").open() as fh:
+                header, *rows = list(csv.reader(fh))
+            assert header[: 1 + len(curve.ys)] == [curve.x, *curve.ys] and rows, (slug, curve)
+
+
+def test_path_curve_one_row_per_alpha_and_every_series() -> None:
+    from subspacelab.studies.task_zoo.study import PATH_ALPHAS, path_curve
+
+    path = {"h1_fft": {a: [0.2 + a / 2, 0.4 + a / 2] for a in PATH_ALPHAS}}
+    rows = path_curve(path)
+    (curve,) = STUDY.curves
+    assert [r["alpha"] for r in rows] == list(PATH_ALPHAS) and PATH_ALPHAS[0] == 0.0
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert rows[-1]["h1_fft"] == pytest.approx(0.3 + PATH_ALPHAS[-1] / 2)
+    assert math.isnan(rows[0]["h2_lora"])  # a head × regime the zoo lacks: an empty cell
+    with pytest.raises(ValueError, match="unknown path series"):
+        path_curve({"h3_fft": {}})
+
+
+def test_adapter_curve_one_row_per_budget_level() -> None:
+    from subspacelab.studies.merging_compare.study import STUDY as COMPARE
+    from subspacelab.studies.merging_compare.study import adapter_curve
+
+    def seed(shift: float) -> dict:
+        return {
+            "linear_probe": {"acc": 0.4 + shift},
+            "full_ft": {"acc": 0.9 + shift},
+            "lora_0.02": {"acc": 0.5 + shift},
+            "flora_0.02": {"acc": 0.6 + shift},
+            "lora_0.1": {"acc": 0.7 + shift},
+        }
+
+    rows = adapter_curve({"0/a": seed(0.0), "1/a": seed(0.1)})
+    (curve,) = COMPARE.curves
+    assert [r["budget"] for r in rows] == [0.02, 0.1]
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert rows[0]["flora"] == pytest.approx(0.65) and rows[1]["full_ft"] == pytest.approx(0.95)
+    assert math.isnan(rows[1]["flora"])  # no FLoRA arm at that level

@@ -142,3 +142,25 @@ def test_full_data_step_reads_a_pinned_criteo_file(tmp_path: Path) -> None:
     )
     assert tuple(t["x"].shape) == (320, 39) and int(t["x"].min()) >= 0
     assert set(t["y"].unique().tolist()) == {0.0, 1.0}
+
+
+def test_budget_curves_one_row_per_budget() -> None:
+    from subspacelab.studies.unified_embedding.study import budget_curves
+
+    budgets = [16, 64]
+    metrics: dict[str, list[float] | float] = {
+        f"{s}/{b}/auc": [0.6 + i / 100 + b / 1000, 0.62 + i / 100 + b / 1000]
+        for i, s in enumerate(core.SCHEMES)
+        for b in budgets
+    }
+    for b in budgets:
+        metrics[f"multiplexed/{b}/cos_trained"] = [0.1, 0.2]
+        metrics[f"multiplexed/{b}/cos_random"] = [0.3, 0.4]
+    curves = budget_curves(metrics, budgets)
+    assert sorted(curves) == sorted(c.name for c in STUDY.curves)
+    for curve in STUDY.curves:
+        rows = curves[curve.name]
+        assert [r["rows"] for r in rows] == budgets
+        assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert curves["auc_vs_budget"][1]["multiplexed"] == pytest.approx(0.61 + 0.02 + 0.064)
+    assert curves["collision_cosine_vs_budget"][0]["random"] == pytest.approx(0.35)

@@ -144,22 +144,49 @@ def load_zoo(data_dir: Path, zoo_dir: Path, seed: int) -> Zoo:
     )
 
 
+def validation_curve(
+    zoo: Zoo, head: str, tv: StateDict, alphas: Sequence[float], net: nn.Module | None = None
+) -> list[float]:
+    """Mean validation accuracy over tasks of ``θ_0 + α τ`` at each α of ``alphas`` (``net``:
+    the zoo's backbone module, built here if not given)."""
+    net = net or zoo.backbone()
+    curve = []
+    for a in alphas:
+        params = {k: zoo.base[k] + a * tv[k] for k in zoo.base}
+        curve.append(
+            float(
+                np.mean(task_accuracies(net, params, zoo.heads[head], zoo.x["val"], zoo.y["val"]))
+            )
+        )
+    return curve
+
+
+def best_alpha(alphas: Sequence[float], curve: Sequence[float]) -> float:
+    """The α of ``alphas`` with the highest validation accuracy (ties go to the first)."""
+    best, best_val = alphas[0], -1.0
+    for a, val in zip(alphas, curve, strict=True):
+        if val > best_val:
+            best, best_val = a, val
+    return best
+
+
+def accuracies_at(
+    zoo: Zoo, head: str, tv: StateDict, alpha: float, net: nn.Module | None = None
+) -> list[float]:
+    """Per-task test accuracies of ``θ_0 + α τ``."""
+    params = {k: zoo.base[k] + alpha * tv[k] for k in zoo.base}
+    net = net or zoo.backbone()
+    return task_accuracies(net, params, zoo.heads[head], zoo.x["test"], zoo.y["test"])
+
+
 def tune_and_test(
     zoo: Zoo, head: str, tv: StateDict, alphas: Sequence[float]
 ) -> tuple[float, list[float]]:
     """Pick α from ``alphas`` by mean validation accuracy of ``θ_0 + α τ``; return it and the
     per-task test accuracies at that α (ties go to the smaller α)."""
     net = zoo.backbone()
-    best, best_val = alphas[0], -1.0
-    for a in alphas:
-        params = {k: zoo.base[k] + a * tv[k] for k in zoo.base}
-        val = float(
-            np.mean(task_accuracies(net, params, zoo.heads[head], zoo.x["val"], zoo.y["val"]))
-        )
-        if val > best_val:
-            best, best_val = a, val
-    params = {k: zoo.base[k] + best * tv[k] for k in zoo.base}
-    return best, task_accuracies(net, params, zoo.heads[head], zoo.x["test"], zoo.y["test"])
+    best = best_alpha(alphas, validation_curve(zoo, head, tv, alphas, net))
+    return best, accuracies_at(zoo, head, tv, best, net)
 
 
 def individual_accuracies(zoo: Zoo, head: str, regime: str, split: str = "test") -> list[float]:
@@ -182,7 +209,8 @@ def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str,
     """Metrics ``<head>/<regime>/<method>/<field>`` from a merge step's ``results.json`` (keys
     ``"<seed>/<head>/<regime>"`` -> method -> field -> value), in the order of ``seeds``: one
     value per seed, or one per seed x task (seed-major) for list fields such as ``task_norm``.
-    Wall times (``time_s``) stay in results.json: a rerun must reproduce the metrics exactly."""
+    Wall times (``time_s``) stay in results.json: a rerun must reproduce the metrics exactly;
+    so do curves (fields ending in ``_curve``: a validation sweep, a loss trajectory)."""
     metrics: dict[str, list[float]] = {}
     for seed in seeds:
         for key, methods in results.items():
@@ -191,7 +219,7 @@ def collect_results(results: dict[str, dict], seeds: Sequence[int]) -> dict[str,
                 continue
             for method, row in methods.items():
                 for field, value in row.items():
-                    if field == "time_s":
+                    if field == "time_s" or field.endswith("_curve"):
                         continue
                     vals = value if isinstance(value, list) else [value]
                     metrics.setdefault(f"{h}/{r}/{method}/{field}", []).extend(vals)

@@ -18,6 +18,7 @@ import torch
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -188,7 +189,20 @@ def _evaluate(ctx: StepContext[CM3Config]) -> Report:
             "Deviations": deviations,
         },
         figures={"ndcg20": fig},
+        curves=ranking_curves(metrics),
     )
+
+
+def ranking_curves(metrics: dict[str, list[float]]) -> dict[str, list[dict[str, float]]]:
+    """Recall@K and NDCG@K against the cut-off K (10, 20: the paper's table), one column per
+    arm, each the mean over seeds."""
+    return {
+        f"{q}_vs_k": [
+            {"k": k} | {a: float(np.mean(metrics[f"{a}/{q}_{k}"])) for a in core.ARMS}
+            for k in (10, 20)
+        ]
+        for q in ("recall", "ndcg")
+    }
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
@@ -250,6 +264,10 @@ STUDY = Study(
             description="BPR, DirectAU, CM3 and ablations per seed in one Lightning run",
         ),
         Step("evaluate", _evaluate, needs=("fit",), kind="report", description="claims R1-R3"),
+    ),
+    curves=(
+        Curve("recall_vs_k", x="k", y=core.ARMS, title="Recall@K vs K (mean over seeds)"),
+        Curve("ndcg_vs_k", x="k", y=core.ARMS, title="NDCG@K vs K (mean over seeds)"),
     ),
     claims=(
         Claim(

@@ -26,6 +26,7 @@ from subspacelab.api import (
     Claim,
     ClaimResult,
     Condition,
+    Curve,
     Metrics,
     Op,
     Report,
@@ -133,7 +134,37 @@ def _evaluate(ctx: StepContext[ConcreteMergeConfig]) -> Report:
             "Deviations": DEVIATIONS,
         },
         figures=figures,
+        curves={"entropy_vs_step": entropy_curve(results, ctx.seeds)},
     )
+
+
+# the entropy trajectories: series -> (method, results field); the curves of the claims' slice
+TRAJECTORIES = {
+    "cta": ("cta", "entropy_curve"),
+    "adamerging": ("adamerging", "entropy_curve"),
+    "concrete_adamerging_meta": ("concrete_adamerging", "meta_entropy_curve"),
+    "concrete_adamerging": ("concrete_adamerging", "entropy_curve"),
+}
+
+
+def entropy_curve(results: dict[str, dict], seeds: list[int]) -> list[dict[str, float]]:
+    """The test-time-adaptation objective (summed prediction entropy over tasks) per step of each
+    adaptation run on the claims' slice (:data:`PREFIX`), mean over seeds; empty cells past a
+    run's last step (a collapse stops it early) or where the profile lacks the slice."""
+    head, regime, _ = PREFIX.split("/")
+    runs = [results[k] for k in (f"{s}/{head}/{regime}" for s in seeds) if k in results]
+    series = {
+        name: [r[method][field] for r in runs] for name, (method, field) in TRAJECTORIES.items()
+    }
+    n = max((len(c) for curves in series.values() for c in curves), default=0)
+    rows = []
+    for step in range(max(n, 1)):
+        row: dict[str, float] = {"step": step}
+        for name, curves in series.items():
+            vals = [c[step] for c in curves if step < len(c)]
+            row[name] = float(np.mean(vals)) if vals else float("nan")
+        rows.append(row)
+    return rows
 
 
 PREFIX = "h1/fft/"  # the claims' head variant and regime (the spec's benign bench, FFT vectors)
@@ -232,4 +263,12 @@ STUDY = Study(
         Step("evaluate", _evaluate, needs=("merge",), kind="report"),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "entropy_vs_step",
+            x="step",
+            y=tuple(TRAJECTORIES),
+            title="(h1, FFT) summed prediction entropy per adaptation step, mean over seeds",
+        ),
+    ),
 )

@@ -128,12 +128,14 @@ def run_concrete(env: TrainEnv, zoo: Zoo, head: str, t: TTAConfig, seed: int) ->
                 steps=float(cta.steps_run),
                 **_spread(cta.logits),
             )
+    out["cta"]["entropy_curve"] = list(cta.losses)
 
     # AdaMerging's λ in the paper's unit: init 0.3 = the TA-best λ on this bench
     unit = [scale(tv, lam / PAPER_INIT) for tv in tvs]
 
     def adamerging(vectors: list[dict[str, Tensor]]) -> tuple[dict[str, Any], bool, int]:
-        """Layer-wise AdaMerging of ``vectors`` (the same entropy batches for every arm)."""
+        """Layer-wise AdaMerging of ``vectors`` (the same entropy batches for every arm); the
+        row holds its entropy per step (``entropy_curve``)."""
         ada = layerwise_adamerging(
             env,
             zoo.base,
@@ -145,7 +147,8 @@ def run_concrete(env: TrainEnv, zoo: Zoo, head: str, t: TTAConfig, seed: int) ->
             collapse_below=collapse,
         )
         params = merge_layerwise(zoo.base, vectors, ada.lambdas)
-        return _test(zoo, head, params, individual), ada.collapsed, ada.steps_run
+        row = _test(zoo, head, params, individual) | {"entropy_curve": list(ada.losses)}
+        return row, ada.collapsed, ada.steps_run
 
     t0 = time.perf_counter()
     row, collapsed, steps = adamerging(unit)
@@ -182,6 +185,7 @@ def run_concrete(env: TrainEnv, zoo: Zoo, head: str, t: TTAConfig, seed: int) ->
             "collapsed": float(meta.collapsed or collapsed),
             "steps": float(meta.steps_run + steps),
             "meta_steps": float(meta.steps_run),
+            "meta_entropy_curve": list(meta.losses),
             **_spread(meta.logits),
         }
     return out

@@ -23,6 +23,7 @@ from subspacelab.api import (
     Claim,
     ClaimResult,
     Condition,
+    Curve,
     Metrics,
     Op,
     Report,
@@ -48,16 +49,20 @@ from subspacelab.merging import (
 )
 from subspacelab.merging.bench import (
     Zoo,
+    accuracies_at,
+    best_alpha,
     collect_results,
     individual_accuracies,
     load_zoo,
     normalised,
     tune_and_test,
+    validation_curve,
 )
 from subspacelab.merging.plots import bar_figure
 from subspacelab.studies.dc_merge.config import DCMergeConfig, MergeConfig
 
 SLUG = "dc_merge"
+HEADS = ("h1", "h2")
 METHODS = (
     "zero_shot",
     "average",
@@ -69,6 +74,8 @@ METHODS = (
     "dc_linear",
     "dc_literal",
 )
+# the merges whose α is chosen on the validation sweep (zero-shot and the average have none)
+SWEPT = tuple(m for m in METHODS if m not in ("zero_shot", "average"))
 TOLERANCE = 0.005  # "within −0.5 pt"
 DEVIATIONS = "\n".join(
     [
@@ -112,8 +119,11 @@ def run_merges(zoo: Zoo, head: str, regime: str, m: MergeConfig) -> dict[str, di
         t0 = time.perf_counter()
         merged = fn(tvs)
         seconds = time.perf_counter() - t0
-        alpha, accs = tune_and_test(zoo, head, merged, m.alpha_grid)
-        out[name] = _row(accs, individual, alpha, seconds)
+        net = zoo.backbone()
+        curve = validation_curve(zoo, head, merged, m.alpha_grid, net)
+        alpha = best_alpha(m.alpha_grid, curve)
+        out[name] = _row(accuracies_at(zoo, head, merged, alpha, net), individual, alpha, seconds)
+        out[name]["val_curve"] = curve
         diag = directional_consistency(merged, tvs, r)
         out[name]["dir_energy"] = float(np.mean([e for e, _ in diag.values()]))
         out[name]["dir_cosine"] = float(np.mean([c for _, c in diag.values()]))
@@ -150,11 +160,13 @@ def _merge(ctx: StepContext[DCMergeConfig]) -> StepOutput:
                     f"{best['tsvm']['norm']:.3f} DC {best['dc']['norm']:.3f}"
                 )
     write_json(ctx.out / "results.json", results)
+    write_json(ctx.out / "alpha_grid.json", {"alpha_grid": m.alpha_grid})
     return StepOutput(metrics={"runs": float(len(results))})
 
 
 def _evaluate(ctx: StepContext[DCMergeConfig]) -> Report:
     results = read_json(ctx.inputs["merge"] / "results.json")
+    alphas = read_json(ctx.inputs["merge"] / "alpha_grid.json")["alpha_grid"]
     metrics = collect_results(results, ctx.seeds)
     combos = sorted({tuple(k.split("/")[1:]) for k in results})
     rows = [
@@ -176,7 +188,28 @@ def _evaluate(ctx: StepContext[DCMergeConfig]) -> Report:
         metrics=metrics,
         tables={"dc_merge_normalised_accuracy": "\n".join(rows), "Deviations": DEVIATIONS},
         figures=figures,
+        curves={f"val_acc_vs_alpha_{h}": alpha_curve(results, ctx.seeds, h, alphas) for h in HEADS},
     )
+
+
+def alpha_curve(
+    results: dict[str, dict], seeds: list[int], head: str, alphas: list[float]
+) -> list[dict[str, float]]:
+    """Mean validation accuracy over tasks against the merge coefficient α (LoRA regime, the
+    claims'; mean over seeds), one column per α-tuned method; empty where the profile has no
+    LoRA models under ``head``."""
+    rows = []
+    for i, alpha in enumerate(alphas):
+        row = {"alpha": float(alpha)}
+        for method in SWEPT:
+            vals = [
+                results[key][method]["val_curve"][i]
+                for key in (f"{s}/{head}/lora" for s in seeds)
+                if key in results
+            ]
+            row[method] = float(np.mean(vals)) if vals else float("nan")
+        rows.append(row)
+    return rows
 
 
 def _tasks(m: Metrics, head: str, method: str) -> Stat:
@@ -270,4 +303,13 @@ STUDY = Study(
         Step("evaluate", _evaluate, needs=("merge",), kind="report"),
     ),
     claims=CLAIMS,
+    curves=tuple(
+        Curve(
+            f"val_acc_vs_alpha_{h}",
+            x="alpha",
+            y=SWEPT,
+            title=f"({h}, LoRA) mean validation accuracy of θ₀ + α τ_merged vs α",
+        )
+        for h in HEADS
+    ),
 )

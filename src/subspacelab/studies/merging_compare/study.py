@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from subspacelab.api import Report, Stat, Step, StepContext, Study, read_json
+from subspacelab.api import Curve, Report, Stat, Step, StepContext, Study, read_json
 from subspacelab.merging.plots import bar_figure
 from subspacelab.studies.merging_compare.config import MergingCompareConfig
 
@@ -102,6 +102,30 @@ def adapter_rows(flora: dict) -> list[str]:
     return rows
 
 
+ADAPTERS = ("lora", "flora")  # the budgeted adapter families (arms ``<family>_<level>``)
+REFERENCES = ("linear_probe", "full_ft")  # the unbudgeted arms, flat lines beside them
+
+
+def adapter_curve(flora: dict) -> list[dict[str, float]]:
+    """Accuracy (mean over seeds) against the budget level: one column per adapter family, the
+    linear probe and full fine-tuning repeated on every row; empty where an arm is missing."""
+    acc: dict[str, list[float]] = {}
+    for row in flora.values():
+        for arm, vals in row.items():
+            acc.setdefault(arm, []).append(vals["acc"])
+    levels = sorted({lv for arm in acc if (lv := budget_level(arm)) is not None})
+
+    def mean(arm: str) -> float:
+        return float(np.mean(acc[arm])) if arm in acc else float("nan")
+
+    return [
+        {"budget": level}
+        | {f: mean(f"{f}_{level:g}") for f in ADAPTERS}
+        | {r: mean(r) for r in REFERENCES}
+        for level in levels
+    ]
+
+
 def _report(ctx: StepContext[MergingCompareConfig]) -> Report:
     t = ctx.cfg.tables
     dc = read_json(ctx.inputs["dc_merge.merge"] / "results.json")
@@ -121,6 +145,7 @@ def _report(ctx: StepContext[MergingCompareConfig]) -> Report:
             "merges_on_the_task_zoo": "\n".join(merge_rows(dc, concrete, t.heads, t.regimes)),
             "adapters_and_their_budgets": "\n".join(adapter_rows(flora)),
         },
+        curves={"adapter_accuracy_vs_budget": adapter_curve(flora)},
     )
 
 
@@ -141,4 +166,12 @@ STUDY = Study(
         ),
     ),
     claims=(),
+    curves=(
+        Curve(
+            "adapter_accuracy_vs_budget",
+            x="budget",
+            y=(*ADAPTERS, *REFERENCES),
+            title="adapters: accuracy vs trainable-parameter budget (probe, full FT for scale)",
+        ),
+    ),
 )

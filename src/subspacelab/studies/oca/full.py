@@ -266,6 +266,7 @@ def fit_step(ctx: StepContext[OcaConfig], make_trunk: TrunkFactory | None = None
     make_trunk = make_trunk or _trunk_factory(ctx)
     n_classes = int(y.max()) + 1
     results: dict[str, dict[str, float]] = {}
+    ortho: dict[str, list[float]] = {}
     for seed in ctx.seeds:
         saved = ctx.load(f"seed{seed}", kind="old")
         trunk, width = make_trunk()
@@ -293,6 +294,7 @@ def fit_step(ctx: StepContext[OcaConfig], make_trunk: TrunkFactory | None = None
             )
             if arm == "oca":
                 row["ortho_error_max"] = max(errors)
+                ortho[str(seed)] = errors
             feats[arm] = embed_all(net, xt, ctx.device)
         for q in ("old", *ARMS):
             for g in {"old", q}:
@@ -304,4 +306,5 @@ def fit_step(ctx: StepContext[OcaConfig], make_trunk: TrunkFactory | None = None
             f"OCA→old {row['oca_to_old/map']:.3f} OCA→OCA {row['oca_to_oca/map']:.3f}"
         )
     write_json(ctx.out / "results.json", results)
+    write_json(ctx.out / "ortho_errors.json", ortho)
     return StepOutput()

@@ -31,6 +31,7 @@ from subspacelab.adapters import bct_loss, oca_loss
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -145,6 +146,7 @@ def _fit(ctx: StepContext[OcaConfig]) -> StepOutput:
             f"OCA→OCA {row['oca_to_oca/map']:.3f} BCT→BCT {row['bct_to_bct/map']:.3f}"
         )
     write_json(ctx.out / "results.json", results)
+    write_json(ctx.out / "ortho_errors.json", {str(s): errors[s] for s in ctx.seeds})
     return StepOutput()
 
 
@@ -204,7 +206,26 @@ def _evaluate(ctx: StepContext[OcaConfig], deviations: str | None = None) -> Rep
     tables = {"oca_retrieval": "\n".join(rows)}
     if deviations is not None:
         tables["deviations"] = deviations
-    return Report(metrics=metrics, tables=tables, figures={"map": fig})
+    errors = read_json(ctx.inputs["fit"] / "ortho_errors.json")
+    return Report(
+        metrics=metrics,
+        tables=tables,
+        figures={"map": fig},
+        curves={"ortho_error_vs_step": ortho_curve([errors[str(s)] for s in ctx.seeds])},
+    )
+
+
+def ortho_curve(errors: list[list[float]]) -> list[dict[str, float]]:
+    """‖QᵀQ − I‖_F of the OCA arm after each optimiser step (claim c), its mean and max over
+    seeds; empty cells past a shorter run's last step."""
+    n = max((len(e) for e in errors), default=0)
+    if n == 0:
+        raise ValueError("oca: no orthogonality error was recorded (the OCA arm never stepped)")
+    rows = []
+    for step in range(n):
+        vals = [e[step] for e in errors if step < len(e)]
+        rows.append({"step": step + 1, "mean": float(np.mean(vals)), "max": float(np.max(vals))})
+    return rows
 
 
 DEVIATIONS = "\n".join(
@@ -292,4 +313,12 @@ STUDY = Study(
         Step("evaluate", _evaluate_mini, needs=("fit",), kind="report", full=_evaluate),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "ortho_error_vs_step",
+            x="step",
+            y=("mean", "max"),
+            title="OCA: ‖QᵀQ − I‖_F after each optimiser step (mean, max over seeds)",
+        ),
+    ),
 )

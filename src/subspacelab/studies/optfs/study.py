@@ -18,6 +18,7 @@ import torch
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -226,7 +227,40 @@ def _evaluate(ctx: StepContext[OptFSConfig]) -> Report:
         metrics=metrics,  # type: ignore[arg-type]
         tables={"Sweep (mean ± std over seeds)": "\n".join(rows), "Deviations": deviations},
         figures={"kept_vs_auc": fig},
+        curves=sweep_curves(metrics, lambdas),
     )
+
+
+def sweep_curves(
+    metrics: dict[str, list[float]], lambdas: list[float]
+) -> dict[str, list[dict[str, float]]]:
+    """Test AUC and kept shares against the sparsity weight λ (means over seeds): OptFS, its
+    re-initialised retrain and the field-gate baseline at each λ, the backbone as a flat line."""
+
+    def mean(name: str) -> float:
+        return float(np.mean(metrics[name]))
+
+    auc, kept = [], []
+    for i, lam in enumerate(lambdas):
+        auc.append(
+            {
+                "lambda": lam,
+                "optfs": mean(f"optfs/l{i}/auc"),
+                "reinit": mean(f"reinit/l{i}/auc"),
+                "field": mean(f"field/l{i}/auc"),
+                "backbone": mean("backbone/auc"),
+            }
+        )
+        kept.append(
+            {
+                "lambda": lam,
+                "optfs": mean(f"optfs/l{i}/kept"),
+                "field": mean(f"field/l{i}/kept"),
+                "optfs_signal": mean(f"optfs/l{i}/signal_kept"),
+                "optfs_noise": mean(f"optfs/l{i}/noise_kept"),
+            }
+        )
+    return {"auc_vs_lambda": auc, "kept_vs_lambda": kept}
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
@@ -277,6 +311,20 @@ STUDY = Study(
             description="OptFS and field-gate search over λ, rewind, retrain; backbone",
         ),
         Step("evaluate", _evaluate, needs=("fit",), kind="report", description="claims R1-R4"),
+    ),
+    curves=(
+        Curve(
+            "auc_vs_lambda",
+            x="lambda",
+            y=("optfs", "reinit", "field", "backbone"),
+            title="test AUC vs λ (mean over seeds)",
+        ),
+        Curve(
+            "kept_vs_lambda",
+            x="lambda",
+            y=("optfs", "field", "optfs_signal", "optfs_noise"),
+            title="kept share of seen values (and of signal / noise occurrences) vs λ",
+        ),
     ),
     claims=(
         Claim(

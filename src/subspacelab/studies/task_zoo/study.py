@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from subspacelab.adapters import LoRA, wrap_layers
 from subspacelab.api import (
+    Curve,
     Report,
     SeedMetrics,
     Stat,
@@ -37,10 +38,12 @@ from subspacelab.api import (
     write_json,
 )
 from subspacelab.data.embedded import digits
+from subspacelab.merging.algebra import apply_task_vector, sub
 from subspacelab.merging.bench import (
     SPLITS,
     ZOO_SLUG,
     MLPBackbone,
+    Zoo,
     apply_transform,
     load_zoo,
     pixel_permutation,
@@ -51,6 +54,10 @@ from subspacelab.studies.task_zoo import full
 from subspacelab.studies.task_zoo.config import TaskZooConfig
 
 SLUG = ZOO_SLUG
+# the path from the base to each fine-tuned model, base + α (fine-tuned − base): α = 0 and 1 are
+# the zero-shot and individual accuracies; the interior points are one extra evaluation each
+PATH_ALPHAS = (0.0, 0.5, 1.0)
+PATH_SERIES = tuple(f"{h}_{r}" for h in ("h1", "h2") for r in ("fft", "lora"))
 
 
 def _data(ctx: StepContext[TaskZooConfig]) -> StepOutput:
@@ -188,6 +195,7 @@ def _zoo(ctx: StepContext[TaskZooConfig]) -> StepOutput:
 def _report(ctx: StepContext[TaskZooConfig]) -> Report:
     index = read_json(ctx.inputs["zoo"] / "index.json")
     per_seed = SeedMetrics()
+    path: dict[str, dict[float, list[float]]] = {}
     for seed in ctx.seeds:
         zoo = load_zoo(ctx.inputs["data"], ctx.inputs["zoo"], seed)
         net = zoo.backbone()
@@ -209,6 +217,12 @@ def _report(ctx: StepContext[TaskZooConfig]) -> Report:
                 row[f"{h}/{r}/individual"] = float(np.mean(ind))
                 for name, a in zip(zoo.tasks, ind, strict=True):
                     row[f"{h}/{r}/{name}"] = a
+                for alpha in PATH_ALPHAS:
+                    if alpha in (0.0, 1.0):
+                        acc = float(np.mean(zs if alpha == 0.0 else ind))
+                    else:
+                        acc = float(np.mean(_along_path(net, zoo, h, r, alpha)))
+                    path.setdefault(f"{h}_{r}", {}).setdefault(alpha, []).append(acc)
         per_seed.record(row)
     metrics = per_seed.as_dict()
     rows = ["| head | regime | zero-shot | individual (fine-tuned) |", "|---|---|---|---|"]
@@ -221,8 +235,35 @@ def _report(ctx: StepContext[TaskZooConfig]) -> Report:
     series = {k: v for k, v in metrics.items() if k.endswith(("/zero_shot", "/individual"))}
     fig = bar_figure("task zoo: mean test accuracy over tasks", "accuracy", series)
     return Report(
-        metrics=metrics, tables={"task_zoo_accuracy": "\n".join(rows)}, figures={"accuracy": fig}
+        metrics=metrics,
+        tables={"task_zoo_accuracy": "\n".join(rows)},
+        figures={"accuracy": fig},
+        curves={"accuracy_along_task_vector": path_curve(path)},
     )
+
+
+def _along_path(net: nn.Module, zoo: Zoo, head: str, regime: str, alpha: float) -> list[float]:
+    """Each task's test accuracy at base + α (fine-tuned − base), with the task's own head."""
+    out = []
+    for ft, hd, x, y in zip(
+        zoo.finetuned[(head, regime)], zoo.heads[head], zoo.x["test"], zoo.y["test"], strict=True
+    ):
+        params = apply_task_vector(zoo.base, sub(ft, zoo.base), alpha)
+        out += task_accuracies(net, params, [hd], [x], [y])
+    return out
+
+
+def path_curve(path: dict[str, dict[float, list[float]]]) -> list[dict[str, float]]:
+    """Rows of mean test accuracy (over tasks, then seeds) along the task vector, one column per
+    head × regime (``h1_fft`` ...; empty where the zoo has no such models), one row per α."""
+    unknown = sorted(set(path) - set(PATH_SERIES))
+    if unknown:
+        raise ValueError(f"task_zoo: unknown path series {unknown}; allowed: {PATH_SERIES}")
+    return [
+        {"alpha": alpha}
+        | {s: float(np.mean(path[s][alpha])) if s in path else float("nan") for s in PATH_SERIES}
+        for alpha in PATH_ALPHAS
+    ]
 
 
 STUDY = Study(
@@ -251,6 +292,14 @@ STUDY = Study(
             description="base, heads and fine-tuned task models",
         ),
         Step("report", _report, needs=("data", "zoo"), kind="report"),
+    ),
+    curves=(
+        Curve(
+            "accuracy_along_task_vector",
+            x="alpha",
+            y=PATH_SERIES,
+            title="mean test accuracy at base + α (fine-tuned − base), per head × regime",
+        ),
     ),
     claims=(),
 )

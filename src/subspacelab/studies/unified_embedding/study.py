@@ -21,6 +21,7 @@ import torch
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     DownloadError,
     Metrics,
     Report,
@@ -232,7 +233,32 @@ def _evaluate(ctx: StepContext[UnifiedEmbeddingConfig]) -> Report:
             "Deviations from the spec": deviations,
         },
         figures={"pareto": _pareto_figure(metrics, budgets)},
+        curves=budget_curves(metrics, budgets),
     )
+
+
+def budget_curves(
+    metrics: dict[str, list[float] | float], budgets: list[int]
+) -> dict[str, list[dict[str, float]]]:
+    """Against the embedding budget (table rows), means over seeds: each scheme's test AUC, and
+    the multiplexed table's cross-feature cosine of colliding rows' projections (R4)."""
+
+    def mean(name: str) -> float:
+        return float(np.mean(metrics[name]))
+
+    return {
+        "auc_vs_budget": [
+            {"rows": b} | {s: mean(f"{s}/{b}/auc") for s in core.SCHEMES} for b in budgets
+        ],
+        "collision_cosine_vs_budget": [
+            {
+                "rows": b,
+                "trained": mean(f"multiplexed/{b}/cos_trained"),
+                "random": mean(f"multiplexed/{b}/cos_random"),
+            }
+            for b in budgets
+        ],
+    }
 
 
 def _budgets(m: Metrics) -> list[int]:
@@ -324,6 +350,20 @@ STUDY = Study(
             needs=("fit",),
             kind="report",
             description="Pareto plot, tables, claims R1-R4",
+        ),
+    ),
+    curves=(
+        Curve(
+            "auc_vs_budget",
+            x="rows",
+            y=core.SCHEMES,
+            title="test AUC vs embedding rows (x d), mean over seeds",
+        ),
+        Curve(
+            "collision_cosine_vs_budget",
+            x="rows",
+            y=("trained", "random"),
+            title="multiplexed: |cos| of colliding features' projections, trained vs random",
         ),
     ),
     claims=(
