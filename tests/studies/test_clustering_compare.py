@@ -32,3 +32,18 @@ def test_comparison_declares_every_group_method_and_how_it_runs() -> None:
     # the group's methods all run outside their papers' settings here: marked as adapted
     for m in ("mlc", "lihf_dsc", "s2cag", "geo_sae"):
         assert PROVENANCE[m].startswith("adapted:"), m
+
+
+def test_frontier_keeps_the_methods_no_faster_one_beats() -> None:
+    from subspacelab.studies.clustering_compare.study import frontier
+
+    times = dict(zip(METHODS, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], strict=True))
+    accs = dict(zip(METHODS, [0.5, 0.4, 0.7, 0.7, 0.6, 0.9, 0.8, 0.95, 0.1], strict=True))
+    metrics = {f"x/{m}/wall_time": [times[m], times[m] + 0.2] for m in METHODS} | {
+        f"x/{m}/acc": [accs[m]] * 2 for m in METHODS
+    }
+    rows = frontier(metrics, "x")
+    assert [r["acc"] for r in rows] == [0.5, 0.7, 0.9, 0.95]
+    assert rows[0]["wall_time"] == pytest.approx(1.1)
+    assert {c.name for c in STUDY.curves} == {"frontier_digits_ae", "frontier_subspaces"}
+    assert all(set(r) == {"wall_time", "acc"} for r in rows)

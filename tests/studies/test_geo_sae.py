@@ -104,3 +104,17 @@ def test_code_dimensions_must_match() -> None:
         filter_size=1,
     )
     assert "sae3_widths" in m.check()
+
+
+def test_loss_curve_averages_scenes_and_leaves_short_stages_empty() -> None:
+    from subspacelab.studies.geo_sae.study import loss_curve
+
+    def losses(shift: float) -> dict[str, list[float]]:
+        return {"ae": [4.0 + shift, 3.0 + shift, 2.0 + shift], "sae2": [2.0], "sae3": [1.0 + shift]}
+
+    rows = loss_curve([losses(0.0), losses(1.0)])
+    (curve,) = STUDY.curves
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]
+    assert [r["ae"] for r in rows] == [4.5, 3.5, 2.5]
+    assert rows[0]["sae3"] == 1.5 and np.isnan(rows[1]["sae2"])

@@ -203,3 +203,26 @@ def test_full_data_step_reads_mnist_idx_checked_by_md5(tmp_path: Path) -> None:
     ctx.cfg.data = build(DataConfig, raw, "hessian.full.data")
     with pytest.raises(DownloadError, match="md5"):
         hs_study.data(ctx)
+
+
+def test_curves_average_seeds_and_leave_missing_losses_empty() -> None:
+    cfg = SimpleNamespace(
+        data=SimpleNamespace(clusters=[2, 4]),
+        model=SimpleNamespace(widths=[20, 10]),
+        eval=SimpleNamespace(alphas=[0.0, 0.5, 1.0]),
+    )
+    metrics = {
+        f"bulk/mse/k{k}/w{w}": [w / 100 + k / 1000, w / 100 + k / 1000 + 0.01]
+        for k in (2, 4)
+        for w in (10, 20)
+    }
+    lines = [np.array([1.0, 2.0, 1.0]), np.array([1.0, 4.0, 3.0])]
+    curves = hs_study.hessian_curves(cfg, metrics, lines)  # type: ignore[arg-type]
+    assert sorted(curves) == sorted(c.name for c in hs_study.STUDY.curves)
+    for curve in hs_study.STUDY.curves:
+        assert all(set(r) == {curve.x, *curve.ys} for r in curves[curve.name])
+    bulk = curves["bulk_vs_width"]
+    assert [r["width"] for r in bulk] == [10.0, 20.0]
+    assert bulk[0]["mse"] == pytest.approx(0.1 + 0.003 + 0.005)
+    assert all(np.isnan(r["ce"]) for r in bulk)
+    assert [r["loss"] for r in curves["sblb_line"]] == [1.0, 3.0, 2.0]

@@ -224,3 +224,18 @@ def test_stage2_is_deterministic_on_a_disconnected_affinity() -> None:
         return stage.coef.detach().numpy()
 
     np.testing.assert_array_equal(stage2(), stage2())
+
+
+def test_acc_curve_averages_runs_per_logged_epoch() -> None:
+    from subspacelab.studies.lihf_dsc.study import acc_curve
+
+    runs = [
+        {"curve_epochs": [5, 10], "curve_acc": [0.4, 0.6], "stop_stage1": 5, "self_stopped": 1.0},
+        {"curve_epochs": [5, 10], "curve_acc": [0.2, 0.8], "stop_stage1": 10, "self_stopped": 0.0},
+    ]
+    rows = acc_curve(runs)
+    (curve,) = STUDY.curves
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert [r["epoch"] for r in rows] == [5.0, 10.0]
+    assert [r["acc"] for r in rows] == pytest.approx([0.3, 0.7])
+    assert [r["stopped"] for r in rows] == [0.5, 0.5]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from subspacelab.api import Metrics
@@ -132,3 +133,20 @@ def test_cluster_head_trains_with_its_own_learning_rate() -> None:
     core.fit_mlc(LocalEnv(), net, x, None, frozen, seed=0)
     assert torch.equal(head, net.cluster.weight)  # lr_cluster = 0: the head does not move
     assert not torch.equal(trunk, net.subspace.weight)
+
+
+def test_class_spectrum_sees_low_rank_classes_and_the_curve_averages() -> None:
+    from subspacelab.studies.mlc.study import STUDY, class_spectrum, spectrum_curve
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    z = np.concatenate([rng.normal(size=(20, 1)) @ rng.normal(size=(1, 4)) for _ in range(2)])
+    flat = class_spectrum(z, y)  # each class a line: one non-zero singular value
+    assert flat[0] == pytest.approx(1.0) and max(flat[1:]) < 1e-12
+    full = class_spectrum(rng.normal(size=(40, 4)), y)
+    assert len(full) == 4 and min(full) > 0.1
+    rows = spectrum_curve([{"mlc": flat, "warmup": full}, {"mlc": flat[:2], "warmup": full}])
+    (curve,) = STUDY.curves
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert [r["index"] for r in rows] == [1.0, 2.0, 3.0, 4.0]
+    assert rows[3]["warmup"] == pytest.approx(full[3]) and rows[3]["mlc"] == pytest.approx(0.0)

@@ -230,3 +230,23 @@ def test_bad_params_refused_before_compute(tmp_path) -> None:
     with pytest.raises(ParamsError, match="n_offsets"):
         run_step(ws, "molrg_diffusion", "data")
     assert not (ws / "data" / "molrg_diffusion").exists()
+
+
+def test_sample_curves_pool_cells_of_one_ratio() -> None:
+    cells = [core.Cell(2, 8, d, nk) for d in (1, 2) for nk in (d, 2 * d)]
+    values = {1: [0.05, 0.2], 2: [0.01, 0.01]}  # per N_k / d, per seed
+    m = Metrics(
+        {
+            f"{c.key}/{arm}/e": values[c.nk // c.d] if c.d == 1 else [0.3, 0.3]
+            for c in cells
+            for arm in st.CURVE_ARMS
+        }
+    )
+    curves = st.sample_curves(m, cells)
+    assert sorted(curves) == sorted(c.name for c in st.STUDY.curves)
+    for curve in st.STUDY.curves:
+        rows = curves[curve.name]
+        assert [r["nk_over_d"] for r in rows] == [1.0, 2.0]
+        assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert [r["qr"] for r in curves["success_vs_samples"]] == [0.25, 0.5]
+    assert curves["error_vs_samples"][1]["ks"] == pytest.approx((0.01 + 0.3) / 2)

@@ -197,3 +197,19 @@ def test_full_profile_chain_on_a_tiny_cifar(
     )
     assert state["blocks.3.1.body.3.weight"].shape == (512, 512, 3, 3)
     assert (root / "reports" / ncp.SLUG / "claims.json").is_file()
+
+
+def test_curves_average_seeds_and_align_the_half_step_flow() -> None:
+    grids = [np.array([[0.2, 0.4], [0.9, 0.7]]), np.array([[0.4, 0.6], [0.9, 0.9]])]
+    flows = [[3.0, 2.0, 1.0], [5.0, 4.0, 3.0]]
+    halves = [[3.0, 9.0, 2.5, 9.0, 1.5], [5.0, 9.0, 4.5, 9.0, 3.5]]
+    curves = ncp.nc_curves([0.1, 10.0], grids, flows, halves)
+    assert sorted(curves) == sorted(c.name for c in ncp.STUDY.curves)
+    for curve in ncp.STUDY.curves:
+        assert all(set(r) == {curve.x, *curve.ys} for r in curves[curve.name])
+    first = curves["ratio_vs_beta"][0]
+    assert (first["beta"], first["min"], first["max"]) == pytest.approx((0.1, 0.3, 0.5))
+    assert first["mean"] == pytest.approx(0.4)
+    flow = curves["central_flow"]
+    assert [r["nc1"] for r in flow] == [4.0, 3.0, 2.0]
+    assert [r["nc1_half_step"] for r in flow] == [4.0, 3.5, 2.5]

@@ -199,3 +199,19 @@ def test_config_source_checks() -> None:
         build(DataConfig, {**base, "mnist1d": None}, "robustness_lottery.full.data")
     cifar = {**base, "mnist1d": None, "cifar10": {"download_dir": "d"}}
     assert build(DataConfig, cifar, "robustness_lottery.full.data").cifar10 is not None
+
+
+def test_severity_curves_start_clean_and_average_corruptions() -> None:
+    metrics = {f"{m}/clean/acc": [0.9, 0.8] for m in core.METHODS}
+    for m, c, s in itertools.product(core.METHODS, ("blur", "noise"), (1, 2)):
+        metrics[f"{m}/{c}/{s}/acc"] = [0.5 / s, 0.6 / s] if c == "blur" else [0.3 / s, 0.4 / s]
+        metrics[f"{m}/{c}/{s}/d_angle"] = [float(s), 2.0 * s]
+    curves = rl.severity_curves(metrics, ["blur", "noise"], [1, 2])
+    assert sorted(curves) == sorted(c.name for c in rl.STUDY.curves)
+    for curve in rl.STUDY.curves:
+        rows = curves[curve.name]
+        assert [r["severity"] for r in rows] == [0.0, 1.0, 2.0]
+        assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    acc = curves["acc_vs_severity"]
+    assert acc[0]["dense"] == pytest.approx(0.85) and acc[2]["edge_popup"] == pytest.approx(0.225)
+    assert [r["lottery_rewind"] for r in curves["angle_vs_severity"]] == [0.0, 1.5, 3.0]

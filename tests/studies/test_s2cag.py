@@ -138,11 +138,30 @@ def test_fit_graph_is_deterministic() -> None:
         sgc_steps=2,
         sagsc_lam=1.0,
     )
-    a, b = fit_graph(g, model, seed=0), fit_graph(g, model, seed=0)
+    (a, sweep_a), (b, sweep_b) = fit_graph(g, model, seed=0), fit_graph(g, model, seed=0)
     assert {k: v for k, v in a.items() if not k.endswith("_time")} == {
         k: v for k, v in b.items() if not k.endswith("_time")
     }
     assert "s2cag/acc" in a and "s2cag/wall_time" in a
+    assert sweep_a == sweep_b and [p["T"] for p in sweep_a] == [2.0, 4.0]
+    # the selected grid point's ACC is the reported one
+    chosen = next(p for p in sweep_a if p["T"] == a["s2cag/T"] and p["alpha"] == a["s2cag/alpha"])
+    assert chosen["s2cag"] == a["s2cag/acc"]
+
+
+def test_steps_curve_averages_alphas_graphs_and_seeds() -> None:
+    from subspacelab.studies.s2cag.study import STUDY, steps_curve
+
+    sweep = [
+        {"T": 2.0, "alpha": 0.5, "s2cag": 0.4, "m_s2cag": 0.5},
+        {"T": 2.0, "alpha": 0.9, "s2cag": 0.6, "m_s2cag": 0.7},
+        {"T": 4.0, "alpha": 0.5, "s2cag": 0.8, "m_s2cag": 0.9},
+    ]
+    rows = steps_curve([sweep, sweep])
+    (curve,) = STUDY.curves
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert [r["T"] for r in rows] == [2.0, 4.0]
+    assert rows[0]["s2cag"] == pytest.approx(0.5) and rows[1]["m_s2cag"] == pytest.approx(0.9)
 
 
 def _csbm_z(n_words: int) -> np.ndarray:

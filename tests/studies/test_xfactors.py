@@ -156,3 +156,17 @@ def test_claims_hold_fail_and_are_inconclusive() -> None:
     one = Metrics({k: v.values[:1] for k, v in _m().items()})
     for cid, check in checks.items():
         assert check(one).verdict == "inconclusive", cid
+
+
+def test_loss_curve_averages_seeds_and_leaves_short_models_empty() -> None:
+    def history(shift: float) -> dict[str, list[float]]:
+        return {m: [3.0 + shift, 2.0 + shift, 1.0 + shift] for m in study.METHODS} | {
+            "probe": [5.0 + shift]
+        }
+
+    rows = study.loss_curve([history(0.0), history(1.0)])
+    (curve,) = STUDY.curves
+    assert all(set(r) == {curve.x, *curve.ys} for r in rows)
+    assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]
+    assert [r["bvae"] for r in rows] == [3.5, 2.5, 1.5]
+    assert rows[0]["probe"] == 5.5 and math.isnan(rows[2]["probe"])

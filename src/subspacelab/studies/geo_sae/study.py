@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ import numpy as np
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -85,14 +87,16 @@ def run_pipelines(
     scenes: list[tuple[np.ndarray, np.ndarray]],
     seeds: list[int],
     m: ModelConfig,
-) -> list[dict[str, float]]:
+) -> tuple[list[dict[str, float]], list[dict[str, list[float]]]]:
     """Per (bands, units) scene and its seed: PCA, AE and SAE codes -> k-means -> majority
-    filter, scored against the units (names ``<method>/<quantity>``). Each stage of the stack
+    filter, scored against the units (names ``<method>/<quantity>``), and each stage's
+    training loss per epoch (``ae``, ``sae2``, ``sae3``). Each stage of the stack
     trains the autoencoders of every scene in one run (they are independent); ``*/wall_time``
     charges each scene an equal share of the joint training plus its own clustering."""
     h, w, b = scenes[0][0].shape
     xs = [core.minmax(bands.reshape(-1, b)) for bands, _ in scenes]
     out: list[dict[str, float]] = [{} for _ in scenes]
+    losses: list[dict[str, list[float]]] = [{} for _ in scenes]
 
     def score(i: int, name: str, codes: np.ndarray, shared: float) -> None:
         t0 = time.perf_counter()
@@ -122,9 +126,10 @@ def run_pipelines(
         batch: int,
         offset: int,
         layer: int,
+        name: str,
     ) -> tuple[np.ndarray, np.ndarray, float]:
         t0 = time.perf_counter()
-        model, _ = core.train_autoencoders(
+        model, hist = core.train_autoencoders(
             env,
             inputs,
             [inputs[0].shape[1], *widths[1:]],
@@ -137,18 +142,20 @@ def run_pipelines(
             max_train=m.max_train_pixels or None,
         )
         recon, feats = core.encode(model, inputs)
+        for i, h in enumerate(hist):
+            losses[i][name] = list(h)
         return recon, feats, (time.perf_counter() - t0) / len(inputs)
 
-    recon, code, ae_secs = stage(xs, m.ae_widths, m.ae_epochs, m.ae_batch, 0, -1)
+    recon, code, ae_secs = stage(xs, m.ae_widths, m.ae_epochs, m.ae_batch, 0, -1, "ae")
     for i in range(len(xs)):
         score(i, "ae", code[i], ae_secs)
     x2 = [np.concatenate([r, x], axis=1) for r, x in zip(recon, xs, strict=True)]
-    _, code2, sae2_secs = stage(x2, m.sae2_widths, m.sae_epochs, m.sae_batch, 1, -2)
+    _, code2, sae2_secs = stage(x2, m.sae2_widths, m.sae_epochs, m.sae_batch, 1, -2, "sae2")
     x3 = [np.concatenate([c, x], axis=1) for c, x in zip(code2, x2, strict=True)]
-    _, code3, sae3_secs = stage(x3, m.sae3_widths, m.sae_epochs, m.sae_batch, 2, -1)
+    _, code3, sae3_secs = stage(x3, m.sae3_widths, m.sae_epochs, m.sae_batch, 2, -1, "sae3")
     for i in range(len(xs)):  # the stack includes AE1's training
         score(i, "sae", code3[i], ae_secs + sae2_secs + sae3_secs)
-    return out
+    return out, losses
 
 
 def _fit(ctx: StepContext[GeoSAEConfig]) -> StepOutput:
@@ -159,15 +166,16 @@ def _fit(ctx: StepContext[GeoSAEConfig]) -> StepOutput:
         t = ctx.load(f"{name}_seed{seed}", kind="scene")
         scenes.append((t["bands"].numpy(), t["units"].numpy()))
     seed_all(ctx.seeds[0])
-    rows = run_pipelines(ctx, scenes, [seed for _, seed in keys], ctx.cfg.model)
-    results = {}
-    for (name, seed), r in zip(keys, rows, strict=True):
+    rows, losses = run_pipelines(ctx, scenes, [seed for _, seed in keys], ctx.cfg.model)
+    results, histories = {}, {}
+    for (name, seed), r, h in zip(keys, rows, losses, strict=True):
         results[f"{name}_seed{seed}"] = r
+        histories[f"{name}_seed{seed}"] = h
         ctx.progress(
             f"{name} seed {seed}: ARI PCA {r['pca/ari']:.3f} AE {r['ae/ari']:.3f} "
             f"SAE {r['sae/ari']:.3f}"
         )
-    write_json(ctx.out / "results.json", {"scenes": names, "results": results})
+    write_json(ctx.out / "results.json", {"scenes": names, "results": results, "losses": histories})
     return StepOutput()
 
 
@@ -216,7 +224,23 @@ def _evaluate(ctx: StepContext[GeoSAEConfig]) -> Report:
             "Encoders compared": "\n".join(enc),
         },
         figures={"ari": score_bars(metrics, "/ari", "PCA, AE and SAE codes + k-means: ARI")},
+        curves={"loss_vs_epoch": loss_curve(list(doc["losses"].values()))},
     )
+
+
+STAGES = ("ae", "sae2", "sae3")
+
+
+def loss_curve(losses: list[dict[str, list[float]]]) -> list[dict[str, float]]:
+    """The DVC curve: each stage's training loss per epoch (mean over scenes and seeds; NaN
+    past a stage's last epoch, as AE1 and the stacked AEs train their own epochs)."""
+    epochs = max(len(h[s]) for h in losses for s in STAGES)
+
+    def at(stage: str, e: int) -> float:
+        vals = [h[stage][e] for h in losses if e < len(h[stage])]
+        return float(np.mean(vals)) if vals else math.nan
+
+    return [{"epoch": float(e + 1)} | {s: at(s, e) for s in STAGES} for e in range(epochs)]
 
 
 def _check_sae_wins(m: Metrics) -> ClaimResult:
@@ -282,6 +306,14 @@ STUDY = Study(
             "made linear (issue 12: an actual flip)",
             "(control of the miniature; not a paper claim)",
             _check_linear_flip,
+        ),
+    ),
+    curves=(
+        Curve(
+            "loss_vs_epoch",
+            x="epoch",
+            y=STAGES,
+            title="training loss per epoch of AE1 and the stacked AE2, AE3 (mean over scenes)",
         ),
     ),
 )

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Stat,
@@ -39,7 +40,7 @@ from subspacelab.data.download import Resource, fetch
 from subspacelab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from subspacelab.probes import hessian as hs
 from subspacelab.studies.hessian import core
-from subspacelab.studies.hessian.config import DataConfig, HessianConfig
+from subspacelab.studies.hessian.config import LOSSES, DataConfig, HessianConfig
 
 SLUG = "hessian"
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -201,6 +202,7 @@ def evaluate(ctx: StepContext[HessianConfig]) -> Report:
     log = read_json(ctx.inputs["fit"] / "train_log.json")
     metrics: dict[str, list[float]] = {}
     spectra: dict[str, np.ndarray] = {}
+    lines: list[np.ndarray] = []
 
     def put(name: str, value: float) -> None:
         metrics.setdefault(name, []).append(float(value))
@@ -239,8 +241,39 @@ def evaluate(ctx: StepContext[HessianConfig]) -> Report:
         put("sblb/init_loss", log[f"init/s{seed}"]["loss"])
         put("sblb/barrier_over_init", core.barrier(alphas, line) / log[f"init/s{seed}"]["loss"])
         spectra.setdefault("sblb_line", line)
+        lines.append(np.asarray(line, dtype=np.float64))
     write_json(ctx.out / "spectra.json", {k: v.tolist() for k, v in spectra.items()})
-    return Report(metrics=metrics, figures=_figures(cfg, spectra), tables=_tables(cfg, metrics))
+    return Report(
+        metrics=metrics,
+        figures=_figures(cfg, spectra),
+        tables=_tables(cfg, metrics),
+        curves=hessian_curves(cfg, metrics, lines),
+    )
+
+
+def hessian_curves(
+    cfg: HessianConfig, metrics: dict[str, list[float]], lines: list[np.ndarray]
+) -> dict[str, list[dict[str, float]]]:
+    """The DVC curves: the bulk fraction of H against the width W per loss (mean over seeds
+    and the base grid's k; NaN for a loss not trained, or when the spectra are Lanczos top-m,
+    which has no bulk), and the training loss along the SB-LB line (mean over seeds)."""
+
+    def bulk(loss: str, width: int) -> float:
+        names = [f"bulk/{_cell(loss, f'k{k}', width)}" for k in cfg.data.clusters]
+        vals = [v for n in names if n in metrics for v in metrics[n]]
+        return float(np.mean(vals)) if vals else math.nan
+
+    line = np.mean(lines, axis=0)
+    return {
+        "bulk_vs_width": [
+            {"width": float(w)} | {loss: bulk(loss, w) for loss in LOSSES}
+            for w in sorted(cfg.model.widths)
+        ],
+        "sblb_line": [
+            {"alpha": float(a), "loss": float(v)}
+            for a, v in zip(cfg.eval.alphas, line, strict=True)
+        ],
+    }
 
 
 def _tables(cfg: HessianConfig, metrics: dict[str, list[float]]) -> dict[str, str]:
@@ -461,4 +494,18 @@ STUDY = Study(
         ),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "bulk_vs_width",
+            x="width",
+            y=LOSSES,
+            title="fraction of H's eigenvalues in the bulk vs width W (mean over seeds and k)",
+        ),
+        Curve(
+            "sblb_line",
+            x="alpha",
+            y="loss",
+            title="training loss on the line from the small- to the large-batch solution",
+        ),
+    ),
 )

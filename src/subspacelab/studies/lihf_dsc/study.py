@@ -26,6 +26,7 @@ import torch
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Step,
@@ -276,7 +277,32 @@ def _evaluate(ctx: StepContext[LIHFConfig]) -> Report:
             "Deviations from the spec and the script": _deviations(ctx),
         },
         figures={"acc": score_bars(metrics, "/acc", "LIHF-DSC and baselines: clustering accuracy")},
+        curves={
+            "acc_vs_epoch": acc_curve(
+                [doc["results"][f"{n}_seed{s}"] for n in doc["datasets"] for s in ctx.seeds]
+            )
+        },
     )
+
+
+def acc_curve(runs: list[dict]) -> list[dict[str, float]]:
+    """The DVC curve: stage 1's ACC against the epoch (the full model's logged curve, mean
+    over datasets and seeds at each logged epoch) and the share of runs that self-stopped by
+    then."""
+    epochs = sorted({int(e) for r in runs for e in r["curve_epochs"]})
+    rows = []
+    for e in epochs:
+        accs = [
+            a
+            for r in runs
+            for x, a in zip(r["curve_epochs"], r["curve_acc"], strict=True)
+            if x == e
+        ]
+        stopped = [float(bool(r["self_stopped"]) and r["stop_stage1"] <= e) for r in runs]
+        rows.append(
+            {"epoch": float(e), "acc": float(np.mean(accs)), "stopped": float(np.mean(stopped))}
+        )
+    return rows
 
 
 def _deviations(ctx: StepContext[LIHFConfig]) -> str:
@@ -426,6 +452,15 @@ STUDY = Study(
             "the self-stop epoch lies within 10% of the plateau of the (logged, unused) ACC curve",
             "relative-change self-stopping needs no labels",
             _check_r4,
+        ),
+    ),
+    curves=(
+        Curve(
+            "acc_vs_epoch",
+            x="epoch",
+            y=("acc", "stopped"),
+            title="stage-1 ACC per epoch and the share of runs self-stopped by then "
+            "(mean over datasets and seeds)",
         ),
     ),
 )

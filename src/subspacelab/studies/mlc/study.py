@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -48,6 +50,7 @@ from subspacelab.studies.mlc.config import MLCConfig
 
 SLUG = "mlc"
 METHODS = ("mlc", "warm_kmeans", "raw_kmeans", "raw_spectral")
+SPECTRUM_ARMS = ("mlc", "warmup")  # Z after MLC, and after the warm-up alone
 
 
 def _data(ctx: StepContext[MLCConfig]) -> StepOutput:
@@ -92,6 +95,7 @@ def _fit(ctx: StepContext[MLCConfig]) -> StepOutput:
     meta = read_json(ctx.inputs["data"] / "datasets.json")
     m, sched = ctx.cfg.model, MLCSchedule.of(ctx.cfg.train)
     results: dict[str, dict[str, float]] = {}
+    spectra: dict[str, dict[str, list[float]]] = {}
     for name in meta["datasets"]:
         t = ctx.load(name, kind="data")
         x, y = t["x"], t["y"].numpy()
@@ -118,6 +122,10 @@ def _fit(ctx: StepContext[MLCConfig]) -> StepOutput:
             secs = time.perf_counter() - t0
             ctx.save(f"{name}_seed{seed}_mlc", state_dict_cpu(net), kind="model/mlc")
             zn = z.double().numpy()
+            spectra[f"{name}_seed{seed}"] = {
+                "mlc": class_spectrum(zn, y),
+                "warmup": class_spectrum(warm_z.double().numpy(), y),
+            }
             ranks = [
                 core.numerical_rank(zn[pred == j], ctx.cfg.eval.rank_rel)
                 for j in np.unique(pred)
@@ -153,9 +161,32 @@ def _fit(ctx: StepContext[MLCConfig]) -> StepOutput:
             )
     write_json(
         ctx.out / "results.json",
-        {"datasets": meta["datasets"], "results": results, "z_dim": m.z_dim},
+        {"datasets": meta["datasets"], "results": results, "z_dim": m.z_dim, "spectra": spectra},
     )
     return StepOutput()
+
+
+def class_spectrum(z: np.ndarray, y: np.ndarray) -> list[float]:
+    """Singular values of Z within each true class, each divided by its class's largest, then
+    averaged over the classes: how close each class lies to a low-dimensional subspace."""
+    dim = min(z.shape[1], *(int((y == j).sum()) for j in np.unique(y)))
+    per_class = []
+    for j in np.unique(y):
+        sv = np.linalg.svd(z[y == j], compute_uv=False)[:dim]
+        per_class.append(sv / max(float(sv[0]), 1e-12))
+    return np.mean(per_class, axis=0).tolist()
+
+
+def spectrum_curve(spectra: list[dict[str, list[float]]]) -> list[dict[str, float]]:
+    """The DVC curve: the per-class normalised singular values of Z of MLC and of its warm-up
+    features against their index (mean over datasets and seeds; NaN past a run's length)."""
+    size = max(len(s[arm]) for s in spectra for arm in SPECTRUM_ARMS)
+
+    def at(arm: str, i: int) -> float:
+        vals = [s[arm][i] for s in spectra if i < len(s[arm])]
+        return float(np.mean(vals)) if vals else math.nan
+
+    return [{"index": float(i + 1)} | {a: at(a, i) for a in SPECTRUM_ARMS} for i in range(size)]
 
 
 def _evaluate(ctx: StepContext[MLCConfig]) -> Report:
@@ -187,6 +218,7 @@ def _evaluate(ctx: StepContext[MLCConfig]) -> Report:
             "Deviations from the spec's miniature": _deviations(ctx, doc, metrics),
         },
         figures={"acc": score_bars(metrics, "/acc", "MLC and baselines: clustering accuracy")},
+        curves={"z_spectrum": spectrum_curve(list(doc["spectra"].values()))},
     )
 
 
@@ -313,6 +345,15 @@ STUDY = Study(
             "Γ row sums = 1 and column sums = 1 ± 1e-3",
             "Γ is doubly stochastic (Sinkhorn projection)",
             _check_d,
+        ),
+    ),
+    curves=(
+        Curve(
+            "z_spectrum",
+            x="index",
+            y=SPECTRUM_ARMS,
+            title="per-class singular values of Z / the largest (mean over classes, datasets, "
+            "seeds)",
         ),
     ),
 )

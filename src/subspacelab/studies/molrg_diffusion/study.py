@@ -25,6 +25,7 @@ from subspacelab.api import (
     Claim,
     ClaimResult,
     Condition,
+    Curve,
     Metrics,
     Report,
     Stat,
@@ -199,7 +200,29 @@ def _evaluate(ctx: StepContext[MolrgDiffusionConfig]) -> Report:
         metrics=metrics,  # type: ignore[arg-type]
         tables={**_tables(m, cells, ctx.cfg), GROUP_TABLE: group_table(WORLD_ROW, metrics)},
         figures={"success": _figure(m, cells)},
+        curves=sample_curves(m, cells),
     )
+
+
+CURVE_ARMS = (*core.ARMS, "ks")
+
+
+def sample_curves(m: Metrics, cells: list[core.Cell]) -> dict[str, list[dict[str, float]]]:
+    """The DVC curves: per arm, the success rate (e < 0.1) and the mean subspace error e
+    against N_k / d (mean over the grid's cells of that ratio, all K, n and d, and seeds)."""
+    ratios = sorted({round(c.nk / c.d, 6) for c in cells})
+    at = {r: [c for c in cells if round(c.nk / c.d, 6) == r] for r in ratios}
+
+    def success(arm: str, r: float) -> float:
+        return float(np.mean([_success(m, arm, c) for c in at[r]]))
+
+    def error(arm: str, r: float) -> float:
+        return float(np.mean([m[f"{c.key}/{arm}/e"].values for c in at[r]]))
+
+    return {
+        name: [{"nk_over_d": r} | {arm: f(arm, r) for arm in CURVE_ARMS} for r in ratios]
+        for name, f in (("success_vs_samples", success), ("error_vs_samples", error))
+    }
 
 
 def _world_row(
@@ -498,6 +521,20 @@ STUDY = Study(
             "forward worked — QR-in-forward succeeds more often at N_k ≥ 2d (paired seeds)",
             "a parametrisation trap of the spec's prototype, not a claim of the paper",
             _check_p1,
+        ),
+    ),
+    curves=(
+        Curve(
+            "success_vs_samples",
+            x="nk_over_d",
+            y=CURVE_ARMS,
+            title="success rate (subspace error e < 0.1) vs N_k / d (mean over cells, seeds)",
+        ),
+        Curve(
+            "error_vs_samples",
+            x="nk_over_d",
+            y=CURVE_ARMS,
+            title="subspace error e vs N_k / d (mean over cells and seeds)",
         ),
     ),
 )

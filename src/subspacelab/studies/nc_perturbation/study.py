@@ -22,6 +22,7 @@ from torch import nn
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Stat,
@@ -108,7 +109,7 @@ def evaluate(ctx: StepContext[NcPerturbationConfig]) -> Report:
     k = int(y.max()) + 1
     y1h = nn.functional.one_hot(y, k).T.double()
     metrics: dict[str, list[float]] = {}
-    grids, flows = [], []
+    grids, flows, halves = [], [], []
 
     def put(name: str, value: float) -> None:
         metrics.setdefault(name, []).append(float(value))
@@ -138,6 +139,7 @@ def evaluate(ctx: StepContext[NcPerturbationConfig]) -> Report:
             step_frac=md.flow_step_frac / 2,
         )
         flows.append(flow)
+        halves.append(half)
         for name, path in (("flow", flow), ("flow_half", half)):
             put(f"{name}/max_rel_increase", core.max_relative_increase(path))
             put(f"{name}/nc1_ratio_end", path[-1] / path[0])
@@ -164,7 +166,39 @@ def evaluate(ctx: StepContext[NcPerturbationConfig]) -> Report:
         put("depth/nc1_last_block", nc.nc1(blocks[-1], y, k))
         for i, f in enumerate(blocks):
             put(f"depth/nc1_block{i + 1}", nc.nc1(f, y, k))
-    return Report(metrics=metrics, figures=_figures(cfg, np.mean(grids, 0), flows[0]))
+    return Report(
+        metrics=metrics,
+        figures=_figures(cfg, np.mean(grids, 0), flows[0]),
+        curves=nc_curves(md.betas, grids, flows, halves),
+    )
+
+
+def nc_curves(
+    betas: list[float],
+    grids: list[np.ndarray],
+    flows: list[list[float]],
+    halves: list[list[float]],
+) -> dict[str, list[dict[str, float]]]:
+    """The DVC curves: NC1(H*)/NC1(H₀) against β (mean over seeds; mean, min and max over the
+    λ_W grid: ``grids`` are per seed β × λ_W), and NC1 along the central-path flow per Euler
+    step, with the step-halving run read at the same times (mean over seeds)."""
+    grid = np.mean(grids, axis=0)
+    flow, half = np.mean(flows, axis=0), np.mean(halves, axis=0)[::2]
+    return {
+        "ratio_vs_beta": [
+            {
+                "beta": float(b),
+                "mean": float(r.mean()),
+                "min": float(r.min()),
+                "max": float(r.max()),
+            }
+            for b, r in zip(betas, grid, strict=True)
+        ],
+        "central_flow": [
+            {"step": float(i), "nc1": float(f), "nc1_half_step": float(h)}
+            for i, (f, h) in enumerate(zip(flow, half, strict=True))
+        ],
+    }
 
 
 def _figures(cfg: NcPerturbationConfig, grid: np.ndarray, flow: list[float]) -> dict[str, Figure]:
@@ -334,4 +368,18 @@ STUDY = Study(
         ),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "ratio_vs_beta",
+            x="beta",
+            y=("mean", "min", "max"),
+            title="NC1(H*) / NC1(H0) vs β (mean over seeds; mean, min, max over λ_W)",
+        ),
+        Curve(
+            "central_flow",
+            x="step",
+            y=("nc1", "nc1_half_step"),
+            title="NC1 along the central-path flow per Euler step (and with half steps)",
+        ),
+    ),
 )

@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     Stat,
@@ -183,7 +184,32 @@ def evaluate(ctx: StepContext[RobustnessLotteryConfig]) -> Report:
         np.subtract(metrics["edge_popup/corrupted/acc"], metrics["dense/corrupted/acc"])
     )
     ctx.progress(f"{len(core.METHODS)} models × {n_cells} corrupted sets evaluated")
-    return Report(metrics=metrics, figures=_figures(cfg, metrics), tables=_tables(cfg, metrics))
+    return Report(
+        metrics=metrics,
+        figures=_figures(cfg, metrics),
+        tables=_tables(cfg, metrics),
+        curves=severity_curves(metrics, dc.corruptions, dc.severities),
+    )
+
+
+def severity_curves(
+    metrics: dict[str, list[float]], corruptions: list[str], severities: list[int]
+) -> dict[str, list[dict[str, float]]]:
+    """The DVC curves: per arm, accuracy and the mean angle shift Δθ_y against the corruption
+    severity (0: clean; mean over corruptions and seeds)."""
+
+    def at(method: str, sev: int, key: str) -> float:
+        if sev == 0:
+            return float(np.mean(metrics[f"{method}/clean/acc"])) if key == "acc" else 0.0
+        return float(np.mean([metrics[f"{method}/{c}/{sev}/{key}"] for c in corruptions]))
+
+    xs = [0, *severities]
+    return {
+        f"{key.removeprefix('d_')}_vs_severity": [
+            {"severity": float(s)} | {m: at(m, s, key) for m in core.METHODS} for s in xs
+        ]
+        for key in ("acc", "d_angle")
+    }
 
 
 def _tables(cfg: RobustnessLotteryConfig, metrics: dict[str, list[float]]) -> dict[str, str]:
@@ -423,4 +449,18 @@ STUDY = Study(
         ),
     ),
     claims=CLAIMS,
+    curves=(
+        Curve(
+            "acc_vs_severity",
+            x="severity",
+            y=core.METHODS,
+            title="test accuracy vs corruption severity (0: clean; mean over corruptions, seeds)",
+        ),
+        Curve(
+            "angle_vs_severity",
+            x="severity",
+            y=core.METHODS,
+            title="mean angle shift Δθ_y (deg) vs corruption severity (mean over corruptions)",
+        ),
+    ),
 )

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -52,6 +53,7 @@ from subspacelab.studies.s2cag import core
 from subspacelab.studies.s2cag.config import ModelConfig, S2CAGConfig
 
 SLUG = "s2cag"
+MODES = ("s2cag", "m_s2cag")  # the paper's two variants, each over the (T, α) grid
 METHODS = ("s2cag", "m_s2cag", "feature_kmeans", "graph_spectral", "sgc_kmeans", "sagsc")
 
 
@@ -130,10 +132,13 @@ def _timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
     return out, time.perf_counter() - t0
 
 
-def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, float]:
+def fit_graph(
+    g: AttributedGraph, model: ModelConfig, seed: int
+) -> tuple[dict[str, float], list[dict[str, float]]]:
     """All methods on one graph: metrics (acc/nmi/ari/wall_time) per method, the selected
     (T, α), the oracle choice's ACC and the conductances behind R4, named
-    ``<method>/<quantity>``."""
+    ``<method>/<quantity>``; and the sweep: per grid point (T, α), both modes' ACC (reported,
+    never used to select)."""
     k = int(g.labels.max()) + 1
     x_tfidf = core.tfidf(g.features)
     x_hat = core.attribute_degree_normalise(x_tfidf)
@@ -147,7 +152,8 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
             zs[(steps, alpha)] = z
     nsr_time = (time.perf_counter() - t0) / len(grid)
     z_s2cag = zs[grid[0]]
-    for mode in ("s2cag", "m_s2cag"):
+    sweep = {key: {"T": float(key[0]), "alpha": float(key[1])} for key in grid}
+    for mode in MODES:
         best_q, oracle_acc, chosen = -np.inf, -np.inf, grid[0]
         preds: dict[tuple[int, float], np.ndarray] = {}
         t0 = time.perf_counter()
@@ -157,6 +163,7 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
             else:
                 pred = core.m_s2cag(zs[key], k, model.gamma, model.power_iters_mod, seed)
             preds[key] = pred
+            sweep[key][mode] = evaluate(g.labels, pred)["acc"]
             q = modularity(pred, g.adjacency)  # label-free selection
             oracle_acc = max(oracle_acc, evaluate(g.labels, pred)["acc"])  # reported only
             if q > best_q:
@@ -187,16 +194,17 @@ def fit_graph(g: AttributedGraph, model: ModelConfig, seed: int) -> dict[str, fl
         pred, secs = _timed(fn)
         out.update({f"{name}/{key}": v for key, v in evaluate(g.labels, pred).items()})
         out[f"{name}/wall_time"] = secs
-    return out
+    return out, list(sweep.values())
 
 
 def _fit(ctx: StepContext[S2CAGConfig]) -> StepOutput:
     graphs = read_json(ctx.inputs["graphs"] / "graphs.json")["graphs"]
     results: dict[str, dict[str, float]] = {}
+    sweeps: dict[str, list[dict[str, float]]] = {}
     for name in graphs:
         for seed in ctx.seeds:
             g = _load_graph(ctx, f"{name}_seed{seed}")
-            r = fit_graph(g, ctx.cfg.model, seed)
+            r, sweeps[f"{name}_seed{seed}"] = fit_graph(g, ctx.cfg.model, seed)
             results[f"{name}_seed{seed}"] = r
             ctx.progress(
                 f"{name} seed {seed}: S2CAG {r['s2cag/acc']:.3f} (T={r['s2cag/T']:g}, "
@@ -204,7 +212,7 @@ def _fit(ctx: StepContext[S2CAGConfig]) -> StepOutput:
                 f"M-S2CAG {r['m_s2cag/acc']:.3f}, SGC {r['sgc_kmeans/acc']:.3f}, "
                 f"k-means {r['feature_kmeans/acc']:.3f}, graph {r['graph_spectral/acc']:.3f}"
             )
-    write_json(ctx.out / "results.json", {"graphs": graphs, "results": results})
+    write_json(ctx.out / "results.json", {"graphs": graphs, "results": results, "sweeps": sweeps})
     return StepOutput()
 
 
@@ -244,7 +252,18 @@ def _evaluate(ctx: StepContext[S2CAGConfig]) -> Report:
         metrics=metrics,
         tables=tables,
         figures={"acc": score_bars(metrics, "/acc", "S2CAG and baselines: clustering accuracy")},
+        curves={"acc_vs_steps": steps_curve(list(doc["sweeps"].values()))},
     )
+
+
+def steps_curve(sweeps: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    """The DVC curve: both modes' ACC against the propagation steps T (mean over the α grid,
+    graphs and seeds): the sensitivity to T that label-free selection has to handle."""
+    points = [p for sweep in sweeps for p in sweep]
+    return [
+        {"T": t} | {m: float(np.mean([p[m] for p in points if p["T"] == t])) for m in MODES}
+        for t in sorted({p["T"] for p in points})
+    ]
 
 
 def _regimes(ctx: StepContext[S2CAGConfig], metrics: dict[str, list[float]]) -> str:
@@ -392,6 +411,14 @@ STUDY = Study(
             "(k-means on the same Z; issue 12)",
             "S2CAG is tied to conductance minimisation on the ZZᵀ graph",
             _check_r4,
+        ),
+    ),
+    curves=(
+        Curve(
+            "acc_vs_steps",
+            x="T",
+            y=MODES,
+            title="ACC vs propagation steps T (mean over the α grid, graphs and seeds)",
         ),
     ),
 )

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from subspacelab.api import (
     Claim,
     ClaimResult,
+    Curve,
     Metrics,
     Report,
     SeedMetrics,
@@ -184,8 +186,9 @@ def disentanglement(
 
 def run_seed(
     env: Any, images: torch.Tensor, factors: np.ndarray, cfg: XFactorsConfig, seed: int
-) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
-    """Train every model for one seed and score it; returns (metrics, model states)."""
+) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]], dict[str, list[float]]]:
+    """Train every model for one seed and score it; returns (metrics, model states, each
+    model's training loss per epoch)."""
     from subspacelab.api import fit, tensor_loader
     from subspacelab.studies.xfactors.lightning import AdamWLoss
 
@@ -199,12 +202,13 @@ def run_seed(
     t_idx = [FACTORS.index(f) for f in d.t_factors]
     classes = [int(factors[:, k].max()) + 1 for k in range(factors.shape[1])]
     y_tr_t = torch.from_numpy(y_tr)
+    histories: dict[str, list[float]] = {}
 
     def train(net: torch.nn.Module, loss: Any, label: str, epochs: int) -> None:
         seed_all(seed)
         module = AdamWLoss(net, loss, lr=t.lr, weight_decay=t.weight_decay)
         loader = tensor_loader(x_tr, y_tr_t, batch_size=t.batch, seed=seed)
-        fit(
+        history = fit(
             env,
             module,
             loader,
@@ -212,6 +216,7 @@ def run_seed(
             label=f"{label}_seed{seed}",
             params={"model": label, "seed": seed},
         )
+        histories[label] = [row["loss"] for row in history]
         net.cpu().eval()  # scored on the CPU
 
     seed_all(seed)
@@ -293,15 +298,15 @@ def run_seed(
         name: {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         for name, net in (("xfactors", xf), ("bvae", bvae), ("supervised", sup), ("probe", probe))
     }
-    return out, states
+    return out, states, histories
 
 
 def _fit(ctx: StepContext[XFactorsConfig]) -> StepOutput:
     t = ctx.load("images", kind="images")
     images, factors = t["images"].float(), t["factors"].numpy()
-    results = {}
+    results, histories = {}, {}
     for seed in ctx.seeded():
-        out, states = run_seed(ctx, images, factors, ctx.cfg, seed)
+        out, states, histories[str(seed)] = run_seed(ctx, images, factors, ctx.cfg, seed)
         for name, state in states.items():
             ctx.save(f"{name}_seed{seed}", state, kind="model")
         results[str(seed)] = out
@@ -310,14 +315,15 @@ def _fit(ctx: StepContext[XFactorsConfig]) -> StepOutput:
             f"DCI-D XF {out['xfactors/dci_d']:.3f} β-VAE {out['bvae/dci_d']:.3f}; swap "
             f"{out['swap/swapped_acc']:.3f}/{out['swap/kept_acc']:.3f}"
         )
-    write_json(ctx.out / "results.json", {"results": results})
+    write_json(ctx.out / "results.json", {"results": results, "histories": histories})
     return StepOutput()
 
 
 def _evaluate(ctx: StepContext[XFactorsConfig]) -> Report:
     import matplotlib.pyplot as plt
 
-    doc = read_json(ctx.inputs["fit"] / "results.json")["results"]
+    fitted = read_json(ctx.inputs["fit"] / "results.json")
+    doc = fitted["results"]
     per_seed = SeedMetrics()
     for seed in ctx.seeds:
         per_seed.record(doc[str(seed)])
@@ -386,7 +392,25 @@ def _evaluate(ctx: StepContext[XFactorsConfig]) -> Report:
             GROUP_TABLE: group_table(WORLD_ROW, metrics),
         },
         figures={"scores": fig},
+        curves={
+            "loss_vs_epoch": loss_curve([fitted["histories"][str(s)] for s in ctx.seeds]),
+        },
     )
+
+
+CURVE_MODELS = (*METHODS, "probe")
+
+
+def loss_curve(histories: list[dict[str, list[float]]]) -> list[dict[str, float]]:
+    """The DVC curve: each model's training loss per epoch (mean over seeds; NaN past a
+    model's last epoch: the probe trains its own number of epochs)."""
+    epochs = max(len(h[m]) for h in histories for m in CURVE_MODELS)
+
+    def at(model: str, e: int) -> float:
+        vals = [h[model][e] for h in histories if e < len(h[model])]
+        return float(np.mean(vals)) if vals else math.nan
+
+    return [{"epoch": float(e + 1)} | {m: at(m, e) for m in CURVE_MODELS} for e in range(epochs)]
 
 
 def _check_r1(m: Metrics) -> ClaimResult:
@@ -470,6 +494,14 @@ STUDY = Study(
             "≤ chance + 0.15 (the worst T-factor)",
             "the residual subspace S holds what the T_i do not",
             _check_r4,
+        ),
+    ),
+    curves=(
+        Curve(
+            "loss_vs_epoch",
+            x="epoch",
+            y=CURVE_MODELS,
+            title="training loss per epoch of each model (mean over seeds)",
         ),
     ),
 )
