@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from subspacelab import dvcgen, registry
+from subspacelab.config import profile_section
 from subspacelab.io import read_json
 from subspacelab.registry import get_study, report_paths
 from subspacelab.runner import run_step
@@ -43,6 +44,9 @@ def tiny_params(slugs: list[str] | None = None) -> dict[str, Any]:
     tiny = yaml.safe_load(TINY.read_text()) or {}
     for slug, over in tiny.items():
         if slug in params:
+            # full inherits mini's values: written out first, so shrinking mini leaves it alone
+            schema = registry.get_study(slug).config
+            params[slug]["full"] = profile_section(params[slug], slug, "full", schema)
             params[slug]["mini"] = deep_merge(params[slug]["mini"], over)
     if slugs is not None:
         params = {k: v for k, v in params.items() if k == "lab" or k in slugs}

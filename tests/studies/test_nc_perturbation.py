@@ -155,6 +155,7 @@ def test_full_profile_chain_on_a_tiny_cifar(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from subspacelab import registry
+    from subspacelab.config import profile_section
     from subspacelab.data import cifar
     from subspacelab.data.download import Resource
     from subspacelab.io import load_tensors
@@ -179,7 +180,8 @@ def test_full_profile_chain_on_a_tiny_cifar(
     )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     section = params[ncp.SLUG]
-    full = section["full"]
+    # full inherits from mini: its values written out, then shrunk
+    full = section["full"] = profile_section(section, ncp.SLUG, "full", ncp.STUDY.config)
     full["backbone"].update(epochs=1, batch_size=8)
     full["model"].update(betas=[0.1, 1.0], lam_ws=[0.001], iters=5, flow_steps=3, eps=[0.1, 0.01])
     full["model"].update(synth_d=6, synth_per_class=3)
