@@ -1,0 +1,12 @@
+"""Attention/gating modules' shared toolkit (issue 14: ulsam, hydra, dsl, mhs_vm, gdl).
+
+Pure functions and ``nn.Module`` helpers, no I/O. Submodules:
+
+* :mod:`~subspacelab.modules.clutter` — procedural cluttered digits: sklearn's 8×8 glyphs
+  upsampled and placed on a larger canvas among fragments of other digits (the miniature of
+  ULSAM, Saini et al., arXiv:2006.15102).
+* :mod:`~subspacelab.modules.count` — parameters and multiply-accumulates (MACs) of an
+  ``nn.Module`` on an example input, per leaf module, cross-checked against ``thop`` in tests.
+* :mod:`~subspacelab.modules.equivariance` — the equivariance error e_eq(f, x, g) of any model
+  under a group action (the blueprint of Bronstein et al., arXiv:2104.13478).
+"""
