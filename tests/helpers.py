@@ -43,7 +43,7 @@ def tiny_params(slugs: list[str] | None = None) -> dict[str, Any]:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     tiny = yaml.safe_load(TINY.read_text()) or {}
     for slug, over in tiny.items():
-        if slug in params:
+        if slug in params and (slugs is None or slug in slugs):
             # full inherits mini's values: written out first, so shrinking mini leaves it alone
             schema = registry.get_study(slug).config
             params[slug]["full"] = profile_section(params[slug], slug, "full", schema)
