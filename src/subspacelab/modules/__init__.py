@@ -5,6 +5,9 @@ Pure functions and ``nn.Module`` helpers, no I/O. Submodules:
 * :mod:`~subspacelab.modules.clutter` — procedural cluttered digits: sklearn's 8×8 glyphs
   upsampled and placed on a larger canvas among fragments of other digits (the miniature of
   ULSAM, Saini et al., arXiv:2006.15102).
+* :mod:`~subspacelab.modules.lesions` — procedural skin lesions with ground-truth masks: shape ×
+  hue classes for dsl (arXiv:2206.09068), irregular blobs to segment for mhs_vm
+  (arXiv:2406.05992).
 * :mod:`~subspacelab.modules.count` — parameters and multiply-accumulates (MACs) of an
   ``nn.Module`` on an example input, per leaf module, cross-checked against ``thop`` in tests.
 * :mod:`~subspacelab.modules.equivariance` — the equivariance error e_eq(f, x, g) of any model
