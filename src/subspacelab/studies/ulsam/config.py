@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
+from subspacelab.data.finegrained import FineGrainedData
+from subspacelab.data.imagenet import ImageNetData
 
 
 @dataclass
@@ -20,13 +22,19 @@ class DataConfig:
     fragment: int = param(ge=1)
     noise: float = param(ge=0.0)
     test_fraction: float = param(gt=0.0, lt=1.0)
+    imagenet: ImageNetData | None = param()  # full: the user's ILSVRC2012 archives
+    finegrained: FineGrainedData | None = param()  # full: the transfer sets (spec §7)
 
 
 @dataclass
 class ModelConfig:
-    """The compact MobileNet-V1-style CNN: stem width, separable blocks' widths and strides,
-    ULSAM's subspace counts (inserted after the last block / replacing it) and BN momentum."""
+    """The compact MobileNet-V1-style CNN (``arch: compact``: stem width, separable blocks'
+    widths and strides) or MobileNet-V2 (``arch: mobilenet_v2``, full profile: ULSAM at the
+    inverted-residual blocks ``sites``), ULSAM's subspace counts (inserted / replacing) and the
+    compact CNN's BN momentum."""
 
+    arch: str = param(choices=("compact", "mobilenet_v2"))
+    sites: list[int] = param()  # mobilenet_v2: width-keeping blocks (1-17) ULSAM goes to
     stem: int = param(ge=1)
     widths: list[int] = param(min_len=2)
     strides: list[int] = param(min_len=2)
@@ -44,19 +52,38 @@ class ModelConfig:
             bad["strides"] = "1 or 2"
         if self.widths[-1] != self.widths[-2] or self.strides[-1] != 1:
             bad["widths"] = "the last block must map its width to itself at stride 1"
+        if self.arch == "compact":
+            widths = [self.widths[-1]]
+        else:
+            from subspacelab.studies.ulsam.full import residual_sites
+
+            allowed = residual_sites()
+            if not self.sites or any(s not in allowed for s in self.sites):
+                bad["sites"] = f"a non-empty list of width-keeping blocks among {list(allowed)}"
+                return bad
+            widths = [allowed[s] for s in self.sites]
         for name in ("insert_groups", "replace_groups"):
-            if any(g < 1 or self.widths[-1] % g for g in getattr(self, name)):
-                bad[name] = f"divisors of the last width {self.widths[-1]}"
+            if any(g < 1 or w % g for g in getattr(self, name) for w in widths):
+                bad[name] = f"divisors of the widths ULSAM sees ({sorted(set(widths))})"
         return bad
 
 
 @dataclass
 class TrainConfig:
-    """Adam, constant learning rate, per-member seeded mini-batches."""
+    """The optimiser and schedule (mini: Adam, constant rate, per-member seeded mini-batches;
+    full: SGD with momentum, cosine, one shared ImageNet loader), then the fine-grained
+    fine-tuning (full only: ``finetune_epochs`` 0 skips it)."""
 
     epochs: int = param(ge=1)
     lr: float = param(gt=0.0)
     batch: int = param(ge=1)
+    optimizer: str = param(choices=("adam", "sgd"))
+    momentum: float = param(ge=0.0, lt=1.0)
+    weight_decay: float = param(ge=0.0)
+    schedule: str = param(choices=("constant", "cosine"))
+    workers: int = param(ge=0)
+    finetune_epochs: int = param(ge=0)
+    finetune_lr: float = param(gt=0.0)
 
 
 @dataclass
@@ -67,3 +94,13 @@ class UlsamConfig:
     data: DataConfig = param()
     model: ModelConfig = param()
     train: TrainConfig = param()
+
+    def check(self) -> dict[str, str]:
+        """MobileNet-V2 trains on ImageNet (full profile); the compact CNN on cluttered digits;
+        fine-tuning needs the fine-grained sets."""
+        bad: dict[str, str] = {}
+        if (self.model.arch == "mobilenet_v2") != (self.data.imagenet is not None):
+            bad["model"] = "arch mobilenet_v2 exactly when data.imagenet is given (full profile)"
+        if (self.train.finetune_epochs > 0) != (self.data.finegrained is not None):
+            bad["train"] = "finetune_epochs > 0 exactly when data.finegrained is given"
+        return bad
