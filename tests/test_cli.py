@@ -31,7 +31,9 @@ UNPINNED_TODAY = [
     "s2cag.full.data.planetoid_sha256.ind.pubmed.allx",
     "subspacead.full.features.hf_revision",
     "task_zoo.full.data.vision.checksums.Partitions.zip",
-    "unified_embedding.full.data.criteo_sha256",
+    "ulsam.full.data.finegrained.checksums.images.tar",
+    "ulsam.full.data.finegrained.checksums.lists.tar",
+    "unified_embedding.full.data.log.sha256",
     "xfactors.full.data.dsprites_sha256",
 ]
 
@@ -65,7 +67,9 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     params["s2cag"]["full"]["data"]["planetoid"] = ["cora", "citeseer"]
     params["subspacead"]["full"]["features"]["hf_revision"] = "0" * 40
     params["task_zoo"]["full"]["data"]["vision"]["checksums"]["Partitions.zip"] = "sha256:00"
-    params["unified_embedding"]["full"]["data"]["criteo_sha256"] = "0" * 64
+    params["unified_embedding"]["full"]["data"]["log"]["sha256"] = "0" * 64
+    fg = params["ulsam"]["full"]["data"]["finegrained"]["checksums"]
+    fg.update({"images.tar": "sha256:" + "0" * 64, "lists.tar": "sha256:" + "0" * 64})
     params["grbf_active"]["full"]["data"]["tables_sha256"] = {
         t: "0" * 64 for t in ("airfoil", "yacht", "wdbc", "ionosphere")
     }

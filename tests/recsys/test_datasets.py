@@ -23,6 +23,7 @@ from subspacelab.recsys.datasets import (
     PinnedFile,
     load_mmrec,
     load_movielens_1m,
+    read_ctr,
     stream_avazu,
     stream_kdd12,
     zigzag,
@@ -279,3 +280,26 @@ def test_pinned_file_rules_and_unpinned_listing(tmp_path: Path) -> None:
         PinnedFile(dir="d", file="train.gz", sha256="1" * 64).path(tmp_path)
     with pytest.raises(DownloadError, match="pin your copy"):
         placed.path(tmp_path)
+
+
+def test_read_ctr_takes_the_first_rows_of_every_source(tmp_path: Path) -> None:
+    """One entry point for the CTR logs: the first n rows in file order, ids >= 0, labels 0/1;
+    the streamed sources read no more chunks than the rows asked for need."""
+    avazu = _write_avazu(tmp_path / "train.gz", AVAZU_ROWS * 3)
+    x, y = read_ctr("avazu", avazu, 5)
+    assert x.shape == (5, len(AVAZU_FIELDS)) and x.dtype == np.int64 and x.min() >= 0
+    assert y.tolist() == [0, 1, 0, 1, 0] and y.dtype == np.float32
+    kdd = _write_kdd(tmp_path / "training.txt", [[0, 1, *range(10)], [2, 3, *range(10)]] * 2)
+    x, y = read_ctr("kdd12", kdd, 3)
+    assert x.shape == (3, len(KDD12_FIELDS)) and y.tolist() == [0, 1, 0]
+    ratings = "1::1::5::978300760\n1::2::3::978302109\n2::3::4::978298413\n"
+    ml = _write_ml1m(tmp_path / "ml-1m.zip", ratings)
+    x, y = read_ctr("movielens", ml, 3, positive_min=4)
+    assert x.shape == (3, len(MOVIELENS_FIELDS)) and y.tolist() == [1, 1, 0]
+    seen: list[str] = []
+    read_ctr("avazu", avazu, 2, seen.append)
+    assert seen == ["train.gz: 2 rows"]  # one chunk of the two rows asked for
+    with pytest.raises(DatasetError, match="6 rows, the split needs 7"):
+        read_ctr("avazu", avazu, 7)
+    with pytest.raises(ValueError, match="unknown CTR source"):
+        read_ctr("criteo_tb", avazu, 2)

@@ -121,20 +121,20 @@ def _criteo_file(path: Path, n: int) -> None:
 def test_full_data_step_reads_a_pinned_criteo_file(tmp_path: Path) -> None:
     params = tiny_params(["unified_embedding"])
     full = params["unified_embedding"]["full"]
-    full["data"].update(n_train=120, n_val=100, n_test=100, criteo_dir="data/criteo")
+    full["data"].update(n_train=120, n_val=100, n_test=100)
     params["lab"] = {**params["lab"], "profile": "full", "device": "cpu"}
     ws = make_workspace(tmp_path / "ws", params)
     placed = ws / "data/criteo/train.txt"
     placed.parent.mkdir(parents=True)
     _criteo_file(placed, 330)
-    with pytest.raises(ParamsError, match="criteo_sha256"):  # refused before any compute
+    with pytest.raises(ParamsError, match=r"log\.sha256"):  # refused before any compute
         run_step(ws, "unified_embedding", "data")
-    full["data"]["criteo_sha256"] = "0" * 64
+    full["data"]["log"] = {**full["data"]["log"], "sha256": "0" * 64}
     make_workspace(ws, params)
     with pytest.raises(DownloadError, match="mismatch"):
         run_step(ws, "unified_embedding", "data")
     assert placed.is_file(), "a hand-placed file is never deleted"
-    full["data"]["criteo_sha256"] = sha256_file(placed)
+    full["data"]["log"] = {**full["data"]["log"], "sha256": sha256_file(placed)}
     make_workspace(ws, params)
     run_step(ws, "unified_embedding", "data")
     t, _ = load_tensors(

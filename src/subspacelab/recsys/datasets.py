@@ -525,3 +525,67 @@ def load_mmrec(inter: Path, image: Path, text: Path) -> MMRecData:
         _features(Path(image), n_items),
         _features(Path(text), n_items),
     )
+
+
+# ---------------------------------------------------------------------- one CTR entry point
+
+CTR_FIELDS: dict[str, int] = {
+    "criteo": 39,
+    "avazu": len(AVAZU_FIELDS),
+    "kdd12": len(KDD12_FIELDS),
+    "movielens": len(MOVIELENS_FIELDS),
+}
+
+
+def _ctr_chunks(
+    source: str, path: Path, chunk_rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, labels) per chunk of a streamed CTR log."""
+    if source == "criteo":
+        from subspacelab.recsys.logs import bucketise_counts, stream_criteo
+
+        for c in stream_criteo(path, chunk_rows):
+            yield np.concatenate([bucketise_counts(c.ints), c.cats], axis=1), c.labels
+        return
+    for chunk in (stream_avazu if source == "avazu" else stream_kdd12)(path, chunk_rows):
+        yield chunk.x, chunk.labels
+
+
+def read_ctr(
+    source: str,
+    path: Path,
+    n_rows: int,
+    progress: Callable[[str], None] = lambda _m: None,
+    positive_min: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n_rows`` rows of a real CTR log in file (time) order: ids (n, fields) int64,
+    all >= 0, and labels (n,) float32 in {0, 1}.
+
+    ``source`` is ``criteo`` (13 integer features bucketised as ``bucketise_counts``, then the
+    26 categorical ones), ``avazu``, ``kdd12`` (streamed: only the rows asked for are read) or
+    ``movielens`` (``ml-1m.zip``, label ``rating >= positive_min``). A log shorter than
+    ``n_rows`` raises :class:`DatasetError`.
+    """
+    if source not in CTR_FIELDS:
+        raise ValueError(f"unknown CTR source {source!r}; known: {', '.join(CTR_FIELDS)}")
+    if n_rows < 1:
+        raise ValueError(f"n_rows must be >= 1, got {n_rows}")
+    if source == "movielens":
+        y, x = load_movielens_1m(path).ctr(positive_min)
+    else:
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        got = 0
+        for cx, cy in _ctr_chunks(source, path, min(n_rows, 1 << 20)):
+            xs.append(cx)
+            ys.append(cy)
+            got += len(cy)
+            progress(f"{path.name}: {got} rows")
+            if got >= n_rows:
+                break
+        if not xs:
+            raise DatasetError(f"{path}: no rows")
+        x, y = np.concatenate(xs), np.concatenate(ys)
+    if len(y) < n_rows:
+        raise DatasetError(f"{path}: {len(y)} rows, the split needs {n_rows}")
+    return x[:n_rows].astype(np.int64), y[:n_rows].astype(np.float32)

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
+from subspacelab.recsys.datasets import CTR_FIELDS, PinnedFile
 
 
 @dataclass
 class DataConfig:
-    """A generated CTR log (mini) or the first rows of a Criteo-format log (full)."""
+    """A generated CTR log (mini) or the first rows of a real one (full: Criteo, Avazu, KDD12 or
+    MovieLens-1M, read by :func:`subspacelab.recsys.datasets.read_ctr`)."""
 
-    source: str = param(choices=("synthetic", "criteo"))
+    source: str = param(choices=("synthetic", *CTR_FIELDS))
     n_train: int = param(ge=100)
     n_val: int = param(ge=100)
     n_test: int = param(ge=100)
@@ -26,25 +28,21 @@ class DataConfig:
     latent_dim: int = param(ge=1)
     target_ctr: float = param(gt=0, lt=1)
     data_seed: int = param(ge=0)
-    # criteo: a hand-placed file (Kaggle terms), verified against its pin and never deleted
-    criteo_file: str = param()
-    criteo_sha256: str = param()
-    criteo_dir: str = param()
+    # a real log: hand-placed (Criteo, Avazu, KDD12: Kaggle terms) or fetched (MovieLens-1M),
+    # verified against its pin and never deleted
+    log: PinnedFile = param()
+    positive_min: int = param(ge=1, le=5)  # MovieLens: a rating >= this is a click
 
     def check(self) -> dict[str, str]:
-        """Sizes that fit together; a Criteo file when the source is Criteo."""
+        """Sizes that fit together; a real source names its file and its field count."""
         if self.vocab_min > self.vocab_max:
             return {"vocab_min": f"at most vocab_max ({self.vocab_max})"}
         if self.n_noise >= self.n_fields:
             return {"n_noise": f"fewer than n_fields ({self.n_fields})"}
-        if self.source == "criteo" and not self.criteo_file:
-            return {"criteo_file": "the Criteo-format log to read"}
-        return {}
-
-    def unpinned(self) -> dict[str, str]:
-        """The hand-placed Criteo log needs its SHA-256 pinned before the full profile runs."""
-        if self.source == "criteo" and not self.criteo_sha256:
-            return {"criteo_sha256": f"SHA-256 of your copy of {self.criteo_file}"}
+        if self.source != "synthetic" and not self.log.file:
+            return {"log": f"the {self.source} log's file (log.file)"}
+        if self.source != "synthetic" and self.n_fields != CTR_FIELDS[self.source]:
+            return {"n_fields": f"{CTR_FIELDS[self.source]}, the {self.source} log's fields"}
         return {}
 
 

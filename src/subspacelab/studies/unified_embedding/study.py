@@ -22,7 +22,6 @@ from subspacelab.api import (
     Claim,
     ClaimResult,
     Curve,
-    DownloadError,
     Metrics,
     Report,
     SeedMetrics,
@@ -37,9 +36,8 @@ from subspacelab.api import (
     read_json,
     write_json,
 )
-from subspacelab.data.download import Resource, verify
 from subspacelab.recsys import auc, ctr_log, log_loss
-from subspacelab.recsys.logs import bucketise_counts, stream_criteo
+from subspacelab.recsys.datasets import fetch_movielens_1m, read_ctr
 from subspacelab.studies.unified_embedding import core
 from subspacelab.studies.unified_embedding.config import UnifiedEmbeddingConfig
 
@@ -49,29 +47,16 @@ if TYPE_CHECKING:
 SLUG = "unified_embedding"
 
 
-def _criteo(ctx: StepContext[UnifiedEmbeddingConfig], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _real_log(
+    ctx: StepContext[UnifiedEmbeddingConfig], n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n_rows`` of the configured real log (MovieLens-1M is fetched if absent;
+    the others are placed by hand), verified against its pin."""
     d = ctx.cfg.data
-    if not d.criteo_sha256:
-        raise DownloadError(
-            f"{SLUG}.full.data.criteo_sha256 is empty: place {d.criteo_file} (Criteo Display "
-            f"Advertising Challenge, Kaggle terms) in {d.criteo_dir} and pin its SHA-256"
-        )
-    path = verify(
-        ctx.root / d.criteo_dir / d.criteo_file,
-        Resource(f"file://{d.criteo_dir}", d.criteo_file, sha256=d.criteo_sha256),
-    )
-    xs, ys, got = [], [], 0
-    for chunk in stream_criteo(path, chunk_rows=min(n_rows, 1 << 20)):
-        xs.append(np.concatenate([bucketise_counts(chunk.ints), chunk.cats], axis=1))
-        ys.append(chunk.labels)
-        got += chunk.labels.shape[0]
-        ctx.progress(f"{path.name}: {got} rows")
-        if got >= n_rows:
-            break
-    x, y = np.concatenate(xs)[:n_rows], np.concatenate(ys)[:n_rows]
-    if x.shape[0] < n_rows:
-        raise DownloadError(f"{path}: {x.shape[0]} rows, the split needs {n_rows}")
-    return x, y
+    if d.source == "movielens":
+        fetch_movielens_1m(ctx.root / d.log.dir, ctx.progress)
+    path = d.log.path(ctx.root)
+    return read_ctr(d.source, path, n_rows, ctx.progress, d.positive_min)
 
 
 def _data(ctx: StepContext[UnifiedEmbeddingConfig]) -> StepOutput:
@@ -92,7 +77,7 @@ def _data(ctx: StepContext[UnifiedEmbeddingConfig]) -> StepOutput:
         vocab = list(log.vocab)
         bayes = auc(y[-d.n_test :], logits[-d.n_test :])
     else:
-        x, y = _criteo(ctx, n)
+        x, y = _real_log(ctx, n)
         vocab = [int(v) + 1 for v in x.max(axis=0)]
         logits, bayes = np.zeros(n), float("nan")
     ctx.save("log", {"x": x, "y": y, "logits": logits}, kind="data")
