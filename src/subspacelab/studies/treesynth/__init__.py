@@ -1,5 +1,6 @@
-"""TreeSynth: Synthesizing Diverse Data via Tree-Guided Subspace Partitioning (arXiv 2503.17195).
+"""TreeSynth: Synthesizing Diverse Data from Scratch via Tree-Guided Subspace Partitioning.
 
-Scaffolded by ``python -m subspacelab new``: the method below is a placeholder to replace with
-the paper's (config.py: its hyperparameters; core.py: its maths; study.py: steps and claims).
+Sheng Wang et al. (10 authors), arXiv preprint 2025, arXiv:2503.17195; official code
+github.com/cpa2001/TreeSynth (Apache-2.0). The miniature replaces the LLM generator by a simulated
+one over a known attribute space (core.py); the full profile talks to an LLM server (full.py).
 """
