@@ -277,6 +277,8 @@ def _report(ctx: Ctx) -> Report:
             label=arm,
         )
     ax1.set_xscale("log")
+    ax1.set_xticks(d.sizes, [str(n) for n in d.sizes])
+    ax1.minorticks_off()
     ax1.set_xlabel("dataset size")
     ax1.set_ylabel("coverage of the 300 attribute cells")
     ax1.legend()
@@ -325,8 +327,10 @@ def _tables(metrics: dict[str, list[float]], n: int, repeat: float) -> dict[str,
             "predicting the operation, uniform held-out set | §6 |",
             "| infinite values | refill to > 50, sample 50 | the 20 contexts, all listed | "
             "the known space has 20 < 50 |",
-            "| seeds | — | 3 | MiniLM embeds ~19k texts per run: 5 seeds would not fit the "
-            "chain's minutes |",
+            "| seeds | — | 3 | MiniLM embeds ~16.5k distinct texts per run: 5 seeds would not "
+            "fit the chain's minutes |",
+            "| balancing mode | route an existing set down the tree, resample leaves | not "
+            "built | not a §6 relation |",
             "| coverage universe | — | the 300 combinations of the 4 finite dimensions | with "
             "context (6,000 cells) N = 2,000 covers at most a third |",
             "| Zipf exponent | 'skewed' | 1.0 (Zipf's law), fixed before any run | the spec "
