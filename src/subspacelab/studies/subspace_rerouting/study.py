@@ -262,7 +262,8 @@ def _intervene(ctx: Ctx) -> StepOutput:
 
 
 def _suffix(ctx: Ctx) -> StepOutput:
-    """Toy SSR per seed on the attack prompts the toy model refuses, and random suffixes."""
+    """Toy SSR per seed on the attack prompts, and random suffixes; flips are counted among the
+    prompts the toy model refuses without a suffix (0 when it refuses none)."""
     s = ctx.cfg.suffix
     if s is None:
         raise ValueError("subspace_rerouting.suffix: must be set for the toy suffix step")
@@ -276,31 +277,29 @@ def _suffix(ctx: Ctx) -> StepOutput:
         fitted = ctx.load(f"seed{seed}", step="fit", kind="models")
         model = ctx.load_model(_model(ctx), f"seed{seed}", step="train").eval()
         probes = D.Probes(fitted["weight"], fitted["bias"])
-        candidates = _unpad(raw["attack"])
-        tokens, sep = core.prompts(candidates)
+        attack = _unpad(raw["attack"])
+        tokens, sep = core.prompts(attack)
         refused = core.decisions(model, tokens, sep) == core.REFUSE
-        attack = [x for x, r in zip(candidates, refused.tolist(), strict=True) if r]
         g = torch.Generator().manual_seed(seed)
-        out: dict[str, float | list[float]] = {"attacked": float(len(attack))}
-        if attack:
-            init = allowed[torch.randint(len(allowed), (len(attack), s.length), generator=g)]
-            res = core.ssr_attack(
-                model, probes, s.target_layers, attack, init, allowed, settings, g
-            )
-            tok, idx = core.prompts(attack, res.suffix)
-            out["flip"] = float((core.decisions(model, tok, idx) == core.COMPLY).float().mean())
-            out["probe_flip"] = float((res.loss <= s.early_stop).float().mean())
-            out["iters"] = float(res.iters.float().mean())
-            out["trace"] = res.trace
-            rand = []
-            for _ in range(s.n_random):
-                suffix = allowed[torch.randint(len(allowed), (len(attack), s.length), generator=g)]
-                tok, idx = core.prompts(attack, suffix)
-                rand.append(float((core.decisions(model, tok, idx) == core.COMPLY).float().mean()))
-            out["random_flip"] = float(np.mean(rand))
-            ctx.progress(
-                f"seed {seed}: SSR flips {out['flip']:.2f}, random {out['random_flip']:.2f}"
-            )
+        init = allowed[torch.randint(len(allowed), (len(attack), s.length), generator=g)]
+        res = core.ssr_attack(model, probes, s.target_layers, attack, init, allowed, settings, g)
+        tok, idx = core.prompts(attack, res.suffix)
+        rand = []
+        for _ in range(s.n_random):
+            suffix = allowed[torch.randint(len(allowed), (len(attack), s.length), generator=g)]
+            r_tok, r_idx = core.prompts(attack, suffix)
+            rand.append(_flip_rate(core.decisions(model, r_tok, r_idx), refused))
+        out = {
+            "refused": float(refused.float().mean()),
+            "flip": _flip_rate(core.decisions(model, tok, idx), refused),
+            "probe_flip": float((res.loss[refused] <= s.early_stop).float().mean())
+            if refused.any()
+            else 0.0,
+            "iters": float(res.iters.float().mean()),
+            "random_flip": float(np.mean(rand)),
+            "trace": res.trace,
+        }
+        ctx.progress(f"seed {seed}: SSR flips {out['flip']:.2f}, random {out['random_flip']:.2f}")
         write_json(ctx.out / f"seed{seed}.json", out)
     return StepOutput()
 
@@ -309,6 +308,7 @@ def _report(ctx: Ctx) -> Report:
     """Metrics per seed, the probe curve, the figure and the tables."""
     middle = ctx.cfg.eval.middle_layer
     per_seed = SeedMetrics()
+    traces: list[list[float]] = []
     fits = [read_json(ctx.inputs["fit"] / f"seed{s}.json") for s in ctx.cfg.seeds]
     for seed, fit in zip(ctx.cfg.seeds, fits, strict=True):
         n_points = len(fit["acc"])
@@ -337,13 +337,15 @@ def _report(ctx: Ctx) -> Report:
                 "directions/logit_lens/refuse_rank": it["lens_refuse_rank"],
             }
         suffix_file = ctx.inputs["suffix"] / f"seed{seed}.json"
-        if suffix_file.exists() and "flip" in (sx := read_json(suffix_file)):
+        if suffix_file.exists():
+            sx = read_json(suffix_file)
+            traces.append(sx["trace"])
             row |= {
                 "ssr/probe_loss/flip": sx["flip"],
                 "ssr/probe_loss/probe_flip": sx["probe_flip"],
                 "ssr/probe_loss/iters": sx["iters"],
                 "ssr/random_suffix/flip": sx["random_flip"],
-                "ssr/attack/prompts": sx["attacked"],
+                "ssr/attack/refused": sx["refused"],
             }
         per_seed.record(row)
     metrics = per_seed.as_dict()
@@ -367,7 +369,15 @@ def _report(ctx: Ctx) -> Report:
             "group": _group_row(metrics, n_points, middle),
             "Deviations": DEVIATIONS,
         },
-        curves={"probe_by_layer": curve},
+        curves={
+            "probe_by_layer": curve,
+            "ssr_loss": [
+                {"iteration": i, "probe_loss": float(np.mean([t[i] for t in traces]))}
+                for i in range(len(traces[0]))
+            ]
+            if traces
+            else [{"iteration": 0, "probe_loss": float("nan")}],  # no toy SSR in this profile
+        },
     )
 
 
@@ -633,6 +643,12 @@ STUDY = Study(
             x="layer",
             y=("probe", "shuffled", "abs_cos_rhat"),
             title="probe accuracy and abs cos(w, r̂) per residual point (mean over seeds)",
+        ),
+        Curve(
+            "ssr_loss",
+            x="iteration",
+            y=("probe_loss",),
+            title="toy SSR: best probe loss per iteration (mean over prompts and seeds)",
         ),
     ),
     headline=("deep/*/*", "ablation/*/flip", "ssr/*/flip"),
