@@ -452,8 +452,15 @@ DEVIATION_ROWS = (
     (
         "attack set",
         "harmful instructions",
-        "X+ of the synthetic language with at most attack_max_len tokens that the toy refuses",
+        "X+ of the synthetic language with at most attack_max_len tokens; flips counted among "
+        "those the toy refuses without a suffix",
         "no harmful content (issue 17); the suffix keeps positions within trained lengths",
+    ),
+    (
+        "SSR success",
+        "keyword judge / guard model on generations",
+        "the toy's top-1 decision token at SEP is COMPLY",
+        "the toy language has one decision token",
     ),
     (
         "full profile",
