@@ -306,6 +306,12 @@ DEVIATION_ROWS = (
         "the spec names the matrix, not which gates; soft confusion has no ties",
     ),
     (
+        "schedule (full)",
+        "2 warm-up epochs, then the authors' schedule; RandAugment 3, random erasing 0.1",
+        "constant Adam lr, the shift/scale/noise augmentation (horizontal shift on images)",
+        "the lab's joint trainer has constant and cosine schedules only",
+    ),
+    (
         "second data set",
         "sklearn digits as a second check (spec §6)",
         "not run",
