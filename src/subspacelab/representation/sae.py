@@ -117,7 +117,9 @@ class StackedSAE(nn.Module):
         if not 1 <= k <= n or not 1 <= k_aux <= n or d < 1:
             raise ValueError(f"need 1 <= k, k_aux <= n and d >= 1; got d={d} n={n} k={k} {k_aux=}")
         if dead_window < 1 or kl_warmup < 0:
-            raise ValueError(f"dead_window must be >= 1, kl_warmup >= 0: {dead_window}, {kl_warmup}")
+            raise ValueError(
+                f"dead_window must be >= 1, kl_warmup >= 0: {dead_window}, {kl_warmup}"
+            )
         learned = {a.variance == "learned" for a in arms}
         if len(learned) != 1:
             raise ValueError("a stack holds learned-variance members only, or none of them")
@@ -182,7 +184,7 @@ class StackedSAE(nn.Module):
             logvar = torch.baddbmm(b_var, x, self.W_var).clamp(LOGVAR_MIN, LOGVAR_MAX)
             if sample:
                 z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        idx = z.abs().topk(self.k, dim=-1).indices
+        idx = (z.abs() if self.learned else z).topk(self.k, dim=-1).indices  # μ >= 0 otherwise
         vals = z.gather(-1, idx)
         x_hat = _gather_decode(self.W_dec, idx, vals) + self.b_dec[:, None]
         return Codes(mu, logvar, idx, vals, x_hat)

@@ -66,7 +66,7 @@ def _save_directions(ctx: Ctx) -> None:
 
 
 def _save_tokens(ctx: Ctx, states: torch.Tensor) -> None:
-    n_eval = max(1, int(round(ctx.cfg.data.eval_fraction * len(states))))
+    n_eval = max(1, round(ctx.cfg.data.eval_fraction * len(states)))
     if len(states) - n_eval < 2:
         raise ValueError(f"{len(states)} token states are too few to split for training")
     ctx.save("tokens", {"train": states[:-n_eval], "eval": states[-n_eval:]})
@@ -146,9 +146,7 @@ def _run_world(
     for j, (setting, seed, _) in enumerate(entries):
         for arm in _arms(ctx, setting):
             groups[arm.sae.variance == "learned"].append((setting, seed, j, arm))
-    inits = [
-        sae.geometric_median(stream.batch(0, batch, purpose=INIT)) for _, _, stream in entries
-    ]
+    inits = [sae.geometric_median(stream.batch(0, batch, purpose=INIT)) for _, _, stream in entries]
     stacks, sources, rows = [], [], []
     for members in groups.values():
         if not members:
@@ -159,10 +157,13 @@ def _run_world(
                 n,
                 m.k,
                 [a.sae for *_, a in members],
-                [seed + 1000 * SYNTHETIC.index(s) if s in SYNTHETIC else seed for s, seed, *_ in members],
+                [
+                    seed + 1000 * SYNTHETIC.index(s) if s in SYNTHETIC else seed
+                    for s, seed, *_ in members
+                ],
                 k_aux=m.k_aux,
                 dead_window=m.dead_window,
-                kl_warmup=int(round(t.kl_warmup * steps)),
+                kl_warmup=round(t.kl_warmup * steps),
                 b_dec_init=torch.stack([inits[j] for _, _, j, _ in members]),
                 trace_every=t.trace_every,
             )
@@ -204,9 +205,7 @@ def _run_world(
             trace = [[float(step), dead[i]] for step, _, dead in stack.trace]
             traces.setdefault(f"{setting}/{arm.name}", []).append(trace)
         ctx.save_model(f"{label}_{'learned' if stack.learned else 'fixed'}", stack)
-    mean_traces = {
-        key: np.mean(np.array(runs), axis=0).tolist() for key, runs in traces.items()
-    }
+    mean_traces = {key: np.mean(np.array(runs), axis=0).tolist() for key, runs in traces.items()}
     return out, mean_traces
 
 
@@ -365,9 +364,7 @@ def _r1_fvu(m: Metrics) -> ClaimResult:
         topk = [R1_FACTOR * v for v in m[f"{s}/topk_auxk/fvu"].values]
         return on_mean(f"{s}: FVU(vSAE) − 1.05·FVU(TopK)", gap(m[f"{s}/vsae/fvu"], topk), ">=", 0)
 
-    return decide(
-        *_conds(m, cond), vsae_fvu=m["iid/vsae/fvu"], topk_fvu=m["iid/topk_auxk/fvu"]
-    )
+    return decide(*_conds(m, cond), vsae_fvu=m["iid/vsae/fvu"], topk_fvu=m["iid/topk_auxk/fvu"])
 
 
 def _r2_dead(m: Metrics) -> ClaimResult:
@@ -375,9 +372,7 @@ def _r2_dead(m: Metrics) -> ClaimResult:
         diff = gap(m[f"{s}/vsae/dead"], m[f"{s}/topk_auxk/dead"])
         return on_mean(f"{s}: dead(vSAE) − dead(TopK)", diff, ">", R2_MARGIN)
 
-    return decide(
-        *_conds(m, cond), vsae_dead=m["iid/vsae/dead"], topk_dead=m["iid/topk_auxk/dead"]
-    )
+    return decide(*_conds(m, cond), vsae_dead=m["iid/vsae/dead"], topk_dead=m["iid/topk_auxk/dead"])
 
 
 def _r3_independence(m: Metrics) -> ClaimResult:
