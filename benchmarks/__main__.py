@@ -14,6 +14,7 @@ from benchmarks import (
     pca_stream,
     probes,
     recsys,
+    sae,
     training,
     worlds_eigen,
     worlds_molrg,
@@ -68,6 +69,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "training": training.section,
     "adapters": adapters.section,
     "recsys": recsys.section,
+    "sae": sae.section,
     "worlds_molrg": worlds_molrg.section,
     "worlds_eigen": worlds_eigen.section,
 }
@@ -102,7 +104,7 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys worlds_molrg worlds_eigen]`; the lab section by "
+        "adapters recsys sae worlds_molrg worlds_eigen]`; the lab section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
