@@ -15,6 +15,7 @@ from benchmarks import (
     pca_stream,
     probes,
     recsys,
+    sae,
     training,
     worlds_eigen,
     worlds_molrg,
@@ -69,6 +70,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "training": training.section,
     "adapters": adapters.section,
     "recsys": recsys.section,
+    "sae": sae.section,
     "worlds_molrg": worlds_molrg.section,
     "worlds_eigen": worlds_eigen.section,
     "modules": modules.section,
@@ -104,7 +106,7 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys worlds_molrg worlds_eigen modules]`; the lab section by "
+        "adapters recsys sae worlds_molrg worlds_eigen modules]`; the lab section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
