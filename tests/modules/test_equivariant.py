@@ -17,11 +17,11 @@ from torch import Tensor
 
 from subspacelab.modules.equivariance import equivariance_error
 from subspacelab.modules.equivariant import (
+    P4CNN,
     EGNNClassifier,
     EGNNLayer,
     GroupConv,
     LiftingConv,
-    P4CNN,
     c4_p4,
     e3,
     e3_action,

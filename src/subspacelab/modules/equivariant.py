@@ -20,6 +20,8 @@ arXiv:2104.13478).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -115,9 +117,7 @@ class P4CNN(nn.Module):
         if not widths:
             raise ValueError("P4CNN needs at least one width")
         self.lift = LiftingConv(c_in, widths[0], kernel)
-        self.convs = nn.ModuleList(
-            GroupConv(a, b, kernel) for a, b in zip(widths[:-1], widths[1:], strict=True)
-        )
+        self.convs = nn.ModuleList(GroupConv(a, b, kernel) for a, b in itertools.pairwise(widths))
         self.head = nn.Linear(widths[-1], n_classes)
 
     def features(self, x: Tensor) -> Tensor:
