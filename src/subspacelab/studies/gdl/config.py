@@ -11,11 +11,17 @@ SAMPLE_EFFICIENCY_SIZE = 100  # spec §6 (c): "with 100 training samples"
 
 @dataclass
 class DataConfig:
-    """The five worlds of the miniature (spec §6): sklearn digits (C4; training subsets of
-    ``digits_sizes`` plus the whole training split), MNIST-1D (translations), sets, graphs and
-    point clouds (``synthetic_train``/``synthetic_test`` samples each)."""
+    """The five worlds of the miniature (spec §6): digits for C4 (``sklearn``'s 8×8, split by
+    ``digits_test_size``; or, full scale, MNIST-rot from ``mnist_rot_url`` into
+    ``download_dir`` under the lab root), training subsets of ``digits_sizes`` plus the whole
+    training split; MNIST-1D (translations); sets, graphs and point clouds
+    (``synthetic_train``/``synthetic_test`` samples each)."""
 
+    digits_source: str = param(choices=("sklearn", "mnist_rot"))
     digits_test_size: float = param(gt=0.0, lt=1.0)
+    mnist_rot_url: str = param()
+    mnist_rot_sha256: str = param()
+    download_dir: str = param()
     digits_sizes: list[int] = param(min_len=1)
     mnist1d_samples: int = param(ge=100)
     synthetic_train: int = param(ge=10)
@@ -33,9 +39,18 @@ class DataConfig:
         sizes = self.digits_sizes
         if sorted(set(sizes)) != sizes or SAMPLE_EFFICIENCY_SIZE not in sizes or sizes[0] < 10:
             bad["digits_sizes"] = f"increasing sizes >= 10 that include {SAMPLE_EFFICIENCY_SIZE}"
-        if len(self.graph_p) != 2 or self.graph_p[0] > self.graph_p[1]:
-            bad["graph_p"] = "[low, high] with low <= high"
+        if len(self.graph_p) != 2 or self.graph_p[0] > self.graph_p[1] or self.graph_p[1] == 0:
+            bad["graph_p"] = "[low, high] with low <= high, high > 0"
+        parts = self.download_dir.replace("\\", "/").split("/")
+        if self.download_dir.startswith(("/", "~")) or ".." in parts or not self.download_dir:
+            bad["download_dir"] = "a relative path inside the lab, without '..'"
         return bad
+
+    def unpinned(self) -> dict[str, str]:
+        """MNIST-rot's archive is SHA-256 pinned when it is the C4 world's source."""
+        if self.digits_source == "mnist_rot" and not self.mnist_rot_sha256:
+            return {"mnist_rot_sha256": "the SHA-256 of mnist_rotation_new.zip"}
+        return {}
 
 
 @dataclass

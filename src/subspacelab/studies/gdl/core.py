@@ -42,6 +42,8 @@ def graphs_world(
     packed ``[A | 1]`` as ``(n, nodes, nodes + 1)`` (adjacency, a constant node feature);
     target: the triangle count trace(A³)/6, scaled by C(nodes, 3)·p̄³ to order one."""
     lo, hi = p_range
+    if not 0.0 <= lo <= hi <= 1.0 or hi == 0.0:
+        raise ValueError(f"edge probabilities need 0 <= low <= high <= 1, high > 0; got {p_range}")
     p = lo + (hi - lo) * torch.rand(n, 1, 1, generator=gen)
     upper = (torch.rand(n, nodes, nodes, generator=gen) < p).float().triu(1)
     a = upper + upper.transpose(1, 2)

@@ -98,21 +98,20 @@ def _model(ctx: Ctx, world: str, arm: str) -> nn.Module:
 def _data(ctx: Ctx) -> StepOutput:
     """The five worlds per seed: training data upright / canonical, test data also moved."""
     d = ctx.cfg.data
+    mnist_rot = None
+    if d.digits_source == "mnist_rot":
+        from subspacelab.studies.gdl.full import mnist_rot as load
+
+        arrays = load(ctx.root / d.download_dir, d.mnist_rot_url, d.mnist_rot_sha256, ctx.progress)
+        mnist_rot = dict(zip(SPLIT, map(torch.from_numpy, arrays), strict=True))
     for seed in ctx.seeded():
         gen = torch.Generator().manual_seed(seed)
-        dig = embedded.digits(d.digits_test_size, seed)
-        x_tr = torch.from_numpy(dig.x_train).reshape(-1, 1, 8, 8)
-        order = torch.randperm(len(x_tr), generator=gen)
-        ctx.save(
-            f"seed{seed}/digits",
-            {
-                "x_train": x_tr,
-                "y_train": torch.from_numpy(dig.y_train),
-                "x_test": torch.from_numpy(dig.x_test).reshape(-1, 1, 8, 8),
-                "y_test": torch.from_numpy(dig.y_test),
-                **{f"idx_n{n}": order[:n] for n in d.digits_sizes},
-            },
-        )
+        dig = _digits(ctx, seed) if mnist_rot is None else mnist_rot
+        order = torch.randperm(len(dig["x_train"]), generator=gen)
+        if len(order) < d.digits_sizes[-1]:
+            raise ValueError(f"digits_sizes: at most {len(order)} training digits")
+        idx = {f"idx_n{n}": order[:n].clone() for n in d.digits_sizes}
+        ctx.save(f"seed{seed}/digits", dig | idx)
         sig = embedded.mnist1d(d.mnist1d_samples, seed)
         ctx.save(
             f"seed{seed}/mnist1d",
@@ -154,6 +153,17 @@ def _data(ctx: Ctx) -> StepOutput:
             },
         )
     return StepOutput()
+
+
+def _digits(ctx: Ctx, seed: int) -> dict[str, Tensor]:
+    """sklearn's 8×8 digits, a stratified split seeded by ``seed``, images ``(n, 1, 8, 8)``."""
+    dig = embedded.digits(ctx.cfg.data.digits_test_size, seed)
+    return {
+        "x_train": torch.from_numpy(dig.x_train).reshape(-1, 1, 8, 8),
+        "y_train": torch.from_numpy(dig.y_train),
+        "x_test": torch.from_numpy(dig.x_test).reshape(-1, 1, 8, 8),
+        "y_test": torch.from_numpy(dig.y_test),
+    }
 
 
 def _loss(model: nn.Module, world: str) -> Callable[[Tensor, Tensor], Tensor]:
