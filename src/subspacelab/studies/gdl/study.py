@@ -503,6 +503,19 @@ DEVIATION_ROWS = (
         "an order the MLP can rely on, which the permuted test removes",
     ),
     (
+        "budget",
+        "width 32–64, 2–3 layers; several sizes; ≈2 min",
+        "G-CNN 8·4→16·4 maps, CNN 16→32, EGNN/MPNN width 16 × 2 layers; digit sizes 100 and "
+        "the whole split; 20 epochs; 3 seeds",
+        "the mini chain must fit a few CPU minutes on a shared 2-core machine",
+    ),
+    (
+        "full scale",
+        "MNIST-rot with escnn C8/D4, QM9 with EGNN, ogbg-molhiv with GIN",
+        "MNIST-rot (pinned archive) in the C4 world with the p4 G-CNN; QM9 and molhiv not built",
+        "escnn does not install here; time",
+    ),
+    (
         "mnist1d e_eq",
         "f(shift_t x) = shift_t f(x)",
         "circular shifts of the signal; CNNs with circular padding",
