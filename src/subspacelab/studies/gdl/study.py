@@ -541,10 +541,10 @@ def _figure(metrics: dict[str, list[float]], curve: list[dict[str, float]], ctx:
         v64.append(float(np.mean(metrics.get(f"{world}/{arm}/e_eq64", [np.nan]))))
     pos = np.arange(len(labels))
     ax1.bar(pos - 0.2, v32, 0.4, label="fp32")
-    ax1.bar(pos + 0.2, v64, 0.4, label="fp64 (prior-built arms)")
+    ax1.bar(pos + 0.2, v64, 0.4, label="fp64, equivariant map (prior-built arms)")
     ax1.set_yscale("log")
     ax1.set_xticks(pos, labels, rotation=70, fontsize=7)
-    ax1.set_ylabel("e_eq (invariant output)")
+    ax1.set_ylabel("e_eq (fp32: output; fp64: map)")
     ax1.legend(fontsize=7)
     ns = [row["n_train"] for row in curve]
     for arm in ARMS["digits"]:
