@@ -1,0 +1,282 @@
+"""gdl (arXiv 2104.13478): the worlds and the non-C4 blueprint models against known answers,
+the claims both ways and the config's errors."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from subspacelab.api import Metrics
+from subspacelab.config import ParamsError, study_config
+from subspacelab.modules.equivariance import equivariance_error
+from subspacelab.studies.gdl import core, full
+from subspacelab.studies.gdl.config import GdlConfig
+from subspacelab.studies.gdl.study import STUDY
+from tests.helpers import tiny_params
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_sets_world_targets_and_canonical_order() -> None:
+    x, y = core.sets_world(5, 4, 2, _gen())
+    assert torch.all(x[:, 1:, 0] >= x[:, :-1, 0])  # sorted by the first coordinate
+    torch.testing.assert_close(y[:, 0], x.pow(2).sum(-1).mean(1))
+    torch.testing.assert_close(y[:, 1], x[:, -1, 0])
+    moved = core.permute_rows(x, _gen(1))
+    torch.testing.assert_close(moved.sort(1).values, x.sort(1).values)
+
+
+def test_graphs_world_counts_triangles() -> None:
+    g, y = core.graphs_world(6, 5, (1.0, 1.0), _gen())
+    a = g[:, :, :5]
+    assert torch.equal(a, a.transpose(1, 2)) and torch.all(torch.diagonal(a, dim1=1, dim2=2) == 0)
+    # complete graph K5: C(5, 3) = 10 triangles, scaled by C(5, 3)·1³
+    torch.testing.assert_close(y, torch.ones(6, 1))
+    assert torch.all(g[:, :, 5] == 1)
+    with pytest.raises(ValueError, match="edge probabilities"):
+        core.graphs_world(3, 6, (0.0, 0.0), _gen())
+
+
+def test_clouds_world_shapes() -> None:
+    x, y = core.clouds_world(60, 12, 0.0, _gen())
+    torch.testing.assert_close(x.mean(1), torch.zeros(60, 3))
+    flat = x[y != 0][:, :, 2]  # ring and plane lie in the plane z = 0 (centred)
+    assert flat.abs().max() < 1e-6
+    ring = x[y == 1]
+    radius = ring[:, :, :2].norm(dim=-1)
+    assert set(y.tolist()) == {0, 1, 2}
+    assert (radius.std(1) < 0.5).all()
+    assert x[y == 0][:, :, 2].abs().max() > 0.1  # the helix rises
+
+
+def test_tile_repeats_to_length() -> None:
+    assert core.tile(7, torch.tensor([3, 1, 2])).tolist() == [3, 1, 2, 3, 1, 2, 3]
+
+
+def test_deepsets_and_mpnn_are_permutation_equivariant_and_the_mlp_is_not() -> None:
+    torch.manual_seed(0)
+    x, _ = core.sets_world(8, 6, 2, _gen())
+    deepsets = core.DeepSets(2, 8, 2)
+    inv = core.permutations(3, 6, 0, graph=False, node_level=False)
+    rows = core.permutations(3, 6, 0, graph=False, node_level=True)
+    assert equivariance_error(deepsets, x, inv)["max"] < 1e-5
+    assert equivariance_error(deepsets.phi, x, rows)["max"] < 1e-5
+    assert equivariance_error(core.MLP(12, 8, 2), x, inv)["max"] > 0.05
+    g, _ = core.graphs_world(8, 7, (0.3, 0.6), _gen())
+    g[:, :, 7] = torch.randn(8, 7)  # node features that tell the nodes apart
+    mpnn = core.MPNN(1, 8, 2, 1)
+    ginv = core.permutations(3, 7, 1, graph=True, node_level=False)
+    gnodes = core.permutations(3, 7, 1, graph=True, node_level=True)
+    assert equivariance_error(mpnn, g, ginv)["max"] < 1e-5
+    assert equivariance_error(mpnn.nodes, g, gnodes)["max"] < 1e-5
+    # relabelling the nodes but not the adjacency is not a symmetry: the error must show it
+    rows_only = core.permutations(3, 7, 1, graph=False, node_level=True)
+    assert equivariance_error(mpnn.nodes, g, rows_only)["max"] > 1e-3  # round-off: 1e-7
+
+
+def test_a_graph_permutation_moves_adjacency_rows_and_columns() -> None:
+    (el,) = core.permutations(1, 3, 0, graph=True, node_level=False)
+    a = torch.tensor([[[0.0, 1, 0, 5], [1, 0, 1, 6], [0, 1, 0, 7]]])
+    moved = el.on_input(a)
+    p = moved[0, :, 3].long() - 5  # the feature column says where each node came from
+    torch.testing.assert_close(moved[0, :, :3], a[0, :3, :3][p][:, p])
+
+
+def test_strided_cnn_is_exact_only_for_multiples_of_its_stride() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(6, 40)
+    strided = core.CNN1d([4, 4], [2, 2], 5, 3)
+    plain = core.CNN1d([4, 4], [1, 1], 5, 3)
+    assert equivariance_error(strided, x, core.shifts([4, 8], 4, invariant=True))["max"] < 1e-5
+    assert (
+        equivariance_error(strided.features, x, core.shifts([4, 8], 4, invariant=False))["max"]
+        < 1e-5
+    )
+    assert equivariance_error(strided, x, core.shifts([1, 2, 3], 4, invariant=True))["max"] > 1e-2
+    assert equivariance_error(plain, x, core.shifts([1, 3], 1, invariant=True))["max"] < 1e-5
+    assert (
+        equivariance_error(plain.features, x, core.shifts([1, 3], 1, invariant=False))["max"] < 1e-5
+    )
+    with pytest.raises(ValueError, match="multiples"):
+        core.shifts([2], 4, invariant=False)
+    with pytest.raises(ValueError, match="one stride per width"):
+        core.CNN1d([4], [1, 2], 3, 2)
+
+
+def test_rotation_helpers() -> None:
+    x = torch.arange(8.0).reshape(2, 1, 2, 2)
+    allr = core.rotate_all(x)
+    assert allr.shape == (6, 1, 2, 2)
+    torch.testing.assert_close(allr[2:4], torch.rot90(x, 2, dims=(-2, -1)))
+    aug = core.random_rot90(x, _gen())
+    for i in range(2):
+        assert any(torch.equal(aug[i], torch.rot90(x[i], k, (-2, -1))) for k in range(4))
+    assert core.r2(torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0], [2.0]])) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "field"),
+    [
+        ("data", {"digits_sizes": [50, 300]}, "digits_sizes"),
+        ("data", {"digits_sizes": [300, 100]}, "digits_sizes"),
+        ("data", {"graph_p": [0.6, 0.2]}, "graph_p"),
+        ("model", {"kernel": 4}, "kernel"),
+        ("model", {"strides": [1, 1, 1]}, "strides"),
+        ("model", {"strides": [2]}, "strides"),
+        ("eval", {"shifts": [4, 8]}, "shifts"),
+    ],
+)
+def test_config_errors_name_the_field(section: str, change: dict, field: str) -> None:
+    params = tiny_params(["gdl"])
+    params["gdl"]["mini"]["model"].update(cnn1d_widths=[4, 4, 4], strides=[2, 2, 1])
+    params["gdl"]["mini"]["eval"].update(shifts=[1, 4])
+    params["gdl"]["mini"][section].update(change)
+    with pytest.raises(ParamsError, match=field):
+        study_config(GdlConfig, params, "gdl", "mini")
+
+
+def _metrics(
+    eq: float,
+    base: float,
+    g_rot: list[float],
+    c_up: list[float],
+    c_rot: list[float],
+    ds: list[float],
+    mlp: list[float],
+    other: float,
+) -> Metrics:
+    n = len(g_rot)
+    values = {
+        "digits_n100/gcnn/acc_rot": [v - 0.2 for v in g_rot],
+        "digits_n100/cnn/acc_rot": [v - 0.2 for v in c_rot],
+        "digits_full/gcnn/acc_up": g_rot,
+        "digits_full/gcnn/acc_rot": g_rot,
+        "digits_full/cnn/acc_up": c_up,
+        "digits_full/cnn/acc_rot": c_rot,
+        "digits_full/cnn_aug/acc_rot": c_up,
+        "sets/deepsets/mse_perm": ds,
+        "sets/mlp/mse_perm": mlp,
+        "mnist1d/strided/e_eq_multiple": [1e-7] * n,
+        "mnist1d/strided/e_eq_map": [1e-7] * n,
+        "mnist1d/strided/e_eq_other": [other] * n,
+        "digits_full/gcnn/e_eq64": [1e-16] * n,
+        "points/egnn/e_eq64": [1e-16] * n,
+    }
+    for name in (
+        "digits_n100/gcnn/e_eq",
+        "digits_full/gcnn/e_eq_map",
+        "mnist1d/cnn/e_eq",
+        "mnist1d/cnn/e_eq_map",
+        "sets/deepsets/e_eq",
+        "sets/deepsets/e_eq_map",
+        "graphs/mpnn/e_eq",
+        "graphs/mpnn/e_eq_map",
+        "points/egnn/e_eq",
+        "points/egnn/e_eq_map",
+    ):
+        values[name] = [eq] * n
+    for name in ("digits_n100/cnn/e_eq", "sets/mlp/e_eq", "points/mlp/e_eq", "graphs/mlp/e_eq"):
+        values[name] = [base] * n
+    return Metrics(values)
+
+
+def test_claims_hold_fail_and_are_inconclusive() -> None:
+    checks = {c.id: c.check for c in STUDY.claims}
+    good = _metrics(
+        1e-7,
+        0.5,
+        [0.95, 0.96, 0.97],
+        [0.97, 0.98, 0.96],
+        [0.4, 0.5, 0.45],
+        [0.1, 0.2, 0.15],
+        [0.9, 1.0, 1.2],
+        0.1,
+    )
+    bad = _metrics(
+        1e-3,
+        0.01,
+        [0.50, 0.51, 0.52],
+        [0.50, 0.52, 0.51],
+        [0.5, 0.52, 0.5],
+        [0.9, 1.0, 1.2],
+        [0.1, 0.2, 0.15],
+        1e-3,
+    )
+    unsure = _metrics(
+        1e-7,
+        0.5,
+        [0.95, 0.96, 0.97],
+        [0.70, 0.98, 0.60],
+        [0.55, 0.5, 0.45],
+        [0.1, 1.2, 0.15],
+        [0.9, 0.2, 1.2],
+        0.1,
+    )
+    for cid in ("exact_equivariance", "rotation_transfer", "sample_efficiency", "strided_failure"):
+        assert checks[cid](good).verdict == "holds", cid
+        assert checks[cid](bad).verdict == "does not hold", cid
+    for cid in ("rotation_transfer", "sample_efficiency"):
+        assert checks[cid](unsure).verdict == "inconclusive", cid
+    # one baseline that happens to be nearly invariant fails (a) on its own
+    one = _metrics(
+        1e-7,
+        0.5,
+        [0.95, 0.96, 0.97],
+        [0.97, 0.98, 0.96],
+        [0.4, 0.5, 0.45],
+        [0.1, 0.2, 0.15],
+        [0.9, 1.0, 1.2],
+        0.1,
+    )
+    values = {k: list(one[k].values) for k in one}
+    values["graphs/mlp/e_eq"] = [0.05] * 3
+    assert checks["exact_equivariance"](Metrics(values)).verdict == "does not hold"
+    assert math.isclose(good["sets/mlp/mse_perm"].values[0], 0.9)
+
+
+def _amat(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """An MNIST-rot table: each row the image's pixels column by column, then the label."""
+    rows = np.concatenate([images.transpose(0, 2, 1).reshape(len(images), -1), labels[:, None]], 1)
+    np.savetxt(path, rows, fmt="%.6g")
+
+
+def test_mnist_rot_loads_a_pinned_archive_in_the_same_format(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.random((5, 28, 28)).round(3).astype(np.float32)
+    labels = np.array([0, 3, 9, 1, 2])
+    src = tmp_path / "src"
+    src.mkdir()
+    _amat(src / full.TRAIN, images[:3], labels[:3])
+    _amat(src / full.TEST, images[3:], labels[3:])
+    archive = tmp_path / full.ARCHIVE
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in (full.TRAIN, full.TEST):
+            z.write(src / name, name)
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    x_tr, y_tr, x_te, y_te = full.mnist_rot(tmp_path / "dl", archive.as_uri(), sha, lambda _m: None)
+    assert x_tr.shape == (3, 1, 28, 28) and x_te.shape == (2, 1, 28, 28)
+    np.testing.assert_allclose(x_tr[:, 0], images[:3], atol=1e-6)  # transposed back
+    assert y_tr.tolist() == [0, 3, 9] and y_te.tolist() == [1, 2]
+    bad = tmp_path / "bad.amat"
+    np.savetxt(bad, np.ones((2, 10)))
+    with pytest.raises(ValueError, match="785"):
+        full.load_amat(bad)
+
+
+def test_the_full_profile_needs_the_archive_pin() -> None:
+    params = tiny_params(["gdl"])
+    cfg = study_config(GdlConfig, params, "gdl", "mini")
+    assert cfg.data.unpinned() == {}
+    cfg.data.digits_source = "mnist_rot"
+    assert set(cfg.data.unpinned()) == {"mnist_rot_sha256"}
+    params["gdl"]["mini"]["data"]["download_dir"] = "../outside"
+    with pytest.raises(ParamsError, match="download_dir"):
+        study_config(GdlConfig, params, "gdl", "mini")
