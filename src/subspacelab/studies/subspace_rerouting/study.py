@@ -413,13 +413,14 @@ def _effects_table(metrics: dict[str, list[float]]) -> str:
 def _group_row(metrics: dict[str, list[float]], n_points: int, middle: int) -> str:
     """The issue-17 table's row: the subspace, what it explains, the full-space baseline."""
     return (
-        "| study | subspace (dim, how chosen) | what it explains | full-space baseline |\n"
-        "|---|---|---|---|\n"
-        f"| subspace_rerouting | 1-D difference-in-means direction r̂ per residual point "
-        f"({n_points} points; read from point {middle} on, fixed in advance) | refuse vs comply: "
-        f"min held-out probe acc {np.mean(metrics['deep/probe/min_acc']):.3f}, "
-        f"min abs cos(w, r̂) {np.mean(metrics['deep/probe/min_abs_cos']):.3f} | a logistic "
-        "probe on the full residual (d dims) |"
+        "| subspace | dimension | chosen by | what it explains | full-space baseline |\n"
+        "|---|---|---|---|---|\n"
+        f"| the refusal direction r̂ at each residual point | 1 per point ({n_points} points) "
+        f"| difference of the refuse and comply means; read from point {middle} on (fixed in "
+        f"advance) | refuse vs comply: min held-out probe acc "
+        f"{np.mean(metrics['deep/probe/min_acc']):.3f}, min abs cos(probe w, r̂) "
+        f"{np.mean(metrics['deep/probe/min_abs_cos']):.3f} | a logistic probe on the whole "
+        "residual stream (its accuracy is the first number) |\n"
     )
 
 

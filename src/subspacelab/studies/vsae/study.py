@@ -330,8 +330,25 @@ def _report(ctx: Ctx) -> Report:
             ),
             "Arms": "\n".join(arms_doc),
             "Deviations from the spec": DEVIATIONS,
+            "group": _group_row(metrics, ctx.cfg.model.k, ctx.cfg.model.dict_size),
         },
         curves={"dead_vs_step": curve},
+    )
+
+
+def _group_row(metrics: dict[str, list[float]], k: int, n: int) -> str:
+    """vsae's row of the language and modalities group's table (iid world)."""
+
+    def explained(arm: str) -> float:
+        return 1.0 - float(np.mean(metrics[f"iid/{arm}/fvu"]))
+
+    return (
+        "| subspace | dimension | chosen by | what it explains | full-space baseline |\n"
+        "|---|---|---|---|---|\n"
+        f"| the SAE's active dictionary atoms per input | {k} of {n} atoms | TopK of the encoder "
+        f"(the vSAE: TopK of its sampled code) | iid world, 1 − FVU: TopK+AuxK "
+        f"{explained('topk_auxk'):.3f}, vSAE {explained('vsae'):.3f} | the input itself "
+        "(FVU 0); no dense low-rank baseline is fitted |"
     )
 
 
