@@ -11,6 +11,7 @@ from benchmarks import (
     clustering,
     gcr_step,
     merging,
+    minilm,
     pca_stream,
     probes,
     recsys,
@@ -70,6 +71,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "recsys": recsys.section,
     "worlds_molrg": worlds_molrg.section,
     "worlds_eigen": worlds_eigen.section,
+    "minilm": minilm.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
@@ -102,7 +104,7 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys worlds_molrg worlds_eigen]`; the lab section by "
+        "adapters recsys worlds_molrg worlds_eigen minilm]`; the lab section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",

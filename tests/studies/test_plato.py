@@ -148,6 +148,7 @@ def _metrics(
         "test/cca_identity/top1": cca,
         "test/full_affine/top1": affine,
         "test/chance/top1": [0.01] * n,
+        "test/oracle/top1": [0.34] * n,
         "select/cca/k": [8.0] * n,
         "sweep/cca_identity/at_kstar": cca,
         "sweep/cca_identity/at_kmax": affine,

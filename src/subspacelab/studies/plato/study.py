@@ -195,6 +195,13 @@ def _align(ctx: Ctx) -> StepOutput:
             "select/pca/k": float(k_star["pca_affine"]),
             "test/chance/top1": 1.0 / a.pool,
         }
+        # the ceiling: a similarity that knows exactly what a caption can say (class, size,
+        # aspect), identical captions of a pool sharing the credit
+        said = np.eye(len(core.CLASSES) * len(core.SIZES) * len(core.ASPECTS))[
+            (labels["label"] * len(core.SIZES) + labels["size"]) * len(core.ASPECTS)
+            + labels["aspect"]
+        ][d.n_train :]
+        r["test/oracle/top1"] = core.pool_scores(said, said, a.pool)["top1"]
         for arm in ARMS:
             k = k_star["pca_affine" if arm == "pca_affine" else "cca_identity"]
             for q, v in core.pool_scores(*_arm(arm, test, cfg, k, ridge), a.pool).items():
@@ -313,6 +320,7 @@ def _arms_table(metrics: dict[str, list[float]]) -> str:
         )
     chance = metrics["test/chance/top1"][0]
     lines.append(f"| chance (1/N) | {chance:.3f} | | | | | {chance:.3f} |")
+    lines.append(f"| caption oracle (ceiling) | {_fmt(metrics, 'test/oracle/top1')} | | | | | |")
     return "\n".join(lines)
 
 
@@ -403,6 +411,9 @@ def _figure(metrics: dict[str, list[float]], mean: dict[str, np.ndarray], ks: li
     for arm, color in (("full_affine", "C3"), ("full_procrustes", "C4")):
         ax.axhline(np.mean(metrics[f"test/{arm}/top1"]), color=color, ls=":", label=arm)
     ax.axhline(metrics["test/chance/top1"][0], color="grey", lw=0.8, label="chance")
+    ax.axhline(
+        np.mean(metrics["test/oracle/top1"]), color="k", lw=0.8, ls="-.", label="caption oracle"
+    )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("subspace dimension k")
     ax.set_ylabel("top-1 retrieval (mean of both directions)")
@@ -425,6 +436,7 @@ def _subspace_beats_full(m: Metrics) -> ClaimResult:
         on_mean("top-1 cca_identity − chance", gap(top1["cca_identity"], top1["chance"]), ">", 0.0),
         cca_top1=top1["cca_identity"],
         full_affine_top1=top1["full_affine"],
+        caption_oracle_top1=top1["oracle"],
         k_star=m["select/cca/k"],
     )
 
@@ -446,6 +458,8 @@ def _unimodal_in_k(m: Metrics) -> ClaimResult:
         ),
         every("dip of the test curve", m["sweep/cca_identity/dip"], "<=", DIP_TOLERANCE),
         every("k*", m["select/cca/k"], "<=", 32.0),
+        k_star=m["select/cca/k"],
+        top1_at_k_star=m["sweep/cca_identity/at_kstar"],
     )
 
 
@@ -458,6 +472,8 @@ def _semantic_vs_geometric(m: Metrics) -> ClaimResult:
         on_mean("category acc shared − complement", gap(p["shared"], p["complement"]), ">", 0.0),
         on_mean("size R² complement − shared", gap(size["complement"], size["shared"]), ">", 0.0),
         on_mean("pose R² complement − shared", gap(pose["complement"], pose["shared"]), ">", 0.0),
+        category_shared=p["shared"],
+        size_shared=size["shared"],
     )
 
 
