@@ -138,6 +138,10 @@ def test_probes_read_the_attribute_a_view_carries() -> None:
     assert on_sem["category"] > 0.95 and on_geo["category"] < 0.4
     assert on_geo["size"] > 0.95 and on_sem["size"] < 0.1
     assert on_geo["pose"] > 0.95 and on_sem["pose"] < 0.1
+    empty = core.probe_scores(np.zeros((300, 0)), np.zeros((100, 0)), train, test, 1.0)
+    shares = np.bincount(test["label"], minlength=6) / len(test["label"])  # one class for all
+    assert np.isclose(shares, empty["category"]).any()
+    assert abs(empty["size"]) < 0.05 and abs(empty["pose"]) < 0.05
 
 
 def _metrics(

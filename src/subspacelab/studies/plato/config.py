@@ -13,8 +13,9 @@ class DataConfig:
     surface points, split by shape into train (``n_train``, of which the last ``n_val`` select
     k and the ridge) and test. Scales are log-uniform in ``small_scale`` / ``large_scale``;
     ``footprint`` stretches x so that the z-rotation is observable; ``jitter`` is the points'
-    Gaussian noise. Full profile: ``points_url``/``captions_url`` and their sha256 pins
-    (an .npz of point clouds keyed by uid, a Cap3D-style ``uid,caption`` CSV)."""
+    Gaussian noise. Full profile (plato/full.py): ``points_url`` (a zip of per-uid clouds),
+    ``captions_url`` (Cap3D's ``uid,caption`` CSV), ``labels_url`` (Objaverse-LVIS
+    annotations), each with its sha256, downloaded into ``cache_dir``."""
 
     n_shapes: int = param(ge=20)
     n_train: int = param(ge=10)
@@ -29,6 +30,9 @@ class DataConfig:
     points_sha256: str = param()
     captions_url: str = param()
     captions_sha256: str = param()
+    labels_url: str = param()
+    labels_sha256: str = param()
+    cache_dir: str = param()
 
     def check(self) -> dict[str, str]:
         """Train, validation and test are non-empty; scale ranges are ordered and positive."""
@@ -50,6 +54,8 @@ class DataConfig:
             out["points_sha256"] = "sha256 of the point-cloud archive"
         if self.captions_url and not self.captions_sha256:
             out["captions_sha256"] = "sha256 of the captions CSV"
+        if self.labels_url and not self.labels_sha256:
+            out["labels_sha256"] = "sha256 of the LVIS annotations"
         return out
 
 

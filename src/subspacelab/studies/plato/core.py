@@ -44,6 +44,7 @@ ASPECT_WORDS = {
     "flat": ("flat", "squat", "low"),
     "regular": ("regular", "evenly proportioned", "plain"),
 }
+LABELS = ("label", "size", "aspect", "scale", "theta")  # what the data step saves per shape
 TEMPLATES = (
     "a {size} {aspect} {cls}",
     "{size} {aspect} {cls}",
@@ -364,11 +365,15 @@ def probe_scores(
     """Linear probes fitted on train features, scored on test: ``category`` (multinomial
     logistic regression, accuracy; L2 strength 1/``ridge``), ``size`` (ridge regression of the
     log scale, R²) and ``pose`` (ridge regression of (cos 2θ, sin 2θ), the z-rotation modulo
-    the footprint's π symmetry, mean R²). Features are standardised with train statistics."""
+    the footprint's π symmetry, mean R²). Features are standardised with train statistics. A
+    view with no feature (the complement of a subspace that fills the space) gets the
+    intercept-only probes: the majority class, R² ≈ 0."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import r2_score
     from sklearn.preprocessing import StandardScaler
 
+    if z_train.shape[1] == 0:
+        z_train, z_test = np.zeros((len(z_train), 1)), np.zeros((len(z_test), 1))
     scaler = StandardScaler().fit(z_train)
     a, b = scaler.transform(z_train), scaler.transform(z_test)
 

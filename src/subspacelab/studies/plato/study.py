@@ -42,7 +42,7 @@ from subspacelab.api import (
 )
 from subspacelab.probes.similarity import linear_cka
 from subspacelab.representation import alignment as al
-from subspacelab.studies.plato import core
+from subspacelab.studies.plato import core, full
 from subspacelab.studies.plato.config import PlatoConfig
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ Ctx = StepContext[PlatoConfig]
 ARMS = ("full_affine", "full_procrustes", "pca_affine", "cca_affine", "cca_identity")
 SWEPT = ("cca_identity", "pca_affine")  # the arms whose subspace dimension is swept
 DIP_TOLERANCE = 0.02  # R2: a dip below both sides' best by more than 2 pts breaks unimodality
-LABELS = ("label", "size", "aspect", "scale", "theta")
 
 
 def _data(ctx: Ctx) -> StepOutput:
@@ -71,7 +70,7 @@ def _data(ctx: Ctx) -> StepOutput:
         )
         ctx.save(
             f"seed{seed}",
-            {"points": shapes.points} | {k: getattr(shapes, k) for k in LABELS},
+            {"points": shapes.points} | {k: getattr(shapes, k) for k in core.LABELS},
         )
         captions[f"seed{seed}"] = shapes.captions
     write_json(ctx.out / "captions.json", captions)
@@ -79,13 +78,18 @@ def _data(ctx: Ctx) -> StepOutput:
 
 
 def _text(ctx: Ctx) -> StepOutput:
-    """Every distinct caption of every seed, encoded once with the offline MiniLM."""
-    from subspacelab.text import minilm
-
+    """Every distinct caption of every seed, encoded once: with the offline MiniLM
+    (``text.model: minilm``) or a sentence-transformers hub model at its pinned revision."""
+    t = ctx.cfg.text
     captions = read_json(ctx.inputs["data"] / "captions.json")
     unique = sorted({c for seed in ctx.seeds for c in captions[f"seed{seed}"]})
-    encoder = minilm.load(str(ctx.device))
-    emb = encoder.encode(unique, batch_size=ctx.cfg.data.text_batch, progress=ctx.progress)
+    if t.model == "minilm":
+        from subspacelab.text import minilm
+
+        encoder = minilm.load(str(ctx.device))
+        emb = encoder.encode(unique, batch_size=ctx.cfg.data.text_batch, progress=ctx.progress)
+    else:
+        emb = full.encode_texts(t.model, t.revision, unique, ctx.cfg.data.text_batch)
     ctx.save("text", {"embedding": emb}, kind="features")
     write_json(ctx.out / "texts.json", {"texts": unique})
     ctx.progress(f"{len(unique)} distinct captions encoded")
@@ -140,7 +144,7 @@ def _features(ctx: Ctx, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np
     captions = read_json(ctx.inputs["data"] / "captions.json")[f"seed{seed}"]
     t = emb[[index[c] for c in captions]]
     raw = ctx.load(f"seed{seed}", step="data")
-    return x, t, {k: raw[k].numpy() for k in LABELS}
+    return x, t, {k: raw[k].numpy() for k in core.LABELS}
 
 
 def _arm(
@@ -484,7 +488,13 @@ STUDY = Study(
     group="language and modalities",
     config=PlatoConfig,
     steps=(
-        Step("data", _data, reads=("data",), description="procedural shapes and captions"),
+        Step(
+            "data",
+            _data,
+            reads=("data",),
+            description="procedural shapes and captions (full: Objaverse-LVIS + Cap3D)",
+            full=full.data_full,
+        ),
         Step(
             "text",
             _text,
