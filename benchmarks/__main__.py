@@ -11,6 +11,7 @@ from benchmarks import (
     clustering,
     gcr_step,
     merging,
+    minilm,
     modules,
     pca_stream,
     probes,
@@ -74,6 +75,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "worlds_molrg": worlds_molrg.section,
     "worlds_eigen": worlds_eigen.section,
     "modules": modules.section,
+    "minilm": minilm.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
@@ -106,7 +108,7 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys sae worlds_molrg worlds_eigen modules]`; the lab section by "
+        "adapters recsys sae worlds_molrg worlds_eigen modules minilm]`; the lab section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
