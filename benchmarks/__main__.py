@@ -17,6 +17,7 @@ from benchmarks import (
     probes,
     recsys,
     sae,
+    scan,
     training,
     worlds_eigen,
     worlds_molrg,
@@ -72,6 +73,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "adapters": adapters.section,
     "recsys": recsys.section,
     "sae": sae.section,
+    "scan": scan.section,
     "worlds_molrg": worlds_molrg.section,
     "worlds_eigen": worlds_eigen.section,
     "modules": modules.section,
@@ -108,7 +110,7 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys sae worlds_molrg worlds_eigen modules minilm]`; the lab section by "
+        "adapters recsys sae worlds_molrg worlds_eigen modules minilm scan]`; the lab section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
