@@ -359,8 +359,6 @@ DEVIATIONS = "\n".join(
         "| LR warm-up max(200, 2 %) and decay from 80 % (the repo's scripts) | constant Adam "
         "learning rate | the §6 miniature names Adam 5e-4 only; the lab's joint trainer has "
         "constant and cosine schedules |",
-        "| 3000 steps of 512 rows | params' steps (mini: 1000 of 512) | CPU budget: the 27 "
-        "synthetic SAEs (stacked, one run) cost ~9 ms of one core per SAE step |",
         "| dead window 10M tokens | the window in params (rows of training), the same for every "
         "arm; dead fraction evaluated as no activation over the evaluation batches | miniature "
         "scale |",
