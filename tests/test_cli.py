@@ -21,19 +21,33 @@ LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
 
 # Every input of the full profiles that has no pin today (params.yaml says why for each).
 UNPINNED_TODAY = [
+    "dsl.full.data.images_sha256",
+    "dsl.full.data.labels_sha256",
     "flora.full.data.vtab.sha256",
+    "gdl.full.data.mnist_rot_sha256",
     "geo_sae.full.data.scene_sha256",
     "grbf_active.full.data.tables_sha256.airfoil",
     "grbf_active.full.data.tables_sha256.yacht",
     "grbf_active.full.data.tables_sha256.wdbc",
     "grbf_active.full.data.tables_sha256.ionosphere",
     "koopman_ib.full.data.cylinder_sha256",
+    "mhs_vm.full.data.url",
+    "mhs_vm.full.data.sha256",
+    "plato.full.data.points_sha256",
+    "plato.full.data.captions_sha256",
+    "plato.full.data.labels_sha256",
+    "plato.full.text.revision",
     "s2cag.full.data.planetoid_sha256.ind.pubmed.allx",
+    "subspace_rerouting.full.data.prompts.sha256",
+    "subspace_rerouting.full.model.hf.revision",
     "subspacead.full.features.hf_revision",
     "task_zoo.full.data.vision.checksums.Partitions.zip",
+    "treesynth.full.generator.revision",
     "ulsam.full.data.finegrained.checksums.images.tar",
     "ulsam.full.data.finegrained.checksums.lists.tar",
     "unified_embedding.full.data.log.sha256",
+    "vsae.full.data.revision",
+    "vsae.full.data.text_sha256",
     "xfactors.full.data.dsprites_sha256",
 ]
 
@@ -68,6 +82,18 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     params["subspacead"]["full"]["features"]["hf_revision"] = "0" * 40
     params["task_zoo"]["full"]["data"]["vision"]["checksums"]["Partitions.zip"] = "sha256:00"
     params["unified_embedding"]["full"]["data"]["log"]["sha256"] = "0" * 64
+    sha, rev = "0" * 64, "0" * 40
+    params["dsl"]["full"]["data"].update(images_sha256=sha, labels_sha256=sha)
+    params["gdl"]["full"]["data"]["mnist_rot_sha256"] = sha
+    params["mhs_vm"]["full"]["data"].update(url="https://example.org/isic2018.zip", sha256=sha)
+    params["plato"]["full"]["data"].update(
+        points_sha256=sha, captions_sha256=sha, labels_sha256=sha
+    )
+    params["plato"]["full"].setdefault("text", {})["revision"] = rev
+    params["subspace_rerouting"]["full"]["data"]["prompts"]["sha256"] = sha
+    params["subspace_rerouting"]["full"]["model"]["hf"]["revision"] = rev
+    params["treesynth"]["full"]["generator"]["revision"] = rev
+    params["vsae"]["full"]["data"].update(revision=rev, text_sha256=sha)
     fg = params["ulsam"]["full"]["data"]["finegrained"]["checksums"]
     fg.update({"images.tar": "sha256:" + "0" * 64, "lists.tar": "sha256:" + "0" * 64})
     params["grbf_active"]["full"]["data"]["tables_sha256"] = {
