@@ -3,8 +3,6 @@ maths, the product MACs, and the params kept equal to ulsam's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
@@ -13,8 +11,8 @@ from subspacelab.config import study_config
 from subspacelab.modules.count import count
 from subspacelab.studies.modules_compare import study
 from subspacelab.studies.modules_compare.config import ModulesCompareConfig
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 CFG = study_config(ModulesCompareConfig, PARAMS, "modules_compare", "mini")
 

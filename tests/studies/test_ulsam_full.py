@@ -16,8 +16,8 @@ from subspacelab.io import write_json
 from subspacelab.studies.ulsam import full
 from subspacelab.studies.ulsam.config import UlsamConfig
 from subspacelab.studies.ulsam.study import STUDY
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
