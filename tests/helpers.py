@@ -71,6 +71,14 @@ FAKE_PLUGINS = "tests.fake_study:FAKE,tests.fake_study:FAKE2"
 PLUGINS_FILE = ".test-plugins"  # a workspace's registered test studies (dvc_workspace writes it)
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test will Ctrl-C: SIGINT back to its default. A shell
+    starts background jobs (``pytest ... &``, ``nohup``) with SIGINT ignored, children inherit
+    that, and Python then installs no KeyboardInterrupt handler: the interruption tests would
+    time out however the code behaves."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     plugins = root / PLUGINS_FILE
     env = {

@@ -15,7 +15,7 @@ import yaml
 
 from subspacelab import dvcgen, registry
 from tests.fake_study import FAKE, TRAIN
-from tests.helpers import REPO, dvc, dvc_workspace
+from tests.helpers import REPO, default_sigint, dvc, dvc_workspace
 
 LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
 
@@ -162,6 +162,7 @@ def _interrupted_repro(ws: Path, sig: signal.Signals) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     partial = ws / ".stage-tmp/fake_download/out/partial.txt"
     deadline = time.time() + 120

@@ -11,7 +11,7 @@ import pytest
 
 from subspacelab import registry
 from tests.fake_study import FAKE, FAKE2
-from tests.helpers import dvc, dvc_workspace, interrupt_when_computing
+from tests.helpers import default_sigint, dvc, dvc_workspace, interrupt_when_computing
 
 
 @pytest.mark.slow
@@ -58,6 +58,7 @@ def test_ctrl_c_stops_the_flow_s_stages_and_the_next_repro_completes(tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     interrupt_when_computing(ws, proc, need_all=False)
     status = dvc(ws, "status").stdout

@@ -13,7 +13,7 @@ import yaml
 
 from subspacelab import registry
 from subspacelab.lab import Chain, to_run
-from tests.helpers import dvc, dvc_workspace, interrupt_when_computing
+from tests.helpers import default_sigint, dvc, dvc_workspace, interrupt_when_computing
 
 STAGES = [f"{s}_{t}" for s in ("fake", "fake2") for t in ("download", "fit", "report")]
 
@@ -116,6 +116,7 @@ def test_ctrl_c_stops_every_job_and_records_nothing_half_done(tmp_path: Path) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     interrupt_when_computing(ws, proc, need_all=True)
     lock = ws / "dvc.lock"
