@@ -116,7 +116,11 @@ def test_full_report_and_claims_read_the_imagenet_setting(tmp_path: Path) -> Non
     )
     assert [row["epoch"] for row in report.curves["train_loss"]] == [1, 2]
     verdicts = {c.id: c.check(Metrics(report.metrics)).verdict for c in STUDY.claims}
-    assert set(verdicts) == {"replace_saves", "insert_helps", "subspaces_help"}
+    # the claims read the imagenet metrics (the cluttered ones are absent); one seed, as the
+    # paper ran, can never decide a claim on an interval
+    assert verdicts == dict.fromkeys(
+        ("replace_saves", "insert_helps", "subspaces_help"), "inconclusive"
+    )
 
 
 def test_full_data_step_checks_unpacks_and_records(tmp_path: Path) -> None:
