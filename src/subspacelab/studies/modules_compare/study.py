@@ -84,7 +84,9 @@ def build(cfg: ModulesCompareConfig, arm: str, classes: int = 10) -> nn.Module:
     elif arm == "cbam":
         cnn.blocks.append(SpatialAttention(m.cbam_kernel, b.bn_momentum))
     else:
-        return GatedClassifier(cnn, ClassPairGate(classes, width, m.gate_embed, m.gate_hidden), 10)
+        return GatedClassifier(
+            cnn, ClassPairGate(classes, width, m.gate_embed, m.gate_hidden), classes
+        )
     return cnn
 
 
