@@ -46,6 +46,21 @@ def test_icosphere_cotan_spectrum_is_l_times_l_plus_one() -> None:
     np.testing.assert_allclose(vecs.T @ (mass @ vecs), np.eye(16), atol=1e-8)
 
 
+@pytest.mark.parametrize("lumped", [True, False])
+def test_eigenbasis_matches_the_dense_generalised_solution(lumped: bool) -> None:
+    # a diagonal mass takes the symmetric-reduction path, any other SPD mass eigsh's own M path
+    from scipy.linalg import eigh
+
+    v, f = clouds.icosphere(2)
+    lap, mass = laplacian.cotan_laplacian(v, f)
+    mass = mass.tocsr() if lumped else (mass + 0.05 * lap).tocsr()
+    vals, vecs = laplacian.eigenbasis(lap, mass, 10)
+    ref = eigh(lap.toarray(), mass.toarray(), subset_by_index=[0, 9], eigvals_only=True)
+    np.testing.assert_allclose(vals, ref, atol=1e-8)
+    np.testing.assert_allclose(vecs.T @ (mass @ vecs), np.eye(10), atol=1e-8)
+    np.testing.assert_allclose(lap @ vecs, (mass @ vecs) * vals, atol=1e-7)
+
+
 def test_cotan_laplacian_matches_robust_laplacian_on_a_delaunay_mesh() -> None:
     robust_laplacian = pytest.importorskip("robust_laplacian")
     v, f = clouds.icosphere(2)

@@ -6,7 +6,10 @@
 * :func:`knn_laplacian` — the graph Laplacian D − W of a point cloud's symmetrised k-NN graph with
   heat-kernel weights (Belkin-Niyogi), identity mass: the same eigenspaces up to scale.
 * :func:`eigenbasis` — the k smallest generalised eigenpairs by shift-invert Lanczos (scipy's
-  ``eigsh`` with σ just below 0), eigenvectors M-orthonormal.
+  ``eigsh`` with σ just below 0), eigenvectors M-orthonormal. With a diagonal mass (lumped, or the
+  identity) it solves the symmetric problem M^-1/2 L M^-1/2 y = λ y instead, factorising
+  L' − σI once with SuperLU in symmetric mode under a minimum-degree ordering of L' + L'ᵀ: much
+  less fill than the column ordering ``eigsh`` uses by default (benchmarks/shapes.py).
 
 robust-laplacian (Sharp & Crane, SGP 2020) is the reference the tests cross-check against.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import LinearOperator, eigsh, splu
 from scipy.spatial import cKDTree
 
 
@@ -65,8 +68,23 @@ def eigenbasis(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenvalues (ascending) and M-orthonormal eigenvectors (n, k) of
     L φ = λ M φ, by shift-invert Lanczos around ``sigma`` (just below 0: L is singular)."""
-    if not 1 <= k < lap.shape[0]:
-        raise ValueError(f"k must be in [1, {lap.shape[0] - 1}], got {k}")
-    vals, vecs = eigsh(lap.tocsc(), k=k, M=mass.tocsc(), sigma=sigma, which="LM")
+    n = lap.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}], got {k}")
+    diag = mass.diagonal()
+    if (mass - sp.diags(diag)).count_nonzero() or np.any(diag <= 0):
+        vals, vecs = eigsh(lap.tocsc(), k=k, M=mass.tocsc(), sigma=sigma, which="LM")
+    else:
+        scale = 1.0 / np.sqrt(diag)
+        sym = (sp.diags(scale) @ lap @ sp.diags(scale)).tocsc()
+        lu = splu(
+            (sym - sigma * sp.identity(n, format="csc")).tocsc(),
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
+        )
+        inv = LinearOperator((n, n), matvec=lu.solve, dtype=float)
+        vals, vecs = eigsh(sym, k=k, sigma=sigma, which="LM", OPinv=inv)
+        vecs = scale[:, None] * vecs
     order = np.argsort(vals)
     return vals[order], vecs[:, order]
