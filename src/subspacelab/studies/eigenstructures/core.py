@@ -66,19 +66,21 @@ def probes(op: sp.csr_matrix, n_probes: int, iters: int, rng: np.random.Generato
     return f / f.pow(2).mean().sqrt()
 
 
-def truncation_errors(q: Tensor, f: Tensor) -> Tensor:
+def truncation_errors(q: Tensor, f: Tensor, detach_mass: bool = False) -> Tensor:
     """(k,) mean over probes of ‖g − Q_m Q_mᵀ g‖², m = 1..k, with g = M^{1/2} f and the mass
     M = n·diag(Q[:, 0]²) (the paper's w = Q[:, 0]², scaled to mean 1). ``q`` (n, k) has
-    orthonormal columns."""
-    g = math.sqrt(q.shape[0]) * q[:, :1].abs() * f
+    orthonormal columns. ``detach_mass``: the mass is a constant of each step (no gradient flows
+    through the whitening), the control arm; the paper's code lets it flow."""
+    w = q[:, :1].abs()
+    g = math.sqrt(q.shape[0]) * (w.detach() if detach_mass else w) * f
     total = (g * g).sum(0)
     captured = ((q.T @ g) ** 2).cumsum(0)
     return (total[None, :] - captured).mean(1)
 
 
-def nested_loss(q: Tensor, f: Tensor) -> Tensor:
+def nested_loss(q: Tensor, f: Tensor, detach_mass: bool = False) -> Tensor:
     """The paper's loss: mean truncation error over m = 1..k, divided by √k."""
-    return truncation_errors(q, f).mean() / math.sqrt(q.shape[1])
+    return truncation_errors(q, f, detach_mass).mean() / math.sqrt(q.shape[1])
 
 
 def closed_form_loss(weights: np.ndarray, f: np.ndarray, k: int) -> tuple[float, np.ndarray]:
