@@ -148,18 +148,23 @@ def upstream_studies(slug: str) -> list[str]:
 
 
 def interrupt_when_computing(
-    ws: Path, proc: subprocess.Popen[str], need_all: bool, timeout_s: float = 300
+    ws: Path,
+    proc: subprocess.Popen[str],
+    need_all: bool,
+    timeout_s: float = 300,
+    sig: int = signal.SIGINT,
 ) -> str:
     """Wait until the fake chains' downloads (run with FAKE_HANG) are computing (both, or any),
-    send ``proc`` a SIGINT, and check the interruption left nothing behind: no recorded or staged
-    download output and no process still running in ``ws``. Returns ``proc``'s stderr."""
+    send ``proc`` ``sig`` (SIGINT: Ctrl-C), and check the interruption left nothing behind: no
+    recorded or staged download output and no process still running in ``ws``. Returns
+    ``proc``'s stderr."""
     partials = [ws / f".stage-tmp/{s}_download/out/partial.txt" for s in ("fake", "fake2")]
     ready = all if need_all else any
     deadline = time.time() + timeout_s
     while not ready(p.exists() for p in partials) and time.time() < deadline:
         time.sleep(0.2)
     assert ready(p.exists() for p in partials), "the chains should be computing"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode != 0, err
     for slug in ("fake", "fake2"):

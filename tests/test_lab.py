@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,28 @@ def test_ctrl_c_stops_every_job_and_records_nothing_half_done(tmp_path: Path) ->
     interrupt_when_computing(ws, proc, need_all=True)
     lock = ws / "dvc.lock"
     assert not lock.exists() or "download" not in lock.read_text()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_driver_started_with_sigint_ignored(tmp_path: Path) -> None:
+    # `nohup subspacelab lab &`: the driver and, by inheritance, its jobs would ignore the SIGINT
+    # the driver passes on; the jobs must still stop at once, not after the 60 s SIGKILL fallback
+    ws = dvc_workspace(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "subspacelab", "lab", "--jobs", "2"],
+        cwd=ws,
+        env=_env(ws, FAKE_HANG="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
+    err = interrupt_when_computing(ws, proc, need_all=True, sig=signal.SIGTERM)
+    assert "did not stop" not in err
 
 
 def test_chains_that_use_a_changed_one_rerun_too() -> None:

@@ -12,7 +12,9 @@ new dvc.lock entries are put in DVC's own (sequential) order at the end.
 One in-process ``dvc status`` first tells which chains have anything to do, so a run with
 nothing to do costs one status and no job. Ctrl-C (SIGINT, or SIGTERM) is passed to every job:
 DVC stops the running stage, whose outputs are still in the runner's staging area and never
-reach their place, and records nothing for it; what was recorded before stays.
+reach their place, and records nothing for it; what was recorded before stays. Jobs start with
+SIGINT at its default even when the driver was started with it ignored (``nohup ... &``, a
+shell's background job), so a SIGTERM to such a driver still stops them at once.
 
 Console: one line when a stage starts and one when it ends (``[12/130] gcr_fit 96 s``), our
 warnings and errors, and an end line. Each chain's DVC output goes to ``logs/lab/<slug>.log``,
@@ -259,6 +261,7 @@ class Job:
         self.con = con
         self.log_path = root / LOG_DIR / "lab" / f"{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         self.proc = subprocess.Popen(
             _dvc_cmd(stages),
             cwd=root,
@@ -268,6 +271,8 @@ class Job:
             text=True,
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches it through the driver, once
+            # an ignored SIGINT would be inherited and the driver's SIGINT lost on the job
+            preexec_fn=_sigint_default if ignored else None,
         )
         self.current: str | None = None
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -309,6 +314,11 @@ class Job:
         if self.proc.poll() is None:
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
+
+
+def _sigint_default() -> None:
+    """In a job's child before it runs DVC: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextmanager
@@ -365,6 +375,7 @@ def schedule(
                 try:
                     job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    con.echo(f"error: {job.name} did not stop within 60 s of Ctrl-C: killed")
                     job.interrupt(signal.SIGKILL)
                 job.finish()
             raise
