@@ -13,6 +13,7 @@ projection (the embedding the cluster-contrast loss works on).
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,8 @@ class Graph:
         b, n, k = idx.shape
         self.idx, self.k = idx, k
         self.flat = (idx + torch.arange(b, device=idx.device).view(b, 1, 1) * n).reshape(-1)
+        # neighbour-major order: gathered rows come as (k, B·N, C), reduced over the outer axis
+        self.by_neighbour = self.flat.view(b * n, k).T.reshape(-1)
         rows = torch.arange(0, b * n * k + 1, k, device=idx.device)
         ones = torch.ones(b * n * k, device=idx.device)
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
@@ -109,9 +112,10 @@ class EdgeConv(nn.Module):
             mean, var = bn.running_mean, bn.running_var
         scale = bn.weight / torch.sqrt(var + bn.eps)
         shift = bn.bias - mean * scale
-        nb = b.reshape(-1, b.shape[-1])[graph.flat].reshape(*graph.idx.shape, -1)
-        ext = torch.where(scale >= 0, nb.max(2).values, nb.min(2).values)
-        return F.leaky_relu((a + ext) * scale + shift, self.slope)
+        sign = torch.where(scale >= 0, 1.0, -1.0).detach()  # max where BN keeps order, else min
+        flat = (b * sign).reshape(-1, b.shape[-1])
+        ext = flat[graph.by_neighbour].view(graph.k, -1, b.shape[-1]).max(0).values
+        return F.leaky_relu((a + sign * ext.view(b.shape)) * scale + shift, self.slope)
 
 
 class EdgeSegNet(nn.Module):
@@ -142,7 +146,7 @@ class EdgeSegNet(nn.Module):
             raise ValueError("EdgeSegNet needs at least one EdgeConv width")
         self.k, self.dynamic = k, dynamic
         dims = (in_dim, *widths)
-        self.convs = nn.ModuleList(EdgeConv(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.convs = nn.ModuleList(EdgeConv(a, b) for a, b in pairwise(dims))
         cat = sum(widths)
         self.glob = nn.Linear(cat, global_dim, bias=False)
         self.glob_bn = nn.BatchNorm1d(global_dim)

@@ -96,7 +96,11 @@ class _Prims:
 
 
 def _place(
-    rng: np.random.Generator, taken: list[tuple[float, float, float]], lo: float, hi: float, r: float
+    rng: np.random.Generator,
+    taken: list[tuple[float, float, float]],
+    lo: float,
+    hi: float,
+    r: float,
 ) -> np.ndarray | None:
     """A free xy spot at range [lo, hi] for a footprint of radius ``r`` (None after 50 tries)."""
     for _ in range(50):
@@ -205,7 +209,8 @@ def lidar_scene(
     """One scan: ``n_points`` returns (drawn from all first hits; with replacement only when a
     scan has fewer), their classes (indices into :data:`CLASSES`) and sub-types (indices into
     :data:`CAR_TYPES` for cars, :data:`VEGETATION_TYPES` for vegetation, ``-1`` otherwise).
-    Points are in the sensor's frame (origin at the sensor), float32."""
+    Points are in the sensor's frame as in KITTI's velodyne files (metres, origin at the
+    sensor, ground at z = −height), float32."""
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     prims = _layout(layout, rng)
@@ -228,7 +233,7 @@ def lidar_scene(
     if not keep.any():
         raise ValueError("the sensor saw nothing: check max_range and the layout")
     t = t[keep] + sensor.range_noise * rng.standard_normal(int(keep.sum()))
-    pts = d[keep] * t[:, None] + o - np.array([0.0, 0.0, sensor.height])
+    pts = d[keep] * t[:, None]
     labels, subs = np.asarray(cls)[first[keep]], np.asarray(sub)[first[keep]]
     take = rng.choice(len(pts), n_points, replace=len(pts) < n_points)
     return pts[take].astype(np.float32), labels[take].astype(np.int64), subs[take].astype(np.int64)

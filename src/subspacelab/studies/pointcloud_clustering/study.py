@@ -99,7 +99,9 @@ def _data(ctx: Ctx) -> StepOutput:
         },
     )
     share = counts / counts.sum()
-    return StepOutput({f"train_share_{c}": float(s) for c, s in zip(lidar.CLASSES, share, strict=True)})
+    return StepOutput(
+        {f"train_share_{c}": float(s) for c, s in zip(lidar.CLASSES, share, strict=True)}
+    )
 
 
 def _model(ctx: Ctx, arm: str, n_classes: int, seed: int) -> core.SegModel:
@@ -184,8 +186,14 @@ def _fit(ctx: Ctx) -> StepOutput:
 
 
 def _subtype_scores(
-    arm: str, model: core.SegModel, emb: torch.Tensor, labels: torch.Tensor, subs: torch.Tensor,
-    cls: int, k: int, seed: int,
+    arm: str,
+    model: core.SegModel,
+    emb: torch.Tensor,
+    labels: torch.Tensor,
+    subs: torch.Tensor,
+    cls: int,
+    k: int,
+    seed: int,
 ) -> tuple[float, float]:
     """NMI of sub-clusters against sub-types on the test points of class ``cls``, and the
     sub-clusters' occupancy entropy."""
@@ -224,8 +232,14 @@ def _report(ctx: Ctx) -> Report:
                     row[f"test/{arm}/iou_{name}"] = float(value)
             for name in subtyped:
                 score, entropy = _subtype_scores(
-                    arm, model, emb.reshape(-1, emb.shape[-1]), test["labels"].reshape(-1),
-                    test["subtypes"].reshape(-1), classes.index(name), k, seed,
+                    arm,
+                    model,
+                    emb.reshape(-1, emb.shape[-1]),
+                    test["labels"].reshape(-1),
+                    test["subtypes"].reshape(-1),
+                    classes.index(name),
+                    k,
+                    seed,
                 )
                 row[f"test/{arm}/{name}_nmi"] = score
                 row[f"test/{arm}/{name}_occupancy"] = entropy
