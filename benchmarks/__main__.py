@@ -9,6 +9,7 @@ from pathlib import Path
 from benchmarks import (
     adapters,
     clustering,
+    edgeconv,
     gcr_step,
     merging,
     minilm,
@@ -80,6 +81,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "modules": modules.section,
     "minilm": minilm.section,
     "shapes": shapes.section,
+    "edgeconv": edgeconv.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
@@ -111,9 +113,7 @@ def gather() -> None:
         "# Benchmarks",
         "",
         "Produced by `make benchmarks`, or one section at a time with",
-        "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys sae worlds_molrg worlds_eigen modules minilm scan shapes]`; "
-        "the lab section by "
+        f"`python -m benchmarks [{' '.join(SECTIONS)}]`; the lab section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
