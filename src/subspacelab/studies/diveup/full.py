@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from subspacelab.api import StepOutput, read_json, sha256_file, write_json
+from subspacelab.api import StepOutput, sha256_file, write_json
 
 if TYPE_CHECKING:
     from subspacelab.api import StepContext
@@ -167,12 +167,7 @@ def load_backbone(name: str, sha256: str) -> Backbone:
     if cfg is None or not cfg.hf_hub_id:
         raise ValueError(f"{name}: not a timm model with Hugging Face weights")
     path = Path(
-        hf_hub_download(
-            cfg.hf_hub_id,
-            "open_clip_pytorch_model.bin"
-            if cfg.hf_hub_filename and cfg.hf_hub_filename.endswith(".bin")
-            else "model.safetensors",
-        )
+        hf_hub_download(cfg.hf_hub_id, getattr(cfg, "hf_hub_filename", None) or "model.safetensors")
     )
     got = sha256_file(path)
     if got != sha256:
@@ -250,8 +245,3 @@ def full_upsamplers(ctx: Ctx) -> dict[str, Upsample]:
             image, feats, output_size=tuple(image.shape[-2:])
         )
     return arms
-
-
-def manifest(ctx: Ctx) -> dict[str, Any]:
-    """The experts step's record of the backbones."""
-    return read_json(ctx.inputs["experts"] / "backbones.json")
