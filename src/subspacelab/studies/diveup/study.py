@@ -506,9 +506,23 @@ DEVIATION_ROWS = (
     (
         "upsampler",
         "dim 256, kernel 9, NATTEN",
-        "dim 64, kernel 5 tokens, unfold attention (window "
-        "around the pixel's own token = NATTEN with dilation ×8)",
+        "dim 64, kernel 5 tokens, windows gathered with plain tensor ops (the window of the "
+        "pixel's own token, shifted inwards at borders = NATTEN with dilation ×8; "
+        "benchmarks/upsample.py checks the outputs match)",
         "spec §6 miniature, CPU",
+    ),
+    (
+        "guidance encoder",
+        "official: a reflect-padded conv stem and residual blocks (GroupNorm, SiLU) per stack",
+        "two plain conv layers per stack (GELU), dim/2 channels each",
+        "the 64×64 guidance convs dominate CPU time; same 1×1 / 3×3 split, pooling and RoPE",
+    ),
+    (
+        "schedule",
+        "released checkpoint: 25k steps",
+        "train.epochs over n_train scenes at train.batch (≈190 steps); experts pre-trained "
+        "experts.epochs epoch(s)",
+        "the spec gives no miniature schedule; CPU budget of the lab",
     ),
     (
         "training crops",
