@@ -82,6 +82,19 @@ def test_ade20k_reader_shifts_classes_and_ignores_other(tmp_path: Path) -> None:
         full.ade20k_split(tmp_path, "train", 16, None)
 
 
+def test_coco_stuff_reader_keeps_ids_and_drops_unlabeled(tmp_path: Path) -> None:
+    lab = np.full((16, 16), 255, dtype=np.uint8)
+    lab[:8] = 0
+    lab[8:, :8] = 181
+    _jpeg(tmp_path / "images" / "val2017" / "000000000139.jpg", 0)
+    _label_png(tmp_path / "annotations" / "val2017" / "000000000139.png", lab, palette=False)
+    x, y = full.coco_stuff_split(tmp_path, "val", 16, None)
+    assert x.shape == (1, 3, 16, 16)
+    assert (y[0, :8] == 0).all() and (y[0, 8:, :8] == 181).all() and (y[0, 8:, 8:] == -1).all()
+    with pytest.raises(FileNotFoundError, match="train2017"):
+        full.coco_stuff_split(tmp_path, "train", 16, None)
+
+
 class _FakeViT(torch.nn.Module):
     """A stand-in for a timm ViT: one prefix token, 8-px patches, tokens = patch means."""
 

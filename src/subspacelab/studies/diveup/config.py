@@ -11,10 +11,11 @@ from subspacelab.api import param
 class FullData:
     """Spec §7: a segmentation set in its released layout under ``root`` (``voc``: VOCdevkit/
     VOC2012 with JPEGImages, SegmentationClass palette PNGs and ImageSets/Segmentation lists;
-    ``ade20k``: ADEChallengeData2016 with images/ and annotations/ {training, validation}),
+    ``ade20k``: ADEChallengeData2016 with images/ and annotations/ {training, validation};
+    ``coco_stuff``: images/ and annotations/ {train2017, val2017}),
     images resized to ``image_size``; ``max_images`` caps each split (``null``: all)."""
 
-    dataset: str = param(choices=("voc", "ade20k"))
+    dataset: str = param(choices=("voc", "ade20k", "coco_stuff"))
     root: str = param()
     image_size: int = param(ge=16)
     max_images: int | None = param(ge=1)

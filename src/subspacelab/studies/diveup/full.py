@@ -4,7 +4,8 @@ upsamplers on real foundation-model features and real segmentation sets.
 * data — PASCAL VOC 2012 (``VOCdevkit/VOC2012``: JPEGImages, SegmentationClass palette PNGs,
   ImageSets/Segmentation/{train,val}.txt; 21 classes, 255 = void) or ADE20K
   (``ADEChallengeData2016``: images/ and annotations/ {training, validation}; 150 classes,
-  0 = other, ignored), read from the user's copy, resized square;
+  0 = other, ignored) or COCO-Stuff 164k (images/ and annotations/ {train2017, val2017}; 182
+  ids, 255 = unlabeled), read from the user's copy, resized square;
 * experts — the backbones through timm (DINOv2-S/14, SigLIP-B/16, CLIP ViT-B/16, DINOv2-B/14 in
   the roles A, B, C, D), each weight file checked against its SHA-256 pin;
 * fit — nothing is trained (the official training code is not released): the released weights
@@ -52,7 +53,7 @@ LICENCES = "\n".join(
         "| CLIP / SigLIP weights | MIT (OpenAI CLIP) / Apache-2.0 (SigLIP) | via timm |",
     ]
 )
-CLASSES = {"voc": 21, "ade20k": 150}
+CLASSES = {"voc": 21, "ade20k": 150, "coco_stuff": 182}
 ADE_SPLITS = {"train": "training", "val": "validation"}
 
 
@@ -121,9 +122,31 @@ def ade20k_split(
     return _stack(pairs, size, 0, 1)
 
 
+def coco_stuff_split(
+    root: Path, split: str, size: int, max_images: int | None
+) -> tuple[Tensor, Tensor]:
+    """COCO-Stuff 164k ``split`` (train / val) in the layout of its README (images/{train2017,
+    val2017}/*.jpg from COCO, annotations/{train2017,val2017}/*.png from
+    stuffthingmaps_trainval2017.zip): labels 0..181 (the PNG values), unlabeled (255) -1."""
+    folder = f"{split}2017"
+    images = sorted((root / "images" / folder).glob("*.jpg"))[:max_images]
+    if not images:
+        raise FileNotFoundError(
+            f"no images in {root / 'images' / folder}: unpack COCO's {folder}.zip there"
+        )
+    pairs = [(p, root / "annotations" / folder / f"{p.stem}.png") for p in images]
+    missing = [str(lab) for _, lab in pairs if not lab.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} COCO-Stuff label maps missing, e.g. {missing[0]}")
+    return _stack(pairs, size, 255, 0)
+
+
+READERS = {"voc": voc_split, "ade20k": ade20k_split, "coco_stuff": coco_stuff_split}
+
+
 def read_split(full: FullData, root: Path, split: str) -> tuple[Tensor, Tensor]:
     """The configured set's ``split`` (train / val)."""
-    reader = voc_split if full.dataset == "voc" else ade20k_split
+    reader = READERS[full.dataset]
     return reader(root / full.root, split, full.image_size, full.max_images)
 
 
