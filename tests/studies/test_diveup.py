@@ -107,6 +107,12 @@ def test_probe_miou_and_boundaries() -> None:
     onehot = torch.nn.functional.one_hot(y, 2).double()
     w = core.ridge_probe(rows.T @ rows, rows.T @ onehot, 0.0)
     assert ((rows @ w).argmax(1) == y).float().mean() > 0.9
+    # a large common offset changes neither the penalty nor the predictions (centred ridge)
+    shifted = rows.clone()
+    shifted[:, :3] += 100.0
+    w2 = core.ridge_probe(shifted.T @ shifted, shifted.T @ onehot, 0.01)
+    w1 = core.ridge_probe(rows.T @ rows, rows.T @ onehot, 0.01)
+    torch.testing.assert_close(shifted @ w2, rows @ w1)
     assert core.with_bias(torch.ones(1, 2, 3, 3)).shape == (9, 3)
 
 

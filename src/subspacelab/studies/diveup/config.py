@@ -160,10 +160,12 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """The linear probe: train images it is fitted on (the first of the train split), ridge
-    (relative to tr(XᵀX)/d); the boundary tolerance (pixels); images per batch."""
+    """The linear probe: train images it is fitted on (the first of the train split), the
+    stride of the pixel grid it is fitted on, ridge (relative to tr(Σ)/d of the centred
+    features); the boundary tolerance (pixels); images per batch."""
 
     probe_images: int = param(ge=1)
+    pixel_stride: int = param(ge=1)
     ridge: float = param(ge=0.0)
     boundary_tol: int = param(ge=0)
     batch: int = param(ge=1)

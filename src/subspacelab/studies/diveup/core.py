@@ -149,19 +149,25 @@ def selfrecon_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def ridge_probe(xtx: Tensor, xty: Tensor, ridge: float) -> Tensor:
-    """A linear probe in closed form (one-hot least squares with a bias column):
-    W = (XᵀX + λ·tr(XᵀX)/d·I)⁻¹ XᵀY, from the accumulated ``xtx`` (d, d) and ``xty`` (d, k),
-    in float64; the bias row is not penalised."""
-    d = xtx.shape[0]
-    reg = torch.eye(d, dtype=torch.float64) * ridge * float(xtx.trace()) / d
-    reg[-1, -1] = 0.0
-    return torch.linalg.solve(xtx.double() + reg, xty.double())
+    """A linear probe in closed form (one-hot least squares), from the moments of rows with a
+    trailing constant column: ``xtx`` = XᵀX (d+1, d+1), ``xty`` = XᵀY (d+1, k). Ridge on the
+    centred covariance Σ: W = (Σ + λ·tr(Σ)/d·I)⁻¹ Cov(X, Y), bias ȳ − μᵀW (so a large feature
+    mean neither dominates the penalty nor the fit); returns (d+1, k), the bias last, float64."""
+    xtx, xty = xtx.double(), xty.double()
+    n = xtx[-1, -1]
+    mu, ybar = xtx[:-1, -1] / n, xty[-1] / n
+    cov = xtx[:-1, :-1] / n - torch.outer(mu, mu)
+    cxy = xty[:-1] / n - torch.outer(mu, ybar)
+    d = cov.shape[0]
+    reg = torch.eye(d, dtype=torch.float64) * ridge * float(cov.trace()) / d
+    w = torch.linalg.solve(cov + reg, cxy)
+    return torch.cat([w, (ybar - mu @ w)[None]], dim=0)
 
 
 def with_bias(pixels: Tensor) -> Tensor:
-    """Features (b, c, h, w) as float32 rows (b·h·w, c + 1) with a constant column."""
-    rows = pixels.permute(0, 2, 3, 1).reshape(-1, pixels.shape[1]).float()
-    return torch.cat([rows, torch.ones(len(rows), 1)], dim=1)
+    """Features (b, c, h, w) as rows (b·h·w, c + 1) with a constant column (dtype kept)."""
+    rows = pixels.permute(0, 2, 3, 1).reshape(-1, pixels.shape[1])
+    return torch.cat([rows, torch.ones(len(rows), 1, dtype=rows.dtype)], dim=1)
 
 
 def confusion(pred: Tensor, labels: Tensor, classes: int) -> Tensor:
