@@ -21,6 +21,7 @@ from benchmarks import (
     scan,
     shapes,
     training,
+    upsample,
     worlds_eigen,
     worlds_molrg,
 )
@@ -82,6 +83,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "minilm": minilm.section,
     "shapes": shapes.section,
     "edgeconv": edgeconv.section,
+    "upsample": upsample.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
