@@ -24,8 +24,9 @@ Provenance and terms — read before use:
     enters as extra markers (coordinates appended to the genes);
   - ``custom`` — ``point_clouds.pkl``: a dict with ``clouds`` (arrays) and ``labels``.
 
-Pickles are read by a restricted unpickler that builds only NumPy arrays, pandas frames and
-plain containers (any other global is refused); ``.pt`` files by ``torch.load(weights_only=True)``.
+Pickles are read by a restricted unpickler that builds only NumPy arrays, pandas frames (and
+their pyarrow columns) and plain containers (any other global is refused); ``.pt`` files by
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,18 @@ _NUMPY = {
     ("numpy.dtypes", "Int64DType"),
     ("numpy.dtypes", "ObjectDType"),
 }
-_BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "slice", "range", "complex", "object"}
+_BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "slice", "range", "complex", "bytearray"}
 # pandas rebuilds frames through these functions; every other pandas global must be a class
-_PANDAS_FUNCTIONS = {"_new_Index", "_unpickle_block", "new_block", "_new_PeriodIndex"}
+# (string columns of pandas >= 3 are pyarrow arrays, rebuilt from their buffers)
+_PANDAS_FUNCTIONS = {
+    "_new_Index",
+    "_unpickle_block",
+    "new_block",
+    "_new_PeriodIndex",
+    "_restore_array",
+    "type_for_alias",
+    "py_buffer",
+}
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -67,7 +77,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _NUMPY or (module == "builtins" and name in _BUILTINS):
             return super().find_class(module, name)
-        if module.startswith("pandas."):
+        if module in ("pandas", "pyarrow.lib") or module.startswith("pandas."):
             obj = super().find_class(module, name)
             if isinstance(obj, type) or name in _PANDAS_FUNCTIONS:
                 return obj
