@@ -19,6 +19,7 @@ from benchmarks import (
     sae,
     scan,
     training,
+    wavelets,
     worlds_eigen,
     worlds_molrg,
 )
@@ -78,6 +79,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "worlds_eigen": worlds_eigen.section,
     "modules": modules.section,
     "minilm": minilm.section,
+    "wavelets": wavelets.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
