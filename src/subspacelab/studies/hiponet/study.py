@@ -487,7 +487,8 @@ DEVIATION_ROWS = (
     (
         "K = 2 complex",
         "directed pairs incl. self-pairs as edges; trained end to end",
-        "undirected edges i < j, triangles capped at 1,000 in lexicographic order; at the "
+        "undirected edges i < j, triangles capped at 1,000 in lexicographic order (on a "
+        "near-complete graph the cap keeps only the lowest-numbered cells' triangles); at the "
         "trained K = 1 views, frozen (spot check, n = 60)",
         "spec §6 (spot check) and §9 (fixed α snapshot)",
     ),
