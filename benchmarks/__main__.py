@@ -22,6 +22,7 @@ from benchmarks import (
     shapes,
     training,
     upsample,
+    wavelets,
     worlds_eigen,
     worlds_molrg,
 )
@@ -84,6 +85,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "shapes": shapes.section,
     "edgeconv": edgeconv.section,
     "upsample": upsample.section,
+    "wavelets": wavelets.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
