@@ -1,5 +1,6 @@
-"""DiffuMatch: Category-Agnostic Spectral Diffusion Priors for Robust Non-rigid Shape Matching (arXiv 2507.23715).
+"""DiffuMatch: Category-Agnostic Spectral Diffusion Priors for Robust Non-rigid Shape Matching.
 
-Scaffolded by ``python -m subspacelab new``: the method below is a placeholder to replace with
-the paper's (config.py: its hyperparameters; core.py: its maths; study.py: steps and claims).
+Pierson, Li, Dai, Ovsjanikov, ICCV 2025, arXiv 2507.23715. Official code (Apache-2.0; its vendored
+NVlabs EDM is CC BY-NC-SA): github.com/daidedou/diffumatch. The miniature matches blob shapes of
+an unseen category with a spectral diffusion prior, an axiomatic regulariser and none.
 """
