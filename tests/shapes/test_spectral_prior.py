@@ -153,3 +153,16 @@ def test_feature_net_is_equivariant_to_vertex_order(blob) -> None:
     torch.testing.assert_close(net(verts[perm], phi[perm], evals, mass[perm]), out[perm])
     with pytest.raises(ValueError, match=">= 1"):
         sprior.FeatureNet(3, 0, 5, 2)
+
+
+def test_farthest_points_and_subsampled_zoomout(blob) -> None:
+    verts, _, phi, mass = blob
+    sub = sprior.farthest_points(verts, 120)
+    assert len(set(sub.tolist())) == 120 and sub[0] == 0
+    far = int(((verts - verts[0]) ** 2).sum(dim=1).argmax())
+    assert sub[1] == far
+    c, p2p = sprior.zoomout(torch.eye(8), phi, phi, mass, 20, sub=(sub, sub))
+    torch.testing.assert_close(c, torch.eye(20), atol=1e-4, rtol=0)
+    torch.testing.assert_close(p2p, sub)  # sub_y's vertices land on themselves
+    with pytest.raises(ValueError, match="n must be"):
+        sprior.farthest_points(verts, 0)

@@ -111,7 +111,7 @@ def _config(**data_overrides: object) -> DiffumatchConfig:
         train_family=fam, test_family=fam, dfaust_path="", hf_repo="", hf_revision="",
         test_dataset="", cache_dir="data/x",
     ) | data_overrides  # fmt: skip
-    match = MatchConfig(8, 8, 2, 2, 1e-3, 0.1, 4, 1.0, 12, 2, 16, 1.0, 1.0, 1.0, 1.0, 1.0)
+    match = MatchConfig(8, 8, 2, 2, 1e-3, 0.1, 4, 1.0, 12, 2, 0, 16, 1.0, 1.0, 1.0, 1.0, 1.0)
     return DiffumatchConfig(
         [0], DataConfig(**data), PriorConfig(16, 2, 19.9, 0.1, 1e-3, 8, 1), match, EvalConfig(8)
     )

@@ -70,21 +70,49 @@ def nearest_map(c: Tensor, phi_x: Tensor, phi_y: Tensor) -> Tensor:
 
 
 def zoomout(
-    c: Tensor, phi_x: Tensor, phi_y: Tensor, mass_y: Tensor, k_end: int, step: int = 1
+    c: Tensor,
+    phi_x: Tensor,
+    phi_y: Tensor,
+    mass_y: Tensor,
+    k_end: int,
+    step: int = 1,
+    sub: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """ZoomOut from C (k, k) up to k_end eigenfunctions in increments of ``step``: alternate
     the point map T of the current C and C = Φ_Yᵀ M_Y Φ_X[T] one size up. Returns the final
-    (k_end, k_end) map and its point map. ``mass_y`` is the lumped mass as a vector."""
+    (k_end, k_end) map and its point map (all of Y into X). ``mass_y`` is the lumped mass as a
+    vector. With ``sub = (sub_x, sub_y)`` (vertex subsets, as pyFM's ``subsample``) the
+    iterations match sub_y to sub_x only and fit C by least squares on them; the returned map
+    then sends sub_y's vertices into X."""
     k = c.shape[0]
     if not k <= k_end <= min(phi_x.shape[1], phi_y.shape[1]) or step < 1:
         raise ValueError(f"need k ({k}) <= k_end ({k_end}) <= the bases' size, and step >= 1")
     c = c.detach()
+    sub_x, sub_y = sub if sub is not None else (None, None)
+    px = phi_x if sub_x is None else phi_x[sub_x]
+    py = phi_y if sub_y is None else phi_y[sub_y]
     while True:
-        p2p = nearest_map(c, phi_x[:, :k], phi_y[:, :k])
+        p2p = nearest_map(c, px[:, :k], py[:, :k])
         if k == k_end:
-            return c, p2p
+            return c, p2p if sub_x is None else sub_x[p2p]
         k = min(k + step, k_end)
-        c = phi_y[:, :k].T @ (mass_y[:, None] * phi_x[p2p, :k])
+        if sub is None:
+            c = py[:, :k].T @ (mass_y[:, None] * px[p2p, :k])
+        else:
+            c = torch.linalg.lstsq(py[:, :k], px[p2p, :k]).solution
+
+
+def farthest_points(points: Tensor, n: int) -> Tensor:
+    """Indices of ``n`` points by farthest-point sampling from point 0 (deterministic)."""
+    if not 1 <= n <= len(points):
+        raise ValueError(f"n must be in [1, {len(points)}], got {n}")
+    chosen = [0]
+    dist = ((points - points[0]) ** 2).sum(dim=1)
+    for _ in range(n - 1):
+        nxt = int(dist.argmax())
+        chosen.append(nxt)
+        dist = torch.minimum(dist, ((points - points[nxt]) ** 2).sum(dim=1))
+    return torch.tensor(chosen)
 
 
 def axiomatic_losses(

@@ -85,7 +85,8 @@ class MatchConfig:
     """Per-pair zero-shot matching: the feature net (``width``, ``out_dim``, diffusion
     ``rounds``), ``steps`` of Adam at ``lr``, solver ``lam``, SDS (``sds_draws`` noise draws,
     σ ~ 0.01 + U·``sds_scale``), the proper-map target's ZoomOut (to ``zoomout_to`` in steps of
-    ``zoomout_step``), the loss weights, and the output's ZoomOut refinement ``refine_to``."""
+    ``zoomout_step``, on ``zoomout_points`` farthest vertices; 0: all), the loss weights, and
+    the output's ZoomOut refinement ``refine_to`` (on all vertices)."""
 
     width: int = param(ge=1)
     out_dim: int = param(ge=1)
@@ -97,6 +98,7 @@ class MatchConfig:
     sds_scale: float = param(gt=0.0)
     zoomout_to: int = param(ge=2)
     zoomout_step: int = param(ge=1)
+    zoomout_points: int = param(ge=0)
     refine_to: int = param(ge=2)
     w_proper: float = param(ge=0.0)
     w_sds: float = param(ge=0.0)

@@ -31,12 +31,21 @@ ARMS = ("diffumatch", "axiomatic", "none")
 @dataclass(frozen=True)
 class Spectra:
     """One shape's vertices (n, 3), eigenvalues (K,), M-orthonormal eigenvectors (n, K) and
-    lumped mass (n,), as float32 tensors."""
+    lumped mass (n,), as float32 tensors; ``sub``: the vertex subset the proper-map target's
+    ZoomOut iterates on (``None``: all vertices)."""
 
     verts: Tensor
     evals: Tensor
     phi: Tensor
     mass: Tensor
+    sub: Tensor | None = None
+
+    def subsampled(self, n: int) -> Spectra:
+        """This shape with ``sub`` = ``n`` farthest points (all vertices if n = 0 or >= size)."""
+        if n == 0 or n >= len(self.verts):
+            return Spectra(self.verts, self.evals, self.phi, self.mass)
+        sub = sprior.farthest_points(self.verts, n)
+        return Spectra(self.verts, self.evals, self.phi, self.mass, sub)
 
     def features(self, net: sprior.FeatureNet) -> Tensor:
         """The net's per-vertex features on this shape."""
@@ -91,9 +100,11 @@ def fmaps(
 
 
 def proper_target(c: Tensor, x: Spectra, y: Spectra, k_end: int, step: int) -> Tensor:
-    """ZoomOut(C) up to ``k_end`` eigenfunctions, truncated back to C's size (no gradient)."""
+    """ZoomOut(C) up to ``k_end`` eigenfunctions (on the shapes' ``sub`` vertices when both
+    have one), truncated back to C's size (no gradient)."""
     k = c.shape[0]
-    up, _ = sprior.zoomout(c.detach(), x.phi, y.phi, y.mass, k_end, step)
+    sub = None if x.sub is None or y.sub is None else (x.sub, y.sub)
+    up, _ = sprior.zoomout(c.detach(), x.phi, y.phi, y.mass, k_end, step, sub)
     return up[:k, :k]
 
 
