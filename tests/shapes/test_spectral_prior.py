@@ -161,7 +161,7 @@ def test_farthest_points_and_subsampled_zoomout(blob) -> None:
     assert len(set(sub.tolist())) == 120 and sub[0] == 0
     far = int(((verts - verts[0]) ** 2).sum(dim=1).argmax())
     assert sub[1] == far
-    c, p2p = sprior.zoomout(torch.eye(8), phi, phi, mass, 20, sub=(sub, sub))
+    c, p2p = sprior.zoomout(torch.eye(8), phi, phi, mass, 20, sub_y=sub)
     torch.testing.assert_close(c, torch.eye(20), atol=1e-4, rtol=0)
     torch.testing.assert_close(p2p, sub)  # sub_y's vertices land on themselves
     with pytest.raises(ValueError, match="n must be"):

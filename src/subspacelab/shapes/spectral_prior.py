@@ -76,30 +76,28 @@ def zoomout(
     mass_y: Tensor,
     k_end: int,
     step: int = 1,
-    sub: tuple[Tensor, Tensor] | None = None,
+    sub_y: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """ZoomOut from C (k, k) up to k_end eigenfunctions in increments of ``step``: alternate
     the point map T of the current C and C = Φ_Yᵀ M_Y Φ_X[T] one size up. Returns the final
     (k_end, k_end) map and its point map (all of Y into X). ``mass_y`` is the lumped mass as a
-    vector. With ``sub = (sub_x, sub_y)`` (vertex subsets, as pyFM's ``subsample``) the
-    iterations match sub_y to sub_x only and fit C by least squares on them; the returned map
-    then sends sub_y's vertices into X."""
+    vector. With ``sub_y`` (a vertex subset of Y, as pyFM's ``subsample`` but on Y only) the
+    iterations map only sub_y's vertices (onto all of X) and fit C by least squares on them;
+    the returned point map is then sub_y's."""
     k = c.shape[0]
     if not k <= k_end <= min(phi_x.shape[1], phi_y.shape[1]) or step < 1:
         raise ValueError(f"need k ({k}) <= k_end ({k_end}) <= the bases' size, and step >= 1")
     c = c.detach()
-    sub_x, sub_y = sub if sub is not None else (None, None)
-    px = phi_x if sub_x is None else phi_x[sub_x]
     py = phi_y if sub_y is None else phi_y[sub_y]
     while True:
-        p2p = nearest_map(c, px[:, :k], py[:, :k])
+        p2p = nearest_map(c, phi_x[:, :k], py[:, :k])
         if k == k_end:
-            return c, p2p if sub_x is None else sub_x[p2p]
+            return c, p2p
         k = min(k + step, k_end)
-        if sub is None:
-            c = py[:, :k].T @ (mass_y[:, None] * px[p2p, :k])
+        if sub_y is None:
+            c = py[:, :k].T @ (mass_y[:, None] * phi_x[p2p, :k])
         else:
-            c = torch.linalg.lstsq(py[:, :k], px[p2p, :k]).solution
+            c = torch.linalg.lstsq(py[:, :k], phi_x[p2p, :k]).solution
 
 
 def farthest_points(points: Tensor, n: int) -> Tensor:

@@ -32,7 +32,7 @@ ARMS = ("diffumatch", "axiomatic", "none")
 class Spectra:
     """One shape's vertices (n, 3), eigenvalues (K,), M-orthonormal eigenvectors (n, K) and
     lumped mass (n,), as float32 tensors; ``sub``: the vertex subset the proper-map target's
-    ZoomOut iterates on (``None``: all vertices)."""
+    ZoomOut maps when this shape is the target Y (``None``: all vertices)."""
 
     verts: Tensor
     evals: Tensor
@@ -100,11 +100,10 @@ def fmaps(
 
 
 def proper_target(c: Tensor, x: Spectra, y: Spectra, k_end: int, step: int) -> Tensor:
-    """ZoomOut(C) up to ``k_end`` eigenfunctions (on the shapes' ``sub`` vertices when both
-    have one), truncated back to C's size (no gradient)."""
+    """ZoomOut(C) up to ``k_end`` eigenfunctions (mapping Y's ``sub`` vertices when it has
+    one), truncated back to C's size (no gradient)."""
     k = c.shape[0]
-    sub = None if x.sub is None or y.sub is None else (x.sub, y.sub)
-    up, _ = sprior.zoomout(c.detach(), x.phi, y.phi, y.mass, k_end, step, sub)
+    up, _ = sprior.zoomout(c.detach(), x.phi, y.phi, y.mass, k_end, step, y.sub)
     return up[:k, :k]
 
 

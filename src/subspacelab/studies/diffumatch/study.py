@@ -285,8 +285,9 @@ DEVIATION_ROWS = (
     ("basis size", "k = 30, ZoomOut target 40, output refined to 128",
      "k = 20, target 30, output refined to 50 (of 60 eigenpairs)", "642-vertex meshes (spec §6)"),
     ("proper-map ZoomOut", "all vertices, step 1",
-     "match.zoomout_points (200) farthest points, step match.zoomout_step (1)",
-     "the target is recomputed every step for 90 nets; pyFM's subsample option, 10x cheaper"),
+     "Y's match.zoomout_points (200) farthest points mapped onto all of X, step 1",
+     "the target is recomputed every step for 90 nets (3x cheaper); subsampling both shapes "
+     "(pyFM's subsample) put a floor of ~13 (x100) under every arm in a first run"),
     ("denoiser", "DiT-S/4 on 30×30 |C|, EDM kimg loop, EMA",
      "an MLP (prior.width × prior.depth) with EDM's VP preconditioning and VP loss, no EMA",
      "the spec's 'small denoiser' (≈40 s on CPU)"),
