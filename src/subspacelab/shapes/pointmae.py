@@ -26,16 +26,17 @@ POOLINGS = ("max", "splats")
 GROUP_SPACES = ("xyz", "feature")
 
 
-def fps(x: Tensor, m: int) -> Tensor:
+def fps(x: Tensor, m: int, start: Tensor | None = None) -> Tensor:
     """(B, m) indices of ``m`` farthest points of each cloud ``x`` (B, N, D), starting at
-    point 0 (as Point-MAE's CUDA kernel does)."""
+    ``start`` (B,) or at point 0 (as Point-MAE's CUDA kernel does)."""
     b, n, _ = x.shape
     if not 1 <= m <= n:
         raise ValueError(f"fps needs 1 <= m <= N ({n}), got {m}")
+    last = torch.zeros(b, dtype=torch.long, device=x.device) if start is None else start
     idx = torch.zeros(b, m, dtype=torch.long, device=x.device)
+    idx[:, 0] = last
     dist = torch.full((b, n), float("inf"), device=x.device, dtype=x.dtype)
     rows = torch.arange(b, device=x.device)
-    last = torch.zeros(b, dtype=torch.long, device=x.device)
     for i in range(1, m):
         d = (x - x[rows, last][:, None]).pow(2).sum(-1)
         dist = torch.minimum(dist, d)

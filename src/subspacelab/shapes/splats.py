@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from subspacelab.shapes import clouds
+from subspacelab.shapes.pointmae import fps
 
 SH_C0 = 0.28209479177387814  # the degree-0 real spherical harmonic: rgb = 0.5 + C0 · f_dc
 PARTS: dict[str, tuple[str, ...]] = {
@@ -179,15 +180,19 @@ def fit_gmm(
     chunk: int = 4,
 ) -> Mixture:
     """``k``-component full-covariance mixtures of every cloud of ``points`` (B, N, 3):
-    initialised by hard assignment to ``k`` distinct random points of each cloud (seeded by
-    ``seed``), then ``iters`` EM iterations; ``chunk`` clouds at a time (cache-sized work)."""
+    initialised by hard assignment to ``k`` farthest-point-sampled points of each cloud (from a
+    random first point, seeded by ``seed``; spread like k-means++ but deterministic), then
+    ``iters`` EM iterations; ``chunk`` clouds at a time (cache-sized work)."""
     x = torch.as_tensor(np.asarray(points), dtype=torch.float64)
     if x.dim() != 3 or x.shape[2] != 3:
         raise ValueError(f"points must be (clouds, points, 3), got {tuple(x.shape)}")
     if not 1 <= k <= x.shape[1] or iters < 0 or reg < 0 or chunk < 1:
         raise ValueError(f"need 1 <= k <= points ({x.shape[1]}), iters >= 0, reg >= 0, chunk >= 1")
     gen = torch.Generator().manual_seed(seed)
-    start = torch.stack([torch.randperm(x.shape[1], generator=gen)[:k] for _ in range(len(x))])
+    first = torch.randint(x.shape[1], (len(x),), generator=gen)
+    start = torch.cat(
+        [fps(x[i : i + 64].float(), k, first[i : i + 64]) for i in range(0, len(x), 64)]
+    )
     parts = []
     for lo in range(0, len(x), chunk):
         xc = x[lo : lo + chunk]
