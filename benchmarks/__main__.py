@@ -18,6 +18,7 @@ from benchmarks import (
     recsys,
     sae,
     scan,
+    splats,
     training,
     worlds_eigen,
     worlds_molrg,
@@ -78,6 +79,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "worlds_eigen": worlds_eigen.section,
     "modules": modules.section,
     "minilm": minilm.section,
+    "splats": splats.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
@@ -110,7 +112,8 @@ def gather() -> None:
         "",
         "Produced by `make benchmarks`, or one section at a time with",
         "`python -m benchmarks [pca gcr clustering merging merging_fusion_bench probes training "
-        "adapters recsys sae worlds_molrg worlds_eigen modules minilm scan]`; the lab section by "
+        "adapters recsys sae worlds_molrg worlds_eigen modules minilm scan splats]`; the lab "
+        "section by "
         "`python -m benchmarks.lab` (its commands are in the section).",
         "Not part of `make test`.",
         "",
