@@ -9,9 +9,11 @@
   property ``label`` or ``part`` gives part labels, else every splat is part 0 of its class)
   and ``uniform_dir/<class>/<split>/<object>.txt`` (``x,y,z[,nx,ny,nz]`` lines); each object
   centred and scaled into the unit ball (splat scales with it), cut to ``components`` splats by
-  FPS and ``components`` random uniform points. With ``hf_repo`` set, the dataset's zips are
-  first fetched at the pinned ``hf_revision`` (huggingface_hub, the ``full`` extra; the
-  datasets are gated: log in and accept their terms first) and extracted into ``splats_dir``.
+  FPS and ``components`` random uniform points (ModelNet's clouds carry no part labels: the
+  uniform arm's segmentation score means nothing in full). With ``hf_repo`` set, the
+  dataset's zips are first fetched at the pinned ``hf_revision`` (huggingface_hub, the
+  ``full`` extra; the datasets are gated: log in and accept their terms first) and extracted
+  into ``splats_dir``.
 
 Licences: ShapeSplat inherits ShapeNet's terms (non-commercial research), ModelNet-Splats
 ModelNet's (academic use); the official code repository carries no licence.
