@@ -76,7 +76,7 @@ def test_mae_loss_is_seeded_trainable_and_checks_its_input() -> None:
     x = torch.randn(4, 32, 7)
     a, b = _mae(3), _mae(3)
     la, lb = a.loss(x), b.loss(x)
-    assert torch.isfinite(la) and float(la.detach()) == float(lb.detach())  # same seed: same init and masks
+    assert torch.isfinite(la) and float(la.detach()) == float(lb.detach())  # same init, masks
     assert float(a.loss(x).detach()) != float(la.detach())  # the next mask differs
     la.backward()
     assert a.mask_token.grad is not None and a.embed.first[0].weight.grad is not None
