@@ -20,6 +20,7 @@ from benchmarks import (
     sae,
     scan,
     shapes,
+    splats,
     training,
     upsample,
     wavelets,
@@ -86,6 +87,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "edgeconv": edgeconv.section,
     "upsample": upsample.section,
     "wavelets": wavelets.section,
+    "splats": splats.section,
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
