@@ -21,6 +21,13 @@ LAB = yaml.safe_load((REPO / "params.yaml").read_text())["lab"]
 
 # Every input of the full profiles that has no pin today (params.yaml says why for each).
 UNPINNED_TODAY = [
+    "diffumatch.full.data.hf_revision",
+    "diveup.full.model.released.diveup_sha256",
+    "diveup.full.model.released.naf_sha256",
+    "diveup.full.model.backbone_sha256[0]",
+    "diveup.full.model.backbone_sha256[1]",
+    "diveup.full.model.backbone_sha256[2]",
+    "diveup.full.model.backbone_sha256[3]",
     "dsl.full.data.images_sha256",
     "dsl.full.data.labels_sha256",
     "flora.full.data.vtab.sha256",
@@ -30,6 +37,8 @@ UNPINNED_TODAY = [
     "grbf_active.full.data.tables_sha256.yacht",
     "grbf_active.full.data.tables_sha256.wdbc",
     "grbf_active.full.data.tables_sha256.ionosphere",
+    "hiponet.full.data.cohort.checksums.pc.pkl",
+    "hiponet.full.data.cohort.checksums.labels.npy",
     "koopman_ib.full.data.cylinder_sha256",
     "mhs_vm.full.data.url",
     "mhs_vm.full.data.sha256",
@@ -37,7 +46,10 @@ UNPINNED_TODAY = [
     "plato.full.data.captions_sha256",
     "plato.full.data.labels_sha256",
     "plato.full.text.revision",
+    "pointcloud_clustering.full.data.kitti.velodyne_sha256",
+    "pointcloud_clustering.full.data.kitti.labels_sha256",
     "s2cag.full.data.planetoid_sha256.ind.pubmed.allx",
+    "shapesplat.full.data.hf_revision",
     "subspace_rerouting.full.data.prompts.sha256",
     "subspace_rerouting.full.model.hf.revision",
     "subspacead.full.features.hf_revision",
@@ -101,6 +113,14 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     }
     params["koopman_ib"]["full"]["data"]["cylinder_sha256"] = "0" * 64
     params["xfactors"]["full"]["data"]["dsprites_sha256"] = "0" * 64
+    params["diffumatch"]["full"]["data"]["hf_revision"] = rev
+    params["shapesplat"]["full"]["data"]["hf_revision"] = rev
+    params["diveup"]["full"]["model"]["released"].update(diveup_sha256=sha, naf_sha256=sha)
+    params["diveup"]["full"]["model"]["backbone_sha256"] = [sha] * 4
+    params["hiponet"]["full"]["data"]["cohort"]["checksums"] = {"pc.pkl": sha, "labels.npy": sha}
+    params["pointcloud_clustering"]["full"]["data"]["kitti"].update(
+        velodyne_sha256=sha, labels_sha256=sha
+    )
     assert main(["check"], root=make_workspace(tmp_path / "ws", params)) == 0
     # the mini profile fetches nothing unpinned
     assert (
