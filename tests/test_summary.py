@@ -83,6 +83,16 @@ def test_a_group_table_without_rows_is_an_error_naming_the_study() -> None:
         group_tables([_row("a", "w", ["holds"], empty)])
 
 
+def test_a_group_row_with_a_stray_pipe_is_an_error_naming_the_study() -> None:
+    stray = "### group\n\n| quantity | truth |\n|---|---|\n| prior over |C| | 3 |\n"
+    with pytest.raises(ValueError, match=r"study a: a row of its group table has 4 cells, its header 2"):
+        group_tables([_row("a", "w", ["holds"], stray)])
+    escaped = stray.replace("|C|", "\\|C\\|")
+    assert group_tables([_row("a", "w", ["holds"], escaped)])["w"].splitlines()[2] == (
+        "| a | prior over \\|C\\| | 3 |"
+    )
+
+
 def test_table_sections_and_number_format() -> None:
     assert table_sections(_group(1.0, 2.0))["other"] == "| a |\n|---|\n| 1 |"
     assert [fmt_number(x) for x in (None, float("inf"), 1e-5, 123456.0, 0.12345)] == [

@@ -7,6 +7,7 @@ claims.json, which the studies' report steps write.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,13 @@ def group_tables(rows: list[dict[str, Any]]) -> dict[str, str]:
             raise ValueError(f"study {r['metrics']['study']}: its group table has no rows")
         key = (r["metrics"].get("group", ""), lines[0])
         slug = r["metrics"]["study"]
+        columns = _cells(lines[0])
+        for line in lines[2:]:
+            if _cells(line) != columns:
+                raise ValueError(
+                    f"study {slug}: a row of its group table has {_cells(line)} cells, its "
+                    f"header {columns} (escape a literal | in a cell as \\|): {line}"
+                )
         by_header.setdefault(key, []).extend(f"| {slug} {line}" for line in lines[2:])
     out: dict[str, str] = {}
     for (group, header), body in by_header.items():
@@ -208,6 +216,12 @@ def group_tables(rows: list[dict[str, Any]]) -> dict[str, str]:
         columns = header.count("|") - 1
         out[name] = "\n".join([f"| study {header}", "|---" * (columns + 1) + "|", *body])
     return out
+
+
+def _cells(line: str) -> int:
+    """The number of cells of a Markdown table row (an escaped ``\\|`` is not a border)."""
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return len(re.split(r"(?<!\\)\|", inner))
 
 
 def plot_claims(rows: list[dict[str, Any]], out: Path) -> None:

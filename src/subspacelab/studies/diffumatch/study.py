@@ -266,7 +266,7 @@ def _group_row(metrics: dict[str, list[float]]) -> str:
             "|---|---|---|---|---|---|",
             "| zero-shot non-rigid shape matching (blob pairs of an unseen elongated/bent "
             "category) | first k = 20 cotangent-Laplacian eigenfunctions (functional maps) "
-            "| DiffuMatch-mini: proper-map loss + SDS through a diffusion prior over |C| "
+            "| DiffuMatch-mini: proper-map loss + SDS through a diffusion prior over \\|C\\| "
             "| axiomatic-mini (ortho + bijectivity + Laplacian commutativity); no regulariser "
             f"| geodesic error ×100: {_fmt(metrics, 'test/diffumatch/geo_err')} vs "
             f"{_fmt(metrics, 'test/axiomatic/geo_err')} (axiomatic) and "
@@ -288,7 +288,7 @@ DEVIATION_ROWS = (
      "Y's match.zoomout_points (200) farthest points mapped onto all of X, step 1",
      "the target is recomputed every step for 90 nets (3x cheaper than all of Y); a first "
      "run subsampling both shapes gave the same picture (12.9 / 12.9 / 13.1 x100)"),
-    ("denoiser", "DiT-S/4 on 30×30 |C|, EDM kimg loop, EMA",
+    ("denoiser", "DiT-S/4 on 30×30 \\|C\\|, EDM kimg loop, EMA",
      "an MLP (prior.width × prior.depth) with EDM's VP preconditioning and VP loss, no EMA",
      "the spec's 'small denoiser' (≈40 s on CPU)"),
     ("feature net", "DiffusionNet (gradient features, 4 blocks)",
