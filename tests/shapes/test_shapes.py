@@ -59,6 +59,10 @@ def test_eigenbasis_matches_the_dense_generalised_solution(lumped: bool) -> None
     np.testing.assert_allclose(vals, ref, atol=1e-8)
     np.testing.assert_allclose(vecs.T @ (mass @ vecs), np.eye(10), atol=1e-8)
     np.testing.assert_allclose(lap @ vecs, (mass @ vecs) * vals, atol=1e-7)
+    # reproducible: the same vectors, signs included, on every call
+    again = laplacian.eigenbasis(lap, mass, 10)[1]
+    np.testing.assert_array_equal(again, vecs)
+    assert np.all(vecs[np.abs(vecs).argmax(axis=0), np.arange(10)] > 0)
 
 
 def test_cotan_laplacian_matches_robust_laplacian_on_a_delaunay_mesh() -> None:

@@ -67,13 +67,17 @@ def eigenbasis(
     lap: sp.spmatrix, mass: sp.spmatrix, k: int, sigma: float = -1e-8
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenvalues (ascending) and M-orthonormal eigenvectors (n, k) of
-    L φ = λ M φ, by shift-invert Lanczos around ``sigma`` (just below 0: L is singular)."""
+    L φ = λ M φ, by shift-invert Lanczos around ``sigma`` (just below 0: L is singular).
+
+    Reproducible: ARPACK starts from a seeded vector (scipy would draw it from OS entropy, and
+    the eigenvectors' signs would change from run to run), and each eigenvector's sign is
+    fixed so that its entry of largest magnitude is positive."""
     n = lap.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}], got {k}")
     diag = mass.diagonal()
     if (mass - sp.diags(diag)).count_nonzero() or np.any(diag <= 0):
-        vals, vecs = eigsh(lap.tocsc(), k=k, M=mass.tocsc(), sigma=sigma, which="LM")
+        vals, vecs = eigsh(lap.tocsc(), k=k, M=mass.tocsc(), sigma=sigma, which="LM", **_start(n))
     else:
         scale = 1.0 / np.sqrt(diag)
         sym = (sp.diags(scale) @ lap @ sp.diags(scale)).tocsc()
@@ -84,7 +88,15 @@ def eigenbasis(
             options={"SymmetricMode": True},
         )
         inv = LinearOperator((n, n), matvec=lu.solve, dtype=float)
-        vals, vecs = eigsh(sym, k=k, sigma=sigma, which="LM", OPinv=inv)
+        vals, vecs = eigsh(sym, k=k, sigma=sigma, which="LM", OPinv=inv, **_start(n))
         vecs = scale[:, None] * vecs
     order = np.argsort(vals)
-    return vals[order], vecs[:, order]
+    vecs = vecs[:, order]
+    peak = vecs[np.abs(vecs).argmax(axis=0), np.arange(k)]
+    return vals[order], vecs * np.where(peak < 0, -1.0, 1.0)
+
+
+def _start(n: int) -> dict[str, object]:
+    """A seeded ARPACK start ``v0`` and ``rng`` for any restart vector it asks for."""
+    rng = np.random.default_rng(0)
+    return {"v0": rng.standard_normal(n), "rng": rng}
