@@ -4,6 +4,7 @@ their own runs end, in every way a study feeds it batches."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -98,6 +99,47 @@ def test_shared_batches_with_sgd_and_a_cosine_schedule_equal_separate_runs() -> 
             schedule=schedule,
         )
         assert all(_same(n, r) for n, r in zip(nets, refs, strict=True)), schedule
+
+
+def test_adamw_with_warmup_and_cosine_equals_a_plain_torch_loop() -> None:
+    """AdamW (decoupled decay) under linear warm-up then cosine, per member, is exactly a plain
+    torch AdamW + LambdaLR loop over the same full batches; Adam (L2 decay) ends elsewhere."""
+    torch.manual_seed(3)
+    x, y = torch.randn(24, 4), torch.randint(0, 3, (24,))
+    steps, lr, wd, warmup = 20, 0.05, 0.1, 0.25
+    ref = _mlp()
+    nets = {name: copy.deepcopy(ref) for name in ("adamw", "adam")}
+    for name, net in nets.items():
+        train_joint(
+            LocalEnv(),
+            [Member(net, _ce(net), lr, wd, data=(x, y))],
+            epochs=1,
+            loader=full_batch_loader(steps=steps),
+            optimizer=name,
+            schedule="cosine",
+            warmup=warmup,
+        )
+    warm = round(warmup * steps)  # 5 steps at lr/6, 2lr/6, ..., 5lr/6, then cosine from lr
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / (steps - warm)))
+
+    opt = torch.optim.AdamW(ref.parameters(), lr=lr, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(ref(x), y).backward()
+        opt.step()
+        sched.step()
+    assert _same(nets["adamw"], ref)
+    assert not _same(nets["adam"], ref)
+    one = Member(ref, _ce(ref), lr, data=(x, y))
+    with pytest.raises(ValueError, match="warmup"):
+        train_joint(LocalEnv(), [one], epochs=1, batch_size=4, warmup=0.1)  # constant schedule
+    with pytest.raises(ValueError, match="warmup"):
+        train_joint(LocalEnv(), [one], epochs=1, batch_size=4, schedule="cosine", warmup=1.0)
 
 
 def test_full_batch_members_stop_on_their_own_at_their_target() -> None:

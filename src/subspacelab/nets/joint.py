@@ -5,9 +5,9 @@ two nets per seed, an adapter arm per budget, a cell per loss and width). On a C
 per-step cost dominates such models, so :func:`train_joint` trains several :class:`Member` s at
 once: the loss is the sum of the members' losses, and the optimiser holds one parameter group per
 member (its own learning rate and weight decay). Since the members share no trainable parameter,
-∂(Σ_k L_k)/∂θ_k = ∂L_k/∂θ_k bit for bit; Adam's and SGD's updates (moments, bias correction,
-weight decay, momentum) are per element, and the schedule depends only on the step, so every
-member ends exactly where its own run would. ``tests/nets/test_joint.py`` checks it.
+∂(Σ_k L_k)/∂θ_k = ∂L_k/∂θ_k bit for bit; Adam's, AdamW's and SGD's updates (moments, bias
+correction, weight decay, momentum) are per element, and the schedule depends only on the step, so
+every member ends exactly where its own run would. ``tests/nets/test_joint.py`` checks it.
 
 Batches come one of two ways:
 
@@ -42,7 +42,7 @@ from subspacelab.nets.training import TrainEnv, fit
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 BatchedLoss = Callable[[Sequence[Sequence[Tensor]]], Tensor]
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")  # adam: L2 decay in the gradient; adamw: decoupled
 # a step after every member stopped returns None on purpose (the run then ends)
 warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")
 SCHEDULES = ("constant", "cosine")
@@ -143,8 +143,10 @@ def zipped_loader(
 class JointModule(L.LightningModule):
     """The sum of independent members' losses, one optimiser group per member.
 
-    ``optimizer``: ``"adam"`` or ``"sgd"`` (with ``momentum``); ``schedule``: ``"constant"`` or
-    ``"cosine"`` (per step, to 0 over the run). ``batched(batches)``, if given, returns every
+    ``optimizer``: ``"adam"`` (weight decay as L2 in the gradient), ``"adamw"`` (decoupled weight
+    decay, Loshchilov & Hutter, arXiv 1711.05101) or ``"sgd"`` (with ``momentum``); ``schedule``:
+    ``"constant"`` or ``"cosine"`` (per step, to 0 over the run), the first ``warmup`` fraction of
+    the run's steps rising linearly from 0 (a cosine schedule only). ``batched(batches)``, if given, returns every
     member's loss on its own batch at once (a stacked model evaluating all members in a few ops
     per layer); it must equal the members' own losses up to round-off.
     """
@@ -157,6 +159,7 @@ class JointModule(L.LightningModule):
         optimizer: str = "adam",
         momentum: float = 0.0,
         schedule: str = "constant",
+        warmup: float = 0.0,
         batched: BatchedLoss | None = None,
     ) -> None:
         super().__init__()
@@ -166,11 +169,14 @@ class JointModule(L.LightningModule):
             raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if not 0.0 <= warmup < 1.0 or (warmup > 0 and schedule != "cosine"):
+            raise ValueError(f"warmup must be in [0, 1) and needs the cosine schedule, got {warmup}")
         if batched is not None and any(m.stop is not None for m in members):
             raise ValueError("a batched loss cannot stop members one by one")
         self.members = list(members)
         self.streams = streams
         self.optimizer_name, self.momentum, self.schedule = optimizer, momentum, schedule
+        self.warmup = warmup
         self.batched = batched
         self.nets = nn.ModuleList([m.model for m in members])
         self.groups: list[list[nn.Parameter]] = []
@@ -257,16 +263,18 @@ class JointModule(L.LightningModule):
         self._rows.zero_()
 
     def configure_optimizers(self) -> Any:
-        """Adam or SGD with one group (lr, weight decay) per member, and the schedule."""
+        """Adam, AdamW or SGD with one group (lr, weight decay) per member, and the schedule."""
         groups = [
             {"params": params, "lr": m.lr, "weight_decay": m.weight_decay}
             for m, params in zip(self.members, self.groups, strict=True)
         ]
-        opt: torch.optim.Optimizer = (
-            torch.optim.SGD(groups, lr=self.members[0].lr, momentum=self.momentum)
-            if self.optimizer_name == "sgd"
-            else torch.optim.Adam(groups)
-        )
+        opt: torch.optim.Optimizer
+        if self.optimizer_name == "sgd":
+            opt = torch.optim.SGD(groups, lr=self.members[0].lr, momentum=self.momentum)
+        elif self.optimizer_name == "adamw":
+            opt = torch.optim.AdamW(groups)
+        else:
+            opt = torch.optim.Adam(groups)
         if self.schedule == "constant":
             return opt
         self._total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -276,8 +284,13 @@ class JointModule(L.LightningModule):
         }
 
     def _factor(self, step: int) -> float:
-        """Cosine decay of the learning rate to 0 over the whole run."""
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, self._total) / self._total))
+        """Linear warm-up over the first ``warmup`` fraction of the steps, then cosine decay of
+        the learning rate to 0 at the end of the run (plain cosine when ``warmup`` is 0)."""
+        warm = min(round(self.warmup * self._total), self._total - 1)
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        span = self._total - warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, span) / span))
 
 
 def train_joint(
@@ -290,6 +303,7 @@ def train_joint(
     optimizer: str = "adam",
     momentum: float = 0.0,
     schedule: str = "constant",
+    warmup: float = 0.0,
     batched: BatchedLoss | None = None,
     label: str = "train",
     every: int | None = None,
@@ -307,6 +321,7 @@ def train_joint(
         optimizer=optimizer,
         momentum=momentum,
         schedule=schedule,
+        warmup=warmup,
         batched=batched,
     )
     if loader is None:

@@ -79,8 +79,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Adam for every arm (HiPoNet's lr and weight decay; the baselines' own lr), epochs and
-    clouds per batch (spec §4)."""
+    """AdamW for every arm (HiPoNet's lr and decoupled weight decay; the baselines' own lr, no
+    decay), epochs and clouds per batch (spec §4)."""
 
     epochs: int = param(ge=1)
     batch: int = param(ge=1)

@@ -76,8 +76,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Adam with L2 weight decay (train_joint's; the paper's AdamW decouples it), constant lr,
-    per-member seeded mini-batches, flips + rotation augmentation."""
+    """AdamW (decoupled weight decay, as the paper), constant lr, per-member seeded
+    mini-batches, flips + rotation augmentation."""
 
     epochs: int = param(ge=1)
     batch: int = param(ge=1)

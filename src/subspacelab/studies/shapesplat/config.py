@@ -76,8 +76,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Pretraining and finetuning (Adam, cosine to 0): epochs, batch, learning rates and the
-    (coupled, L2) weight decay."""
+    """Pretraining and finetuning (AdamW, linear warm-up over the first ``warmup`` fraction of
+    the steps, then cosine to 0): epochs, batch, learning rates and the decoupled weight decay."""
 
     pretrain_epochs: int = param(ge=1)
     finetune_epochs: int = param(ge=1)
@@ -85,6 +85,7 @@ class TrainConfig:
     pretrain_lr: float = param(gt=0.0)
     finetune_lr: float = param(gt=0.0)
     weight_decay: float = param(ge=0.0)
+    warmup: float = param(ge=0.0, lt=1.0)
 
 
 @dataclass

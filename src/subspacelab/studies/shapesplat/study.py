@@ -117,7 +117,9 @@ def _pretrain(ctx: Ctx) -> StepOutput:
         members,
         epochs=t.pretrain_epochs,
         batch_size=t.batch,
+        optimizer="adamw",
         schedule="cosine",
+        warmup=t.warmup,
         label="Gaussian-MAE pretraining",
         params={"arms": ",".join(ARMS), "seeds": ",".join(map(str, ctx.seeds))},
     )
@@ -157,7 +159,9 @@ def _finetune(ctx: Ctx) -> StepOutput:
         members,
         epochs=t.finetune_epochs,
         batch_size=t.batch,
+        optimizer="adamw",
         schedule="cosine",
+        warmup=t.warmup,
         label="classification and segmentation finetuning",
         params={"arms": ",".join(ARMS), "seeds": ",".join(map(str, ctx.seeds))},
     )
@@ -301,9 +305,6 @@ LEFT_OUT = "\n".join(
 DEVIATION_ROWS = (
     ("splats", "optimised 3DGS (59 params)", "128-component GMM, 10 EM iterations (14 params)",
      "spec §6 miniature; no SH beyond DC, colour from random per-part colours"),
-    ("optimiser", "AdamW wd 0.05, 10 warm-up epochs, cosine", "Adam (L2 weight decay from "
-     "params), no warm-up, cosine to 0", "train_joint offers Adam/SGD; 15 epochs leave no room "
-     "for a warm-up"),
     ("batch", "400 pretrain / 224 finetune", "64 of the 400 train objects",
      "per-step cost on one CPU core: 20-40 models train side by side"),
     ("encoder", "BatchNorm mini-PointNet, drop-path 0.1, 12 blocks", "LayerNorm, no drop-path, "
