@@ -146,9 +146,9 @@ class JointModule(L.LightningModule):
     ``optimizer``: ``"adam"`` (weight decay as L2 in the gradient), ``"adamw"`` (decoupled weight
     decay, Loshchilov & Hutter, arXiv 1711.05101) or ``"sgd"`` (with ``momentum``); ``schedule``:
     ``"constant"`` or ``"cosine"`` (per step, to 0 over the run), the first ``warmup`` fraction of
-    the run's steps rising linearly from 0 (a cosine schedule only). ``batched(batches)``, if given, returns every
-    member's loss on its own batch at once (a stacked model evaluating all members in a few ops
-    per layer); it must equal the members' own losses up to round-off.
+    the run's steps rising linearly from 0 (a cosine schedule only). ``batched(batches)``, if
+    given, returns every member's loss on its own batch at once (a stacked model evaluating all
+    members in a few ops per layer); it must equal the members' own losses up to round-off.
     """
 
     def __init__(
@@ -170,7 +170,7 @@ class JointModule(L.LightningModule):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
         if not 0.0 <= warmup < 1.0 or (warmup > 0 and schedule != "cosine"):
-            raise ValueError(f"warmup must be in [0, 1) and needs the cosine schedule, got {warmup}")
+            raise ValueError(f"warmup must be in [0, 1) with the cosine schedule, got {warmup}")
         if batched is not None and any(m.stop is not None for m in members):
             raise ValueError("a batched loss cannot stop members one by one")
         self.members = list(members)

@@ -145,7 +145,8 @@ def _shape(raw: dict[str, Tensor]) -> tuple[int, int]:
 
 def _fit(ctx: Ctx) -> StepOutput:
     """Every neural arm and seed in one joint run (AdamW; HiPoNet's lr and weight decay, the
-    baselines' lr without decay); each member ends where its own run would. Also the views at init."""
+    baselines' lr without decay); each member ends where its own run would. Also the views at
+    init."""
     from subspacelab.api import Member, train_joint
 
     t = ctx.cfg.train
