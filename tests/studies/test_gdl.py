@@ -442,3 +442,42 @@ def test_the_full_profile_lists_the_molecule_pins() -> None:
     params["gdl"]["full"]["data"]["molecules"]["qm9_split"] = [10, 10]
     with pytest.raises(ParamsError, match="qm9_split"):
         study_config(GdlConfig, params, "gdl", "full")
+
+
+class _Ctx:
+    """What save_molecules uses of a step context: config, lab root, save, seeded."""
+
+    def __init__(self, cfg: GdlConfig, root: Path) -> None:
+        self.cfg, self.root, self.saved = cfg, root, {}
+
+    def progress(self, _msg: str) -> None:
+        pass
+
+    def save(self, name: str, tensors: dict) -> None:
+        self.saved[name] = tensors
+
+    def seeded(self) -> list[int]:
+        return self.cfg.seeds
+
+
+def test_the_full_data_step_saves_the_molecules_and_each_seeds_qm9_split(tmp_path: Path) -> None:
+    cfg = study_config(GdlConfig, tiny_params(["gdl"]), "gdl", "full")
+    dl = tmp_path / cfg.data.download_dir
+    dl.mkdir(parents=True)
+    qm9 = _qm9_zip(dl / full.QM9_ARCHIVE, _sdf(SDF_MOLS))
+    hiv = _hiv_zip(dl / full.MOLHIV_ARCHIVE)
+    m = cfg.data.molecules
+    assert m is not None
+    m.qm9_sha256 = hashlib.sha256(qm9.read_bytes()).hexdigest()
+    m.molhiv_sha256 = hashlib.sha256(hiv.read_bytes()).hexdigest()
+    m.qm9_split = [1, 1, 0]
+    ctx = _Ctx(cfg, tmp_path)
+    full.save_molecules(ctx)  # type: ignore[arg-type]
+    assert ctx.saved["molecules/qm9"]["y"].shape == (2, len(m.qm9_targets))
+    assert ctx.saved["molecules/molhiv"]["idx_train"].tolist() == [1]
+    for seed in cfg.seeds:
+        split = ctx.saved[f"seed{seed}/qm9_split"]
+        assert sorted([*split["idx_train"].tolist(), *split["idx_val"].tolist()]) == [0, 1]
+    m.qm9_split = [2, 1, 0]
+    with pytest.raises(ValueError, match="exceeds the 2 molecules"):
+        full.save_molecules(ctx)  # type: ignore[arg-type]
