@@ -31,6 +31,8 @@ UNPINNED_TODAY = [
     "dsl.full.data.images_sha256",
     "dsl.full.data.labels_sha256",
     "flora.full.data.vtab.sha256",
+    "gdl.full.data.molecules.qm9_sha256",
+    "gdl.full.data.molecules.molhiv_sha256",
     "gdl.full.data.mnist_rot_sha256",
     "geo_sae.full.data.scene_sha256",
     "grbf_active.full.data.tables_sha256.airfoil",
@@ -97,6 +99,7 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     sha, rev = "0" * 64, "0" * 40
     params["dsl"]["full"]["data"].update(images_sha256=sha, labels_sha256=sha)
     params["gdl"]["full"]["data"]["mnist_rot_sha256"] = sha
+    params["gdl"]["full"]["data"]["molecules"].update(qm9_sha256=sha, molhiv_sha256=sha)
     params["mhs_vm"]["full"]["data"].update(url="https://example.org/isic2018.zip", sha256=sha)
     params["plato"]["full"]["data"].update(
         points_sha256=sha, captions_sha256=sha, labels_sha256=sha

@@ -3,6 +3,7 @@ the claims both ways and the config's errors."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
 import zipfile
@@ -14,9 +15,10 @@ import torch
 
 from subspacelab.api import Metrics
 from subspacelab.config import ParamsError, study_config
+from subspacelab.data.download import DownloadError
 from subspacelab.modules.equivariance import equivariance_error
 from subspacelab.studies.gdl import core, full
-from subspacelab.studies.gdl.config import GdlConfig
+from subspacelab.studies.gdl.config import QM9_TARGETS, GdlConfig
 from subspacelab.studies.gdl.study import STUDY
 from tests.helpers import tiny_params
 
@@ -280,3 +282,202 @@ def test_the_full_profile_needs_the_archive_pin() -> None:
     params["gdl"]["mini"]["data"]["download_dir"] = "../outside"
     with pytest.raises(ParamsError, match="download_dir"):
         study_config(GdlConfig, params, "gdl", "mini")
+
+
+SDF_MOLS = [
+    # name, atoms (symbol, x, y, z), bonds (1-based a, b, order)
+    ("gdb_1", [("C", -0.0127, 1.0858, 0.008), ("H", 0.0022, -0.006, 0.002)], [(1, 2, 1)]),
+    (
+        "gdb_2",
+        [("N", 0.0, 0.0, 0.0), ("C", 1.2, 0.0, 0.0), ("O", 0.0, 1.3, -0.5)],
+        [(1, 2, 3), (1, 3, 2)],
+    ),
+]
+
+
+def _sdf(mols: list) -> str:
+    """A V2000 SD file in gdb9.sdf's fixed columns."""
+    out = []
+    for name, atoms, bonds in mols:
+        out += [name, "     RDKit          3D", ""]
+        out.append(f"{len(atoms):3d}{len(bonds):3d}  0  0  0  0  0  0  0  0999 V2000")
+        for sym, x, y, z in atoms:
+            out.append(f"{x:10.4f}{y:10.4f}{z:10.4f} {sym:<3} 0  0  0  0  0  0  0  0  0  0  0  0")
+        out += [f"{a:3d}{b:3d}{k:3d}  0" for a, b, k in bonds]
+        out += ["M  END", "$$$$"]
+    return "\n".join(out) + "\n"
+
+
+def _qm9_zip(path: Path, sdf: str, csv_rows: str | None = None) -> Path:
+    header = "mol_id," + ",".join(QM9_TARGETS) + "\n"
+    rows = csv_rows or "".join(
+        f"gdb_{i},{','.join(str(i * 100 + j) for j in range(len(QM9_TARGETS)))}\n" for i in (2, 1)
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(full.QM9_SDF, sdf)
+        z.writestr(full.QM9_CSV, header + rows)
+    return path
+
+
+def test_qm9_reads_atoms_bonds_and_targets_by_mol_id(tmp_path: Path) -> None:
+    archive = _qm9_zip(tmp_path / full.QM9_ARCHIVE, _sdf(SDF_MOLS))
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    folder = full._archive(tmp_path, full.QM9_ARCHIVE, archive.as_uri(), sha, lambda _m: None)
+    g = full.read_qm9(folder, ["mu", "gap"])
+    assert g.num_nodes.tolist() == [2, 3] and g.num_edges.tolist() == [1, 2]
+    assert g.node_feat[:, 0].tolist() == [6, 1, 7, 6, 8]
+    assert g.edges.tolist() == [[0, 1], [0, 1], [0, 2]] and g.edge_feat[:, 0].tolist() == [1, 3, 2]
+    assert g.pos is not None
+    np.testing.assert_allclose(g.pos[0], [-0.0127, 1.0858, 0.008], atol=1e-6)
+    mu, gap = QM9_TARGETS.index("mu"), QM9_TARGETS.index("gap")
+    np.testing.assert_allclose(g.y, [[100 + mu, 100 + gap], [200 + mu, 200 + gap]])  # by mol_id
+    assert set(g.tensors()) == {
+        "num_nodes",
+        "num_edges",
+        "edges",
+        "node_feat",
+        "edge_feat",
+        "y",
+        "pos",
+    }
+
+
+@pytest.mark.parametrize(
+    ("sdf", "match"),
+    [
+        (_sdf(SDF_MOLS).replace(" O  ", " Cl "), "line 16: element 'Cl'"),
+        (_sdf(SDF_MOLS).replace("  1  3  2  0", "  1  4  2  0"), "line 18: bond 1-4"),
+        (_sdf(SDF_MOLS).replace("V2000", "V3000", 1), "line 4: want a V2000"),
+        (_sdf(SDF_MOLS).rsplit("$$$$", 1)[0], "without its closing"),
+    ],
+)
+def test_qm9_sdf_errors_name_the_line(tmp_path: Path, sdf: str, match: str) -> None:
+    (tmp_path / full.QM9_SDF).write_text(sdf)
+    with pytest.raises(ValueError, match=match):
+        full.read_sdf(tmp_path / full.QM9_SDF)
+
+
+def test_qm9_needs_a_target_row_per_molecule(tmp_path: Path) -> None:
+    folder = tmp_path / "q"
+    folder.mkdir()
+    (folder / full.QM9_SDF).write_text(_sdf(SDF_MOLS))
+    (folder / full.QM9_CSV).write_text("mol_id," + ",".join(QM9_TARGETS) + "\ngdb_1" + ",1" * 19)
+    with pytest.raises(ValueError, match="'gdb_2' has no row"):
+        full.read_qm9(folder, ["mu"])
+    (folder / full.QM9_CSV).write_text("mol_id,mu\ngdb_1,x\n")
+    with pytest.raises(ValueError, match="line 2: want numbers"):
+        full.read_qm9(folder, ["mu"])
+
+
+def _gz(text: str) -> bytes:
+    return gzip.compress(text.encode())
+
+
+def _hiv_zip(path: Path, replace: dict[str, str] | None = None, member: str = "") -> Path:
+    """OGB's hiv.zip layout: two graphs (3 and 2 nodes), edges once per bond, local ids."""
+    files = {
+        "raw/edge.csv.gz": "0,1\n1,2\n0,1\n",
+        "raw/node-feat.csv.gz": "5,0,4,5,3,0,2,0,0\n6,0,4,5,2,0,2,0,0\n7,0,3,5,0,0,1,0,0\n"
+        "5,0,4,5,3,0,2,0,0\n7,0,1,5,0,0,1,0,0\n",
+        "raw/edge-feat.csv.gz": "0,0,0\n1,0,1\n0,0,0\n",
+        "raw/graph-label.csv.gz": "0\n1\n",
+        "raw/num-node-list.csv.gz": "3\n2\n",
+        "raw/num-edge-list.csv.gz": "2\n1\n",
+        "split/scaffold/train.csv.gz": "1\n",
+        "split/scaffold/valid.csv.gz": "0\n",
+        "split/scaffold/test.csv.gz": "",
+    } | (replace or {})
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(f"hiv/{name}", _gz(text))
+        if member:
+            z.writestr(member, b"x")
+    return path
+
+
+def test_molhiv_reads_graphs_labels_and_the_scaffold_split(tmp_path: Path) -> None:
+    archive = _hiv_zip(tmp_path / full.MOLHIV_ARCHIVE)
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    folder = full._archive(tmp_path, full.MOLHIV_ARCHIVE, archive.as_uri(), sha, lambda _m: None)
+    g, split = full.read_molhiv(folder)
+    assert g.num_nodes.tolist() == [3, 2] and g.num_edges.tolist() == [2, 1]
+    assert g.node_feat.shape == (5, 9) and g.edge_feat.shape == (3, 3) and g.pos is None
+    assert g.y[:, 0].tolist() == [0.0, 1.0] and g.edges.tolist() == [[0, 1], [1, 2], [0, 1]]
+    assert split["train"].tolist() == [1] and split["valid"].tolist() == [0]
+    assert split["test"].tolist() == []
+
+
+@pytest.mark.parametrize(
+    ("replace", "match"),
+    [
+        ({"raw/edge.csv.gz": "0,1\n1,x\n0,1\n"}, r"edge\.csv\.gz line 2: want integers"),
+        ({"raw/edge.csv.gz": "0,1\n1,2\n0,2\n"}, r"edge\.csv\.gz line 3: node id outside"),
+        ({"raw/node-feat.csv.gz": "1,2\n3\n"}, r"node-feat\.csv\.gz line 2: want 2 values"),
+        ({"raw/num-edge-list.csv.gz": "2\n2\n"}, "rows for 4 edges"),
+        ({"split/scaffold/test.csv.gz": "1\n"}, "overlap"),
+        ({"raw/graph-label.csv.gz": "0\n2\n"}, "0 or 1"),
+    ],
+)
+def test_molhiv_errors(tmp_path: Path, replace: dict[str, str], match: str) -> None:
+    _hiv_zip(tmp_path / "h.zip", replace)
+    full.safe_extract(tmp_path / "h.zip", tmp_path / "h")
+    with pytest.raises(ValueError, match=match):
+        full.read_molhiv(tmp_path / "h")
+
+
+def test_molecule_archives_refuse_escaping_members(tmp_path: Path) -> None:
+    archive = _hiv_zip(tmp_path / full.MOLHIV_ARCHIVE, member="hiv/../../escape.csv.gz")
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    with pytest.raises(DownloadError, match="unsafe path"):
+        full._archive(tmp_path / "dl", full.MOLHIV_ARCHIVE, archive.as_uri(), sha, lambda _m: None)
+    assert not (tmp_path / "escape.csv.gz").exists() and not (tmp_path / "dl" / "hiv").exists()
+
+
+def test_the_full_profile_lists_the_molecule_pins() -> None:
+    cfg = study_config(GdlConfig, tiny_params(["gdl"]), "gdl", "full")
+    assert cfg.data.molecules is not None
+    assert set(cfg.data.molecules.unpinned()) == {"qm9_sha256", "molhiv_sha256"}
+    assert study_config(GdlConfig, tiny_params(["gdl"]), "gdl", "mini").data.molecules is None
+    params = tiny_params(["gdl"])
+    params["gdl"]["full"]["data"]["molecules"]["qm9_split"] = [10, 10]
+    with pytest.raises(ParamsError, match="qm9_split"):
+        study_config(GdlConfig, params, "gdl", "full")
+
+
+class _Ctx:
+    """What save_molecules uses of a step context: config, lab root, save, seeded."""
+
+    def __init__(self, cfg: GdlConfig, root: Path) -> None:
+        self.cfg, self.root, self.saved = cfg, root, {}
+
+    def progress(self, _msg: str) -> None:
+        pass
+
+    def save(self, name: str, tensors: dict) -> None:
+        self.saved[name] = tensors
+
+    def seeded(self) -> list[int]:
+        return self.cfg.seeds
+
+
+def test_the_full_data_step_saves_the_molecules_and_each_seeds_qm9_split(tmp_path: Path) -> None:
+    cfg = study_config(GdlConfig, tiny_params(["gdl"]), "gdl", "full")
+    dl = tmp_path / cfg.data.download_dir
+    dl.mkdir(parents=True)
+    qm9 = _qm9_zip(dl / full.QM9_ARCHIVE, _sdf(SDF_MOLS))
+    hiv = _hiv_zip(dl / full.MOLHIV_ARCHIVE)
+    m = cfg.data.molecules
+    assert m is not None
+    m.qm9_sha256 = hashlib.sha256(qm9.read_bytes()).hexdigest()
+    m.molhiv_sha256 = hashlib.sha256(hiv.read_bytes()).hexdigest()
+    m.qm9_split = [1, 1, 0]
+    ctx = _Ctx(cfg, tmp_path)
+    full.save_molecules(ctx)  # type: ignore[arg-type]
+    assert ctx.saved["molecules/qm9"]["y"].shape == (2, len(m.qm9_targets))
+    assert ctx.saved["molecules/molhiv"]["idx_train"].tolist() == [1]
+    for seed in cfg.seeds:
+        split = ctx.saved[f"seed{seed}/qm9_split"]
+        assert sorted([*split["idx_train"].tolist(), *split["idx_val"].tolist()]) == [0, 1]
+    m.qm9_split = [2, 1, 0]
+    with pytest.raises(ValueError, match="exceeds the 2 molecules"):
+        full.save_molecules(ctx)  # type: ignore[arg-type]

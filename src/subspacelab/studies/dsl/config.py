@@ -6,15 +6,25 @@ from dataclasses import dataclass
 
 from subspacelab.api import param
 
+# The full profile's datasets (spec §7) and the archive each is read from.
+FULL_SOURCES = {
+    "isic2019": "ISIC_2019_Training_Input.zip",
+    "mura": "MURA-v1.1.zip",
+    "hyperkvasir": "hyper-kvasir-labeled-images.zip",
+}
+
 
 @dataclass
 class DataConfig:
     """Mini: procedural lesions (``subspacelab.modules.lesions``), 48×48 RGB, class = shape ×
     hue, split into train / validation (the split rule's held-out NMI) / test, drawn from the
-    seed. Full: ISIC-2019's training images and ground-truth CSV (8 classes), fetched against
-    their SHA-256, resized to ``size`` and split by ``val_fraction``/``test_fraction``."""
+    seed. Full (``source``, studies/dsl/full.py): ISIC-2019's training images archive and
+    ground-truth CSV (8 classes), MURA v1.1's archive (14 classes; registration-gated: a
+    ``file://`` URL of your copy) or HyperKvasir's labelled-images archive (23 classes), fetched
+    against their SHA-256 (``images_*`` the archive, ``labels_*`` ISIC's CSV only), resized to
+    ``size`` and split into ``n_train``/``n_val``/``n_test`` images."""
 
-    source: str = param(choices=("lesions", "isic2019"))
+    source: str = param(choices=("lesions", *FULL_SOURCES))
     n_train: int = param(ge=10)
     n_val: int = param(ge=10)
     n_test: int = param(ge=10)
@@ -38,16 +48,21 @@ class DataConfig:
             bad["radius"] = "a range [low, high]"
         if self.source == "isic2019" and not (self.images_url and self.labels_url):
             bad["images_url"] = "ISIC-2019 needs the images archive and ground-truth CSV URLs"
+        elif self.source in FULL_SOURCES and not self.images_url:
+            bad["images_url"] = f"{FULL_SOURCES[self.source]}'s URL (file:// for a copy)"
+        elif self.source in ("mura", "hyperkvasir") and (self.labels_url or self.labels_sha256):
+            bad["labels_url"] = f"empty: {self.source}'s labels are inside its archive"
         return bad
 
     def unpinned(self) -> dict[str, str]:
-        """ISIC-2019 publishes no checksums: the archives are fetched only against pins."""
-        if self.source != "isic2019":
+        """None of the datasets publishes checksums: the archives are fetched only against
+        pins."""
+        if self.source not in FULL_SOURCES:
             return {}
         missing = {}
         if not self.images_sha256:
-            missing["images_sha256"] = "the SHA-256 of ISIC_2019_Training_Input.zip"
-        if not self.labels_sha256:
+            missing["images_sha256"] = f"the SHA-256 of {FULL_SOURCES[self.source]}"
+        if self.source == "isic2019" and not self.labels_sha256:
             missing["labels_sha256"] = "the SHA-256 of ISIC_2019_Training_GroundTruth.csv"
         return missing
 

@@ -7,6 +7,45 @@ from dataclasses import dataclass
 from subspacelab.api import param
 
 SAMPLE_EFFICIENCY_SIZE = 100  # spec §6 (c): "with 100 training samples"
+# gdb9.sdf.csv's target columns (after mol_id)
+QM9_TARGETS = (
+    "A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve",
+    "u0", "u298", "h298", "g298", "cv", "u0_atom", "u298_atom", "h298_atom", "g298_atom",
+)  # fmt: skip
+
+
+@dataclass
+class MoleculesData:
+    """Full profile only (spec §7): QM9 (torch_geometric's raw ``qm9.zip``) with the
+    ``qm9_targets`` columns, split into ``qm9_split`` train / validation / test molecules per
+    seed (EGNN: 100000 / 17748 / 13083), and ogbg-molhiv (OGB's ``hiv.zip``, its scaffold
+    split); both archives SHA-256 pinned, fetched into ``download_dir``."""
+
+    qm9_url: str = param()
+    qm9_sha256: str = param()
+    qm9_targets: list[str] = param(choices=QM9_TARGETS, min_len=1)
+    qm9_split: list[int] = param(ge=1, min_len=3)
+    molhiv_url: str = param()
+    molhiv_sha256: str = param()
+
+    def check(self) -> dict[str, str]:
+        """Three split sizes; both URLs set."""
+        bad: dict[str, str] = {}
+        if len(self.qm9_split) != 3:
+            bad["qm9_split"] = "[train, validation, test] molecule counts"
+        for name in ("qm9_url", "molhiv_url"):
+            if not getattr(self, name):
+                bad[name] = "the archive's URL (file:// for a copy)"
+        return bad
+
+    def unpinned(self) -> dict[str, str]:
+        """Neither archive publishes a SHA-256: both are fetched only against pins."""
+        missing = {}
+        if not self.qm9_sha256:
+            missing["qm9_sha256"] = "the SHA-256 of qm9.zip (gdb9.sdf, gdb9.sdf.csv)"
+        if not self.molhiv_sha256:
+            missing["molhiv_sha256"] = "the SHA-256 of OGB's hiv.zip"
+        return missing
 
 
 @dataclass
@@ -15,7 +54,7 @@ class DataConfig:
     ``digits_test_size``; or, full scale, MNIST-rot from ``mnist_rot_url`` into
     ``download_dir`` under the lab root), training subsets of ``digits_sizes`` plus the whole
     training split; MNIST-1D (translations); sets, graphs and point clouds
-    (``synthetic_train``/``synthetic_test`` samples each)."""
+    (``synthetic_train``/``synthetic_test`` samples each). Full scale also: ``molecules``."""
 
     digits_source: str = param(choices=("sklearn", "mnist_rot"))
     digits_test_size: float = param(gt=0.0, lt=1.0)
@@ -32,6 +71,9 @@ class DataConfig:
     graph_p: list[float] = param(ge=0.0, le=1.0, min_len=2)
     cloud_points: int = param(ge=3)
     cloud_noise: float = param(ge=0.0)
+    # The one default of a gdl schema: the molecules are full-profile only, and a ``null`` key
+    # in ``mini`` would change the mini data stage's DVC params (and force its rerun).
+    molecules: MoleculesData | None = None
 
     def check(self) -> dict[str, str]:
         """Subset sizes increase, include the claim's 100; edge probabilities in [0, 1]."""

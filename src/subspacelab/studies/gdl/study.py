@@ -155,6 +155,16 @@ def _data(ctx: Ctx) -> StepOutput:
     return StepOutput()
 
 
+def _data_full(ctx: Ctx) -> StepOutput:
+    """Full scale: the five worlds (MNIST-rot digits where configured), plus QM9 and
+    ogbg-molhiv for the molecule worlds where ``data.molecules`` is set (spec §7)."""
+    from subspacelab.studies.gdl.full import save_molecules
+
+    out = _data(ctx)
+    save_molecules(ctx)
+    return out
+
+
 def _digits(ctx: Ctx, seed: int) -> dict[str, Tensor]:
     """sklearn's 8×8 digits, a stratified split seeded by ``seed``, images ``(n, 1, 8, 8)``."""
     dig = embedded.digits(ctx.cfg.data.digits_test_size, seed)
@@ -648,6 +658,7 @@ STUDY = Study(
             _data,
             reads=("data",),
             description="digits, MNIST-1D, sets, graphs, point clouds per seed",
+            full=_data_full,
         ),
         Step(
             "fit",
