@@ -71,9 +71,7 @@ class DataConfig:
     graph_p: list[float] = param(ge=0.0, le=1.0, min_len=2)
     cloud_points: int = param(ge=3)
     cloud_noise: float = param(ge=0.0)
-    # The one default of a gdl schema: the molecules are full-profile only, and a ``null`` key
-    # in ``mini`` would change the mini data stage's DVC params (and force its rerun).
-    molecules: MoleculesData | None = None
+    molecules: MoleculesData | None = param()  # full profile only (null in mini)
 
     def check(self) -> dict[str, str]:
         """Subset sizes increase, include the claim's 100; edge probabilities in [0, 1]."""
