@@ -30,6 +30,7 @@ UNPINNED_TODAY = [
     "diveup.full.model.backbone_sha256[3]",
     "dsl.full.data.images_sha256",
     "dsl.full.data.labels_sha256",
+    "eigenstructures.full.shapenet.archive.sha256",
     "flora.full.data.vtab.sha256",
     "gdl.full.data.mnist_rot_sha256",
     "geo_sae.full.data.scene_sha256",
@@ -113,6 +114,7 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     }
     params["koopman_ib"]["full"]["data"]["cylinder_sha256"] = "0" * 64
     params["xfactors"]["full"]["data"]["dsprites_sha256"] = "0" * 64
+    params["eigenstructures"]["full"]["shapenet"]["archive"]["sha256"] = sha
     params["diffumatch"]["full"]["data"]["hf_revision"] = rev
     params["shapesplat"]["full"]["data"]["hf_revision"] = rev
     params["diveup"]["full"]["model"]["released"].update(diveup_sha256=sha, naf_sha256=sha)
