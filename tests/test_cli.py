@@ -30,6 +30,7 @@ UNPINNED_TODAY = [
     "diveup.full.model.backbone_sha256[3]",
     "dsl.full.data.images_sha256",
     "dsl.full.data.labels_sha256",
+    "eigenstructures.full.shapenet.archive.sha256",
     "flora.full.data.vtab.sha256",
     "gdl.full.data.molecules.qm9_sha256",
     "gdl.full.data.molecules.molhiv_sha256",
@@ -44,6 +45,8 @@ UNPINNED_TODAY = [
     "koopman_ib.full.data.cylinder_sha256",
     "mhs_vm.full.data.url",
     "mhs_vm.full.data.sha256",
+    "molrg_diffusion.full.jacobian.hf_revision",
+    "molrg_diffusion.full.jacobian.weights_sha256",
     "plato.full.data.points_sha256",
     "plato.full.data.captions_sha256",
     "plato.full.data.labels_sha256",
@@ -116,6 +119,8 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     }
     params["koopman_ib"]["full"]["data"]["cylinder_sha256"] = "0" * 64
     params["xfactors"]["full"]["data"]["dsprites_sha256"] = "0" * 64
+    params["eigenstructures"]["full"]["shapenet"]["archive"]["sha256"] = sha
+    params["molrg_diffusion"]["full"]["jacobian"].update(hf_revision=rev, weights_sha256=sha)
     params["diffumatch"]["full"]["data"]["hf_revision"] = rev
     params["shapesplat"]["full"]["data"]["hf_revision"] = rev
     params["diveup"]["full"]["model"]["released"].update(diveup_sha256=sha, naf_sha256=sha)

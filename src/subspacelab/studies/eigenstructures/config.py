@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
+from subspacelab.recsys.datasets import PinnedFile
 
-MANIFOLDS = ("sphere", "torus", "bumps")
+MANIFOLDS = ("sphere", "torus", "bumps", "shapenet")
 
 
 @dataclass
 class DataConfig:
-    """The worlds: a tilted-density sphere (the claims), a flat torus, a circle of bumps."""
+    """The worlds: a tilted-density sphere (the claims), a flat torus, a circle of bumps; in
+    the full profile also ``shapenet`` (meshes of section ``shapenet``, eigenstructures/full.py)."""
 
     manifolds: list[str] = param(choices=MANIFOLDS, min_len=1)
     n_points: int = param(ge=20)
@@ -78,6 +80,24 @@ class EvalConfig:
 
 
 @dataclass
+class ShapeNetConfig:
+    """The ``shapenet`` world (full profile, spec §7): one mesh of ``synset`` per seed from the
+    user-downloaded ShapeNetCore.v2 zip ``archive`` (SHA-256-pinned), sampled by area; the
+    oracle: the ``functions`` smallest eigenpairs of the samples' ``oracle_knn``-NN Laplacian."""
+
+    archive: PinnedFile = param()
+    synset: str = param()
+    oracle_knn: int = param(ge=2)
+    functions: int = param(ge=2)
+
+    def check(self) -> dict[str, str]:
+        """A ShapeNet synset id."""
+        if not (len(self.synset) == 8 and self.synset.isdigit()):
+            return {"synset": "an 8-digit ShapeNet synset id, e.g. 02691156 (airplane)"}
+        return {}
+
+
+@dataclass
 class EigenstructuresConfig:
     """The eigenstructures study."""
 
@@ -87,3 +107,10 @@ class EigenstructuresConfig:
     model: ModelConfig = param()
     train: TrainConfig = param()
     eval: EvalConfig = param()
+    shapenet: ShapeNetConfig | None = param()  # full profile only (null in mini)
+
+    def check(self) -> dict[str, str]:
+        """The shapenet world needs its section."""
+        if "shapenet" in self.data.manifolds and self.shapenet is None:
+            return {"shapenet": "a section (data.manifolds lists shapenet)"}
+        return {}
