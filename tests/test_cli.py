@@ -42,6 +42,7 @@ UNPINNED_TODAY = [
     "koopman_ib.full.data.cylinder_sha256",
     "mhs_vm.full.data.url",
     "mhs_vm.full.data.sha256",
+    "optfs.full.data.real.log.sha256",
     "plato.full.data.points_sha256",
     "plato.full.data.captions_sha256",
     "plato.full.data.labels_sha256",
@@ -94,6 +95,7 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     params["subspacead"]["full"]["features"]["hf_revision"] = "0" * 40
     params["task_zoo"]["full"]["data"]["vision"]["checksums"]["Partitions.zip"] = "sha256:00"
     params["unified_embedding"]["full"]["data"]["log"]["sha256"] = "0" * 64
+    params["optfs"]["full"]["data"]["real"]["log"]["sha256"] = "0" * 64
     sha, rev = "0" * 64, "0" * 40
     params["dsl"]["full"]["data"].update(images_sha256=sha, labels_sha256=sha)
     params["gdl"]["full"]["data"]["mnist_rot_sha256"] = sha
