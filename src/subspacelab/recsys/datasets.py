@@ -592,7 +592,7 @@ def read_ctr(
 
 
 @dataclass
-class CTRLog:
+class RealCTRLog:
     """The real CTR log of a full profile: ``source`` (a :data:`CTR_FIELDS` key), its pinned
     file (MovieLens-1M's is fetched when absent; the others are placed by hand) and, for
     MovieLens, the smallest rating counted as a click."""

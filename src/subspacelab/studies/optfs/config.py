@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
-from subspacelab.recsys.datasets import CTRLog
+from subspacelab.recsys.datasets import RealCTRLog
 
 
 @dataclass
@@ -32,7 +32,7 @@ class DataConfig:
     data_seed: int = param(ge=0)
     # The one schema default of the lab: mini (whose params must not change) has no such key,
     # and its absence means the generated log; the full profile names its log here.
-    real: CTRLog | None = None
+    real: RealCTRLog | None = None
 
     def check(self) -> dict[str, str]:
         """Sizes that fit together; a real log has ``n_fields`` fields."""

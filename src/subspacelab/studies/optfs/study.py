@@ -37,7 +37,7 @@ from subspacelab.api import (
     write_json,
 )
 from subspacelab.recsys import ctr_log
-from subspacelab.recsys.datasets import CTRLog, FieldVocab
+from subspacelab.recsys.datasets import FieldVocab, RealCTRLog
 from subspacelab.studies.optfs import core
 from subspacelab.studies.optfs.config import OptFSConfig
 
@@ -74,7 +74,7 @@ def _data(ctx: StepContext[OptFSConfig]) -> StepOutput:
     return StepOutput(metrics={"ctr": float(log.y.mean())})
 
 
-def _data_real(ctx: StepContext[OptFSConfig], real: CTRLog) -> StepOutput:
+def _data_real(ctx: StepContext[OptFSConfig], real: RealCTRLog) -> StepOutput:
     """The first rows of a real log, split 8:1:1 in log order; per field, the values seen fewer
     than ``min_count`` times in the training rows share id 0 (the OptFS repository's threshold,
     counted on training rows only), the others get ids 1..V_f. No signal truth is saved."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
-from subspacelab.recsys.datasets import CTR_FIELDS, CTRLog, PinnedFile
+from subspacelab.recsys.datasets import CTR_FIELDS, PinnedFile, RealCTRLog
 
 
 @dataclass
@@ -47,9 +47,9 @@ class DataConfig:
         want = real.fields_problem(self.n_fields)
         return {"n_fields": want} if want else {}
 
-    def real_log(self) -> CTRLog:
+    def real_log(self) -> RealCTRLog:
         """The real log of a source other than ``synthetic``."""
-        return CTRLog(self.source, self.log, self.positive_min)
+        return RealCTRLog(self.source, self.log, self.positive_min)
 
 
 @dataclass
