@@ -1,17 +1,25 @@
-"""cm3: the catalogue, graphs, slerp, (calibrated) uniformity, the arms, claims three ways."""
+"""cm3: the catalogue, graphs, slerp, (calibrated) uniformity, the arms, claims three ways; the
+full profile on a tiny MMRec set (``<name>.inter``, ``image_feat.npy``, ``text_feat.npy``)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from subspacelab.api import DownloadError, ParamsError, load_tensors, read_json, sha256_file
+from subspacelab.config import study_config
 from subspacelab.recsys.catalogue import catalogue
+from subspacelab.recsys.datasets import DatasetError
 from subspacelab.registry import Metrics
+from subspacelab.runner import run_step
 from subspacelab.studies.cm3 import core
+from subspacelab.studies.cm3.config import CM3Config
 from subspacelab.studies.cm3.study import STUDY
+from tests.helpers import make_workspace, tiny_params
 
 
 def test_catalogue_splits_per_user_and_texts_name_the_item() -> None:
@@ -124,3 +132,97 @@ def test_ranking_curves_average_seeds_per_cut_off() -> None:
         assert [r["k"] for r in rows] == [10, 20]
         assert all(set(r) == {curve.x, *curve.ys} for r in rows)
     assert curves["ndcg_vs_k"][1]["directau"] == pytest.approx(0.1 + 0.2 + 0.01)
+
+
+# ------------------------------------------------------------- full profile: an MMRec set
+
+
+def _mmrec_files(where: Path, name: str) -> None:
+    """A tiny MMRec set: 24 items in 2 clusters (near-identical features inside a cluster),
+    12 users with 6 training, 1 validation and 1 test item each, and user 12 cold (test only)."""
+    where.mkdir(parents=True)
+    rows = []
+    for u in range(12):
+        items = [(u + 2 * k) % 24 for k in range(8)]
+        rows += [(u, i, 0) for i in items[:6]] + [(u, items[6], 1), (u, items[7], 2)]
+    rows.append((12, 3, 2))
+    (where / f"{name}.inter").write_text(
+        "userID\titemID\trating\ttimestamp\tx_label\n"
+        + "".join(f"{u}\t{i}\t4.0\t1400000000\t{s}\n" for u, i, s in rows)
+    )
+    rng = np.random.default_rng(0)
+    cluster = np.arange(24) % 2
+    for file, dim in (("image_feat.npy", 16), ("text_feat.npy", 6)):
+        centres = rng.normal(size=(2, dim))
+        feats = centres[cluster] + 0.01 * rng.normal(size=(24, dim))
+        np.save(where / file, feats.astype(np.float32))
+
+
+def _full_params(pins: dict[str, str] | None = None) -> dict:
+    params = tiny_params(["cm3"])
+    full = params["cm3"]["full"]
+    full["seeds"] = [0]
+    full["model"].update(dim=8, layers=1, knn_k=3, similar_threshold=0.5)
+    full["train"].update(epochs=2, batch=32)
+    full["data"]["mmrec"].update(dataset="sports", **(pins or {}))
+    params["lab"] = {**params["lab"], "profile": "full", "device": "cpu"}
+    return params
+
+
+def _pins(where: Path) -> dict[str, str]:
+    names = {"inter": "sports.inter", "image": "image_feat.npy", "text": "text_feat.npy"}
+    return {f"{k}_sha256": sha256_file(where / f) for k, f in names.items()}
+
+
+def test_full_profile_refuses_unpinned_or_mismatched_files(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", _full_params())
+    where = ws / "data/mmrec/sports"
+    _mmrec_files(where, "sports")
+    with pytest.raises(ParamsError, match=r"cm3\.full\.data\.mmrec\.inter_sha256"):
+        run_step(ws, "cm3", "data")
+    make_workspace(ws, _full_params({**_pins(where), "text_sha256": "0" * 64}))
+    with pytest.raises(DownloadError, match="mismatch"):
+        run_step(ws, "cm3", "data")
+    assert not (ws / "data/cm3/data").exists() and (where / "text_feat.npy").is_file()
+
+
+def test_full_config_errors_name_the_key() -> None:
+    params = _full_params()
+    params["cm3"]["full"]["data"]["mmrec"]["dataset"] = "books"
+    with pytest.raises(ParamsError, match=r"cm3\.full\.data\.mmrec\.dataset"):
+        study_config(CM3Config, params, "cm3", "full")
+    params = _full_params({"image_sha256": "abc"})
+    with pytest.raises(ParamsError, match=r"cm3\.full\.data\.mmrec\.image_sha256.*64"):
+        study_config(CM3Config, params, "cm3", "full")
+    params = _full_params()
+    params["cm3"]["full"]["data"]["mmrec"]["dir"] = "../elsewhere"
+    with pytest.raises(ParamsError, match=r"cm3\.full\.data\.mmrec\.dir.*'\.\.'"):
+        study_config(CM3Config, params, "cm3", "full")
+
+
+def test_full_data_step_refuses_an_all_zero_feature_row(tmp_path: Path) -> None:
+    where = tmp_path / "ws/data/mmrec/sports"
+    _mmrec_files(where, "sports")
+    image = np.load(where / "image_feat.npy")
+    image[5] = 0.0
+    np.save(where / "image_feat.npy", image)
+    ws = make_workspace(tmp_path / "ws", _full_params(_pins(where)))
+    with pytest.raises(DatasetError, match=r"image_feat\.npy: 1 item row\(s\) .*item 5"):
+        run_step(ws, "cm3", "data")
+    assert not (ws / "data/cm3/data").exists()
+
+
+def test_full_chain_on_an_mmrec_set(tmp_path: Path) -> None:
+    where = tmp_path / "ws/data/mmrec/sports"
+    _mmrec_files(where, "sports")
+    ws = make_workspace(tmp_path / "ws", _full_params(_pins(where)))
+    for step in ("data", "features", "fit", "evaluate"):
+        run_step(ws, "cm3", step)
+    t, _ = load_tensors(ws / "data/cm3/data/catalogue.safetensors", study="cm3")
+    assert t["train"].shape == (72, 2) and t["val"].shape == (12, 2)
+    assert t["test"].shape == (12, 2)  # the cold user 12 is dropped
+    assert read_json(ws / "data/cm3/data/items.json")["n_users"] == 13
+    text, _ = load_tensors(ws / "data/cm3/features/text.safetensors", study="cm3")
+    assert torch.equal(text["text"], torch.from_numpy(np.load(where / "text_feat.npy")))
+    claims = [c["id"] for c in read_json(ws / "reports/cm3/claims.json")]
+    assert claims == ["R1", "R2", "R3"]

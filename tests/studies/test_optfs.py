@@ -1,15 +1,29 @@
-"""optfs: ids with OOV, gates and their continuation, rewind, selectivity, claims three ways."""
+"""optfs: ids with OOV, gates and their continuation, rewind, selectivity, claims three ways;
+the full profile's data step on a tiny Criteo-format log."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from subspacelab.api import Metrics
+from subspacelab.api import (
+    DownloadError,
+    Metrics,
+    ParamsError,
+    load_tensors,
+    read_json,
+    sha256_file,
+)
+from subspacelab.config import study_config
 from subspacelab.nets.training import LocalEnv
+from subspacelab.runner import run_step
 from subspacelab.studies.optfs import core
+from subspacelab.studies.optfs.config import OptFSConfig
 from subspacelab.studies.optfs.study import STUDY
+from tests.helpers import make_workspace, tiny_params
 
 
 def _vocab() -> core.Vocabulary:
@@ -160,3 +174,95 @@ def test_sweep_curves_one_row_per_lambda() -> None:
         assert all(set(r) == {curve.x, *curve.ys} for r in rows)
     assert curves["auc_vs_lambda"][1]["optfs"] == pytest.approx(0.2)
     assert curves["auc_vs_lambda"][0]["backbone"] == pytest.approx(0.61)
+
+
+# ------------------------------------------------------------------ full profile: a real log
+
+
+def _criteo_line(i: int, c3: str) -> str:
+    """Row i: I1 = i % 4 (other counts empty), C1 = i % 3, C2 = i (unique), C3 given."""
+    ints = [str(i % 4)] + [""] * 12
+    cats = [f"{i % 3:08x}", f"{i:08x}", c3] + [""] * 23
+    return "\t".join([str(i % 2), *ints, *cats]) + "\n"
+
+
+def _full_workspace(tmp_path: Path, pin: bool = True) -> tuple[Path, dict, Path]:
+    """A full-profile workspace over a 320-row Criteo-format log (120/100/100) in which C3's
+    value abc occurs once in training (row 5) and in every validation and test row."""
+    params = tiny_params(["optfs"])
+    full = params["optfs"]["full"]
+    full["data"].update(n_train=120, n_val=100, n_test=100)
+    full["model"] = {"dim": 4, "hidden": [8]}
+    full["search"].update(lambdas=[1e-4, 1e-3], search_epochs=2, retrain_epochs=2, batch=64)
+    params["lab"] = {**params["lab"], "profile": "full", "device": "cpu"}
+    ws = make_workspace(tmp_path / "ws", params)
+    placed = ws / "data/criteo/train.txt"
+    placed.parent.mkdir(parents=True)
+    placed.write_text(
+        "".join(_criteo_line(i, "00000abc" if i == 5 or i >= 120 else "") for i in range(330))
+    )
+    if pin:
+        full["data"]["real"]["log"]["sha256"] = sha256_file(placed)
+        make_workspace(ws, params)
+    return ws, params, placed
+
+
+def test_full_data_step_refuses_an_unpinned_or_mismatched_log(tmp_path: Path) -> None:
+    ws, params, placed = _full_workspace(tmp_path, pin=False)
+    with pytest.raises(ParamsError, match=r"optfs\.full\.data\.real\.log\.sha256"):
+        run_step(ws, "optfs", "data")
+    params["optfs"]["full"]["data"]["real"]["log"]["sha256"] = "0" * 64
+    make_workspace(ws, params)
+    with pytest.raises(DownloadError, match="mismatch"):
+        run_step(ws, "optfs", "data")
+    assert placed.is_file(), "a hand-placed file is never deleted"
+    assert not (ws / "data/optfs/data").exists()
+
+
+def test_full_config_errors_name_the_key() -> None:
+    params = tiny_params(["optfs"])
+    full = params["optfs"]["full"]["data"]
+    full["n_fields"] = 24
+    with pytest.raises(ParamsError, match=r"optfs\.full\.data\.n_fields.*39, the criteo log"):
+        study_config(OptFSConfig, params, "optfs", "full")
+    full["n_fields"], full["real"]["source"] = 39, "kaggle"
+    with pytest.raises(ParamsError, match=r"optfs\.full\.data\.real\.source"):
+        study_config(OptFSConfig, params, "optfs", "full")
+    full["real"]["source"], full["real"]["log"]["file"] = "criteo", ""
+    with pytest.raises(ParamsError, match=r"optfs\.full\.data\.real\.log: .*log\.file"):
+        study_config(OptFSConfig, params, "optfs", "full")
+
+
+def test_full_data_step_maps_values_rare_in_training_to_the_oov_id(tmp_path: Path) -> None:
+    ws, _, _ = _full_workspace(tmp_path)
+    run_step(ws, "optfs", "data")
+    out = ws / "data/optfs/data"
+    t, _ = load_tensors(out / "log.safetensors", study="optfs")
+    x, y = t["x"].numpy(), t["y"].numpy()
+    assert x.shape == (320, 39) and sorted(t) == ["x", "y"]  # no signal truth
+    assert y.tolist() == [float(i % 2) for i in range(320)]
+    meta = read_json(out / "log.json")
+    assert meta["splits"] == [120, 100, 100]
+    # I1 buckets 2, 3, 4, 6 (+ OOV); I2..I13 only "missing"; C1 3 values; C2 none kept;
+    # C3 the empty value only (abc is seen once in training); C4..C26 only empty
+    assert meta["vocab"] == [5] + [2] * 12 + [4, 1, 2] + [2] * 23
+    i = np.arange(320)
+    assert x[:, 0].tolist() == [[1, 2, 3, 4][k % 4] for k in i]
+    assert (x[:, 13] == i % 3 + 1).all()
+    assert (x[:, 14] == 0).all()  # every C2 value occurs once: all OOV
+    c3 = x[:, 15]
+    assert c3[5] == 0 and (c3[120:] == 0).all()  # frequent in val/test, rare in training
+    assert (np.delete(c3[:120], 5) == 1).all()
+
+
+def test_full_chain_on_a_real_log_reports_selectivity_as_not_measured(tmp_path: Path) -> None:
+    ws, _, _ = _full_workspace(tmp_path)
+    for step in ("data", "fit", "evaluate"):
+        run_step(ws, "optfs", step)
+    claims = {c["id"]: c for c in read_json(ws / "reports/optfs/claims.json")}
+    assert claims["R2"]["verdict"] == "inconclusive"
+    assert "not measured" in claims["R2"]["tests"][0]["name"]
+    metrics = read_json(ws / "reports/optfs/metrics.json")
+    names = metrics.get("metrics", metrics)
+    assert "optfs/kept" in names and not any("signal_kept" in k for k in names)
+    assert "| n/a |" in (ws / "reports/optfs/tables.md").read_text()

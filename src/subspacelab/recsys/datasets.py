@@ -589,3 +589,31 @@ def read_ctr(
     if len(y) < n_rows:
         raise DatasetError(f"{path}: {len(y)} rows, the split needs {n_rows}")
     return x[:n_rows].astype(np.int64), y[:n_rows].astype(np.float32)
+
+
+@dataclass
+class RealCTRLog:
+    """The real CTR log of a full profile: ``source`` (a :data:`CTR_FIELDS` key), its pinned
+    file (MovieLens-1M's is fetched when absent; the others are placed by hand) and, for
+    MovieLens, the smallest rating counted as a click."""
+
+    source: str = param(choices=tuple(CTR_FIELDS))
+    log: PinnedFile = param()
+    positive_min: int = param(ge=1, le=5)
+
+    def check(self) -> dict[str, str]:
+        """The log names its file."""
+        return {} if self.log.file else {"log": f"the {self.source} log's file (log.file)"}
+
+    def fields_problem(self, n_fields: int) -> str | None:
+        """What ``n_fields`` must be for this log, where it is not that."""
+        want = CTR_FIELDS[self.source]
+        return None if n_fields == want else f"{want}, the {self.source} log's fields"
+
+    def read(
+        self, root: Path, n_rows: int, progress: Callable[[str], None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n_rows`` rows (:func:`read_ctr`), the file verified against its pin."""
+        if self.source == "movielens":
+            fetch_movielens_1m(Path(root) / self.log.dir, progress)
+        return read_ctr(self.source, self.log.path(root), n_rows, progress, self.positive_min)

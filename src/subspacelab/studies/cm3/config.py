@@ -6,13 +6,58 @@ cm3: Zhou, Wang, Shen 2025, arXiv:2508.01226.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from subspacelab.api import param
+from subspacelab.recsys.datasets import MMREC_DATASETS, MMRecData, PinnedFile, load_mmrec
+
+
+@dataclass
+class MMRecFiles:
+    """One of MMRec's Amazon sets as the MMRec README's data link ships it: ``<dir>/<dataset>/``
+    holds ``<dataset>.inter``, ``image_feat.npy`` (4096-d) and ``text_feat.npy`` (384-d), each
+    pinned by SHA-256 (Google Drive publishes none: pin your copy's)."""
+
+    dataset: str = param(choices=MMREC_DATASETS)
+    dir: str = param()
+    inter_sha256: str = param()
+    image_sha256: str = param()
+    text_sha256: str = param()
+
+    def files(self) -> dict[str, PinnedFile]:
+        """The three pinned files, keyed inter, image, text."""
+        where = PurePosixPath(self.dir, self.dataset).as_posix()
+        return {
+            "inter": PinnedFile(where, f"{self.dataset}.inter", self.inter_sha256),
+            "image": PinnedFile(where, "image_feat.npy", self.image_sha256),
+            "text": PinnedFile(where, "text_feat.npy", self.text_sha256),
+        }
+
+    def check(self) -> dict[str, str]:
+        """A relative directory without '..', pins of 64 hex digits (or empty while unpinned)."""
+        for name, pinned in self.files().items():
+            for key, allowed in pinned.check().items():
+                return {"dir" if key == "dir" else f"{name}_sha256": allowed}
+        return {}
+
+    def unpinned(self) -> dict[str, str]:
+        """The files whose SHA-256 is not pinned."""
+        return {
+            f"{name}_sha256": what
+            for name, pinned in self.files().items()
+            for what in pinned.unpinned().values()
+        }
+
+    def load(self, root: Path) -> MMRecData:
+        """The dataset, every file verified against its pin first."""
+        paths = {name: pinned.path(root) for name, pinned in self.files().items()}
+        return load_mmrec(paths["inter"], paths["image"], paths["text"])
 
 
 @dataclass
 class DataConfig:
-    """The synthetic multimodal catalogue (§6); item texts encoded with MiniLM."""
+    """The synthetic multimodal catalogue (§6), item texts encoded with MiniLM; or (``mmrec``,
+    full profile) an MMRec Amazon set with its own image and text features."""
 
     n_items: int = param(ge=50)
     n_users: int = param(ge=10)
@@ -23,6 +68,9 @@ class DataConfig:
     sharpness: float = param(gt=0)
     data_seed: int = param(ge=0)
     text_batch: int = param(ge=1)
+    # A schema default, as optfs's ``real``: mini (whose params must not change) has no such
+    # key, and its absence means the synthetic catalogue; the full profile names its set here.
+    mmrec: MMRecFiles | None = None
 
 
 @dataclass

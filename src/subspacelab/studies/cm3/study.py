@@ -3,7 +3,10 @@
 * data — a synthetic multimodal catalogue: 1000 items (20 topics x 3 attributes) with templated
   descriptions and image features (a fixed random projection of topic and attributes + noise),
   600 users with Dirichlet topic preferences, ~25 interactions each, split 80/10/10 per user.
-* features — the item descriptions encoded offline with MiniLM (384-d).
+  full: an MMRec Amazon set (Baby, Sports or Clothing: ``<name>.inter``, ``image_feat.npy``,
+  ``text_feat.npy``), pinned by SHA-256, read by ``recsys.datasets.load_mmrec``.
+* features — the item descriptions encoded offline with MiniLM (384-d); full: MMRec's own text
+  features, passed on.
 * fit — per seed, LightGCN-BPR, DirectAU, CM³ and its two ablations trained in one Lightning
   run on the same batches; full-ranking Recall/NDCG@10/20 on the test interactions (training
   and validation items masked); the alignment/uniformity diagnostics.
@@ -36,14 +39,17 @@ from subspacelab.api import (
 )
 from subspacelab.recsys import full_ranking
 from subspacelab.recsys.catalogue import catalogue
+from subspacelab.recsys.datasets import DatasetError
 from subspacelab.studies.cm3 import core
-from subspacelab.studies.cm3.config import CM3Config
+from subspacelab.studies.cm3.config import CM3Config, MMRecFiles
 
 SLUG = "cm3"
 
 
 def _data(ctx: StepContext[CM3Config]) -> StepOutput:
     d = ctx.cfg.data
+    if d.mmrec is not None:
+        return _data_mmrec(ctx, d.mmrec)
     cat = catalogue(
         d.n_items,
         d.n_users,
@@ -71,7 +77,44 @@ def _data(ctx: StepContext[CM3Config]) -> StepOutput:
     return StepOutput()
 
 
+def _data_mmrec(ctx: StepContext[CM3Config], mmrec: MMRecFiles) -> StepOutput:
+    """An MMRec set: its split (cold-start users of validation and test dropped, as MMRec does)
+    and its item features; the kNN graphs need a direction for every item, so an all-zero
+    feature row is refused here, before any training."""
+    data = mmrec.load(ctx.root)
+    for name, feats in (("image", data.image), ("text", data.text)):
+        zero = np.flatnonzero(~feats.any(axis=1))
+        if zero.size:
+            raise DatasetError(
+                f"{mmrec.files()[name].file}: {zero.size} item row(s) are all zero "
+                f"(first: item {zero[0]}); the cosine kNN graph needs a direction for every item"
+            )
+    ctx.save(
+        "catalogue",
+        {
+            "image": data.image,
+            "text": data.text,
+            "train": data.train,
+            "val": data.val,
+            "test": data.test,
+        },
+        kind="data",
+    )
+    write_json(ctx.out / "items.json", {"texts": [], "n_users": data.n_users})
+    ctx.progress(
+        f"MMRec {mmrec.dataset}: {data.n_items} items, {data.n_users} users, "
+        f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test pairs"
+    )
+    return StepOutput(
+        metrics={"items": float(data.n_items), "users": float(data.n_users)},
+    )
+
+
 def _features(ctx: StepContext[CM3Config]) -> StepOutput:
+    if ctx.cfg.data.mmrec is not None:  # MMRec ships its text features (384-d sentence-BERT)
+        text = ctx.load("catalogue", step="data", kind="data")["text"]
+        ctx.save("text", {"text": text}, kind="features")
+        return StepOutput(metrics={"texts": float(text.shape[0])})
     from subspacelab.text import minilm
 
     texts = read_json(ctx.inputs["data"] / "items.json")["texts"]

@@ -8,11 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
+from subspacelab.recsys.datasets import RealCTRLog
 
 
 @dataclass
 class DataConfig:
-    """A generated CTR log with known signal values (§6)."""
+    """A generated CTR log with known signal values (§6), or (``real``, full profile) the first
+    rows of a real one (Criteo, Avazu, KDD12 or MovieLens-1M, as unified_embedding reads them),
+    split in log order; the generator's settings then go unused."""
 
     n_train: int = param(ge=100)
     n_val: int = param(ge=100)
@@ -27,14 +30,18 @@ class DataConfig:
     target_ctr: float = param(gt=0, lt=1)
     min_count: int = param(ge=1)
     data_seed: int = param(ge=0)
+    # The one schema default of the lab: mini (whose params must not change) has no such key,
+    # and its absence means the generated log; the full profile names its log here.
+    real: RealCTRLog | None = None
 
     def check(self) -> dict[str, str]:
-        """Sizes that fit together."""
+        """Sizes that fit together; a real log has ``n_fields`` fields."""
         if self.vocab_min > self.vocab_max:
             return {"vocab_min": f"at most vocab_max ({self.vocab_max})"}
         if self.n_noise >= self.n_fields:
             return {"n_noise": f"fewer than n_fields ({self.n_fields})"}
-        return {}
+        want = self.real.fields_problem(self.n_fields) if self.real else None
+        return {"n_fields": want} if want else {}
 
 
 @dataclass

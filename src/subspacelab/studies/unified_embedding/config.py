@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subspacelab.api import param
-from subspacelab.recsys.datasets import CTR_FIELDS, PinnedFile
+from subspacelab.recsys.datasets import CTR_FIELDS, PinnedFile, RealCTRLog
 
 
 @dataclass
@@ -39,11 +39,17 @@ class DataConfig:
             return {"vocab_min": f"at most vocab_max ({self.vocab_max})"}
         if self.n_noise >= self.n_fields:
             return {"n_noise": f"fewer than n_fields ({self.n_fields})"}
-        if self.source != "synthetic" and not self.log.file:
-            return {"log": f"the {self.source} log's file (log.file)"}
-        if self.source != "synthetic" and self.n_fields != CTR_FIELDS[self.source]:
-            return {"n_fields": f"{CTR_FIELDS[self.source]}, the {self.source} log's fields"}
-        return {}
+        if self.source == "synthetic":
+            return {}
+        real = self.real_log()
+        if problems := real.check():
+            return problems
+        want = real.fields_problem(self.n_fields)
+        return {"n_fields": want} if want else {}
+
+    def real_log(self) -> RealCTRLog:
+        """The real log of a source other than ``synthetic``."""
+        return RealCTRLog(self.source, self.log, self.positive_min)
 
 
 @dataclass

@@ -37,7 +37,6 @@ from subspacelab.api import (
     write_json,
 )
 from subspacelab.recsys import auc, ctr_log, log_loss
-from subspacelab.recsys.datasets import fetch_movielens_1m, read_ctr
 from subspacelab.studies.unified_embedding import core
 from subspacelab.studies.unified_embedding.config import UnifiedEmbeddingConfig
 
@@ -45,18 +44,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 SLUG = "unified_embedding"
-
-
-def _real_log(
-    ctx: StepContext[UnifiedEmbeddingConfig], n_rows: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n_rows`` of the configured real log (MovieLens-1M is fetched if absent;
-    the others are placed by hand), verified against its pin."""
-    d = ctx.cfg.data
-    if d.source == "movielens":
-        fetch_movielens_1m(ctx.root / d.log.dir, ctx.progress)
-    path = d.log.path(ctx.root)
-    return read_ctr(d.source, path, n_rows, ctx.progress, d.positive_min)
 
 
 def _data(ctx: StepContext[UnifiedEmbeddingConfig]) -> StepOutput:
@@ -77,7 +64,7 @@ def _data(ctx: StepContext[UnifiedEmbeddingConfig]) -> StepOutput:
         vocab = list(log.vocab)
         bayes = auc(y[-d.n_test :], logits[-d.n_test :])
     else:
-        x, y = _real_log(ctx, n)
+        x, y = d.real_log().read(ctx.root, n, ctx.progress)
         vocab = [int(v) + 1 for v in x.max(axis=0)]
         logits, bayes = np.zeros(n), float("nan")
     ctx.save("log", {"x": x, "y": y, "logits": logits}, kind="data")
