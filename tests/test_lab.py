@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from subspacelab import registry
-from subspacelab.lab import Chain, to_run
+from subspacelab.lab import Chain, to_run, workspace_key
 from tests.helpers import default_sigint, dvc, dvc_workspace, interrupt_when_computing
 
 STAGES = [f"{s}_{t}" for s in ("fake", "fake2") for t in ("download", "fit", "report")]
@@ -95,6 +95,7 @@ def test_parallel_lab_records_what_sequential_dvc_repro_does(tmp_path: Path) -> 
         line for line in second.stderr.strip().splitlines() if "up to date" in line
     ]
     assert len(second.stderr.strip().splitlines()) == 1
+    assert "no file changed since" in second.stderr  # the full run left its clean status
 
     # one changed param: that chain and the summary rerun, the other chain is not even checked
     params = yaml.safe_load((par / "params.yaml").read_text())
@@ -144,6 +145,43 @@ def test_sigterm_stops_a_driver_started_with_sigint_ignored(tmp_path: Path) -> N
     )
     err = interrupt_when_computing(ws, proc, need_all=True, sig=signal.SIGTERM)
     assert "did not stop" not in err
+
+
+def test_workspace_key_sees_every_file_dvc_status_reads(tmp_path: Path) -> None:
+    """The remembered clean status holds only while no dependency, output, params.yaml or
+    dvc.lock changes: an edit of the same size, a new file in an output folder and a deleted
+    output each change the key; a file no stage names does not."""
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  a_fit:\n    cmd: python -m stages fit a\n    deps: [src/a.py]\n"
+        "    outs: [models/a]\n    metrics: [{reports/a/metrics.json: {cache: false}}]\n"
+    )
+    for rel, text in [
+        ("dvc.lock", "x"),
+        ("params.yaml", "a: 1\n"),
+        ("src/a.py", "one"),
+        ("models/a/w.bin", "w"),
+        ("reports/a/metrics.json", "{}"),
+        ("notes.txt", "n"),
+    ]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    key = workspace_key(tmp_path)
+    (tmp_path / "notes.txt").write_text("other")
+    assert workspace_key(tmp_path) == key
+
+    def changes(edit: Any) -> None:
+        nonlocal key
+        edit()
+        new = workspace_key(tmp_path)
+        assert new != key
+        key = new
+
+    src = tmp_path / "src/a.py"
+    changes(lambda: os.utime(src, ns=(1, src.stat().st_mtime_ns + 1)))  # same size, new mtime
+    changes(lambda: (tmp_path / "models/a/extra.bin").write_text("e"))
+    changes(lambda: (tmp_path / "reports/a/metrics.json").unlink())
+    changes(lambda: (tmp_path / "params.yaml").write_text("a: 2\n"))
+    changes(lambda: (tmp_path / "dvc.lock").write_text("y"))
 
 
 def test_chains_that_use_a_changed_one_rerun_too() -> None:

@@ -10,11 +10,14 @@ runs and what is recorded is DVC's decision, stage by stage, as in a sequential 
 new dvc.lock entries are put in DVC's own (sequential) order at the end.
 
 One in-process ``dvc status`` first tells which chains have anything to do, so a run with
-nothing to do costs one status and no job. Ctrl-C (SIGINT, or SIGTERM) is passed to every job:
-DVC stops the running stage, whose outputs are still in the runner's staging area and never
-reach their place, and records nothing for it; what was recorded before stays. Jobs start with
-SIGINT at its default even when the driver was started with it ignored (``nohup ... &``, a
-shell's background job), so a SIGTERM to such a driver still stops them at once.
+nothing to do costs one status and no job. A clean status is remembered with a digest of the
+(inode, mtime, size) of every file it read (:func:`workspace_key`, the triple DVC's own state
+database trusts before rehashing): while none of them changes, a rerun answers at once. Ctrl-C
+(SIGINT, or SIGTERM) is passed to every job: DVC stops the running stage, whose outputs are
+still in the runner's staging area and never reach their place, and records nothing for it; what
+was recorded before stays. Jobs start with SIGINT at its default even when the driver was
+started with it ignored (``nohup ... &``, a shell's background job), so a SIGTERM to such a
+driver still stops them at once.
 
 Console: one line when a stage starts and one when it ends (``[12/130] gcr_fit 96 s``), our
 warnings and errors, and an end line. Each chain's DVC output goes to ``logs/lab/<slug>.log``,
@@ -43,6 +46,7 @@ import yaml
 from subspacelab.console import DRIVER_ENV, LOG_DIR, PROGRESS_ENV
 
 SUMMARY = "summary"
+CLEAN_STAMP = Path(".dvc/tmp/subspacelab-clean")  # workspace_key() of the last clean status
 NOT_RUN = -1  # the exit code schedule() gives a chain it did not start
 _RUNNING = re.compile(r"^Running stage '([^']+)':")
 _SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached)")
@@ -83,6 +87,49 @@ def chains(root: Path) -> dict[str, Chain]:
             if other is not None and other != slug:
                 out[slug].after.add(other)
     return out
+
+
+def _stat_entries(path: Path, rel: str) -> Iterator[str]:
+    """``rel inode mtime_ns size`` of a file, of every file under a directory, or ``rel -``."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        yield f"{rel} -"
+        return
+    if not path.is_dir():
+        yield f"{rel} {st.st_ino} {st.st_mtime_ns} {st.st_size}"
+        return
+    for sub, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            f = Path(sub) / name
+            st = f.stat()
+            yield f"{f.relative_to(path.parent)} {st.st_ino} {st.st_mtime_ns} {st.st_size}"
+
+
+def workspace_key(root: Path) -> str:
+    """A digest of what ``dvc status`` reads: dvc.yaml, dvc.lock, params.yaml, DVC's config and
+    ignore file, and every stage's dependencies and outputs (directories walked), each file by
+    its inode, modification time and size."""
+    import hashlib
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    stages = yaml.load((root / "dvc.yaml").read_text(), Loader=loader)["stages"]
+    paths = {"dvc.yaml", "dvc.lock", "params.yaml", ".dvc/config", ".dvcignore"}
+    for stage in stages.values():
+        for kind in ("deps", "outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                paths.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        for line in _stat_entries(root / rel, rel):
+            digest.update(f"{line}\n".encode())
+    return digest.hexdigest()
+
+
+def _remember_clean(root: Path, key: str) -> None:
+    stamp = root / CLEAN_STAMP
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
 
 
 class _DirectGet:
@@ -426,7 +473,15 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
     with_summary = set(chosen) >= set(everything)
     total = sum(len(c.stages) for c in plan.values()) + int(with_summary)
     con = Console(total, out)
+    key = workspace_key(root)
+    stamp = root / CLEAN_STAMP
+    if stamp.is_file() and stamp.read_text() == key:
+        took = time.perf_counter() - t0
+        print(f"lab: {total} stages up to date ({took:.1f} s; no file changed since)", file=out)
+        return 0
     changed, order = inspect(root)
+    if not changed:
+        _remember_clean(root, key)
     run = to_run(plan, changed)
     summary = with_summary and (bool(run) or SUMMARY in changed)
     if not run and not summary:
@@ -464,6 +519,9 @@ def run_lab(root: Path, slugs: Sequence[str] | None, jobs: int, out: TextIO = sy
         took = time.perf_counter() - t0
         print(f"{line}; FAILED: {', '.join(failed)} in {took:.0f} s; see {logs}", file=out)
         return 1
+    key = workspace_key(root)  # what the next run's status check would see
+    if with_summary and not inspect(root)[0]:
+        _remember_clean(root, key)
     where = "reports/SUMMARY.md" if with_summary else "reports/<study>/"
     took = time.perf_counter() - t0
     print(f"{line} in {took:.0f} s; front page {where}, logs {LOG_DIR}/, runs: make ui", file=out)
