@@ -68,9 +68,7 @@ class DataConfig:
     sharpness: float = param(gt=0)
     data_seed: int = param(ge=0)
     text_batch: int = param(ge=1)
-    # A schema default, as optfs's ``real``: mini (whose params must not change) has no such
-    # key, and its absence means the synthetic catalogue; the full profile names its set here.
-    mmrec: MMRecFiles | None = None
+    mmrec: MMRecFiles | None = param()  # null: the synthetic catalogue (mini); full names its set
 
 
 @dataclass

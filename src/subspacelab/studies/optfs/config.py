@@ -30,9 +30,7 @@ class DataConfig:
     target_ctr: float = param(gt=0, lt=1)
     min_count: int = param(ge=1)
     data_seed: int = param(ge=0)
-    # The one schema default of the lab: mini (whose params must not change) has no such key,
-    # and its absence means the generated log; the full profile names its log here.
-    real: RealCTRLog | None = None
+    real: RealCTRLog | None = param()  # null: the generated log (mini); full names its log
 
     def check(self) -> dict[str, str]:
         """Sizes that fit together; a real log has ``n_fields`` fields."""
