@@ -15,7 +15,7 @@ from tests.helpers import make_workspace, run_chain, tiny_params, upstream_studi
 def main(slugs: list[str]) -> None:
     """Run each study's tiny chain in a scratch workspace and write its metric values."""
     for slug in slugs or sorted(registry.studies()):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # a late log write
             upstream = upstream_studies(slug)
             ws = make_workspace(Path(tmp) / "ws", tiny_params([*upstream, slug]))
             for other in upstream:
