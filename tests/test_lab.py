@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from dvc.utils.serialize import dumps_yaml, parse_yaml_for_update
 
 from subspacelab import registry
 from subspacelab.lab import Chain, to_run, workspace_key
@@ -77,6 +80,8 @@ def test_parallel_lab_records_what_sequential_dvc_repro_does(tmp_path: Path) -> 
     assert list(par_lock["stages"]) == list(seq_lock["stages"])  # same entries, same order
     assert _outputs_only(par_lock) == _outputs_only(seq_lock)
     assert _files(par) == _files(seq)
+    text = (par / "dvc.lock").read_text()  # DVC's own layout, though jobs wrote it via libyaml
+    assert dumps_yaml(parse_yaml_for_update(text, "dvc.lock")) == text
     assert "Data and pipelines are up to date" in dvc(par, "status").stdout
 
     # the console: a start and an end line per stage, a header and an end line
@@ -182,6 +187,53 @@ def test_workspace_key_sees_every_file_dvc_status_reads(tmp_path: Path) -> None:
     changes(lambda: (tmp_path / "reports/a/metrics.json").unlink())
     changes(lambda: (tmp_path / "params.yaml").write_text("a: 2\n"))
     changes(lambda: (tmp_path / "dvc.lock").write_text("y"))
+
+
+def test_jobs_write_dvc_lock_entries_as_dvc_does(tmp_path: Path) -> None:
+    """A job's libyaml update of dvc.lock holds DVC's entries; DVC's own rewrite of it gives
+    DVC's layout byte for byte (nulls, quoting, long strings); other files go to DVC."""
+    from subspacelab.lab import _lock_for_update
+
+    text = (Path(__file__).parents[1] / "dvc.lock").read_text()
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(text)
+    with _lock_for_update(str(lock)) as data:
+        data["stages"]["extra"] = OrderedDict(  # as DVC's to_lockfile gives it
+            [("cmd", "x"), ("params", OrderedDict([("params.yaml", {"b": 1, "a": None})]))]
+        )
+    extra = yaml.safe_load(lock.read_text())["stages"]["extra"]
+    assert list(extra) == ["cmd", "params"]
+    assert list(extra["params"]["params.yaml"].items()) == [("b", 1), ("a", None)]
+    with _lock_for_update(str(lock)) as data:
+        del data["stages"]["extra"]
+    assert yaml.safe_load(lock.read_text()) == yaml.safe_load(text)
+    assert dumps_yaml(parse_yaml_for_update(lock.read_text(), "dvc.lock")) == text
+    assert not list(tmp_path.glob(".dvc.lock.*"))  # written atomically, nothing left over
+    other = tmp_path / "other.yaml"
+    other.write_text("a: 1  # kept\n")
+    with _lock_for_update(str(other)) as data:
+        data["b"] = 2
+    assert other.read_text() == "a: 1  # kept\nb: 2\n"  # DVC's round trip keeps comments
+
+
+def test_the_longest_remaining_chain_starts_first(tmp_path: Path) -> None:
+    """Chains are started longest remaining path first (recorded compute plus the chains that
+    use them), ties in plan order; a chain without a record counts 0."""
+    from subspacelab.lab import critical_first
+
+    for slug, total in [("a", 10), ("b", 50), ("c", 45), ("d", 30)]:
+        (tmp_path / "reports" / slug).mkdir(parents=True)
+        doc = {"timing_s": {"total": total}}
+        (tmp_path / "reports" / slug / "metrics.json").write_text(json.dumps(doc))
+    plan = {
+        "a": Chain("a", ["a_x"]),
+        "b": Chain("b", ["b_x"]),
+        "c": Chain("c", ["c_x"]),
+        "d": Chain("d", ["d_x"], after={"a"}),
+        "e": Chain("e", ["e_x"]),
+    }
+    # a's path is 10 + 30 = 40: after b (50) and c (45), before d (30); e has no record
+    assert critical_first(tmp_path, plan, ["a", "b", "c", "d", "e"]) == ["b", "c", "a", "d", "e"]
 
 
 def test_chains_that_use_a_changed_one_rerun_too() -> None:
