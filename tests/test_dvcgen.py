@@ -141,7 +141,7 @@ def test_make_lab_waits_for_the_dvc_lock() -> None:
 
     recipe = (REPO / "Makefile").read_text().split("\nlab:", 1)[1].split("\n\n", 1)[0]
     assert "python -m subspacelab lab" in recipe
-    assert _dvc_cmd(["a_b"])[2:5] == ["dvc", "--wait-for-lock", "repro"]
+    assert _dvc_cmd(["a_b"])[2:5] == ["subspacelab.dvcjob", "--wait-for-lock", "repro"]
 
 
 def _interrupted_repro(ws: Path, sig: signal.Signals) -> None:
