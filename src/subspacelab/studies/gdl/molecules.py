@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from subspacelab.api import SeedMetrics, predict, write_json
 from subspacelab.modules.equivariance import Element, equivariance_error
 from subspacelab.modules.equivariant import EGNNLayer, e3
-from subspacelab.recsys.metrics import auc
 from subspacelab.studies.gdl.core import MLP
 from subspacelab.studies.gdl.full import ELEMENTS
 
@@ -337,6 +336,8 @@ def molecule_report(ctx: Ctx) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Per seed: test (and validation) MAE per QM9 target of both arms, the EGNN's and the
     MLP's E(3) invariance error e_eq on test molecules; molhiv ROC-AUC on the scaffold test
     (and validation) split. Metrics and the two tables."""
+    from sklearn.metrics import roc_auc_score
+
     cfg = ctx.cfg.molecule_fit
     assert cfg is not None and ctx.cfg.data.molecules is not None
     targets = ctx.cfg.data.molecules.qm9_targets
@@ -371,7 +372,7 @@ def molecule_report(ctx: Ctx) -> tuple[dict[str, list[float]], dict[str, str]]:
                 idx = hiv[part]
                 labels = hiv["y"][idx, 0].numpy()
                 if len(np.unique(labels)) == 2:
-                    row[f"molhiv/{arm}/{key}"] = auc(
+                    row[f"molhiv/{arm}/{key}"] = roc_auc_score(
                         labels, _logits(model, [t[idx] for t in graphs])
                     )
         per_seed.record(row)
