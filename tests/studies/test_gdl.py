@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import math
 import zipfile
 from pathlib import Path
@@ -481,3 +482,220 @@ def test_the_full_data_step_saves_the_molecules_and_each_seeds_qm9_split(tmp_pat
     m.qm9_split = [2, 1, 0]
     with pytest.raises(ValueError, match="exceeds the 2 molecules"):
         full.save_molecules(ctx)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- molecule arms (full profile)
+
+
+def _atoms(gen: torch.Generator, counts: list[int], pad: int = 0) -> torch.Tensor:
+    """Padded ``[Z, x, y, z]`` molecules of ``counts`` atoms (``pad`` extra padding rows)."""
+    width = max(counts) + pad
+    out = torch.zeros(len(counts), width, 4)
+    z = torch.tensor(list(full.ELEMENTS.values()), dtype=torch.float32)
+    for i, n in enumerate(counts):
+        out[i, :n, 0] = z[torch.randint(len(z), (n,), generator=gen)]
+        out[i, :n, 1:] = torch.randn(n, 3, generator=gen)
+    return out
+
+
+def test_the_egnn_regressor_is_e3_permutation_and_padding_invariant() -> None:
+    from subspacelab.modules.equivariant import e3
+    from subspacelab.studies.gdl import molecules
+
+    torch.manual_seed(0)
+    atoms = _atoms(_gen(), [5, 3, 7])
+    egnn = molecules.EGNNRegressor(16, 3, 2).eval()
+    g = [molecules._on_atoms(e) for e in e3(4, 0, output="invariant")]
+    assert equivariance_error(egnn, atoms, g)["max"] < 1e-5
+    base = molecules.MLP(7 * 4, 16, 2)
+    assert equivariance_error(base, atoms, g)["max"] > 0.05  # the baseline has no E(3) prior
+    with torch.no_grad():
+        want = egnn(atoms)
+        perm = torch.randperm(7, generator=_gen(1))  # shuffles atoms and padding rows alike
+        torch.testing.assert_close(egnn(atoms[:, perm]), want, atol=1e-5, rtol=1e-5)
+        padded = torch.cat([atoms, torch.zeros(3, 4, 4)], dim=1)
+        torch.testing.assert_close(egnn(padded), want, atol=1e-5, rtol=1e-5)
+        alone = egnn(atoms[1:2, :3])  # the 3-atom molecule unpadded, batched alone
+        torch.testing.assert_close(alone, want[1:2], atol=1e-5, rtol=1e-5)
+        # the equivariant coordinates move with the molecule; padding rows stay put
+        rot = molecules._on_atoms(e3(1, 3, output="invariant")[0])
+        _, x, mask = egnn.propagate(atoms)
+        _, x_moved, _ = egnn.propagate(rot.on_input(atoms))
+        moved = rot.on_input(torch.cat([atoms[..., :1], x], dim=-1))[..., 1:]
+        torch.testing.assert_close(
+            x_moved * mask[..., None], moved * mask[..., None], atol=1e-4, rtol=1e-4
+        )
+
+
+def test_the_egnn_layer_with_a_full_mask_is_the_unmasked_layer() -> None:
+    from subspacelab.modules.equivariant import EGNNLayer
+
+    torch.manual_seed(0)
+    layer = EGNNLayer(8)
+    h, x = torch.randn(2, 5, 8), torch.randn(2, 5, 3)
+    with torch.no_grad():
+        for a, b in zip(layer(h, x), layer(h, x, torch.ones(2, 5)), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def _hiv_tensors() -> dict[str, torch.Tensor]:
+    """Six small OGB-style graphs (chains), labels 0/1 alternating, a 2/2/2 split."""
+    counts = [3, 2, 4, 3, 2, 5]
+    gen = _gen(2)
+    nodes = torch.randint(0, 4, (sum(counts), 9), generator=gen)
+    edges = torch.cat([torch.stack([torch.arange(n - 1), torch.arange(1, n)], 1) for n in counts])
+    return {
+        "num_nodes": torch.tensor(counts),
+        "num_edges": torch.tensor([n - 1 for n in counts]),
+        "edges": edges,
+        "node_feat": nodes,
+        "edge_feat": torch.randint(0, 3, (len(edges), 3), generator=gen),
+        "y": torch.tensor([[0.0], [1.0], [0.0], [1.0], [0.0], [1.0]]),
+        "idx_train": torch.tensor([0, 1]),
+        "idx_valid": torch.tensor([2, 3]),
+        "idx_test": torch.tensor([4, 5]),
+    }
+
+
+def test_molhiv_padding_and_the_gin_is_permutation_and_padding_invariant() -> None:
+    from subspacelab.studies.gdl import molecules
+
+    hiv = _hiv_tensors()
+    nodes, edges, bonds = molecules.molhiv_graphs(hiv)
+    assert nodes.shape == (6, 5, 9) and edges.shape == (6, 4, 2) and bonds.shape == (6, 4, 3)
+    assert nodes.dtype == torch.int16 and (nodes[1, 2:] == -1).all()
+    assert edges[0].tolist() == [[0, 1], [1, 2], [-1, -1], [-1, -1]]
+    torch.manual_seed(0)
+    gin = molecules.GIN(molecules.vocab(hiv["node_feat"]), [3, 3, 3], 8, 2, 0.5).eval()
+    with torch.no_grad():
+        want = gin(nodes, edges, bonds)
+        perm = torch.tensor([4, 2, 0, 3, 1])  # relabel the atoms of every graph
+        inv = torch.argsort(perm)
+        moved = edges.long().clone()
+        moved[edges >= 0] = inv[edges.long()[edges >= 0]]
+        got = gin(nodes[:, perm], moved.to(torch.int16), bonds)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        padded = [torch.cat([t, -torch.ones_like(t[:, :2])], 1) for t in (nodes, edges, bonds)]
+        torch.testing.assert_close(gin(*padded), want, atol=1e-5, rtol=1e-5)
+        alone = gin(nodes[1:2, :2], edges[1:2, :1], bonds[1:2, :1])
+        torch.testing.assert_close(alone, want[1:2], atol=1e-5, rtol=1e-5)
+    big = dict(hiv, node_feat=hiv["node_feat"] + 40000)
+    with pytest.raises(ValueError, match="node features values beyond int16"):
+        molecules.molhiv_graphs(big)
+
+
+class _FitCtx(_Ctx):
+    """A step context for the molecule fit and report: saves in memory, trains on the CPU."""
+
+    def __init__(self, cfg: GdlConfig, root: Path) -> None:
+        from subspacelab.nets.training import LocalEnv
+
+        super().__init__(cfg, root)
+        env = LocalEnv()
+        self.lab, self.device, self.out = env.lab, env.device, root
+        self.models: dict[str, dict[str, torch.Tensor]] = {}
+
+    def load(self, name: str, step: str | None = None) -> dict:
+        return self.saved[name]
+
+    def save_model(self, name: str, module: torch.nn.Module) -> None:
+        self.models[name] = {k: v.clone() for k, v in module.state_dict().items()}
+
+    def load_model(self, module: torch.nn.Module, name: str, step: str | None = None):
+        module.load_state_dict(self.models[name])
+        return module
+
+
+def _molecule_cfg(params: dict | None = None) -> GdlConfig:
+    params = params or tiny_params(["gdl"])
+    mf = params["gdl"]["full"]["molecule_fit"]
+    mf["qm9"].update(groups=["mu+gap", "alpha"], layers=2, width=8, epochs=1, batch=2, mlp_width=8)
+    mf["molhiv"].update(layers=2, width=8, epochs=1, batch=1, mlp_width=8)
+    cfg = study_config(GdlConfig, params, "gdl", "full")
+    cfg.seeds = [0, 1]
+    return cfg
+
+
+def test_the_full_fit_and_report_train_and_score_the_molecule_arms(tmp_path: Path) -> None:
+    from subspacelab.studies.gdl import molecules
+
+    cfg = _molecule_cfg()
+    assert cfg.data.molecules is not None and cfg.molecule_fit is not None
+    targets = cfg.data.molecules.qm9_targets
+    atoms = _atoms(_gen(), [3, 5, 4, 2, 6, 3, 4])
+    counts = (atoms[..., 0] > 0).sum(1)
+    flat = atoms[atoms[..., 0] > 0]
+    y = torch.randn(7, len(targets), generator=_gen(3)) * 10 + 100
+    ctx = _FitCtx(cfg, tmp_path)
+    ctx.saved["molecules/qm9"] = {
+        "num_nodes": counts,
+        "node_feat": flat[:, :1].long(),
+        "pos": flat[:, 1:],
+        "y": y,
+    }
+    ctx.saved["molecules/molhiv"] = _hiv_tensors()
+    for seed in cfg.seeds:
+        order = torch.randperm(7, generator=_gen(seed))
+        ctx.saved[f"seed{seed}/qm9_split"] = {
+            "idx_train": order[:4],  # 4 molecules, batch 2: 2 steps
+            "idx_val": order[4:5],
+            "idx_test": order[5:],
+        }
+    torch.testing.assert_close(molecules.qm9_atoms(ctx.saved["molecules/qm9"]), atoms)
+    molecules.fit_molecules(ctx)  # type: ignore[arg-type]
+    assert set(ctx.models) == {
+        f"seed{s}/{w}" for s in (0, 1) for w in (
+            "qm9/mu+gap/egnn", "qm9/mu+gap/mlp", "qm9/alpha/egnn", "qm9/alpha/mlp",
+            "molhiv/gin", "molhiv/mlp",
+        )
+    }  # fmt: skip
+    model = ctx.models["seed0/qm9/mu+gap/egnn"]
+    train = ctx.saved["seed0/qm9_split"]["idx_train"]
+    cols = [targets.index("mu"), targets.index("gap")]
+    torch.testing.assert_close(model["mean"], y[train][:, cols].mean(0))  # the targets' units
+    history = json.loads((tmp_path / "molecule_history.json").read_text())
+    assert all(len(v) == 1 for v in history.values()) and len(history) == 12
+    metrics, tables = molecules.molecule_report(ctx)  # type: ignore[arg-type]
+    for arm in ("egnn", "mlp"):
+        for t in ("mu", "gap", "alpha"):
+            assert len(metrics[f"qm9/{arm}/mae_{t}"]) == 2
+            assert all(v > 0 for v in metrics[f"qm9/{arm}/mae_{t}"])
+    assert max(metrics["qm9/egnn/e_eq_mu+gap"]) < 1e-5 < min(metrics["qm9/mlp/e_eq_mu+gap"])
+    for arm in ("gin", "mlp"):
+        assert all(0 <= v <= 1 for v in metrics[f"molhiv/{arm}/roc_auc"])
+    # an MAE in the CSV's units: the saved model's predictions against the raw targets
+    m = molecules.qm9_model(cfg.molecule_fit, "mlp", atoms.shape[1], 1)
+    m.load_state_dict(ctx.models["seed1/qm9/alpha/mlp"])
+    test = ctx.saved["seed1/qm9_split"]["idx_test"]
+    with torch.no_grad():
+        want = (m.eval()(atoms[test]) - y[test][:, [targets.index("alpha")]]).abs().mean()
+    assert metrics["qm9/mlp/mae_alpha"][1] == pytest.approx(float(want), rel=1e-5)
+    qm9_table = next(v for k, v in tables.items() if k.startswith("QM9"))
+    assert "| gap | Ha |" in qm9_table and "| alpha | bohr³ |" in qm9_table
+    assert "| GIN |" in next(v for k, v in tables.items() if "molhiv" in k)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"qm9": {"groups": ["mu+nope"]}}, "molecule_fit.qm9.groups"),
+        ({"qm9": {"groups": ["mu", "mu+gap"]}}, "molecule_fit.qm9.groups"),
+        ({"qm9": {"schedule": "linear"}}, "schedule"),
+        ({"molhiv": {"dropout": 1.0}}, "dropout"),
+        ({"molhiv": {"layers": 0}}, "layers"),
+    ],
+)
+def test_molecule_fit_config_errors_name_the_field(change: dict, match: str) -> None:
+    params = tiny_params(["gdl"])
+    for part, values in change.items():
+        params["gdl"]["full"]["molecule_fit"][part].update(values)
+    with pytest.raises(ParamsError, match=match):
+        study_config(GdlConfig, params, "gdl", "full")
+
+
+def test_molecule_fit_needs_the_molecules_and_is_null_in_mini() -> None:
+    params = tiny_params(["gdl"])
+    assert study_config(GdlConfig, params, "gdl", "mini").molecule_fit is None
+    params["gdl"]["full"]["data"]["molecules"] = None
+    with pytest.raises(ParamsError, match="molecule_fit"):
+        study_config(GdlConfig, params, "gdl", "full")

@@ -138,7 +138,9 @@ def _mlp(d_in: int, width: int, d_out: int) -> nn.Sequential:
 class EGNNLayer(nn.Module):
     """One E(n)-equivariant layer (Satorras et al., 2021) on a fully connected point cloud:
     ``(h, x) → (h', x')`` with ``h`` ``(B, N, d)`` invariant and ``x`` ``(B, N, n)``
-    equivariant features."""
+    equivariant features. With a node ``mask`` ``(B, N)`` (1 = atom, 0 = padding) clouds of
+    different sizes share one padded batch: messages and coordinate weights from or to padding
+    are zeroed and C = 1/(nᵢ − 1) counts each cloud's own points."""
 
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -146,7 +148,7 @@ class EGNNLayer(nn.Module):
         self.phi_x = _mlp(width, width, 1)
         self.phi_h = _mlp(2 * width, width, width)
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         n = x.shape[1]
         if n < 2:
             raise ValueError("an EGNN layer needs at least two points")
@@ -156,8 +158,14 @@ class EGNNLayer(nn.Module):
         hj = h[:, None, :, :].expand(-1, n, -1, -1)
         m = self.phi_e(torch.cat([hi, hj, sq], dim=-1))  # m_ij
         off = 1.0 - torch.eye(n, dtype=x.dtype, device=x.device)[None, :, :, None]  # j != i
-        m = m * off
-        x = x + (diff * self.phi_x(m)).sum(2) / (n - 1)
+        if mask is None:
+            m = m * off
+            x = x + (diff * self.phi_x(m)).sum(2) / (n - 1)
+        else:
+            pair = off * mask[:, :, None, None] * mask[:, None, :, None]
+            m = m * pair
+            count = (mask.sum(1) - 1).clamp(min=1)[:, None, None]
+            x = x + (diff * self.phi_x(m) * pair).sum(2) / count
         h = h + self.phi_h(torch.cat([h, m.sum(2)], dim=-1))
         return h, x
 

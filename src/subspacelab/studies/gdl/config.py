@@ -147,6 +147,48 @@ class EvalConfig:
 
 
 @dataclass
+class Qm9Fit:
+    """The EGNN (Satorras et al. 2021, arXiv 2102.09844) and its MLP baseline on QM9: one
+    model per seed and target group (``groups``: target names joined by ``+``, e.g.
+    ``homo+lumo+gap``; each target in one group at most), L1 loss on standardised targets,
+    Adam with ``schedule`` over ``epochs`` of ``batch`` molecules."""
+
+    groups: list[str] = param(min_len=1)
+    layers: int = param(ge=1)
+    width: int = param(ge=1)
+    lr: float = param(gt=0.0)
+    weight_decay: float = param(ge=0.0)
+    schedule: str = param(choices=("constant", "cosine"))
+    batch: int = param(ge=1)
+    epochs: int = param(ge=1)
+    mlp_width: int = param(ge=1)
+    mlp_lr: float = param(gt=0.0)
+
+
+@dataclass
+class MolhivFit:
+    """GIN with bond features (Xu et al. 2019, arXiv 1810.00826; OGB's GIN) and an MLP on the
+    summed atom embeddings on ogbg-molhiv: binary cross-entropy, Adam, constant lr."""
+
+    layers: int = param(ge=1)
+    width: int = param(ge=1)
+    dropout: float = param(ge=0.0, lt=1.0)
+    lr: float = param(gt=0.0)
+    batch: int = param(ge=1)
+    epochs: int = param(ge=1)
+    mlp_width: int = param(ge=1)
+    mlp_lr: float = param(gt=0.0)
+
+
+@dataclass
+class MoleculeFit:
+    """Full profile only (spec §7): the molecule arms on ``data.molecules``."""
+
+    qm9: Qm9Fit = param()
+    molhiv: MolhivFit = param()
+
+
+@dataclass
 class GdlConfig:
     """One profile of gdl's section in params.yaml."""
 
@@ -155,13 +197,26 @@ class GdlConfig:
     model: ModelConfig = param()
     train: TrainConfig = param()
     eval: EvalConfig = param()
+    molecule_fit: MoleculeFit | None = param()  # full profile only (null in mini)
 
     def check(self) -> dict[str, str]:
-        """The shifts must include multiples and non-multiples of the total 1-D stride."""
+        """The shifts must include multiples and non-multiples of the total 1-D stride; the
+        molecule arms need the molecules, and their target groups name loaded targets."""
+        bad: dict[str, str] = {}
         total = 1
         for s in self.model.strides:
             total *= s
         multiples = [t for t in self.eval.shifts if t % total == 0]
         if not multiples or len(multiples) == len(self.eval.shifts) or 0 in self.eval.shifts:
-            return {"eval.shifts": f"non-zero shifts, some multiples of {total}, some not"}
-        return {}
+            bad["eval.shifts"] = f"non-zero shifts, some multiples of {total}, some not"
+        if self.molecule_fit is not None:
+            if self.data.molecules is None:
+                bad["molecule_fit"] = "needs data.molecules (QM9 and ogbg-molhiv)"
+                return bad
+            loaded = self.data.molecules.qm9_targets
+            named = [t for g in self.molecule_fit.qm9.groups for t in g.split("+")]
+            if any(t not in loaded for t in named) or len(set(named)) != len(named):
+                bad["molecule_fit.qm9.groups"] = (
+                    f"'+'-joined targets of data.molecules.qm9_targets {loaded}, each once"
+                )
+        return bad
