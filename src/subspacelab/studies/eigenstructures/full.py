@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subspacelab.shapes.blobs import mesh_area
 from subspacelab.shapes.laplacian import eigenbasis, knn_laplacian
 from subspacelab.studies.eigenstructures.config import ShapeNetConfig
 from subspacelab.worlds import manifolds as mf
@@ -103,8 +104,7 @@ def mesh_sample(
     """The mesh centred and rescaled to area 4π, ``n`` points uniform by area (density 1), and
     the ``m`` smallest eigenpairs of the samples' kNN graph Laplacian (functions of mean
     square 1)."""
-    a, b, c = (verts[faces[:, i]] for i in range(3))
-    total = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum()
+    total = mesh_area(verts, faces)
     if not total > 0:
         raise ValueError("the mesh has zero area")
     scaled = (verts - verts.mean(axis=0)) * math.sqrt(4 * math.pi / total)
