@@ -49,6 +49,7 @@ from subspacelab.console import DRIVER_ENV, LOG_DIR, PROGRESS_ENV
 
 SUMMARY = "summary"
 CLEAN_STAMP = Path(".dvc/tmp/subspacelab-clean")  # workspace_key() of the last clean status
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
 NOT_RUN = -1  # the exit code schedule() gives a chain it did not start
 _RUNNING = re.compile(r"^Running stage '([^']+)':")
 _SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached)")
@@ -63,11 +64,15 @@ class Chain:
     after: set[str] = field(default_factory=set)
 
 
+def _stages(root: Path) -> dict[str, Any]:
+    """dvc.yaml's stages, parsed by libyaml."""
+    return yaml.load((root / "dvc.yaml").read_text(), Loader=_LOADER)["stages"]
+
+
 def chains(root: Path) -> dict[str, Chain]:
     """Every study's chain, in dvc.yaml's order, read from dvc.yaml (which the registry
     generates): no study is imported. ``after`` holds the studies whose outputs a chain reads."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
-    stages = yaml.load((root / "dvc.yaml").read_text(), Loader=loader)["stages"]
+    stages = _stages(root)
     out: dict[str, Chain] = {}
     owner: dict[str, str] = {}
     for name, stage in stages.items():
@@ -114,8 +119,7 @@ def workspace_key(root: Path) -> str:
     its inode, modification time and size."""
     import hashlib
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    stages = yaml.load((root / "dvc.yaml").read_text(), Loader=loader)["stages"]
+    stages = _stages(root)
     paths = {"dvc.yaml", "dvc.lock", "params.yaml", ".dvc/config", ".dvcignore"}
     for stage in stages.values():
         for kind in ("deps", "outs", "metrics", "plots"):
@@ -215,9 +219,8 @@ def _lock_for_update(path: Any, fs: Any = None) -> Iterator[Any]:
         with modify_yaml(path, fs=fs) as data:
             yield data
         return
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     target = Path(path)
-    data = yaml.load(target.read_text(), Loader=loader) if target.is_file() else {}
+    data = yaml.load(target.read_text(), Loader=_LOADER) if target.is_file() else {}
     data = data or {}
     yield data
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
