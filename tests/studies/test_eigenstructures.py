@@ -88,6 +88,24 @@ def test_detached_mass_changes_the_gradient_not_the_loss() -> None:
     torch.testing.assert_close(r.grad, grads[1][1])
 
 
+def test_truncation_errors_equal_the_definition_with_g_formed() -> None:
+    """The product form (no n × probes g) gives the definition's values and gradients: g = √n·w⊙f
+    formed, errors mean_p(‖g‖² − cumsum ‖Q_mᵀ g‖²), the mass in the gradient."""
+    gen = torch.Generator().manual_seed(1)
+    raw = torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    f = torch.randn(30, 11, generator=gen, dtype=torch.float64)
+    r1, r2 = raw.clone().requires_grad_(True), raw.clone().requires_grad_(True)
+    fast = core.truncation_errors(core.orthonormal(r1), f)
+    q = core.orthonormal(r2)
+    g = math.sqrt(30) * q[:, :1].abs() * f
+    slow = ((g * g).sum(0)[None, :] - ((q.T @ g) ** 2).cumsum(0)).mean(1)
+    torch.testing.assert_close(fast, slow)
+    weights = torch.arange(1.0, 7.0, dtype=torch.float64)
+    (fast * weights).sum().backward()
+    (slow * weights).sum().backward()
+    torch.testing.assert_close(r1.grad, r2.grad)
+
+
 def test_point_mlp_stack_is_seeded_per_network() -> None:
     a = core.PointMLPStack([3, 8, 4], [0, 1])
     b = core.PointMLPStack([3, 8, 4], [1])
