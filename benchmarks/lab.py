@@ -5,7 +5,9 @@ an older commit exported with ``git archive``:
 
 - ``python -m benchmarks.lab imports [slug ...]``: wall time of a process that imports the stage
   runner and one study, resolves the study and validates its params: everything
-  ``python -m stages <step> <slug>`` does before the step's own code runs (median of 3);
+  ``python -m stages <step> <slug>`` does before the step's own code runs (median of 3); and the
+  same work handed to the lab's fork server (:mod:`subspacelab.forkserver`), as ``make lab``
+  runs a stage;
 - ``python -m benchmarks.lab noop --copy DIR``: copy the checkout to ``DIR``, give every stage a
   placeholder output and let ``dvc commit -f`` record it, then time ``dvc status`` and
   ``dvc repro`` there (nothing is left to run, so both measure DVC's own checks);
@@ -82,6 +84,38 @@ def imports(root: Path, slugs: list[str]) -> dict[str, dict[str, float]]:
     }
     for slug in slugs:
         out[slug] = _median([sys.executable, "-c", code, slug], root)
+    out |= _forked(root, code, slugs)
+    return out
+
+
+def _forked(root: Path, code: str, slugs: list[str], n: int = 3) -> dict[str, dict[str, float]]:
+    """The same pre-step work run as the lab runs a stage: handed to a fork server (started
+    here with the root's code, its imports done before the first timed run). Wall only: the
+    work happens in the server's child, not in a child of this process."""
+    import tempfile
+
+    sys.path[:0] = [str(root / "src")]
+    from subspacelab import forkserver
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "prestep.py").write_text("\n".join(p.strip() for p in code.split(";")))
+        env = _env(root)
+        env["PYTHONPATH"] = f"{tmp}:{env['PYTHONPATH']}"
+        out = {}
+        with forkserver.started(env, Path(tmp) / "server.log") as served:
+            path = served[forkserver.ENV]
+            forkserver.run(path, "prestep", [slugs[0]], str(root), served)  # waits for imports
+            for slug in slugs:
+                walls = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    code_ = forkserver.run(path, "prestep", [slug], str(root), served)
+                    walls.append(time.perf_counter() - t0)
+                    if code_ != 0:
+                        raise RuntimeError(f"prestep {slug} through the fork server: {code_}")
+                out[f"{slug}, forked (as the lab runs it)"] = {
+                    "wall_s": round(statistics.median(walls), 2)
+                }
     return out
 
 

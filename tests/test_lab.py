@@ -93,6 +93,8 @@ def test_parallel_lab_records_what_sequential_dvc_repro_does(tmp_path: Path) -> 
     assert lines[-1].startswith("lab: 7 stage(s) ran, 0 up to date")
     assert (par / "logs/fake_fit.log").is_file()
     assert (par / "logs/lab/fake.log").is_file()
+    served = (par / "logs/lab/forkserver.log").read_text()  # every stage forked, none spawned
+    assert served.count(" runs stages ") == len(stages), served
 
     second = lab(par, "--jobs", "2")
     assert second.returncode == 0, second.stderr
