@@ -429,6 +429,7 @@ def unet_scores(
     out = {}
     for names, stack in stacks:
         gen = torch.Generator().manual_seed(seed)
+        stack.to(env.device)  # Lightning may hand the trained module back on the CPU
         samples = stack.sample(cfg.samples, cfg.sample_steps, gen).double().cpu().numpy()
         for key, got in zip(names, samples, strict=True):
             truth, train = worlds[f"{key}_truth"].numpy(), worlds[f"{key}_x"].numpy()
