@@ -14,6 +14,7 @@ from benchmarks import (
     merging,
     minilm,
     modules,
+    molrg_unets,
     pca_stream,
     probes,
     recsys,
@@ -80,6 +81,7 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
     "sae": sae.section,
     "scan": scan.section,
     "worlds_molrg": worlds_molrg.section,
+    "molrg_unets": molrg_unets.section,
     "worlds_eigen": worlds_eigen.section,
     "modules": modules.section,
     "minilm": minilm.section,
@@ -91,8 +93,9 @@ SECTIONS: dict[str, Callable[[], list[str]]] = {
 }
 PARTS = Path(__file__).with_name("results")
 # Parts measured by their own commands (written in the part), not rerun by this module: the lab
-# machinery's before/after rows need the older commit (`python -m benchmarks.lab`).
-STATIC = ("lab",)
+# machinery's before/after rows need the older commit (`python -m benchmarks.lab`), the stacked
+# U-Nets on a GPU need a GPU machine (`python -m benchmarks.molrg_unets --device cuda`).
+STATIC = ("lab", "molrg_unets_cuda")
 
 
 def main(names: list[str]) -> None:

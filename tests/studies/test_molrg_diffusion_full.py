@@ -15,9 +15,10 @@ from safetensors.torch import save_file
 
 from subspacelab.api import ModelFileError, ParamsError, sha256_file
 from subspacelab.config import study_config, unpinned
+from subspacelab.io import NonFiniteError
 from subspacelab.nets.training import LocalEnv
 from subspacelab.studies.molrg_diffusion import full
-from subspacelab.studies.molrg_diffusion.config import MolrgDiffusionConfig
+from subspacelab.studies.molrg_diffusion.config import MolrgDiffusionConfig, UNetConfig
 from subspacelab.worlds import lowrank
 from tests.helpers import REPO
 
@@ -43,19 +44,134 @@ def test_unet_keeps_the_image_shape_and_preconditions() -> None:
         full.MoLRGUNet(x, resolution=3, width=8, levels=1, sigmas=(0.01, 10.0))
 
 
-def test_unet_scores_train_jointly_and_sample(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    worlds = _world()
+def _unet_cfg(resolution: int = 8) -> UNetConfig:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg = study_config(MolrgDiffusionConfig, params, SLUG, "full").unet
     assert cfg is not None
-    cfg.resolution, cfg.width, cfg.levels, cfg.steps = 8, 8, 2, 3
+    cfg.resolution, cfg.width, cfg.levels, cfg.steps = resolution, 8, 2, 3
     cfg.samples, cfg.sample_steps = 16, 4
-    before = full.MoLRGUNet(worlds["w_x"], 8, 8, 2, (0.002, 80.0)).loss()
-    scores = full.unet_scores(LocalEnv(), cfg, worlds, ["w"], seed=0)
-    assert set(scores["w"]) == {"on", "copy", "score"}
-    assert all(0.0 <= v <= 1.0 for v in scores["w"].values())
-    assert torch.isfinite(before)
+    return cfg
+
+
+def test_unet_scores_train_jointly_and_sample(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    other = _world(nk=4)  # another point count: the two U-Nets are stacked with padding
+    worlds = _world() | {"v_x": other["w_x"], "v_truth": other["w_truth"]}
+    scores = full.unet_scores(LocalEnv(), _unet_cfg(), worlds, ["w", "v"], seed=0)
+    for key in ("w", "v"):
+        assert set(scores[key]) == {"on", "copy", "score"}
+        assert all(0.0 <= v <= 1.0 for v in scores[key].values())
+
+
+def _models(counts: tuple[int, ...] = (5, 9, 2), n: int = 48) -> list[full.MoLRGUNet]:
+    """Per-model U-Nets on (3, 4, 4) worlds of different point counts, in float64."""
+    gen = torch.Generator().manual_seed(7)
+    torch.manual_seed(0)
+    return [
+        full.MoLRGUNet(torch.randn(c, n, generator=gen), 4, 8, 2, (0.002, 80.0)).double()
+        for c in counts
+    ]
+
+
+def _draws(gen: torch.Generator, g: int, nmax: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    sigma = torch.empty(g, nmax, dtype=torch.float64).uniform_(-6.0, 4.0, generator=gen).exp()
+    return sigma, torch.randn(g, nmax, n, generator=gen, dtype=torch.float64)
+
+
+def test_stacked_unets_losses_and_gradients_equal_the_per_model_ones() -> None:
+    models = _models()
+    stack = full.StackedUNets(models).double()
+    sigma, noise = _draws(torch.Generator().manual_seed(1), 3, 9, 48)
+    losses = stack.losses(sigma, noise)
+    losses.sum().backward()
+    for g, model in enumerate(models):
+        n = len(model.x)
+        want = model.loss(sigma[g, :n], noise[g, :n])
+        want.backward()
+        torch.testing.assert_close(losses[g], want, rtol=1e-12, atol=0.0)
+    scale = max(float(p.grad.abs().max()) for m in models for p in m.parameters())
+    names = [name for name, _ in models[0].net.named_parameters()]
+    assert [name for name, _ in stack.net.named_parameters()] == names
+    for name, p in stack.net.named_parameters():
+        for g, model in enumerate(models):
+            q = model.net.get_parameter(name)
+            torch.testing.assert_close(p[g], q, rtol=0.0, atol=0.0)  # the same initial values
+            torch.testing.assert_close(p.grad[g], q.grad, rtol=1e-9, atol=1e-12 * scale)
+
+
+def test_one_adam_over_stacked_parameters_is_independent_adams() -> None:
+    models = _models()
+    stack = full.StackedUNets(models).double()
+    opts = [torch.optim.Adam(m.parameters(), lr=0.01) for m in models]
+    stacked_opt = torch.optim.Adam(stack.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(4):
+        sigma, noise = _draws(gen, 3, 9, 48)
+        stacked_opt.zero_grad()
+        stack.losses(sigma, noise).sum().backward()
+        stacked_opt.step()
+        for g, (model, opt) in enumerate(zip(models, opts, strict=True)):
+            n = len(model.x)
+            opt.zero_grad()
+            model.loss(sigma[g, :n], noise[g, :n]).backward()
+            opt.step()
+    for name, p in stack.net.named_parameters():
+        for g, model in enumerate(models):
+            torch.testing.assert_close(p[g], model.net.get_parameter(name), rtol=1e-9, atol=1e-9)
+
+
+def test_stacked_sampling_equals_per_model_sampling() -> None:
+    models = _models()
+    stack = full.StackedUNets(models).double()
+    got = stack.sample(6, 5, torch.Generator().manual_seed(3))
+    assert got.shape == (3, 6, 48) and got.dtype == torch.float64
+    for g, model in enumerate(models):
+        want = model.sample(6, 5, torch.Generator().manual_seed(3))
+        torch.testing.assert_close(got[g], want, rtol=1e-10, atol=1e-10)
+
+
+def test_stack_unets_keeps_the_loop_s_initial_weights_per_shape() -> None:
+    gen = torch.Generator().manual_seed(4)
+    keys, counts, dims = ["a", "b", "c"], [5, 9, 3], [48, 192, 48]
+    worlds = {
+        f"{k}_x": torch.randn(c, n, generator=gen)
+        for k, c, n in zip(keys, counts, dims, strict=True)
+    }
+    cfg = _unet_cfg(resolution=4)
+    torch.manual_seed(5)
+    loop = [full.MoLRGUNet(worlds[f"{k}_x"], 4, 8, 2, (0.002, 80.0)) for k in keys]
+    torch.manual_seed(5)
+    stacks = full.stack_unets(cfg, worlds, keys)
+    assert {shape: names for shape, (names, _) in stacks.items()} == {
+        (3, 4, 4): ["a", "c"],
+        (12, 4, 4): ["b"],
+    }
+    for names, stack in stacks.values():
+        for g, key in enumerate(names):
+            model = loop[keys.index(key)]
+            for name, t in stack.net.state_dict().items():
+                torch.testing.assert_close(t[g], model.net.state_dict()[name], rtol=0, atol=0)
+            assert float(stack.sigma_data[g]) == model.sigma_data
+            assert float(stack.counts[g]) == len(model.x)
+    with pytest.raises(ValueError, match="image shape"):
+        full.StackedUNets(loop)
+    with pytest.raises(ValueError, match="at least one model"):
+        full.StackedUNets([])
+    other = full.MoLRGUNet(worlds["a_x"], 4, 16, 2, (0.002, 80.0))
+    with pytest.raises(ValueError, match="architecture differs"):
+        full.StackedUNets([loop[0], other])
+
+
+def test_a_diverged_unet_is_named_by_its_world() -> None:
+    models = [m.float() for m in _models()]
+    stacks = [
+        (["s0_a", "s0_b"], full.StackedUNets(models[:2])),
+        (["s0_c"], full.StackedUNets(models[2:])),
+    ]
+    with torch.no_grad():
+        stacks[0][1].net.out[2].bias[1, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"worlds \['s0_b'\] diverged"):
+        full.train_unets(LocalEnv(), stacks, lr=0.01, steps=2, seed=0)
 
 
 def test_generalisation_score_known_answers() -> None:

@@ -8,7 +8,12 @@ Two measurements beside the low-rank DAE grid (which the full profile runs too, 
   σ and σ_data) is trained on the VE denoising loss with EDM's weighting, σ log-uniform. Samples
   from its probability-flow ODE (Euler steps, geometric σ grid) give the spec's generalisation
   score: the share of samples on ∪_k span(U*_k) (relative residual < δ) that are not near-copies
-  of a training point (nearest / second-nearest training distance > 1/3).
+  of a training point (nearest / second-nearest training distance > 1/3). The full grid is
+  thousands of tiny U-Nets, so the worlds of one image shape are trained and sampled as one
+  :class:`StackedUNets` (parameters stacked, grouped convolutions, one Adam over the stacked
+  tensors): each U-Net starts from the weights a loop over the worlds gives it and keeps its
+  own Adam state, σ_data and noise draws; ``tests/studies/test_molrg_diffusion_full.py``
+  checks losses, gradients, Adam steps and samples against the per-model :class:`MoLRGUNet`.
 * **Jacobian rank of a pretrained CIFAR-10 DAE**: NVIDIA's EDM checkpoints are pickles and are
   never loaded; the model is a diffusers DDPM-CIFAR10 UNet2DModel (``jacobian.hf_repo`` at the
   pinned commit ``jacobian.hf_revision``) whose ``diffusion_pytorch_model.safetensors`` is
@@ -23,16 +28,18 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subspacelab.api import ModelFileError, sha256_file
 from subspacelab.data.cifar import fetch_cifar, load_cifar
+from subspacelab.io import NonFiniteError
 from subspacelab.studies.molrg_diffusion.config import WEIGHTS, JacobianConfig, UNetConfig
 
 if TYPE_CHECKING:
@@ -127,25 +134,217 @@ class MoLRGUNet(nn.Module):
         f = self.net((x / var.sqrt()).view(-1, *self.shape), sigma.log() / 4).flatten(1)
         return sd**2 / var * x + s * sd / var.sqrt() * f
 
-    def loss(self) -> Tensor:
-        """EDM-weighted VE denoising loss on every training point, σ log-uniform."""
-        lo, hi = self.log_sigma
-        sigma = torch.exp(lo + (hi - lo) * torch.rand(len(self.x), device=self.x.device))
-        noisy = self.x + sigma[:, None] * torch.randn_like(self.x)
+    def loss(self, sigma: Tensor, noise: Tensor) -> Tensor:
+        """EDM-weighted VE denoising loss on every training point at noise levels ``sigma``
+        (N,) and standard normal ``noise`` (N, n): the per-model reference of
+        :meth:`StackedUNets.losses`, which draws them (σ log-uniform)."""
+        noisy = self.x + sigma[:, None] * noise
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         return (weight * (self(noisy, sigma) - self.x).square().mean(1)).mean()
 
     @torch.no_grad()
     def sample(self, count: int, steps: int, gen: torch.Generator) -> Tensor:
         """``count`` samples of the probability-flow ODE dx/dσ = (x − D(x, σ))/σ, Euler steps
-        from σ_max down a geometric grid of ``steps`` levels, then one last denoising."""
+        from σ_max down a geometric grid of ``steps`` levels, then one last denoising (the
+        per-model reference of :meth:`StackedUNets.sample`)."""
         lo, hi = self.log_sigma
         grid = torch.exp(torch.linspace(hi, lo, steps)).tolist()
-        x = torch.randn(count, self.x.shape[1], generator=gen).to(self.x.device) * grid[0]
+        x = torch.randn(count, self.x.shape[1], generator=gen).to(self.x) * grid[0]
         for s, s_next in itertools.pairwise(grid):
-            sig = torch.full((count,), s, device=x.device)
+            sig = torch.full((count,), s, device=x.device, dtype=x.dtype)
             x = x + (s_next - s) * (x - self(x, sig)) / s
-        return self(x, torch.full((count,), grid[-1], device=x.device))
+        return self(x, torch.full((count,), grid[-1], device=x.device, dtype=x.dtype))
+
+
+# ---------------------------------------------------------------- G U-Nets at once
+
+
+class _Conv(nn.Module):
+    """G Conv2d layers of one shape (stride 1) on ``(B, G·C_in, h, w)``, model g's channels in
+    block g, as one grouped convolution; ``weight`` (G, C_out, C_in, k, k), ``bias`` (G, C_out)."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([c.weight.detach() for c in convs]))
+        self.bias = nn.Parameter(torch.stack([c.bias.detach() for c in convs]))  # type: ignore[union-attr]
+        self.padding = convs[0].padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, G·C_in, h, w) -> (B, G·C_out, h, w)."""
+        w = self.weight
+        return F.conv2d(
+            x, w.flatten(0, 1), self.bias.flatten(), padding=self.padding, groups=len(w)
+        )
+
+
+class _Norm(nn.Module):
+    """G GroupNorms of one shape on ``(B, G·C, h, w)``: model g's ``groups`` channel groups are
+    groups g·groups … of one GroupNorm over G·groups groups (per sample, so padding rows of a
+    batch never mix with real ones)."""
+
+    def __init__(self, norms: Sequence[nn.GroupNorm]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in norms]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in norms]))
+        self.groups, self.eps = norms[0].num_groups, norms[0].eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, G·C, h, w) -> (B, G·C, h, w)."""
+        g = len(self.weight) * self.groups
+        return F.group_norm(x, g, self.weight.flatten(), self.bias.flatten(), self.eps)
+
+
+class _Linear(nn.Module):
+    """G Linear layers of one shape on ``(G, B, in)`` as one batched product."""
+
+    def __init__(self, linears: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in linears]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in linears]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(G, B, in) -> (G, B, out)."""
+        return torch.baddbmm(self.bias[:, None], x, self.weight.mT)
+
+
+class _ResBlock(nn.Module):
+    """G :class:`ResBlock` s of one shape on ``(B, G·C_in, h, w)`` and embeddings (G, B, emb)."""
+
+    def __init__(self, blocks: Sequence[ResBlock]) -> None:
+        super().__init__()
+        self.n1, self.c1 = _Norm([b.n1 for b in blocks]), _Conv([b.c1 for b in blocks])
+        self.e = _Linear([b.e for b in blocks])
+        self.n2, self.c2 = _Norm([b.n2 for b in blocks]), _Conv([b.c2 for b in blocks])
+        skips = [b.skip for b in blocks]
+        self.skip = _Conv(skips) if isinstance(skips[0], nn.Conv2d) else nn.Identity()  # type: ignore[arg-type]
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        """x (B, G·C_in, h, w), e (G, B, emb) -> (B, G·C_out, h, w)."""
+        emb = self.e(e).transpose(0, 1).flatten(1)  # (B, G·C_out)
+        h = self.c1(F.silu(self.n1(x))) + emb[:, :, None, None]
+        return self.skip(x) + self.c2(F.silu(self.n2(h)))
+
+
+class _UNet(nn.Module):
+    """G :class:`UNet` s of one architecture, their parameters stacked (G leading) under the
+    same names as one UNet's, run at once: grouped convolutions and GroupNorms over channel
+    blocks, batched products for the noise embedding."""
+
+    def __init__(self, nets: Sequence[UNet]) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.stack([n.freqs for n in nets]))
+        self.embed = nn.Sequential(_Linear([n.embed[0] for n in nets]), nn.SiLU())  # type: ignore[list-item]
+        self.inp = _Conv([n.inp for n in nets])
+        self.down = nn.ModuleList(
+            _ResBlock(list(b)) for b in zip(*(n.down for n in nets), strict=True)
+        )
+        self.mid = _ResBlock([n.mid for n in nets])
+        self.up = nn.ModuleList(_ResBlock(list(b)) for b in zip(*(n.up for n in nets), strict=True))
+        self.shrink = nn.ModuleList(
+            _Conv(list(c)) for c in zip(*(n.shrink for n in nets), strict=True)
+        )
+        self.out = nn.Sequential(
+            _Norm([n.out[0] for n in nets]),
+            nn.SiLU(),
+            _Conv([n.out[2] for n in nets]),  # type: ignore[list-item]
+        )
+
+    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+        """x (G, B, C, r, r), c_noise (G, B) -> (G, B, C, r, r): model g on its own batch."""
+        g = x.shape[0]
+        f = c_noise[..., None] * self.freqs[:, None] * 2 * math.pi
+        e = self.embed(torch.cat([f.cos(), f.sin()], dim=2))
+        h, skips = self.inp(x.transpose(0, 1).flatten(1, 2)), []
+        for i, block in enumerate(self.down):
+            h = block(h, e)
+            skips.append(h)
+            if i < len(self.down) - 1:
+                h = F.avg_pool2d(h, 2)
+        h = self.mid(h, e)
+        for i, block in enumerate(self.up):
+            if i > 0:
+                h = self.shrink[i - 1](F.interpolate(h, scale_factor=2.0))
+            skip = skips.pop()
+            both = [h.unflatten(1, (g, -1)), skip.unflatten(1, (g, -1))]  # per-model channels
+            h = block(torch.cat(both, dim=2).flatten(1, 2), e)
+        return self.out(h).unflatten(1, (g, -1)).transpose(0, 1)
+
+
+class StackedUNets(nn.Module):
+    """G :class:`MoLRGUNet` s of one image shape and noise range trained and sampled at once
+    (Wang et al. 2024, arXiv:2409.02426, spec §7; EDM preconditioning, Karras et al. 2022,
+    arXiv:2206.00364).
+
+    Each model keeps its own parameters (stacked, G leading: model g's initial values are
+    exactly those of ``models[g]``), its own σ_data and its training points, padded to the
+    largest N with a mask, so that its loss is the mean over its own points only. Summing the
+    G losses mixes no gradients (the models share no parameter), and Adam's update is per
+    element, so one Adam over the stacked tensors is G independent Adams. Each step draws
+    every model's own σ and noise in one (G, N_max, ·) draw."""
+
+    def __init__(self, models: Sequence[MoLRGUNet]) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("StackedUNets needs at least one model")
+        first = models[0]
+        shapes = {k: v.shape for k, v in first.net.state_dict().items()}
+        for i, m in enumerate(models):
+            if m.shape != first.shape or m.log_sigma != first.log_sigma:
+                raise ValueError(
+                    f"model {i}: image shape {m.shape} and log σ range {m.log_sigma} differ from "
+                    f"model 0's {first.shape} and {first.log_sigma}"
+                )
+            if {k: v.shape for k, v in m.net.state_dict().items()} != shapes:
+                raise ValueError(f"model {i}: its U-Net's architecture differs from model 0's")
+        self.shape, self.log_sigma = first.shape, first.log_sigma
+        self.net = _UNet([m.net for m in models])
+        counts = torch.tensor([len(m.x) for m in models])
+        dtype = first.x.dtype
+        x = torch.zeros(len(models), int(counts.max()), first.x.shape[1], dtype=dtype)
+        for i, m in enumerate(models):
+            x[i, : len(m.x)] = m.x
+        self.register_buffer("x", x)
+        self.register_buffer("mask", (torch.arange(x.shape[1]) < counts[:, None]).to(dtype))
+        self.register_buffer("counts", counts.to(dtype))
+        sd = torch.tensor([m.sigma_data for m in models], dtype=dtype)
+        self.register_buffer("sigma_data", sd)
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """x (G, B, n), sigma (G, B) -> x̂₀ (G, B, n), model g's D(x[g], σ[g])."""
+        sd, s = self.sigma_data[:, None, None], sigma[..., None]
+        var = s**2 + sd**2
+        inp = (x / var.sqrt()).unflatten(2, self.shape)
+        f = self.net(inp, sigma.log() / 4).flatten(2)
+        return sd**2 / var * x + s * sd / var.sqrt() * f
+
+    def losses(self, sigma: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+        """Every model's EDM-weighted VE denoising loss (G,), the mean over its own points;
+        σ (G, N_max) log-uniform and ``noise`` (G, N_max, n) standard normal unless given."""
+        if sigma is None:
+            lo, hi = self.log_sigma
+            u = torch.rand(self.mask.shape, device=self.x.device, dtype=self.x.dtype)
+            sigma = torch.exp(lo + (hi - lo) * u)
+        if noise is None:
+            noise = torch.randn_like(self.x)
+        sd = self.sigma_data[:, None]
+        weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+        err = (self(self.x + sigma[..., None] * noise, sigma) - self.x).square().mean(2)
+        return (weight * err * self.mask).sum(1) / self.counts
+
+    @torch.no_grad()
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> Tensor:
+        """``count`` probability-flow ODE samples of every model (G, count, n), as each
+        :meth:`MoLRGUNet.sample` with a generator in ``gen``'s state gives them: every model
+        starts from the same noise, then Euler steps down the geometric σ grid."""
+        lo, hi = self.log_sigma
+        grid = torch.exp(torch.linspace(hi, lo, steps)).tolist()
+        g, n = self.x.shape[0], self.x.shape[2]
+        start = torch.randn(count, n, generator=gen).to(self.x) * grid[0]
+        x = start.expand(g, count, n)
+        for s, s_next in itertools.pairwise(grid):
+            sig = torch.full((g, count), s, device=x.device, dtype=x.dtype)
+            x = x + (s_next - s) * (x - self(x, sig)) / s
+        return self(x, torch.full((g, count), grid[-1], device=x.device, dtype=x.dtype))
 
 
 def generalisation(samples: np.ndarray, truth: np.ndarray, train: np.ndarray, delta: float) -> dict:
@@ -166,25 +365,75 @@ def generalisation(samples: np.ndarray, truth: np.ndarray, train: np.ndarray, de
     }
 
 
+def stack_unets(
+    cfg: UNetConfig, worlds: dict[str, Tensor], keys: list[str]
+) -> dict[tuple[int, ...], tuple[list[str], StackedUNets]]:
+    """One :class:`MoLRGUNet` per world ``key`` (``worlds[key + "_x"]`` its points), built in
+    ``keys``' order (each one's initial weights are those a loop over ``keys`` gives), stacked
+    per image shape: ``{shape: (its keys, their StackedUNets)}``."""
+    sigmas = (cfg.sigma_min, cfg.sigma_max)
+    by_shape: dict[tuple[int, ...], list[tuple[str, MoLRGUNet]]] = {}
+    for k in keys:
+        model = MoLRGUNet(worlds[f"{k}_x"], cfg.resolution, cfg.width, cfg.levels, sigmas)
+        by_shape.setdefault(model.shape, []).append((k, model))
+    return {
+        shape: ([k for k, _ in pairs], StackedUNets([m for _, m in pairs]))
+        for shape, pairs in by_shape.items()
+    }
+
+
+def train_unets(
+    env: TrainEnv,
+    stacks: list[tuple[list[str], StackedUNets]],
+    lr: float,
+    steps: int,
+    seed: int,
+) -> None:
+    """``steps`` full-batch Adam steps of every stack's U-Nets in one joint run (one member
+    per stack, its loss the sum of its models' losses). A NaN/Inf loss stops the run with a
+    NonFiniteError that names the worlds whose U-Nets diverged."""
+    from subspacelab.api import Member, full_batch_loader, train_joint
+
+    last: list[Tensor | None] = [None] * len(stacks)
+
+    def loss(i: int, stack: StackedUNets) -> Tensor:
+        per_model = stack.losses()
+        last[i] = per_model.detach()
+        return per_model.sum()
+
+    members = [
+        Member(stack, lambda *_b, i=i, s=stack: loss(i, s), lr, seed=seed)
+        for i, (_, stack) in enumerate(stacks)
+    ]
+    try:
+        train_joint(env, members, epochs=1, loader=full_batch_loader(steps=steps), label="unet")
+    except NonFiniteError as err:
+        bad = [
+            k
+            for (keys, _), got in zip(stacks, last, strict=True)
+            if got is not None
+            for k, ok in zip(keys, torch.isfinite(got).tolist(), strict=True)
+            if not ok
+        ]
+        raise NonFiniteError(f"{err}; the U-Nets of worlds {bad} diverged") from err
+
+
 def unet_scores(
     env: TrainEnv, cfg: UNetConfig, worlds: dict[str, Tensor], keys: list[str], seed: int
 ) -> dict[str, dict[str, float]]:
     """One U-Net per world ``key`` (``worlds[key + "_x"]`` its points, ``key + "_truth"`` its
-    bases), all trained in one joint run; each one's generalisation score on fresh samples."""
-    from subspacelab.api import Member, full_batch_loader, train_joint
-
-    sigmas = (cfg.sigma_min, cfg.sigma_max)
-    models = [
-        MoLRGUNet(worlds[f"{k}_x"], cfg.resolution, cfg.width, cfg.levels, sigmas) for k in keys
-    ]
-    members = [Member(m, lambda *_b, m=m: m.loss(), cfg.lr, seed=seed) for m in models]
-    train_joint(env, members, epochs=1, loader=full_batch_loader(steps=cfg.steps), label="unet")
+    bases), those of one image shape stacked, all trained in one joint run; each one's
+    generalisation score on fresh samples (every world's from the same start noise)."""
+    stacks = list(stack_unets(cfg, worlds, keys).values())
+    train_unets(env, stacks, cfg.lr, cfg.steps, seed)
     out = {}
-    for key, model in zip(keys, models, strict=True):
+    for names, stack in stacks:
         gen = torch.Generator().manual_seed(seed)
-        samples = model.sample(cfg.samples, cfg.sample_steps, gen).double().cpu().numpy()
-        truth, train = worlds[f"{key}_truth"].numpy(), worlds[f"{key}_x"].numpy()
-        out[key] = generalisation(samples, truth, train, cfg.residual)
+        stack.to(env.device)  # Lightning may hand the trained module back on the CPU
+        samples = stack.sample(cfg.samples, cfg.sample_steps, gen).double().cpu().numpy()
+        for key, got in zip(names, samples, strict=True):
+            truth, train = worlds[f"{key}_truth"].numpy(), worlds[f"{key}_x"].numpy()
+            out[key] = generalisation(got, truth, train, cfg.residual)
     return out
 
 
