@@ -34,6 +34,7 @@ UNPINNED_TODAY = [
     "dsl.full.data.images_sha256",
     "dsl.full.data.labels_sha256",
     "eigenstructures.full.shapenet.archive.sha256",
+    "eigenstructures.full.images.archive.sha256",
     "flora.full.data.vtab.sha256",
     "gdl.full.data.molecules.qm9_sha256",
     "gdl.full.data.molecules.molhiv_sha256",
@@ -128,6 +129,7 @@ def test_check_passes_once_every_input_is_pinned(tmp_path: Path) -> None:
     params["koopman_ib"]["full"]["data"]["cylinder_sha256"] = "0" * 64
     params["xfactors"]["full"]["data"]["dsprites_sha256"] = "0" * 64
     params["eigenstructures"]["full"]["shapenet"]["archive"]["sha256"] = sha
+    params["eigenstructures"]["full"]["images"]["archive"]["sha256"] = sha
     params["molrg_diffusion"]["full"]["jacobian"].update(hf_revision=rev, weights_sha256=sha)
     params["diffumatch"]["full"]["data"]["hf_revision"] = rev
     params["shapesplat"]["full"]["data"]["hf_revision"] = rev

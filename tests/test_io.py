@@ -122,6 +122,34 @@ def test_safe_extract_ok(tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path / "out").as_posix() for p in files] == ["dir/ok.txt"]
 
 
+def test_safe_extract_keeps_only_the_members_asked_for(tmp_path: Path) -> None:
+    for kind in ("tar", "zip"):
+        path = tmp_path / f"a.{kind}"
+        names = ["d/keep.bin", "d/skip.bin", "other.txt"]
+        if kind == "zip":
+            with zipfile.ZipFile(path, "w") as zf:
+                for name in names:
+                    zf.writestr(name, name)
+        else:
+            with tarfile.open(path, "w") as tf:
+                for name in names:
+                    info = tarfile.TarInfo(name)
+                    info.size = len(name)
+                    tf.addfile(info, io.BytesIO(name.encode()))
+        out = tmp_path / f"out_{kind}"
+        files = safe_extract(path, out, keep=lambda name: name.endswith("keep.bin"))
+        assert [p.relative_to(out).as_posix() for p in files] == ["d/keep.bin"]
+        assert (out / "d" / "keep.bin").read_text() == "d/keep.bin"
+        assert not (out / "d" / "skip.bin").exists() and not (out / "other.txt").exists()
+    # a member that is not kept is still checked: a hostile archive is refused all the same
+    with pytest.raises(DownloadError, match="unsafe path"):
+        safe_extract(_tar_with(tmp_path, "../evil.txt"), tmp_path / "o2", keep=lambda _n: False)
+    with pytest.raises(DownloadError, match="link or special"):
+        safe_extract(
+            _tar_with(tmp_path, "link", tarfile.SYMTYPE), tmp_path / "o3", keep=lambda _n: False
+        )
+
+
 @pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
 def test_safe_extract_refuses_traversal(tmp_path: Path, name: str) -> None:
     with pytest.raises(DownloadError, match="unsafe path"):

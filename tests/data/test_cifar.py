@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from subspacelab.data import cifar
-from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar
+from subspacelab.data.cifar import CIFAR_RESOURCES, fetch_cifar, load_cifar, load_cifar_split
 from subspacelab.data.download import DownloadError, Resource
 
 
@@ -89,6 +89,20 @@ def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
     split = load_cifar(_extract(archive, tmp_path / "x"), "cifar100")
     assert split.y_train.tolist() == train[b"fine_labels"]
     assert split.x_test.shape == (2, 3, 32, 32)
+
+
+def test_one_split_is_read_without_the_other(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    test = _batch(rng, 3, b"fine_labels", 100)
+    archive = _write_archive(tmp_path / "c100.tar.gz", "cifar-100-python", {"test": test})
+    x, y = load_cifar_split(_extract(archive, tmp_path / "x"), "cifar100", "test")
+    assert x.shape == (3, 3, 32, 32) and x.dtype == np.float32
+    np.testing.assert_allclose(x.reshape(3, -1), test[b"data"] / 255.0)
+    assert y.tolist() == test[b"fine_labels"]
+    with pytest.raises(DownloadError, match="cifar-100-python/train: missing CIFAR batch"):
+        load_cifar_split(tmp_path / "x", "cifar100", "train")
+    with pytest.raises(ValueError, match="unknown CIFAR split 'val'"):
+        load_cifar_split(tmp_path / "x", "cifar100", "val")
 
 
 def test_fetch_checks_md5_then_extracts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

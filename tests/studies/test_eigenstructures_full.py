@@ -149,7 +149,8 @@ def test_full_profile_lists_the_unpinned_archive_and_needs_its_section() -> None
     cfg = study_config(EigenstructuresConfig, params, SLUG, "full")
     assert "shapenet" in cfg.data.manifolds
     assert [p.split(":")[0] for p in unpinned(cfg, f"{SLUG}.full")] == [
-        f"{SLUG}.full.shapenet.archive.sha256"
+        f"{SLUG}.full.shapenet.archive.sha256",
+        f"{SLUG}.full.images.archive.sha256",
     ]
     mini = study_config(EigenstructuresConfig, params, SLUG, "mini")
     assert mini.shapenet is None and unpinned(mini, f"{SLUG}.mini") == []

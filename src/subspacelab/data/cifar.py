@@ -98,6 +98,32 @@ def _images_and_labels(path: Path, label_key: bytes) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
+def _base(extracted_dir: Path, name: str) -> Path:
+    if name not in _LAYOUT:
+        raise ValueError(f"unknown CIFAR dataset {name!r}; allowed: {', '.join(_LAYOUT)}")
+    folder = _LAYOUT[name][0]
+    base = extracted_dir if extracted_dir.name == folder else extracted_dir / folder
+    if not base.is_dir():
+        raise DownloadError(f"{extracted_dir}: no {folder}/ folder; extract {name}'s archive here")
+    return base
+
+
+def load_cifar_split(extracted_dir: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of CIFAR-10/100 (``"train"`` or ``"test"``) as float32 NCHW images in [0, 1]
+    and int64 labels, in the archive's order; the arguments as in :func:`load_cifar`. Only this
+    split's batch files are read (an archive extracted with just those members will do)."""
+    base = _base(extracted_dir, name)
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown CIFAR split {split!r}; allowed: train, test")
+    _, train_files, test_files, label_key = _LAYOUT[name]
+    parts = [
+        _images_and_labels(base / f, label_key)
+        for f in (train_files if split == "train" else test_files)
+    ]
+    x, y = (np.concatenate(a) for a in zip(*parts, strict=True))
+    return x, y
+
+
 def load_cifar(extracted_dir: Path, name: str) -> Split:
     """Read CIFAR-10/100 from an extracted python-version archive as float32 NCHW in [0, 1].
 
@@ -111,18 +137,8 @@ def load_cifar(extracted_dir: Path, name: str) -> Split:
     Returns:
         A :class:`Split` with ``x`` of shape ``(n, 3, 32, 32)`` and int64 labels.
     """
-    if name not in _LAYOUT:
-        raise ValueError(f"unknown CIFAR dataset {name!r}; allowed: {', '.join(_LAYOUT)}")
-    folder, train_files, test_files, label_key = _LAYOUT[name]
-    base = extracted_dir if extracted_dir.name == folder else extracted_dir / folder
-    if not base.is_dir():
-        raise DownloadError(f"{extracted_dir}: no {folder}/ folder; extract {name}'s archive here")
-    parts = {
-        split: [_images_and_labels(base / f, label_key) for f in files]
-        for split, files in (("train", train_files), ("test", test_files))
-    }
-    x_tr, y_tr = (np.concatenate(a) for a in zip(*parts["train"], strict=True))
-    x_te, y_te = (np.concatenate(a) for a in zip(*parts["test"], strict=True))
+    x_tr, y_tr = load_cifar_split(extracted_dir, name, "train")
+    x_te, y_te = load_cifar_split(extracted_dir, name, "test")
     return Split(x_tr, y_tr, x_te, y_te)
 
 

@@ -152,10 +152,14 @@ def _safe_target(dest: Path, name: str) -> Path:
     return target
 
 
-def safe_extract(archive: Path, dest: Path) -> list[Path]:
+def safe_extract(
+    archive: Path, dest: Path, keep: Callable[[str], bool] | None = None
+) -> list[Path]:
     """Extract a tar(.gz/.bz2/.xz) or zip archive into ``dest`` without path traversal.
 
     Only regular files and directories are extracted; links and special files are refused.
+    ``keep``: when given, only the files whose member name it accepts are written (every
+    member's name and type is still checked, so a hostile archive is refused all the same).
     Extraction goes to a temporary sibling directory that is renamed into place at the end.
     """
     tmp = dest.parent / f".{dest.name}.extract-{os.getpid()}"
@@ -176,6 +180,8 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
                         raise DownloadError(
                             f"{archive}: refusing non-regular member {info.filename!r}"
                         )
+                    if keep is not None and not keep(info.filename):
+                        continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, target.open("wb") as out:
                         shutil.copyfileobj(src, out)
@@ -191,6 +197,8 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
                         raise DownloadError(
                             f"{archive}: refusing link or special member {member.name!r}"
                         )
+                    if keep is not None and not keep(member.name):
+                        continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     src = tf.extractfile(member)
                     if src is None:

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from subspacelab.api import param
 from subspacelab.recsys.datasets import PinnedFile
 
-MANIFOLDS = ("sphere", "torus", "bumps", "shapenet")
+MANIFOLDS = ("sphere", "torus", "bumps", "shapenet", "images")
+IMAGE_SOURCES = ("cifar100", "stl10")
 
 
 @dataclass
 class DataConfig:
     """The worlds: a tilted-density sphere (the claims), a flat torus, a circle of bumps; in
-    the full profile also ``shapenet`` (meshes of section ``shapenet``, eigenstructures/full.py)."""
+    the full profile also ``shapenet`` (meshes of section ``shapenet``, eigenstructures/full.py)
+    and ``images`` (section ``images``, eigenstructures/images.py)."""
 
     manifolds: list[str] = param(choices=MANIFOLDS, min_len=1)
     n_points: int = param(ge=20)
@@ -98,6 +100,37 @@ class ShapeNetConfig:
 
 
 @dataclass
+class ImagesConfig:
+    """The ``images`` world (full profile, spec §3, §4, §7): per seed ``n_points`` images drawn
+    from the test split of ``source`` (CIFAR-100's python tarball or STL-10's binary one, the
+    user-downloaded ``archive``, SHA-256-pinned). Features: the images' pixels, standardised per
+    image, or the rows of ``features_file`` (e.g. CLIP embeddings computed elsewhere, one row per
+    test image in the archive's order; null: pixels); cosine kNN. Oracle: the ``functions``
+    smallest eigenpairs of the samples' ``knn``-NN graph Laplacian. ``k``: the model's basis size
+    on this world (the spec's 20 for image manifolds; ``model.k`` stays the other worlds')."""
+
+    source: str = param(choices=IMAGE_SOURCES)
+    archive: PinnedFile = param()
+    n_points: int = param(ge=20)
+    knn: int = param(ge=2)
+    functions: int = param(ge=2)
+    k: int = param(ge=2)
+    features_file: PinnedFile | None = param()
+
+    def check(self) -> dict[str, str]:
+        """Files named; the kNN graph and the oracle fit in a sample."""
+        if not self.archive.file:
+            return {"archive": f"the {self.source} archive's file name"}
+        if self.features_file is not None and not self.features_file.file:
+            return {"features_file": "a .npy file name, or null for the images' pixels"}
+        if self.knn >= self.n_points:
+            return {"knn": f"below n_points ({self.n_points})"}
+        if self.functions >= self.n_points:
+            return {"functions": f"below n_points ({self.n_points})"}
+        return {}
+
+
+@dataclass
 class EigenstructuresConfig:
     """The eigenstructures study."""
 
@@ -108,9 +141,20 @@ class EigenstructuresConfig:
     train: TrainConfig = param()
     eval: EvalConfig = param()
     shapenet: ShapeNetConfig | None = param()  # full profile only (null in mini)
+    images: ImagesConfig | None = param()  # full profile only (null in mini)
 
     def check(self) -> dict[str, str]:
-        """The shapenet world needs its section."""
-        if "shapenet" in self.data.manifolds and self.shapenet is None:
-            return {"shapenet": "a section (data.manifolds lists shapenet)"}
+        """The shapenet and images worlds need their sections; the image oracle holds the
+        eigenspaces scored."""
+        for name in ("shapenet", "images"):
+            if name in self.data.manifolds and getattr(self, name) is None:
+                return {name: f"a section (data.manifolds lists {name})"}
+        if self.images is not None and self.images.functions < self.eval.groups:
+            return {"images": f"functions must be at least eval.groups ({self.eval.groups})"}
         return {}
+
+    def basis_size(self, manifold: str) -> int:
+        """The model's k on ``manifold``: ``images.k`` on the image world, else ``model.k``."""
+        if manifold == "images" and self.images is not None:
+            return self.images.k
+        return self.model.k
