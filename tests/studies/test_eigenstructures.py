@@ -106,6 +106,21 @@ def test_truncation_errors_equal_the_definition_with_g_formed() -> None:
     torch.testing.assert_close(r1.grad, r2.grad)
 
 
+def test_point_transformer_is_per_seed_and_permutation_equivariant() -> None:
+    """The full profile's network: the same seed gives the same network whatever the seed list;
+    global attention without positions makes it permutation-equivariant over the points."""
+    widths = [3, 8, 16, 5]
+    a = core.PointTransformerStack(widths, [0, 1], layers=2, heads=4, ffn=16)
+    b = core.PointTransformerStack(widths, [1], layers=2, heads=4, ffn=16)
+    x = torch.randn(2, 12, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a(x)[1], b(x[1:])[0])
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a(x[:, perm]), a(x)[:, perm], rtol=1e-4, atol=1e-5)
+    assert a(x).shape == (2, 12, 5)
+    with pytest.raises(ValueError, match="divisible"):
+        core.PointTransformerStack(widths, [0], layers=1, heads=3, ffn=16)
+
+
 def test_point_mlp_stack_is_seeded_per_network() -> None:
     a = core.PointMLPStack([3, 8, 4], [0, 1])
     b = core.PointMLPStack([3, 8, 4], [1])

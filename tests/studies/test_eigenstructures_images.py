@@ -324,7 +324,10 @@ def test_full_chain_over_the_image_world(tmp_path: Path) -> None:
     outputs = {}
     for name in ("sphere", "images"):
         state, _ = load_tensors(next(fit.rglob(f"{name}_learned.safetensors")), study=SLUG)
-        outputs[name] = state[max(k for k in state if k.startswith("weights."))].shape[-1]
+        # the full profile's network: MLP, Transformer encoder, linear head (nets.<seed>.<i>)
+        assert any(".self_attn." in k for k in state)
+        head = max(int(k.split(".")[2]) for k in state if k.startswith("nets.0."))
+        outputs[name] = state[f"nets.0.{head}.weight"].shape[0]
     assert outputs == {"sphere": 10, "images": 6}
     tables = (tmp_path / "ws" / "reports" / SLUG / "tables.md").read_text()
     assert "| images | learned |" in tables and "world images: per seed n test images" in tables

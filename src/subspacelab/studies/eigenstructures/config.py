@@ -58,11 +58,30 @@ class ProbeConfig:
 
 
 @dataclass
+class TransformerConfig:
+    """The paper's Transformer encoder over the points (spec §4: 8 layers, d = the last hidden
+    width, 8 heads, feed-forward 256, no dropout); the MLP before it gets LayerNorm and GELU."""
+
+    layers: int = param(ge=1)
+    heads: int = param(ge=1)
+    ffn: int = param(ge=1)
+
+
+@dataclass
 class ModelConfig:
-    """Per-point MLP widths (input and output added) and the basis size k."""
+    """Per-point MLP widths (input and output added), the basis size k, and the Transformer
+    encoder (full profile, spec §4; null: the miniature's plain per-point MLP, spec §6)."""
 
     hidden: list[int] = param(ge=1, min_len=1)
     k: int = param(ge=2)
+    transformer: TransformerConfig | None = param()
+
+    def check(self) -> dict[str, str]:
+        """Attention heads split the model width."""
+        t = self.transformer
+        if t is not None and self.hidden[-1] % t.heads:
+            return {"transformer": f"heads ({t.heads}) must divide hidden[-1] ({self.hidden[-1]})"}
+        return {}
 
 
 @dataclass

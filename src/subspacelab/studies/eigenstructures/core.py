@@ -47,10 +47,17 @@ def smoother(dist: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
     return (sp.diags(1.0 / deg) @ w).tocsr()
 
 
-def probes(op: sp.csr_matrix, n_probes: int, iters: int, rng: np.random.Generator) -> Tensor:
-    """(n, n_probes) float32 probes S^iters u, u ~ U(−1, 1)ⁿ (torch sparse products), scaled to
-    unit root-mean-square: the loss's minimiser does not depend on the probes' scale, and O(1)
-    values keep Adam's ε negligible."""
+def probes(
+    op: sp.csr_matrix,
+    n_probes: int,
+    iters: int,
+    rng: np.random.Generator,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """(n, n_probes) float32 probes S^iters u, u ~ U(−1, 1)ⁿ (torch sparse products on
+    ``device``; u drawn from ``rng`` on the host, so every device sees the same probes), scaled
+    to unit root-mean-square: the loss's minimiser does not depend on the probes' scale, and
+    O(1) values keep Adam's ε negligible."""
     with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
         s = torch.sparse_csr_tensor(
@@ -59,8 +66,9 @@ def probes(op: sp.csr_matrix, n_probes: int, iters: int, rng: np.random.Generato
             torch.from_numpy(op.data.astype(np.float32)),
             size=op.shape,
             check_invariants=False,
-        )
-    f = torch.from_numpy(rng.uniform(-1.0, 1.0, (op.shape[0], n_probes)).astype(np.float32))
+        ).to(device)
+    u = rng.uniform(-1.0, 1.0, (op.shape[0], n_probes)).astype(np.float32)
+    f = torch.from_numpy(u).to(device)
     for _ in range(iters):
         f = s @ f
     return f / f.pow(2).mean().sqrt()
@@ -134,6 +142,42 @@ class PointMLPStack(nn.Module):
             if i < len(self.weights) - 1:
                 x = nn.functional.gelu(x)
         return x
+
+
+class PointTransformerStack(nn.Module):
+    """The paper's point network (spec §3–4, the full profile), one per seed: a per-point MLP
+    in → hidden… (LayerNorm and GELU between layers), a Transformer encoder over all points of
+    the sample (global self-attention, d = hidden[-1], ``heads`` heads, feed-forward ``ffn``,
+    no dropout, PyTorch's post-norm layer), and a linear head to k. Network s is initialised
+    under torch's generator seeded from s (PyTorch's own initialisation of each layer)."""
+
+    def __init__(
+        self, widths: list[int], seeds: list[int], layers: int, heads: int, ffn: int
+    ) -> None:
+        super().__init__()
+        if len(widths) < 3:
+            raise ValueError(f"need input, at least one hidden and output widths, got {widths}")
+        d = widths[-2]
+        if d % heads:
+            raise ValueError(f"the model width {d} is not divisible by {heads} heads")
+        self.nets = nn.ModuleList()
+        for seed in seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed * 1000 + 17)
+                mlp: list[nn.Module] = []
+                for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths[:-1])):
+                    mlp.append(nn.Linear(fan_in, fan_out))
+                    if i < len(widths) - 3:
+                        mlp += [nn.LayerNorm(fan_out), nn.GELU()]
+                layer = nn.TransformerEncoderLayer(
+                    d, heads, dim_feedforward=ffn, dropout=0.0, batch_first=True
+                )
+                encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+                self.nets.append(nn.Sequential(*mlp, encoder, nn.Linear(d, widths[-1])))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(S, n, in) -> (S, n, k): network s sees sample s as one sequence of n points."""
+        return torch.cat([net(x[i : i + 1]) for i, net in enumerate(self.nets)])
 
 
 def eigenvalue_estimates(errors: np.ndarray) -> np.ndarray:

@@ -147,7 +147,11 @@ def _train(
     p = cfg.probes
     x = torch.from_numpy(points.astype(np.float32))
     widths = [x.shape[-1], *cfg.model.hidden, cfg.basis_size(name)]
-    net = core.PointMLPStack(widths, list(ctx.seeds))
+    t = cfg.model.transformer
+    if t is None:
+        net: torch.nn.Module = core.PointMLPStack(widths, list(ctx.seeds))
+    else:
+        net = core.PointTransformerStack(widths, list(ctx.seeds), t.layers, t.heads, t.ffn)
     with torch.no_grad():
         initial = core.orthonormal(net(x)).numpy()
     rngs = [np.random.default_rng([cfg.data.data_seed, s, 1]) for s in ctx.seeds]
@@ -162,7 +166,8 @@ def _train(
                     p.n_probes,
                     p.iters,
                     rng,
-                ).to(ctx.device)
+                    ctx.device,
+                )
                 for dist, rng in zip(dists, rngs, strict=True)
             ]
         state["step"] = state["step"] + 1  # type: ignore[operator]
