@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from subspacelab import registry
-from tests.golden import TINY_METRICS, computed
+from tests.golden import MACHINE_KEY, TINY_METRICS, computed, machine
 from tests.helpers import make_workspace, run_chain, tiny_params, upstream_studies
 
 
@@ -23,7 +23,8 @@ def main(slugs: list[str]) -> None:
             metrics, _ = run_chain(ws, slug)
         values = computed(metrics["metrics"])
         path = TINY_METRICS / f"{slug}.json"
-        path.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+        doc = {MACHINE_KEY: machine(), **values}
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         print(f"{slug}: {len(values)} metrics -> {path}")
 
 

@@ -35,10 +35,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from subspacelab.api import DownloadError
 from subspacelab.data.cifar import CIFAR_RESOURCES, load_cifar_split
 from subspacelab.data.download import safe_extract
 from subspacelab.data.stl10 import STL10_MD5, STL10_URL, load_stl10, stl10_members
-from subspacelab.io import DownloadError
 from subspacelab.shapes.laplacian import eigenbasis, knn_laplacian
 from subspacelab.studies.eigenstructures.config import ImagesConfig
 from subspacelab.worlds import manifolds as mf

@@ -39,7 +39,6 @@ from torch import Tensor, nn
 
 from subspacelab.api import ModelFileError, sha256_file
 from subspacelab.data.cifar import fetch_cifar, load_cifar
-from subspacelab.io import NonFiniteError
 from subspacelab.studies.molrg_diffusion.config import WEIGHTS, JacobianConfig, UNetConfig
 
 if TYPE_CHECKING:
@@ -407,7 +406,7 @@ def train_unets(
     ]
     try:
         train_joint(env, members, epochs=1, loader=full_batch_loader(steps=steps), label="unet")
-    except NonFiniteError as err:
+    except ValueError as err:  # the lab's NonFiniteError among them
         bad = [
             k
             for (keys, _), got in zip(stacks, last, strict=True)
@@ -415,7 +414,9 @@ def train_unets(
             for k, ok in zip(keys, torch.isfinite(got).tolist(), strict=True)
             if not ok
         ]
-        raise NonFiniteError(f"{err}; the U-Nets of worlds {bad} diverged") from err
+        if not bad:
+            raise
+        raise type(err)(f"{err}; the U-Nets of worlds {bad} diverged") from err
 
 
 def unet_scores(
