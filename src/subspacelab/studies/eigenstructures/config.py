@@ -172,6 +172,13 @@ class EigenstructuresConfig:
             return {"images": f"functions must be at least eval.groups ({self.eval.groups})"}
         return {}
 
+    def sample_size(self, manifold: str) -> int:
+        """Points per sample of ``manifold``: ``images.n_points`` on the image world, else
+        ``data.n_points``."""
+        if manifold == "images" and self.images is not None:
+            return self.images.n_points
+        return self.data.n_points
+
     def basis_size(self, manifold: str) -> int:
         """The model's k on ``manifold``: ``images.k`` on the image world, else ``model.k``."""
         if manifold == "images" and self.images is not None:

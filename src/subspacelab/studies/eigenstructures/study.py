@@ -328,13 +328,12 @@ def _evaluate(ctx: StepContext[EigenstructuresConfig]) -> Report:
             rows.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {total} |")
     other = [
         "| manifold | mass | gap to the closed-form bound | Spearman(w, 1/ρ) (— : ρ uniform) | "
-        "points carrying "
-        f"the mass (1/Σw², of {cfg.data.n_points}) |",
+        "points carrying the mass (1/Σw², of the sample's n) |",
         "|---|---|---|---|---|",
     ]
     other += [
         f"| {n} | {label} | {fmt(f'{n}/{arm}/gap')} | {fmt(f'{n}/{arm}/spearman')} | "
-        f"{fmt(f'{n}/{arm}/mass_points')} |"
+        f"{fmt(f'{n}/{arm}/mass_points')} of {cfg.sample_size(n)} |"
         for n in cfg.data.manifolds
         for arm, label in (("learned", "in the gradient (paper)"), ("detached", "detached"))
     ]
@@ -451,7 +450,7 @@ STUDY = Study(
             "evaluate",
             _evaluate,
             needs=("fit",),
-            reads=("data", "probes", "eval"),
+            reads=("data", "probes", "eval", "images"),
             kind="report",
             description="claims E1, E2, E4; tables, eigenvalue curve, world row",
         ),
